@@ -1,0 +1,477 @@
+//! [`Environ`]: the CGI/WSGI variables of one request, typed, with `get("NAME")` for the
+//! CGI view.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+
+use http::{Extensions, HeaderMap, Method, Version, header};
+use percent_encoding::percent_decode_str;
+
+use super::{Errors, Input};
+
+/// The environment of one request: PEP 3333's `environ` dict, typed.
+///
+/// The hot variables have typed accessors; [`get`](Self::get) gives the CGI string view of
+/// any of them (`"REQUEST_METHOD"`, `"PATH_INFO"`, `"HTTP_USER_AGENT"`, `"wsgi.url_scheme"`,
+/// …). `wsgi.input` is [`input`](Self::input) and `wsgi.errors` is [`errors`](Self::errors).
+///
+/// Server extensions — what a WSGI server would put under its own keys, such as a database
+/// pool — travel in [`extensions`](Self::extensions): everything the request carried in its
+/// `http::Extensions` (e.g. from axum's `Extension` layer) is there.
+///
+/// ```
+/// use pgbridge::awsgi::Environ;
+///
+/// let request = http::Request::get("/shop/items/caf%C3%A9?page=2")
+///     .header("Accept", "text/html")
+///     .header("Accept", "application/json")
+///     .body(())
+///     .unwrap();
+/// let environ = Environ::builder(request).script_name("/shop").build();
+/// assert_eq!(environ.get("SCRIPT_NAME").as_deref(), Some("/shop"));
+/// assert_eq!(environ.path_info(), "/items/café");
+/// assert_eq!(environ.get("QUERY_STRING").as_deref(), Some("page=2"));
+/// assert_eq!(environ.get("HTTP_ACCEPT").as_deref(), Some("text/html, application/json"));
+/// ```
+#[derive(Debug)]
+pub struct Environ {
+    method: Method,
+    script_name: String,
+    path_info: String,
+    query_string: String,
+    server_name: String,
+    server_port: u16,
+    version: Version,
+    url_scheme: &'static str,
+    remote_addr: Option<SocketAddr>,
+    headers: HeaderMap,
+    routing_args: Vec<(String, String)>,
+    extensions: Extensions,
+    input: Input,
+    errors: Errors,
+}
+
+/// The names [`Environ::get`] answers for besides the `HTTP_*` ones, in CGI order.
+pub const VARIABLES: &[&str] = &[
+    "REQUEST_METHOD",
+    "SCRIPT_NAME",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "CONTENT_TYPE",
+    "CONTENT_LENGTH",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "SERVER_PROTOCOL",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+    "wsgi.version",
+    "wsgi.url_scheme",
+    "wsgi.multithread",
+    "wsgi.multiprocess",
+    "wsgi.run_once",
+];
+
+impl Environ {
+    /// Starts an environ from a request's head, for servers, tests and examples.
+    ///
+    /// The request's URI path becomes `PATH_INFO` (percent-decoded) unless
+    /// [`EnvironBuilder::script_name`] takes a prefix off it; its extensions become the
+    /// environ's.
+    pub fn builder<B>(request: http::Request<B>) -> EnvironBuilder {
+        let (parts, _) = request.into_parts();
+        EnvironBuilder::from_parts(parts)
+    }
+
+    /// `REQUEST_METHOD`.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// `SCRIPT_NAME`: the mount prefix, percent-decoded; empty at the root.
+    pub fn script_name(&self) -> &str {
+        &self.script_name
+    }
+
+    /// `PATH_INFO`: the path below the mount point, percent-decoded as CGI does.
+    pub fn path_info(&self) -> &str {
+        &self.path_info
+    }
+
+    /// `QUERY_STRING`, raw (not decoded), without the `?`.
+    pub fn query_string(&self) -> &str {
+        &self.query_string
+    }
+
+    /// The query string's `name=value` pairs, decoded (`+` is a space).
+    ///
+    /// ```
+    /// let request = http::Request::get("/?q=a+b&n=%31").body(()).unwrap();
+    /// let environ = pgbridge::awsgi::Environ::builder(request).build();
+    /// assert_eq!(environ.query("q").as_deref(), Some("a b"));
+    /// assert_eq!(environ.query("n").as_deref(), Some("1"));
+    /// assert_eq!(environ.query("missing"), None);
+    /// ```
+    pub fn query(&self, name: &str) -> Option<String> {
+        self.query_pairs()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value)
+    }
+
+    /// All decoded query pairs, in order.
+    pub fn query_pairs(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.query_string
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                (form_decode(key), form_decode(value))
+            })
+    }
+
+    /// The request headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// `CONTENT_TYPE`, if the client sent one.
+    pub fn content_type(&self) -> Option<&str> {
+        self.headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+    }
+
+    /// `CONTENT_LENGTH`, if the client sent a valid one.
+    pub fn content_length(&self) -> Option<u64> {
+        self.headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// `REMOTE_ADDR`/`REMOTE_PORT`, when the server knows the peer.
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.remote_addr
+    }
+
+    /// `wsgi.url_scheme`: `"http"` or `"https"`.
+    pub fn url_scheme(&self) -> &'static str {
+        self.url_scheme
+    }
+
+    /// `SERVER_NAME`.
+    pub fn server_name(&self) -> &str {
+        &self.server_name
+    }
+
+    /// `SERVER_PORT`.
+    pub fn server_port(&self) -> u16 {
+        self.server_port
+    }
+
+    /// `wsgiorg.routing_args`: the named path parameters a router matched, e.g. `id` for a
+    /// route `/notes/{id}`, percent-decoded.
+    pub fn routing_args(&self) -> &[(String, String)] {
+        &self.routing_args
+    }
+
+    /// One routing argument by name.
+    pub fn routing_arg(&self, name: &str) -> Option<&str> {
+        self.routing_args
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Server extensions: typed values the server (or an axum layer) attached to the
+    /// request, such as the database pool.
+    pub fn extensions(&self) -> &Extensions {
+        &self.extensions
+    }
+
+    /// A mutable view of the extensions, for middleware written as applications.
+    pub fn extensions_mut(&mut self) -> &mut Extensions {
+        &mut self.extensions
+    }
+
+    /// `wsgi.input`: the request body.
+    pub fn input(&mut self) -> &mut Input {
+        &mut self.input
+    }
+
+    /// Takes `wsgi.input` out of the environ, leaving an empty one, e.g. to move the
+    /// request body into a response stream.
+    pub fn take_input(&mut self) -> Input {
+        std::mem::replace(&mut self.input, Input::empty())
+    }
+
+    /// `wsgi.errors`: diagnostics, to the log.
+    pub fn errors(&self) -> Errors {
+        self.errors
+    }
+
+    /// The CGI view of one variable: any name in [`VARIABLES`], or `HTTP_*` for a request
+    /// header (upper-cased, `-` as `_`, repeated headers joined with `", "`).
+    /// `CONTENT_TYPE` and `CONTENT_LENGTH` never appear as `HTTP_*`, as CGI requires.
+    pub fn get(&self, name: &str) -> Option<Cow<'_, str>> {
+        let value: Cow<'_, str> = match name {
+            "REQUEST_METHOD" => self.method.as_str().into(),
+            "SCRIPT_NAME" => self.script_name.as_str().into(),
+            "PATH_INFO" => self.path_info.as_str().into(),
+            "QUERY_STRING" => self.query_string.as_str().into(),
+            "CONTENT_TYPE" => return self.header_cgi(header::CONTENT_TYPE.as_str()),
+            "CONTENT_LENGTH" => return self.header_cgi(header::CONTENT_LENGTH.as_str()),
+            "SERVER_NAME" => self.server_name.as_str().into(),
+            "SERVER_PORT" => self.server_port.to_string().into(),
+            "SERVER_PROTOCOL" => protocol(self.version).into(),
+            "REMOTE_ADDR" => self.remote_addr?.ip().to_string().into(),
+            "REMOTE_PORT" => self.remote_addr?.port().to_string().into(),
+            "wsgi.version" => "1.0".into(),
+            "wsgi.url_scheme" => self.url_scheme.into(),
+            "wsgi.multithread" => "true".into(),
+            "wsgi.multiprocess" => "false".into(),
+            "wsgi.run_once" => "false".into(),
+            _ => {
+                let header = name.strip_prefix("HTTP_")?;
+                if header == "CONTENT_TYPE" || header == "CONTENT_LENGTH" {
+                    return None;
+                }
+                return self.http_variable(header);
+            }
+        };
+        Some(value)
+    }
+
+    /// Every variable [`get`](Self::get) answers for, with its value: the CGI view of the
+    /// whole environ.
+    pub fn vars(&self) -> Vec<(String, String)> {
+        let mut vars: Vec<(String, String)> = VARIABLES
+            .iter()
+            .filter_map(|name| Some((name.to_string(), self.get(name)?.into_owned())))
+            .collect();
+        let mut seen: Vec<String> = Vec::new();
+        for name in self.headers.keys() {
+            if name == header::CONTENT_TYPE || name == header::CONTENT_LENGTH {
+                continue;
+            }
+            let cgi = cgi_name(name.as_str());
+            if !seen.contains(&cgi) {
+                if let Some(value) = self.get(&cgi) {
+                    vars.push((cgi.clone(), value.into_owned()));
+                }
+                seen.push(cgi);
+            }
+        }
+        vars
+    }
+
+    fn header_cgi(&self, name: &str) -> Option<Cow<'_, str>> {
+        let mut values = self.headers.get_all(name).iter();
+        let first = values.next()?;
+        let mut joined = String::from_utf8_lossy(first.as_bytes()).into_owned();
+        for value in values {
+            joined.push_str(", ");
+            joined.push_str(&String::from_utf8_lossy(value.as_bytes()));
+        }
+        Some(joined.into())
+    }
+
+    /// `HTTP_FOO_BAR`: every header whose CGI name is `FOO_BAR`, joined with `", "`.
+    fn http_variable(&self, cgi_suffix: &str) -> Option<Cow<'_, str>> {
+        let mut joined: Option<String> = None;
+        for (name, value) in &self.headers {
+            if cgi_name(name.as_str())[5..] != *cgi_suffix {
+                continue;
+            }
+            let value = String::from_utf8_lossy(value.as_bytes());
+            match &mut joined {
+                None => joined = Some(value.into_owned()),
+                Some(all) => {
+                    all.push_str(", ");
+                    all.push_str(&value);
+                }
+            }
+        }
+        joined.map(Cow::Owned)
+    }
+}
+
+/// Builds an [`Environ`]. The layer uses it for every request; tests and examples use it to
+/// call an application directly.
+#[derive(Debug)]
+pub struct EnvironBuilder {
+    environ: Environ,
+}
+
+impl EnvironBuilder {
+    pub(crate) fn from_parts(parts: http::request::Parts) -> Self {
+        let path = parts.uri.path();
+        let environ = Environ {
+            path_info: decode_path(path),
+            script_name: String::new(),
+            query_string: parts.uri.query().unwrap_or("").to_owned(),
+            server_name: String::from("localhost"),
+            server_port: 80,
+            url_scheme: if parts.uri.scheme_str() == Some("https") {
+                "https"
+            } else {
+                "http"
+            },
+            method: parts.method,
+            version: parts.version,
+            remote_addr: None,
+            headers: parts.headers,
+            routing_args: Vec::new(),
+            extensions: parts.extensions,
+            input: Input::empty(),
+            errors: Errors::default(),
+        };
+        Self { environ }
+    }
+
+    /// Takes `prefix` (raw, as in the URI) off the front of the path as `SCRIPT_NAME`.
+    /// A prefix the path does not start with is ignored.
+    pub fn script_name(mut self, prefix: &str) -> Self {
+        let prefix = prefix.trim_end_matches('/');
+        let decoded = decode_path(prefix);
+        if let Some(rest) = self.environ.path_info.strip_prefix(decoded.as_str()) {
+            if rest.is_empty() || rest.starts_with('/') {
+                self.environ.path_info = rest.to_owned();
+                self.environ.script_name = decoded;
+            }
+        }
+        self
+    }
+
+    /// Sets `SERVER_NAME` and `SERVER_PORT`.
+    pub fn server(mut self, name: impl Into<String>, port: u16) -> Self {
+        self.environ.server_name = name.into();
+        self.environ.server_port = port;
+        self
+    }
+
+    /// Sets `wsgi.url_scheme`.
+    pub fn https(mut self, https: bool) -> Self {
+        self.environ.url_scheme = if https { "https" } else { "http" };
+        self
+    }
+
+    /// Sets `REMOTE_ADDR` and `REMOTE_PORT`.
+    pub fn remote_addr(mut self, addr: SocketAddr) -> Self {
+        self.environ.remote_addr = Some(addr);
+        self
+    }
+
+    /// Sets `wsgiorg.routing_args`.
+    pub fn routing_args(mut self, args: Vec<(String, String)>) -> Self {
+        self.environ.routing_args = args;
+        self
+    }
+
+    /// Sets `wsgi.input`.
+    pub fn input(mut self, input: Input) -> Self {
+        self.environ.input = input;
+        self
+    }
+
+    /// The finished environ.
+    pub fn build(self) -> Environ {
+        self.environ
+    }
+}
+
+/// `Accept-Language` → `HTTP_ACCEPT_LANGUAGE`.
+fn cgi_name(header: &str) -> String {
+    let mut name = String::with_capacity(header.len() + 5);
+    name.push_str("HTTP_");
+    name.extend(header.chars().map(|c| match c {
+        '-' => '_',
+        c => c.to_ascii_uppercase(),
+    }));
+    name
+}
+
+fn decode_path(path: &str) -> String {
+    percent_decode_str(path).decode_utf8_lossy().into_owned()
+}
+
+fn form_decode(s: &str) -> String {
+    let spaced = s.replace('+', " ");
+    percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
+}
+
+fn protocol(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn environ(request: http::Request<()>) -> Environ {
+        Environ::builder(request).build()
+    }
+
+    #[test]
+    fn cgi_names_for_headers() {
+        let request = http::Request::get("/")
+            .header("X-Forwarded-For", "a")
+            .header("x-forwarded-for", "b")
+            .header("Content-Type", "text/plain")
+            .header("Content-Length", "0")
+            .body(())
+            .unwrap();
+        let env = environ(request);
+        assert_eq!(env.get("HTTP_X_FORWARDED_FOR").as_deref(), Some("a, b"));
+        assert_eq!(env.get("CONTENT_TYPE").as_deref(), Some("text/plain"));
+        assert_eq!(env.get("CONTENT_LENGTH").as_deref(), Some("0"));
+        assert_eq!(env.get("HTTP_CONTENT_TYPE"), None);
+        assert_eq!(env.get("HTTP_CONTENT_LENGTH"), None);
+        let vars = env.vars();
+        assert!(
+            vars.iter()
+                .any(|(k, v)| k == "HTTP_X_FORWARDED_FOR" && v == "a, b")
+        );
+        assert_eq!(
+            vars.iter()
+                .filter(|(k, _)| k == "HTTP_X_FORWARDED_FOR")
+                .count(),
+            1
+        );
+        assert!(!vars.iter().any(|(k, _)| k == "HTTP_CONTENT_TYPE"));
+    }
+
+    #[test]
+    fn script_name_split_and_decoding() {
+        let request = http::Request::get("/api%20v1/a%2Fb/c?x=%20")
+            .body(())
+            .unwrap();
+        let env = Environ::builder(request).script_name("/api%20v1").build();
+        assert_eq!(env.script_name(), "/api v1");
+        assert_eq!(env.path_info(), "/a/b/c");
+        assert_eq!(env.query_string(), "x=%20");
+
+        let request = http::Request::get("/app").body(()).unwrap();
+        let env = Environ::builder(request).script_name("/app").build();
+        assert_eq!((env.script_name(), env.path_info()), ("/app", ""));
+
+        let request = http::Request::get("/application").body(()).unwrap();
+        let env = Environ::builder(request).script_name("/app").build();
+        assert_eq!((env.script_name(), env.path_info()), ("", "/application"));
+    }
+
+    #[test]
+    fn fixed_variables() {
+        let env = environ(http::Request::get("/").body(()).unwrap());
+        assert_eq!(env.get("wsgi.version").as_deref(), Some("1.0"));
+        assert_eq!(env.get("wsgi.url_scheme").as_deref(), Some("http"));
+        assert_eq!(env.get("SERVER_PROTOCOL").as_deref(), Some("HTTP/1.1"));
+        assert_eq!(env.get("REMOTE_ADDR"), None);
+        assert_eq!(env.get("NOT_A_VARIABLE"), None);
+    }
+}

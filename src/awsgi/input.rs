@@ -1,0 +1,128 @@
+//! `wsgi.input`: the request body, streamed as it arrives, with a size limit.
+
+use bytes::{Bytes, BytesMut};
+use http::StatusCode;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+/// Why reading `wsgi.input` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InputError {
+    /// The body passed the configured limit. The server answers 413.
+    #[error("request body is larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The client broke off the body, or sent a malformed one. The server answers 400.
+    #[error("reading the request body failed: {0}")]
+    Read(#[source] super::BoxError),
+}
+
+impl InputError {
+    /// The status the server answers when this error ends a request: 413 or 400.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Read(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// `wsgi.input`: the request body as an async stream of chunks.
+///
+/// Chunks are handed over as they arrive from the client; nothing is pre-read. Reading past
+/// the configured limit (see [`AwsgiLayer::body_limit`](super::AwsgiLayer::body_limit))
+/// fails with [`InputError::TooLarge`], which the server answers with 413 when the
+/// application returns it with `?`.
+///
+/// ```
+/// use pgbridge::awsgi::{Body, Environ, Error, StartResponse};
+///
+/// async fn echo(mut environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
+///     let body = environ.input().read_to_end().await?;
+///     start_response.start("200 OK", [("Content-Type", "application/octet-stream")])?;
+///     Ok(Body::from(body))
+/// }
+/// # let _ = pgbridge::awsgi::AwsgiService::new(echo);
+/// ```
+#[derive(Debug)]
+pub struct Input {
+    body: Limited<axum::body::Body>,
+    limit: usize,
+    done: bool,
+}
+
+impl Input {
+    pub(crate) fn new(body: axum::body::Body, limit: usize) -> Self {
+        Self {
+            body: Limited::new(body, limit),
+            limit,
+            done: false,
+        }
+    }
+
+    /// An empty input, for environs built outside a server (tests, examples).
+    pub fn empty() -> Self {
+        Self::new(axum::body::Body::empty(), 0)
+    }
+
+    /// The next chunk of the body as it arrives, or `None` at the end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, InputError> {
+        while !self.done {
+            match self.body.frame().await {
+                None => self.done = true,
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        if !data.is_empty() {
+                            return Ok(Some(data));
+                        }
+                    }
+                }
+                Some(Err(err)) => {
+                    self.done = true;
+                    return Err(if err.is::<LengthLimitError>() {
+                        InputError::TooLarge { limit: self.limit }
+                    } else {
+                        InputError::Read(err)
+                    });
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The whole (remaining) body.
+    pub async fn read_to_end(&mut self) -> Result<Bytes, InputError> {
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = self.chunk().await? {
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    }
+
+    /// The configured limit, in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_within_limit() {
+        let mut input = Input::new(axum::body::Body::from("hello"), 5);
+        assert_eq!(input.read_to_end().await.unwrap(), "hello");
+        assert!(input.chunk().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn refuses_past_limit() {
+        let mut input = Input::new(axum::body::Body::from("hello!"), 5);
+        let err = input.read_to_end().await.unwrap_err();
+        assert!(matches!(err, InputError::TooLarge { limit: 5 }));
+        assert_eq!(err.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+}

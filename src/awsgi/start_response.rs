@@ -1,0 +1,425 @@
+//! [`StartResponse`]: WSGI's `start_response` callable, with its status and header rules,
+//! `exc_info`, the deferred commit, and the legacy [`Write`] handle.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use tokio::sync::mpsc;
+
+use super::Error;
+
+/// How many `write()` chunks may wait for the client before `write` suspends.
+const WRITE_BUFFER: usize = 8;
+
+/// Why a `start_response` call was refused.
+///
+/// Each of these is the application's bug. The call returns the error so the application
+/// can see it; if the application carries on regardless, the server still answers a plain
+/// 500 and logs this detail, never sending it to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartResponseError {
+    /// The status is not `"NNN Reason"`.
+    #[error("invalid status {0:?}: expected \"NNN Reason\", e.g. \"200 OK\"")]
+    InvalidStatus(String),
+    /// A header name is not an HTTP token.
+    #[error("invalid header name {0:?}")]
+    InvalidHeaderName(String),
+    /// A header value holds CR, LF or another control byte.
+    #[error("invalid value for header {0:?}: control characters are not allowed")]
+    InvalidHeaderValue(String),
+    /// A hop-by-hop header, which belongs to the server, not the application.
+    #[error("hop-by-hop header {0:?} is the server's to set")]
+    HopByHop(String),
+    /// `start_response` was called a second time without `exc_info`.
+    #[error("start_response called twice without exc_info")]
+    AlreadyStarted,
+}
+
+/// The response head an application has chosen.
+#[derive(Debug, Clone)]
+pub(crate) struct Head {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    head: Option<Head>,
+    committed: bool,
+    rejected: Option<StartResponseError>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    writes: mpsc::Sender<Bytes>,
+}
+
+/// WSGI's `start_response`: the application chooses its status and headers here.
+///
+/// Rules (PEP 3333):
+///
+/// - the status is `"NNN Reason"`;
+/// - header names are HTTP tokens, values hold no CR, LF or other control bytes, and
+///   hop-by-hop headers (`Connection`, `Keep-Alive`, `Transfer-Encoding`, `Upgrade`, `TE`,
+///   `Trailer`, `Proxy-*`) are refused;
+/// - **nothing is sent until the body yields its first non-empty chunk or ends**, so until
+///   then the application may replace its choice by calling
+///   [`start_with_exc_info`](Self::start_with_exc_info) — an error page after a failed query;
+/// - a second [`start`](Self::start) is an error.
+///
+/// `StartResponse` is a cheap handle: clone it into the body stream if the body decides the
+/// response late.
+///
+/// ```
+/// use pgbridge::awsgi::{Body, Environ, Error, StartResponse};
+///
+/// async fn app(_environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
+///     start_response.start("200 OK", [("Content-Type", "text/plain")])?;
+///     Ok(Body::from("hello\n"))
+/// }
+/// # let _ = pgbridge::awsgi::AwsgiService::new(app);
+/// ```
+#[derive(Debug, Clone)]
+pub struct StartResponse {
+    shared: Arc<Shared>,
+}
+
+impl StartResponse {
+    /// A fresh handle and the receiving end of its `write()` channel, for the server.
+    pub(crate) fn new() -> (Self, mpsc::Receiver<Bytes>) {
+        let (writes, rx) = mpsc::channel(WRITE_BUFFER);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            writes,
+        });
+        (Self { shared }, rx)
+    }
+
+    /// Sets the status and headers. Returns the legacy [`Write`] handle.
+    ///
+    /// Fails if the status or a header breaks the rules, or if the response was already
+    /// started; the server will then answer 500 whatever the application does next.
+    pub fn start<I, K, V>(&self, status: &str, headers: I) -> Result<Write, StartResponseError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut state = self.lock();
+        let result = if state.head.is_some() {
+            Err(StartResponseError::AlreadyStarted)
+        } else {
+            parse_head(status, headers)
+        };
+        self.settle(&mut state, result)
+    }
+
+    /// Replaces the status and headers after an error, as `start_response(status, headers,
+    /// exc_info)` does.
+    ///
+    /// Before the commit this replaces whatever was chosen (or sets it, if nothing was).
+    /// After the commit the headers are on the wire: `exc_info` is handed back as the `Err`
+    /// (WSGI's re-raise), and when the application returns it the server aborts the
+    /// connection, so the client cannot mistake the cut response for a whole one.
+    ///
+    /// ```
+    /// use pgbridge::awsgi::{Body, Environ, Error, StartResponse};
+    ///
+    /// async fn app(_environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
+    ///     start_response.start("200 OK", [("Content-Type", "text/plain")])?;
+    ///     match std::fs::read_to_string("/no/such/file") {
+    ///         Ok(text) => Ok(Body::from(text)),
+    ///         Err(err) => {
+    ///             start_response.start_with_exc_info(
+    ///                 "503 Service Unavailable",
+    ///                 [("Content-Type", "text/plain")],
+    ///                 err.into(),
+    ///             )?;
+    ///             Ok(Body::from("try again later\n"))
+    ///         }
+    ///     }
+    /// }
+    /// # let _ = pgbridge::awsgi::AwsgiService::new(app);
+    /// ```
+    pub fn start_with_exc_info<I, K, V>(
+        &self,
+        status: &str,
+        headers: I,
+        exc_info: Error,
+    ) -> Result<Write, Error>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut state = self.lock();
+        if state.committed {
+            return Err(exc_info);
+        }
+        // A fresh choice clears an earlier rejection: that is what exc_info is for.
+        state.rejected = None;
+        state.head = None;
+        let result = parse_head(status, headers);
+        Ok(self.settle(&mut state, result)?)
+    }
+
+    /// Whether `start_response` has been called successfully.
+    pub fn is_started(&self) -> bool {
+        self.lock().head.is_some()
+    }
+
+    /// Whether the headers have been sent.
+    pub fn is_committed(&self) -> bool {
+        self.lock().committed
+    }
+
+    fn settle(
+        &self,
+        state: &mut State,
+        result: Result<Head, StartResponseError>,
+    ) -> Result<Write, StartResponseError> {
+        match result {
+            Ok(head) => {
+                state.head = Some(head);
+                Ok(Write {
+                    tx: self.shared.writes.clone(),
+                })
+            }
+            Err(err) => {
+                state.rejected.get_or_insert_with(|| err.clone());
+                Err(err)
+            }
+        }
+    }
+
+    /// Commits the response: returns the head to send, or why there is none. After this,
+    /// only `start_with_exc_info` (which re-raises) is meaningful.
+    pub(crate) fn commit(&self) -> Result<Head, super::ContractError> {
+        let mut state = self.lock();
+        if let Some(rejected) = &state.rejected {
+            return Err(super::ContractError::Rejected(rejected.to_string()));
+        }
+        let head = state.head.clone().ok_or(super::ContractError::NotStarted)?;
+        state.committed = true;
+        Ok(head)
+    }
+
+    /// A rejected call made after the commit, which must abort the response.
+    pub(crate) fn rejected(&self) -> Option<StartResponseError> {
+        self.lock().rejected.clone()
+    }
+
+    /// The head chosen so far, for the [`Validator`](super::Validator).
+    pub(crate) fn head(&self) -> Option<Head> {
+        self.lock().head.clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The lock is never held across a call that can panic, but a poisoned lock only
+        // means another thread panicked between two plain field writes: the state is sound.
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The legacy imperative `write` that `start_response` returns, for ported applications.
+///
+/// Bytes written go out before the body's own chunks, and the first non-empty write commits
+/// the headers. `write` suspends while the client is slow (a small buffer sits between), and
+/// fails with [`WriteError`] once the client is gone or the application has returned.
+///
+/// ```
+/// use pgbridge::awsgi::{Body, Environ, Error, StartResponse};
+///
+/// async fn legacy(_environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
+///     let write = start_response.start("200 OK", [("Content-Type", "text/plain")])?;
+///     write.write("written first, ").await?;
+///     Ok(Body::from("then the body\n"))
+/// }
+/// # let _ = pgbridge::awsgi::AwsgiService::new(legacy);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Write {
+    tx: mpsc::Sender<Bytes>,
+}
+
+/// `write()` was called after the response ended: the client went away, or the
+/// application had already returned.
+#[derive(Debug, thiserror::Error)]
+#[error("write() after the response ended")]
+pub struct WriteError;
+
+impl Write {
+    /// Sends `data` to the client, committing the headers if this is the first output.
+    pub async fn write(&self, data: impl Into<Bytes>) -> Result<(), WriteError> {
+        let data = data.into();
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.tx.send(data).await.map_err(|_| WriteError)
+    }
+}
+
+fn parse_head<I, K, V>(status: &str, headers: I) -> Result<Head, StartResponseError>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<str>,
+    V: AsRef<str>,
+{
+    let status = parse_status(status)?;
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| StartResponseError::InvalidHeaderName(name.to_owned()))?;
+        if is_hop_by_hop(&header) {
+            return Err(StartResponseError::HopByHop(name.to_owned()));
+        }
+        let value = HeaderValue::from_bytes(value.as_bytes())
+            .map_err(|_| StartResponseError::InvalidHeaderValue(name.to_owned()))?;
+        map.append(header, value);
+    }
+    Ok(Head {
+        status,
+        headers: map,
+    })
+}
+
+fn parse_status(status: &str) -> Result<StatusCode, StartResponseError> {
+    let invalid = || StartResponseError::InvalidStatus(status.to_owned());
+    let (code, reason) = status.split_once(' ').ok_or_else(invalid)?;
+    let well_formed = code.len() == 3
+        && code.bytes().all(|b| b.is_ascii_digit())
+        && !reason.is_empty()
+        && reason.trim() == reason
+        && !reason.bytes().any(|b| b.is_ascii_control());
+    if !well_formed {
+        return Err(invalid());
+    }
+    StatusCode::from_bytes(code.as_bytes())
+        .ok()
+        .filter(|s| s.as_u16() >= 200)
+        .ok_or_else(invalid)
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1, PEP 3333): the server's, not the application's.
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "upgrade"
+            | "te"
+            | "trailer"
+            | "trailers"
+    ) || name.as_str().starts_with("proxy-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: [(&str, &str); 1] = [("Content-Type", "text/plain")];
+
+    #[test]
+    fn accepts_well_formed_heads() {
+        let (sr, _rx) = StartResponse::new();
+        sr.start(
+            "201 Created",
+            [("Content-Type", "text/plain"), ("X-A", "1"), ("x-a", "2")],
+        )
+        .unwrap();
+        let head = sr.commit().unwrap();
+        assert_eq!(head.status, StatusCode::CREATED);
+        assert_eq!(head.headers.get_all("x-a").iter().count(), 2);
+        assert!(sr.is_committed());
+    }
+
+    #[test]
+    fn rejects_malformed_status() {
+        for status in [
+            "200",
+            "200OK",
+            "20 OK",
+            "2000 OK",
+            "abc OK",
+            "200 ",
+            " 200 OK",
+            "200  OK",
+            "200 OK\r\n",
+            "099 Low",
+            "150 Info",
+        ] {
+            let (sr, _rx) = StartResponse::new();
+            assert!(
+                matches!(
+                    sr.start(status, OK),
+                    Err(StartResponseError::InvalidStatus(_))
+                ),
+                "{status:?} should be rejected"
+            );
+            assert!(matches!(
+                sr.commit(),
+                Err(super::super::ContractError::Rejected(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn rejects_bad_headers() {
+        let cases: [(&str, &str); 9] = [
+            ("Bad Name", "x"),
+            ("X-Inject", "a\r\nSet-Cookie: evil=1"),
+            ("X-Nul", "a\0b"),
+            ("Connection", "close"),
+            ("Keep-Alive", "5"),
+            ("Transfer-Encoding", "chunked"),
+            ("Upgrade", "h2c"),
+            ("TE", "trailers"),
+            ("Proxy-Authenticate", "Basic"),
+        ];
+        for (name, value) in cases {
+            let (sr, _rx) = StartResponse::new();
+            let err = sr.start("200 OK", [(name, value)]).unwrap_err();
+            assert!(
+                !matches!(err, StartResponseError::InvalidStatus(_)),
+                "{name}: {err}"
+            );
+            assert!(sr.commit().is_err(), "{name} must poison the response");
+        }
+    }
+
+    #[test]
+    fn second_start_without_exc_info_is_rejected() {
+        let (sr, _rx) = StartResponse::new();
+        sr.start("200 OK", OK).unwrap();
+        assert_eq!(
+            sr.start("200 OK", OK).unwrap_err(),
+            StartResponseError::AlreadyStarted
+        );
+        assert!(sr.commit().is_err());
+    }
+
+    #[test]
+    fn exc_info_replaces_before_commit_and_reraises_after() {
+        let (sr, _rx) = StartResponse::new();
+        sr.start("200 OK", OK).unwrap();
+        sr.start_with_exc_info("500 Oops", OK, Error::msg("query failed"))
+            .unwrap();
+        assert_eq!(
+            sr.commit().unwrap().status,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+
+        let err = sr
+            .start_with_exc_info("503 Later", OK, Error::msg("too late"))
+            .unwrap_err();
+        assert_eq!(err.to_string(), "too late");
+    }
+}
