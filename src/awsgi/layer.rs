@@ -298,6 +298,8 @@ async fn serve<A: Application>(
         declared,
         sent: 0,
         done: false,
+        unflushed: false,
+        abort: None,
     };
     if let Some(first) = body.first.take() {
         body.first = Some(body.clip(first));
@@ -503,6 +505,11 @@ struct ResponseBody {
     /// Bytes accepted for sending so far, `first` included.
     sent: u64,
     done: bool,
+    /// Data went out since this body last returned `Pending`: hyper may still hold it in
+    /// its write buffer, which it discards when the body fails.
+    unflushed: bool,
+    /// An abort held back for one poll, so that what was sent before it reaches the client.
+    abort: Option<Error>,
 }
 
 impl ResponseBody {
@@ -528,11 +535,27 @@ impl ResponseBody {
         chunk
     }
 
-    fn abort(&mut self, err: Error) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+    fn abort(
+        &mut self,
+        err: Error,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         tracing::error!(error = %err, "application failed after its response started; aborting the connection");
         self.exchange = None;
         self.done = true;
+        if std::mem::take(&mut self.unflushed) {
+            // Yield once: hyper flushes what it buffered, then the error closes the
+            // connection, so the client sees the cut body rather than nothing.
+            self.abort = Some(err);
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         Poll::Ready(Some(Err(err)))
+    }
+
+    fn data(&mut self, chunk: Bytes) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        self.unflushed = true;
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
     }
 
     fn owes_bytes(&self) -> bool {
@@ -549,37 +572,44 @@ impl http_body::Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = &mut *self;
+        if let Some(err) = this.abort.take() {
+            return Poll::Ready(Some(Err(err)));
+        }
         if this.done {
             return Poll::Ready(None);
         }
         if let Some(first) = this.first.take() {
-            return Poll::Ready(Some(Ok(Frame::data(first))));
+            return this.data(first);
         }
         if let Some(exchange) = &mut this.exchange {
             if let Some(rejected) = exchange.start_response.rejected() {
-                return this.abort(ContractError::Rejected(rejected.to_string()).into());
+                return this.abort(ContractError::Rejected(rejected.to_string()).into(), cx);
             }
             match exchange.poll_chunk(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    this.unflushed = false;
+                    return Poll::Pending;
+                }
                 Poll::Ready(Ok(Some(chunk))) => {
                     let chunk = this.clip(chunk);
-                    return Poll::Ready(Some(Ok(Frame::data(chunk))));
+                    return this.data(chunk);
                 }
                 Poll::Ready(Ok(None)) => this.exchange = None,
-                Poll::Ready(Err(err)) => return this.abort(err),
+                Poll::Ready(Err(err)) => return this.abort(err, cx),
             }
         }
         // The end: fewer bytes than declared must not look like a whole body.
         if let Some(declared) = this.declared.filter(|_| this.owes_bytes()) {
             let sent = this.sent;
-            return this.abort(ContractError::ShortBody { declared, sent }.into());
+            return this.abort(ContractError::ShortBody { declared, sent }.into(), cx);
         }
         this.done = true;
         Poll::Ready(None)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done || (self.first.is_none() && self.exchange.is_none() && !self.owes_bytes())
+        (self.done && self.abort.is_none())
+            || (self.first.is_none() && self.exchange.is_none() && !self.owes_bytes())
     }
 
     fn size_hint(&self) -> SizeHint {
