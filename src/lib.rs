@@ -1,4 +1,109 @@
-//! pgbridge: an asynchronous WSGI-shaped application contract, served on axum, with
-//! non-blocking Postgres.
+//! **pgbridge** — an asynchronous WSGI for Rust, served on axum, with non-blocking Postgres.
+//!
+//! In 2008 the Python Web-SIG sketched an *asynchronous WSGI*: an application keeps the
+//! `app(environ, start_response)` shape but may suspend — "wake me when this socket is
+//! readable, or after a timeout" — so one event loop serves thousands of requests waiting on
+//! Postgres. Its flaw was that every function in the call chain had to `yield`. Rust's
+//! `async`/`await` removes that flaw. This crate is that contract, done in Rust:
+//!
+//! - [`awsgi`]: the contract (PEP 3333's rules, the fdevent extension) and the tower layer
+//!   that serves it on axum. It knows nothing of Postgres.
+//! - [`db`]: a deadpool-postgres pool whose queries are cancelled on the server when the
+//!   request awaiting them goes away.
+//! - [`apps`]: applications on the contract; [`router`] mounts them beside native routes.
+//! - [`config`], [`error`]: every setting in one place; one JSON error shape.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use pgbridge::{AppState, config::Config, router};
+//!
+//! let config = Config::new("postgres://postgres@localhost/postgres");
+//! let state = AppState::new(config)?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, router(state)).await?;
+//! # Ok(()) }
+//! ```
 
+pub mod apps;
 pub mod awsgi;
+pub mod config;
+pub mod db;
+pub mod error;
+mod http_edge;
+
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::{Extension, Router};
+use tower::Layer;
+
+use crate::awsgi::{Application, AwsgiLayer, Validator};
+use crate::config::Config;
+use crate::db::{Db, DbError};
+
+/// What the router's handlers share: the pool and the configuration.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The database pool (also in every environ's extensions).
+    pub db: Db,
+    /// The service's settings.
+    pub config: Arc<Config>,
+}
+
+impl AppState {
+    /// Builds the pool from `config`. Opens no connection yet.
+    pub fn new(config: Config) -> Result<Self, DbError> {
+        let db = Db::connect(&config.db())?;
+        Ok(Self {
+            db,
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// The whole HTTP surface: the contract's applications mounted beside native axum
+/// handlers, under the service's tower-http layers (request id, tracing, timeout, JSON
+/// errors).
+pub fn router(state: AppState) -> Router {
+    let awsgi = AwsgiLayer::new()
+        .body_limit(state.config.body_limit_bytes)
+        .server(
+            state.config.bind_addr.ip().to_string(),
+            state.config.bind_addr.port(),
+        )
+        .error_responder(error::awsgi_error_response);
+    let readiness = apps::health::Readiness {
+        db: state.db.clone(),
+        timeout: state.config.ready_timeout(),
+    };
+
+    let mount = Mount {
+        layer: awsgi,
+        validate: state.config.validate_apps,
+    };
+
+    let routes = Router::new();
+    let routes = mount.at(routes, "/", apps::index::app);
+    let routes = mount.at(routes, "/seed/postgres-async", apps::postgres_async::app);
+    let routes = mount.at(routes, "/seed/poll-sleep", apps::poll_sleep::app);
+    let routes = routes
+        .route("/healthz", get(apps::health::healthz))
+        .route("/readyz", get(apps::health::readyz).with_state(readiness));
+    http_edge::layers(routes.layer(Extension(state.db)), &state.config)
+}
+
+/// Mounts applications through the layer, under the `Validator` when configured.
+struct Mount {
+    layer: AwsgiLayer,
+    validate: bool,
+}
+
+impl Mount {
+    fn at<A: Application>(&self, router: Router, path: &str, app: A) -> Router {
+        if self.validate {
+            router.route_service(path, self.layer.layer(Validator::new(app)))
+        } else {
+            router.route_service(path, self.layer.layer(app))
+        }
+    }
+}

@@ -1,1 +1,98 @@
-fn main() {}
+//! The `pgbridge` binary: read the config, wait for Postgres, serve, drain on SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::Parser;
+use pgbridge::{AppState, config::Config, router};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|err| {
+        eprintln!(
+            "invalid log filter {:?} ({err}); using \"info\"",
+            config.log_filter
+        );
+        EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+
+    match run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "pgbridge stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let grace = config.shutdown_grace();
+    let bind = config.bind_addr;
+    let state = AppState::new(config)?;
+
+    // Wait for Postgres before taking traffic, unless told to stop first.
+    tokio::select! {
+        () = state.db.wait_until_ready(std::time::Duration::from_secs(5)) => {}
+        () = shutdown_signal() => {
+            tracing::info!("stopped while waiting for the database");
+            return Ok(());
+        }
+    }
+
+    let listener = TcpListener::bind(bind).await?;
+    tracing::info!(addr = %listener.local_addr()?, "pgbridge listening");
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!(
+            ?grace,
+            "shutting down: no new connections, finishing in-flight requests"
+        );
+        let _ = stop_tx.send(true);
+    });
+    let deadline = async move {
+        let mut stop_rx = stop_rx;
+        // Resolves only once shutdown has begun and the grace period has passed.
+        if stop_rx.wait_for(|stopping| *stopping).await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => result?,
+        () = deadline => tracing::warn!("grace period over; dropping the requests still open"),
+    }
+    tracing::info!("pgbridge stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,81 @@
+//! `GET /seed/postgres-async?delay=SECONDS` — the port of the seed's `nginx-postgres-async`.
+//!
+//! The 2008 original drove psycopg2's asynchronous mode by hand: poll the connection, yield
+//! to nginx with `fdevent.readable(conn.fileno())`, poll again. Every function between the
+//! application and the query had to be a generator that passed those yields up. Here the
+//! query is issued from [`report`] → [`sleep_in_postgres`], two calls deep, and each level is
+//! an ordinary `async fn`: the request suspends on the Postgres socket through the whole
+//! chain, and no thread waits for it.
+
+use serde::Serialize;
+
+use crate::awsgi::{Body, Environ, Error, StartResponse};
+use crate::db::{Db, DbError};
+
+use super::{bounded_query, db};
+
+/// The longest `delay` accepted, in seconds.
+pub const MAX_DELAY: f64 = 10.0;
+
+/// What one request reports: the rows Postgres returned after waiting.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Seconds Postgres was asked to wait.
+    pub delay: f64,
+    /// The rows read after the wait.
+    pub rows: Vec<SleepRow>,
+}
+
+/// One row of the query.
+#[derive(Debug, Serialize)]
+pub struct SleepRow {
+    /// The Postgres backend that ran the query.
+    pub backend_pid: i32,
+    /// When the statement started, by the server's clock.
+    pub started_at: String,
+    /// When the row was produced, after the wait.
+    pub finished_at: String,
+}
+
+/// The application.
+pub async fn app(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
+    let delay = bounded_query(&environ, "delay", 0.0, MAX_DELAY, 1.0)?;
+    let report = report(&db(&environ)?, delay).await?;
+    start_response.start(
+        "200 OK",
+        [
+            ("Content-Type", "application/json"),
+            ("Cache-Control", "no-store"),
+        ],
+    )?;
+    Ok(Body::from(serde_json::to_vec(&report)?))
+}
+
+/// One level down: builds the report.
+pub async fn report(db: &Db, delay: f64) -> Result<Report, DbError> {
+    let rows = sleep_in_postgres(db, delay).await?;
+    Ok(Report { delay, rows })
+}
+
+/// Two levels down: the query. It waits *inside* Postgres; the request waits on the socket.
+/// If the request is dropped meanwhile, the query is cancelled on the server.
+pub async fn sleep_in_postgres(db: &Db, delay: f64) -> Result<Vec<SleepRow>, DbError> {
+    let conn = db.conn().await?;
+    let rows = conn
+        .query(
+            "SELECT pg_backend_pid(), \
+                    to_char(statement_timestamp(), 'YYYY-MM-DD\"T\"HH24:MI:SS.USOF'), \
+                    to_char(clock_timestamp(), 'YYYY-MM-DD\"T\"HH24:MI:SS.USOF') \
+             FROM pg_sleep($1::float8)",
+            &[&delay],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| SleepRow {
+            backend_pid: row.get(0),
+            started_at: row.get(1),
+            finished_at: row.get(2),
+        })
+        .collect())
+}

@@ -1,0 +1,168 @@
+//! Every setting of the service, in one place: flags, environment variables, defaults.
+//!
+//! Nothing else in the crate reads the environment. `pgbridge --help` lists all of these.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::db::DbConfig;
+
+/// The database `docker compose up` starts; also right for a local Postgres with a
+/// `pgbridge` role and database.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://pgbridge:pgbridge@localhost:5432/pgbridge";
+
+/// pgbridge: an asynchronous WSGI-shaped application server for Postgres web services.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "pgbridge", version, about, long_about = None)]
+pub struct Config {
+    /// Postgres connection URL.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: String,
+
+    /// Address to listen on.
+    #[arg(long = "bind", env = "BIND_ADDR", default_value = "127.0.0.1:8080")]
+    pub bind_addr: SocketAddr,
+
+    /// Most pooled Postgres connections.
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: usize,
+
+    /// Milliseconds a request waits for a pooled connection before it gets 503.
+    #[arg(long, env = "DB_POOL_TIMEOUT_MS", default_value_t = 2_000)]
+    pub db_pool_timeout_ms: u64,
+
+    /// Milliseconds opening one Postgres connection may take.
+    #[arg(long, env = "DB_CONNECT_TIMEOUT_MS", default_value_t = 3_000)]
+    pub db_connect_timeout_ms: u64,
+
+    /// Postgres `statement_timeout`, in milliseconds, set on every connection.
+    #[arg(long, env = "DB_STATEMENT_TIMEOUT_MS", default_value_t = 15_000)]
+    pub db_statement_timeout_ms: u64,
+
+    /// Milliseconds until a request without response headers is answered 408 (its query
+    /// is then cancelled on the server). Streaming bodies are not cut by it.
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+
+    /// Largest request body, in bytes; larger ones are answered 413.
+    #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
+    pub body_limit_bytes: usize,
+
+    /// Milliseconds `/readyz` waits for Postgres to answer.
+    #[arg(long, env = "READY_TIMEOUT_MS", default_value_t = 1_000)]
+    pub ready_timeout_ms: u64,
+
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+
+    /// Wrap every application in the contract's `Validator` (a development aid, like
+    /// Python's `wsgiref.validate`; the test suite turns it on).
+    #[arg(long, env = "VALIDATE_APPS", default_value_t = false)]
+    pub validate_apps: bool,
+
+    /// Log filter, in `tracing_subscriber::EnvFilter` syntax.
+    #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
+    pub log_filter: String,
+}
+
+impl Config {
+    /// The defaults, with `database_url`, reading no flags and no environment: for tests
+    /// and for embedding the service.
+    ///
+    /// ```
+    /// let config = pgbridge::config::Config::new("postgres://postgres@localhost/app");
+    /// assert_eq!(config.bind_addr.port(), 8080);
+    /// assert_eq!(config.body_limit_bytes, 1024 * 1024);
+    /// ```
+    pub fn new(database_url: impl Into<String>) -> Self {
+        // An empty environment and argument list: every field takes its default.
+        let mut config = Self::defaults();
+        config.database_url = database_url.into();
+        config
+    }
+
+    fn defaults() -> Self {
+        Self {
+            database_url: DEFAULT_DATABASE_URL.into(),
+            bind_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            db_pool_size: 16,
+            db_pool_timeout_ms: 2_000,
+            db_connect_timeout_ms: 3_000,
+            db_statement_timeout_ms: 15_000,
+            request_timeout_ms: 30_000,
+            body_limit_bytes: 1024 * 1024,
+            ready_timeout_ms: 1_000,
+            shutdown_grace_secs: 30,
+            validate_apps: false,
+            log_filter: "info".into(),
+        }
+    }
+
+    /// The pool's part of the configuration.
+    pub fn db(&self) -> DbConfig {
+        DbConfig {
+            url: self.database_url.clone(),
+            pool_size: self.db_pool_size,
+            pool_wait: Duration::from_millis(self.db_pool_timeout_ms),
+            connect_timeout: Duration::from_millis(self.db_connect_timeout_ms),
+            statement_timeout: Duration::from_millis(self.db_statement_timeout_ms),
+        }
+    }
+
+    /// `request_timeout_ms` as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// `ready_timeout_ms` as a duration.
+    pub fn ready_timeout(&self) -> Duration {
+        Duration::from_millis(self.ready_timeout_ms)
+    }
+
+    /// `shutdown_grace_secs` as a duration.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hand-written defaults agree with the ones `--help` shows.
+    #[test]
+    fn defaults_match_the_flags() {
+        let parsed = Config::try_parse_from(["pgbridge"]).unwrap();
+        let mut by_hand = Config::defaults();
+        // The environment may set these while tests run; compare what it cannot touch.
+        by_hand.database_url = parsed.database_url.clone();
+        by_hand.log_filter = parsed.log_filter.clone();
+        assert_eq!(format!("{parsed:?}"), format!("{by_hand:?}"));
+    }
+
+    #[test]
+    fn flags_override() {
+        let config = Config::try_parse_from([
+            "pgbridge",
+            "--bind",
+            "0.0.0.0:9000",
+            "--database-url",
+            "postgres://x@y/z",
+            "--db-pool-size",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(config.bind_addr.port(), 9000);
+        assert_eq!(config.database_url, "postgres://x@y/z");
+        assert_eq!(config.db().pool_size, 3);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_clear_message() {
+        let err = Config::try_parse_from(["pgbridge", "--bind", "not-an-address"]).unwrap_err();
+        assert!(err.to_string().contains("--bind"), "{err}");
+    }
+}

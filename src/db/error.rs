@@ -1,0 +1,85 @@
+//! [`DbError`]: what can go wrong talking to Postgres, sorted by what a caller does about it.
+
+use deadpool_postgres::PoolError;
+use tokio_postgres::error::SqlState;
+
+/// A database failure, classified for the HTTP edge.
+///
+/// The `Display` text is for logs: it may hold driver detail, and never goes to a client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DbError {
+    /// Postgres cannot be reached, refused or dropped the connection, or no pooled
+    /// connection came free within the wait timeout. Worth retrying shortly (503).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The statement ran past `statement_timeout`, or was cancelled.
+    #[error("database statement timed out or was cancelled")]
+    Timeout(#[source] tokio_postgres::Error),
+    /// A unique or exclusion constraint refused the write (409).
+    #[error("constraint {constraint:?} refused the write")]
+    Conflict {
+        /// The constraint's name, for the log and for mapping to a field.
+        constraint: String,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// Any other error from Postgres: a bug in a query, most likely (500).
+    #[error("database query failed: {0}")]
+    Query(#[source] tokio_postgres::Error),
+    /// The configuration cannot build a pool.
+    #[error("invalid database configuration: {0}")]
+    Config(String),
+}
+
+impl DbError {
+    /// Whether retrying later may succeed: the database is down, busy, or timed out.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Timeout(_))
+    }
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        if err.is_closed() {
+            return Self::Unavailable(err.to_string());
+        }
+        let Some(db) = err.as_db_error() else {
+            // No server error: an I/O failure or a protocol failure on the wire.
+            return Self::Unavailable(err.to_string());
+        };
+        let code = db.code();
+        if *code == SqlState::QUERY_CANCELED {
+            return Self::Timeout(err);
+        }
+        if *code == SqlState::UNIQUE_VIOLATION || *code == SqlState::EXCLUSION_VIOLATION {
+            let constraint = db.constraint().unwrap_or_default().to_owned();
+            return Self::Conflict {
+                constraint,
+                source: err,
+            };
+        }
+        // Class 08 (connection exception), 53 (insufficient resources), 57P0x (shutdown,
+        // crash, cannot connect now): the server, not the query, is the problem.
+        let class = &code.code()[..2];
+        if class == "08"
+            || class == "53"
+            || *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW
+        {
+            return Self::Unavailable(err.to_string());
+        }
+        Self::Query(err)
+    }
+}
+
+impl From<PoolError> for DbError {
+    fn from(err: PoolError) -> Self {
+        match err {
+            PoolError::Backend(err) => err.into(),
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+}
