@@ -5,10 +5,11 @@
 //! future was dropped, but Postgres goes on working for no one, holding locks and a
 //! backend. Here a dropped query future sends Postgres a cancel request with the
 //! connection's `CancelToken`, and the connection returns to the pool only after a round
-//! trip shows it idle — so a late cancel can never hit the next borrower's query.
+//! trip shows it idle and outside any transaction — so a late cancel can never hit the next
+//! borrower's query.
 
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_postgres::Object;
@@ -21,11 +22,13 @@ use super::DbError;
 /// How long the clean-up after a cancel may take before the connection is thrown away.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
 /// A connection from the [`Db`](super::Db) pool, with cancel-on-drop queries.
 ///
 /// Statements go through `prepare_cached`, so each is parsed once per connection.
-/// Independent queries awaited together (e.g. with `futures::try_join!`) are pipelined by
-/// tokio-postgres on this one connection.
+/// Independent queries awaited together (e.g. with `futures_util::try_join!`) are pipelined
+/// by tokio-postgres on this one connection.
 ///
 /// ```no_run
 /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
@@ -40,27 +43,23 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// ```
 pub struct Conn {
     client: Option<Object>,
-    cancel: CancelToken,
-    /// A cancel sent for a dropped query, not yet known to have landed.
-    pending_cancel: Mutex<Option<JoinHandle<()>>>,
+    cancel: Arc<Canceller>,
 }
 
 impl Conn {
     pub(super) fn new(client: Object) -> Self {
-        let cancel = client.cancel_token();
+        let cancel = Arc::new(Canceller {
+            token: client.cancel_token(),
+            pending: Mutex::new(None),
+        });
         Self {
             client: Some(client),
             cancel,
-            pending_cancel: Mutex::new(None),
         }
     }
 
     /// Runs `sql` (prepared once per connection) and returns its rows.
-    pub async fn query(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, DbError> {
+    pub async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
         let statement = self.prepare(sql).await?;
         self.guarded(self.client().query(&statement, params))
             .await
@@ -68,11 +67,7 @@ impl Conn {
     }
 
     /// Runs `sql` and returns its one row; no row, or several, is an error.
-    pub async fn query_one(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, DbError> {
+    pub async fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, DbError> {
         let statement = self.prepare(sql).await?;
         self.guarded(self.client().query_one(&statement, params))
             .await
@@ -80,11 +75,7 @@ impl Conn {
     }
 
     /// Runs `sql` and returns its row, if any.
-    pub async fn query_opt(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, DbError> {
+    pub async fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
         let statement = self.prepare(sql).await?;
         self.guarded(self.client().query_opt(&statement, params))
             .await
@@ -92,7 +83,7 @@ impl Conn {
     }
 
     /// Runs `sql` and returns the number of rows it changed.
-    pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
+    pub async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
         let statement = self.prepare(sql).await?;
         self.guarded(self.client().execute(&statement, params))
             .await
@@ -106,18 +97,34 @@ impl Conn {
             .map_err(Into::into)
     }
 
-    /// Runs any future that uses this connection (a transaction's query, a `COPY`) with the
+    /// Starts a transaction. Its queries are cancelled on drop like the connection's; a
+    /// transaction dropped before [`Tx::commit`] rolls back.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
+    /// let mut conn = db.conn().await?;
+    /// let tx = conn.transaction().await?;
+    /// tx.execute("UPDATE notes SET title = 'a' WHERE id = $1", &[&1_i64]).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn transaction(&mut self) -> Result<Tx<'_>, DbError> {
+        let cancel = self.cancel.clone();
+        cancel.settle(self.client()).await;
+        let client = self
+            .client
+            .as_mut()
+            .expect("the client is only taken out in Drop");
+        let tx = cancel.guarded(client.transaction()).await?;
+        Ok(Tx { tx, cancel })
+    }
+
+    /// Runs any future that uses this connection (a `COPY`, a raw client call) with the
     /// same guarantee as [`query`](Self::query): dropped before it completes, it cancels
     /// what it started on the server.
     pub async fn guarded<F: Future>(&self, work: F) -> F::Output {
-        self.settle().await;
-        let mut guard = CancelOnDrop {
-            conn: self,
-            armed: true,
-        };
-        let output = work.await;
-        guard.armed = false;
-        output
+        self.cancel.settle(self.client()).await;
+        self.cancel.guarded(work).await
     }
 
     /// The underlying client, for what the helpers above do not cover. Queries issued on it
@@ -127,43 +134,11 @@ impl Conn {
             .as_ref()
             .expect("the client is only taken out in Drop")
     }
-
-    /// Waits until a cancel sent for an earlier, dropped query has reached the server, so
-    /// it cannot land on the next query.
-    async fn settle(&self) {
-        let pending = self.lock_pending().take();
-        if let Some(handle) = pending {
-            let _ = handle.await;
-            // The cancelled statement's error answer is still queued on this connection;
-            // a round trip drains it before new work is sent.
-            let _ = self.client().simple_query("").await;
-        }
-    }
-
-    fn cancel_in_background(&self) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let token = self.cancel.clone();
-        let handle = runtime.spawn(async move {
-            match token.cancel_query(NoTls).await {
-                Ok(()) => tracing::debug!("cancelled an abandoned query"),
-                Err(err) => tracing::warn!(error = %err, "could not cancel an abandoned query"),
-            }
-        });
-        *self.lock_pending() = Some(handle);
-    }
-
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Option<JoinHandle<()>>> {
-        self.pending_cancel
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        let pending = self.lock_pending().take();
+        let pending = self.cancel.take_pending();
         let (Some(handle), Some(client)) = (pending, self.client.take()) else {
             return; // nothing abandoned: the connection goes straight back to the pool
         };
@@ -172,11 +147,12 @@ impl Drop for Conn {
             return;
         };
         // Keep the connection out of the pool until the cancel has landed and the
-        // connection answers again; if it does not, close it rather than lend it out.
+        // connection answers, outside any transaction; if it does not, close it.
         runtime.spawn(async move {
             let _ = handle.await;
-            let drained = tokio::time::timeout(SETTLE_TIMEOUT, client.simple_query("")).await;
-            if !matches!(drained, Ok(Ok(_))) {
+            let settled =
+                tokio::time::timeout(SETTLE_TIMEOUT, client.simple_query("ROLLBACK")).await;
+            if !matches!(settled, Ok(Ok(_))) {
                 tracing::warn!("connection did not settle after a cancel; closing it");
                 drop(Object::take(client));
             }
@@ -190,15 +166,124 @@ impl std::fmt::Debug for Conn {
     }
 }
 
+/// A transaction on a [`Conn`], with cancel-on-drop queries.
+pub struct Tx<'a> {
+    tx: deadpool_postgres::Transaction<'a>,
+    cancel: Arc<Canceller>,
+}
+
+impl Tx<'_> {
+    /// Runs `sql` (prepared once per connection) and returns its rows.
+    pub async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+        let statement = self.prepare(sql).await?;
+        self.cancel
+            .guarded(self.tx.query(&statement, params))
+            .await
+            .map_err(Into::into)
+    }
+
+    /// Runs `sql` and returns its one row.
+    pub async fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, DbError> {
+        let statement = self.prepare(sql).await?;
+        self.cancel
+            .guarded(self.tx.query_one(&statement, params))
+            .await
+            .map_err(Into::into)
+    }
+
+    /// Runs `sql` and returns its row, if any.
+    pub async fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
+        let statement = self.prepare(sql).await?;
+        self.cancel
+            .guarded(self.tx.query_opt(&statement, params))
+            .await
+            .map_err(Into::into)
+    }
+
+    /// Runs `sql` and returns the number of rows it changed.
+    pub async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
+        let statement = self.prepare(sql).await?;
+        self.cancel
+            .guarded(self.tx.execute(&statement, params))
+            .await
+            .map_err(Into::into)
+    }
+
+    /// `sql`, prepared once per connection and cached.
+    pub async fn prepare(&self, sql: &str) -> Result<Statement, DbError> {
+        self.cancel
+            .guarded(self.tx.prepare_cached(sql))
+            .await
+            .map_err(Into::into)
+    }
+
+    /// Commits.
+    pub async fn commit(self) -> Result<(), DbError> {
+        let cancel = self.cancel.clone();
+        cancel.guarded(self.tx.commit()).await.map_err(Into::into)
+    }
+}
+
+/// The connection's cancel token and the cancel in flight for a dropped query, if any.
+struct Canceller {
+    token: CancelToken,
+    pending: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Canceller {
+    async fn guarded<F: Future>(&self, work: F) -> F::Output {
+        let mut guard = CancelOnDrop {
+            canceller: self,
+            armed: true,
+        };
+        let output = work.await;
+        guard.armed = false;
+        output
+    }
+
+    /// Waits until a cancel sent for an earlier, dropped query has reached the server, so
+    /// it cannot land on the next query; then drains the cancelled query's answer.
+    async fn settle(&self, client: &deadpool_postgres::ClientWrapper) {
+        if let Some(handle) = self.take_pending() {
+            let _ = handle.await;
+            let _ = client.simple_query("").await;
+        }
+    }
+
+    fn cancel_in_background(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let token = self.token.clone();
+        let handle = runtime.spawn(async move {
+            match token.cancel_query(NoTls).await {
+                Ok(()) => tracing::debug!("cancelled an abandoned query"),
+                Err(err) => tracing::warn!(error = %err, "could not cancel an abandoned query"),
+            }
+        });
+        *self.lock() = Some(handle);
+    }
+
+    fn take_pending(&self) -> Option<JoinHandle<()>> {
+        self.lock().take()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<JoinHandle<()>>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 struct CancelOnDrop<'a> {
-    conn: &'a Conn,
+    canceller: &'a Canceller,
     armed: bool,
 }
 
 impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.conn.cancel_in_background();
+            self.canceller.cancel_in_background();
         }
     }
 }

@@ -20,8 +20,9 @@
 
 mod conn;
 mod error;
+pub mod migrate;
 mod pool;
 
-pub use conn::Conn;
+pub use conn::{Conn, Tx};
 pub use error::DbError;
 pub use pool::{Db, DbConfig, PoolStatus};

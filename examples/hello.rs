@@ -1,0 +1,37 @@
+//! The smallest application on the contract, mounted on axum beside a native route and
+//! under a tower-http layer.
+//!
+//! ```sh
+//! cargo run --example hello
+//! curl -i 'http://127.0.0.1:3000/hello?name=Ada'
+//! curl -i  http://127.0.0.1:3000/native
+//! ```
+
+use std::time::Duration;
+
+use axum::{Router, routing::get};
+use pgbridge::awsgi::{AwsgiLayer, Body, Environ, Error, StartResponse};
+use tower::Layer;
+use tower_http::timeout::TimeoutLayer;
+
+/// WSGI's hello world, asynchronous: `app(environ, start_response) -> body`.
+async fn hello(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
+    let name = environ.query("name").unwrap_or_else(|| "world".into());
+    start_response.start("200 OK", [("Content-Type", "text/plain; charset=utf-8")])?;
+    Ok(Body::from(format!("Hello, {name}!\n")))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let app = Router::new()
+        .route_service("/hello", AwsgiLayer::new().layer(hello))
+        .route("/native", get(|| async { "a native axum handler\n" }))
+        .layer(TimeoutLayer::with_status_code(
+            http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(10),
+        ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}
