@@ -58,6 +58,14 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
 
+    /// Apply pending migrations at start-up (`MIGRATE=false` or `--no-migrate` to skip).
+    #[arg(long, env = "MIGRATE", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub migrate: bool,
+
+    /// Skip migrations at start-up (same as `--migrate false`).
+    #[arg(long = "no-migrate", conflicts_with = "migrate")]
+    pub no_migrate: bool,
+
     /// Wrap every application in the contract's `Validator` (a development aid, like
     /// Python's `wsgiref.validate`; the test suite turns it on).
     #[arg(long, env = "VALIDATE_APPS", default_value_t = false)]
@@ -96,6 +104,8 @@ impl Config {
             body_limit_bytes: 1024 * 1024,
             ready_timeout_ms: 1_000,
             shutdown_grace_secs: 30,
+            migrate: true,
+            no_migrate: false,
             validate_apps: false,
             log_filter: "info".into(),
         }
@@ -110,6 +120,11 @@ impl Config {
             connect_timeout: Duration::from_millis(self.db_connect_timeout_ms),
             statement_timeout: Duration::from_millis(self.db_statement_timeout_ms),
         }
+    }
+
+    /// Whether to apply migrations at start-up.
+    pub fn migrate_on_start(&self) -> bool {
+        self.migrate && !self.no_migrate
     }
 
     /// `request_timeout_ms` as a duration.
@@ -158,6 +173,25 @@ mod tests {
         assert_eq!(config.bind_addr.port(), 9000);
         assert_eq!(config.database_url, "postgres://x@y/z");
         assert_eq!(config.db().pool_size, 3);
+    }
+
+    #[test]
+    fn migrations_can_be_turned_off() {
+        assert!(
+            Config::try_parse_from(["pgbridge"])
+                .unwrap()
+                .migrate_on_start()
+        );
+        assert!(
+            !Config::try_parse_from(["pgbridge", "--no-migrate"])
+                .unwrap()
+                .migrate_on_start()
+        );
+        assert!(
+            !Config::try_parse_from(["pgbridge", "--migrate", "false"])
+                .unwrap()
+                .migrate_on_start()
+        );
     }
 
     #[test]

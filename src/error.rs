@@ -38,6 +38,12 @@ pub enum ApiError {
     /// 404.
     #[error("{0}")]
     NotFound(String),
+    /// 405: the path exists, the method does not; `allow` lists those that do.
+    #[error("this path allows only {allow}")]
+    MethodNotAllowed {
+        /// The `Allow` header.
+        allow: &'static str,
+    },
     /// 409: the request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
@@ -83,6 +89,7 @@ impl ApiError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -99,6 +106,7 @@ impl ApiError {
         match self {
             Self::BadRequest(_) => "bad_request",
             Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Conflict(_) => "conflict",
             Self::PreconditionFailed(_) => "precondition_failed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
@@ -123,6 +131,9 @@ impl ApiError {
     fn extra_headers(&self) -> Option<(header::HeaderName, HeaderValue)> {
         match self {
             Self::Unavailable => Some((header::RETRY_AFTER, HeaderValue::from_static("1"))),
+            Self::MethodNotAllowed { allow } => {
+                Some((header::ALLOW, HeaderValue::from_static(allow)))
+            }
             _ => None,
         }
     }

@@ -86,6 +86,8 @@ pub fn router(state: AppState) -> Router {
     let routes = mount.at(routes, "/", apps::index::app);
     let routes = mount.at(routes, "/seed/postgres-async", apps::postgres_async::app);
     let routes = mount.at(routes, "/seed/poll-sleep", apps::poll_sleep::app);
+    let routes = mount.at(routes, "/notes", apps::notes::app);
+    let routes = mount.at(routes, "/notes/{id}", apps::notes::app);
     let routes = routes
         .route("/healthz", get(apps::health::healthz))
         .route("/readyz", get(apps::health::readyz).with_state(readiness));

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
+use pgbridge::db::migrate::Migrator;
 use pgbridge::{AppState, config::Config, router};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -41,6 +42,15 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             tracing::info!("stopped while waiting for the database");
             return Ok(());
         }
+    }
+
+    if state.config.migrate_on_start() {
+        let applied = Migrator::embedded()?
+            .run_url(&state.config.database_url)
+            .await?;
+        tracing::info!(applied = applied.len(), "migrations up to date");
+    } else {
+        tracing::info!("migrations skipped (MIGRATE=false)");
     }
 
     let listener = TcpListener::bind(bind).await?;

@@ -3,6 +3,7 @@
 
 pub mod health;
 pub mod index;
+pub mod notes;
 pub mod poll_sleep;
 pub mod postgres_async;
 

@@ -1,0 +1,240 @@
+//! The notes' SQL. Every statement is parameterised and prepared once per connection.
+
+use serde::Serialize;
+use tokio_postgres::Row;
+
+use crate::db::{Conn, DbError, Tx};
+
+use super::input::NoteFields;
+
+/// A note as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Note {
+    /// Assigned by Postgres.
+    pub id: i64,
+    /// The title.
+    pub title: String,
+    /// The body.
+    pub body: String,
+    /// The tags.
+    pub tags: Vec<String>,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// RFC 3339, UTC.
+    pub updated_at: String,
+    /// Bumped by every change; the ETag.
+    pub version: i32,
+}
+
+impl Note {
+    /// Its fields, for a merge patch.
+    pub fn fields(&self) -> NoteFields {
+        NoteFields {
+            title: self.title.clone(),
+            body: self.body.clone(),
+            tags: self.tags.clone(),
+        }
+    }
+
+    fn from_row(row: &Row) -> Self {
+        Self {
+            id: row.get("id"),
+            title: row.get("title"),
+            body: row.get("body"),
+            tags: row.get("tags"),
+            created_at: row.get("created_at"),
+            updated_at: row.get("updated_at"),
+            version: row.get("version"),
+        }
+    }
+}
+
+/// The columns of [`Note`], timestamps formatted by Postgres as RFC 3339 in UTC.
+macro_rules! note_columns {
+    () => {
+        "id, title, body, tags, version, \
+         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS created_at, \
+         to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS updated_at"
+    };
+}
+
+/// One page of a listing.
+#[derive(Debug)]
+pub struct Page {
+    /// Newest first.
+    pub notes: Vec<Note>,
+    /// Where the next page starts, if there is one.
+    pub next_after: Option<i64>,
+}
+
+/// Filters of a listing.
+#[derive(Debug, Default)]
+pub struct Filter {
+    /// Only notes with this tag.
+    pub tag: Option<String>,
+    /// Only notes whose title or body contains this text (case-insensitive).
+    pub q: Option<String>,
+}
+
+/// Inserts a note.
+pub async fn insert(tx: &Tx<'_>, note: &NoteFields) -> Result<Note, DbError> {
+    let row = tx
+        .query_one(
+            concat!(
+                "INSERT INTO notes (title, body, tags) VALUES ($1, $2, $3) RETURNING ",
+                note_columns!()
+            ),
+            &[&note.title, &note.body, &note.tags],
+        )
+        .await?;
+    Ok(Note::from_row(&row))
+}
+
+/// One note.
+pub async fn get(conn: &Conn, id: i64) -> Result<Option<Note>, DbError> {
+    let row = conn
+        .query_opt(
+            concat!("SELECT ", note_columns!(), " FROM notes WHERE id = $1"),
+            &[&id],
+        )
+        .await?;
+    Ok(row.as_ref().map(Note::from_row))
+}
+
+/// A page, newest first, starting after the note `after` (keyset pagination: stable under
+/// inserts and deletes, and as fast on page 1,000 as on page 1).
+pub async fn list(
+    conn: &Conn,
+    filter: &Filter,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<Page, DbError> {
+    let pattern = filter.q.as_deref().map(like_pattern);
+    let rows = conn
+        .query(
+            concat!(
+                "SELECT ",
+                note_columns!(),
+                " FROM notes \
+                 WHERE ($1::bigint IS NULL OR id < $1) \
+                   AND ($2::text IS NULL OR tags @> ARRAY[$2]) \
+                   AND ($3::text IS NULL OR title ILIKE $3 OR body ILIKE $3) \
+                 ORDER BY id DESC \
+                 LIMIT $4"
+            ),
+            &[&after, &filter.tag, &pattern, &(limit + 1)],
+        )
+        .await?;
+    let mut notes: Vec<Note> = rows.iter().map(Note::from_row).collect();
+    let next_after = if notes.len() as i64 > limit {
+        notes.truncate(limit as usize);
+        notes.last().map(|n| n.id)
+    } else {
+        None
+    };
+    Ok(Page { notes, next_after })
+}
+
+/// Replaces a note's fields if its version is still `expected` (`None`: any version).
+/// `Ok(None)`: no such note at that version.
+pub async fn update(
+    conn: &Conn,
+    id: i64,
+    expected: Option<i32>,
+    note: &NoteFields,
+) -> Result<Option<Note>, DbError> {
+    let row = conn
+        .query_opt(
+            concat!(
+                "UPDATE notes SET title = $3, body = $4, tags = $5, \
+                        version = version + 1, updated_at = now() \
+                 WHERE id = $1 AND ($2::int IS NULL OR version = $2) \
+                 RETURNING ",
+                note_columns!()
+            ),
+            &[&id, &expected, &note.title, &note.body, &note.tags],
+        )
+        .await?;
+    Ok(row.as_ref().map(Note::from_row))
+}
+
+/// Deletes a note if its version is still `expected` (`None`: any). Whether it did.
+pub async fn delete(conn: &Conn, id: i64, expected: Option<i32>) -> Result<bool, DbError> {
+    let deleted = conn
+        .execute(
+            "DELETE FROM notes WHERE id = $1 AND ($2::int IS NULL OR version = $2)",
+            &[&id, &expected],
+        )
+        .await?;
+    Ok(deleted == 1)
+}
+
+/// A response recorded under an `Idempotency-Key`.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// SHA-256 of the request body it answered.
+    pub request_hash: Vec<u8>,
+    /// Its status.
+    pub status: u16,
+    /// Its `Location`.
+    pub location: String,
+    /// Its `ETag`.
+    pub etag: String,
+    /// Its JSON body.
+    pub response: serde_json::Value,
+}
+
+/// The response recorded under `key`, if any.
+pub async fn recorded(conn: &Conn, key: &str) -> Result<Option<Recorded>, DbError> {
+    let row = conn
+        .query_opt(
+            "SELECT request_hash, status, location, etag, response FROM idempotency_keys WHERE key = $1",
+            &[&key],
+        )
+        .await?;
+    Ok(row.map(|row| Recorded {
+        request_hash: row.get(0),
+        status: row.get::<_, i16>(1) as u16,
+        location: row.get(2),
+        etag: row.get(3),
+        response: row.get(4),
+    }))
+}
+
+/// Records `response` under `key`. Fails with [`DbError::Conflict`] if another request
+/// recorded the key first.
+pub async fn record(tx: &Tx<'_>, key: &str, recorded: &Recorded) -> Result<(), DbError> {
+    tx.execute(
+        "INSERT INTO idempotency_keys (key, request_hash, status, location, etag, response) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &key,
+            &recorded.request_hash,
+            &(recorded.status as i16),
+            &recorded.location,
+            &recorded.etag,
+            &recorded.response,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// `ILIKE` pattern matching `text` literally anywhere.
+fn like_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_are_literal() {
+        assert_eq!(like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+    }
+}
