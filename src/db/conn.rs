@@ -27,14 +27,14 @@ type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 /// A connection from the [`Db`](super::Db) pool, with cancel-on-drop queries.
 ///
 /// Statements go through `prepare_cached`, so each is parsed once per connection.
-/// Independent queries awaited together (e.g. with `futures_util::try_join!`) are pipelined
+/// Independent queries awaited together (e.g. with `tokio::try_join!`) are pipelined
 /// by tokio-postgres on this one connection.
 ///
 /// ```no_run
 /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
 /// let conn = db.conn().await?;
 /// // Two queries in flight at once on one connection: one round trip's wait, not two.
-/// let (a, b) = futures_util::try_join!(
+/// let (a, b) = tokio::try_join!(
 ///     conn.query_one("SELECT 1::int", &[]),
 ///     conn.query_one("SELECT 2::int", &[]),
 /// )?;

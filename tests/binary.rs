@@ -1,0 +1,158 @@
+//! The `pgbridge` binary: flags, start-up against a missing database, request logs, and a
+//! graceful stop on SIGTERM that lets in-flight requests finish.
+
+mod common;
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use common::http::get;
+use common::pg::Cluster;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pgbridge");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(database_url: &str, port: u16, log: &std::path::Path) -> Child {
+    let log = std::fs::File::create(log).expect("log file");
+    Command::new(BIN)
+        .env_clear()
+        .env("DATABASE_URL", database_url)
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "info")
+        .env("SHUTDOWN_GRACE_SECS", "10")
+        .stdout(log.try_clone().expect("log file"))
+        .stderr(log)
+        .spawn()
+        .expect("start pgbridge")
+}
+
+fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+async fn wait_for_port(port: u16, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+fn temp_log(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("pgbridge-{name}-{}.log", std::process::id()))
+}
+
+#[test]
+fn help_lists_every_setting() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for setting in [
+        "--database-url",
+        "DATABASE_URL",
+        "--bind",
+        "BIND_ADDR",
+        "DB_POOL_SIZE",
+        "REQUEST_TIMEOUT_MS",
+        "BODY_LIMIT_BYTES",
+        "SHUTDOWN_GRACE_SECS",
+    ] {
+        assert!(
+            help.contains(setting),
+            "--help does not mention {setting}:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_flag_is_refused_clearly() {
+    let out = Command::new(BIN)
+        .args(["--bind", "nowhere"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--bind"));
+}
+
+#[tokio::test]
+async fn serves_logs_each_request_and_drains_on_sigterm() {
+    let url = Cluster::shared().await.create_database().await;
+    let port = free_port();
+    let log = temp_log("serve");
+    let mut child = spawn(&url, port, &log);
+    assert!(
+        wait_for_port(port, Duration::from_secs(20)).await,
+        "pgbridge did not listen"
+    );
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert_eq!(get(addr, "/healthz").await.status, 200);
+
+    // A request in flight when SIGTERM arrives still finishes.
+    let in_flight = tokio::spawn(async move { get(addr, "/seed/poll-sleep?seconds=2").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    terminate(&child);
+    let reply = in_flight.await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert!(reply.text().contains("slept 2/2"), "{}", reply.text());
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pgbridge did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = logged.lines().filter(|l| l.contains("/healthz")).collect();
+    assert_eq!(lines.len(), 1, "one line per request:\n{logged}");
+    for field in ["method=GET", "request_id=", "status=200", "latency="] {
+        assert!(lines[0].contains(field), "{field} missing: {}", lines[0]);
+    }
+    let _ = std::fs::remove_file(log);
+}
+
+#[tokio::test]
+async fn waits_for_a_database_that_is_down_and_does_not_crash() {
+    let dead_port = free_port();
+    let url = format!("postgres://postgres@127.0.0.1:{dead_port}/postgres");
+    let port = free_port();
+    let log = temp_log("down");
+    let mut child = spawn(&url, port, &log);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "pgbridge exited instead of waiting"
+    );
+    terminate(&child);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.matches("database not ready").count() >= 2,
+        "retries are logged:\n{logged}"
+    );
+    assert!(!logged.contains("panicked"), "{logged}");
+    let _ = std::fs::remove_file(log);
+}

@@ -1,0 +1,6 @@
+#![allow(dead_code)]
+//! Test harness shared by the integration tests.
+
+pub mod http;
+pub mod pg;
+pub mod service;

@@ -1,0 +1,46 @@
+//! The whole service, in-process, on a fresh database of the test cluster.
+
+use std::net::SocketAddr;
+
+use pgbridge::config::Config;
+use pgbridge::{AppState, router};
+
+use super::http::serve;
+use super::pg::Cluster;
+
+/// A running service and the database it uses.
+pub struct TestService {
+    pub addr: SocketAddr,
+    pub database_url: String,
+    pub state: AppState,
+}
+
+/// Starts the router on a fresh database of the shared cluster, every application under
+/// the Validator. `configure` adjusts the settings first.
+pub async fn start(configure: impl FnOnce(&mut Config)) -> TestService {
+    let database_url = Cluster::shared().await.create_database().await;
+    start_on(database_url, configure).await
+}
+
+/// Starts the router on `database_url`.
+pub async fn start_on(database_url: String, configure: impl FnOnce(&mut Config)) -> TestService {
+    let mut config = Config::new(database_url.clone());
+    config.validate_apps = true;
+    configure(&mut config);
+    let state = AppState::new(config).expect("valid config");
+    let addr = serve(router(state.clone())).await;
+    TestService {
+        addr,
+        database_url,
+        state,
+    }
+}
+
+/// A direct connection for looking at the database from outside the service.
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+    tokio::spawn(connection);
+    client
+}
