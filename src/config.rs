@@ -71,6 +71,11 @@ pub struct Config {
     #[arg(long, env = "VALIDATE_APPS", default_value_t = false)]
     pub validate_apps: bool,
 
+    /// Check `GET /healthz` on the bind address and exit 0 if it answers 200, 1 if not:
+    /// the container healthcheck, for images with no shell or curl.
+    #[arg(long)]
+    pub healthcheck: bool,
+
     /// Log filter, in `tracing_subscriber::EnvFilter` syntax.
     #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
     pub log_filter: String,
@@ -107,6 +112,7 @@ impl Config {
             migrate: true,
             no_migrate: false,
             validate_apps: false,
+            healthcheck: false,
             log_filter: "info".into(),
         }
     }

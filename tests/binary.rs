@@ -103,6 +103,24 @@ async fn serves_logs_each_request_and_drains_on_sigterm() {
     );
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     assert_eq!(get(addr, "/healthz").await.status, 200);
+    // The container healthcheck: the binary checks itself.
+    let check = Command::new(BIN)
+        .env_clear()
+        .env("BIND_ADDR", format!("0.0.0.0:{port}"))
+        .arg("--healthcheck")
+        .status()
+        .unwrap();
+    assert!(check.success(), "--healthcheck against a live server");
+    let dead = Command::new(BIN)
+        .env_clear()
+        .args([
+            "--healthcheck",
+            "--bind",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .status()
+        .unwrap();
+    assert!(!dead.success(), "--healthcheck with nothing listening");
 
     // A request in flight when SIGTERM arrives still finishes.
     let in_flight = tokio::spawn(async move { get(addr, "/seed/poll-sleep?seconds=2").await });
@@ -125,8 +143,12 @@ async fn serves_logs_each_request_and_drains_on_sigterm() {
     };
     assert!(status.success(), "{status:?}");
     let logged = std::fs::read_to_string(&log).unwrap();
-    let lines: Vec<&str> = logged.lines().filter(|l| l.contains("/healthz")).collect();
-    assert_eq!(lines.len(), 1, "one line per request:\n{logged}");
+    let lines: Vec<&str> = logged
+        .lines()
+        .filter(|l| l.contains("/healthz") && l.contains("finished processing"))
+        .collect();
+    // Two GETs of /healthz (the test's and --healthcheck's): one line each.
+    assert_eq!(lines.len(), 2, "one line per request:\n{logged}");
     for field in ["method=GET", "request_id=", "status=200", "latency="] {
         assert!(lines[0].contains(field), "{field} missing: {}", lines[0]);
     }
