@@ -64,8 +64,8 @@ pub async fn sleep_in_postgres(db: &Db, delay: f64) -> Result<Vec<SleepRow>, DbE
     let rows = conn
         .query(
             "SELECT pg_backend_pid(), \
-                    to_char(statement_timestamp(), 'YYYY-MM-DD\"T\"HH24:MI:SS.USOF'), \
-                    to_char(clock_timestamp(), 'YYYY-MM-DD\"T\"HH24:MI:SS.USOF') \
+                    to_char(statement_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
+                    to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
              FROM pg_sleep($1::float8)",
             &[&delay],
         )
