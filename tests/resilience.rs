@@ -1,0 +1,131 @@
+//! The service when Postgres goes away and comes back, and when requests or statements run
+//! past their time: quick 503s and 408s in the JSON shape, queries cancelled on the server,
+//! recovery without a restart.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::http::{get, send};
+use common::pg::Cluster;
+use common::service::{connect, start, start_on};
+use pgbridge::db::migrate::Migrator;
+
+#[tokio::test]
+async fn postgres_stopped_then_back_with_no_restart_of_the_service() {
+    let cluster = Cluster::start_private().await;
+    let url = cluster.create_database().await;
+    Migrator::embedded().unwrap().run_url(&url).await.unwrap();
+    let service = start_on(url, |c| {
+        c.db_connect_timeout_ms = 1_000;
+        c.db_pool_timeout_ms = 1_000;
+        c.ready_timeout_ms = 500;
+    })
+    .await;
+    let create = http::Request::post("/notes")
+        .header("Content-Type", "application/json")
+        .body(r#"{"title":"survives"}"#.to_owned())
+        .unwrap();
+    assert_eq!(send(service.addr, create).await.unwrap().status, 201);
+
+    cluster.stop().await;
+    for path in ["/readyz", "/notes", "/seed/postgres-async?delay=0"] {
+        let started = Instant::now();
+        let reply = get(service.addr, path).await;
+        let took = started.elapsed();
+        assert_eq!(reply.status, 503, "{path}: {}", reply.text());
+        assert_eq!(
+            reply.json()["error"]["code"],
+            "database_unavailable",
+            "{path}"
+        );
+        assert_eq!(reply.header("retry-after"), Some("1"), "{path}");
+        assert!(
+            took < Duration::from_secs(3),
+            "{path} must fail fast, took {took:?}"
+        );
+        let text = reply.text().to_lowercase();
+        assert!(
+            !text.contains("connection refused") && !text.contains("127.0.0.1"),
+            "{path} leaked: {text}"
+        );
+    }
+    assert_eq!(
+        get(service.addr, "/healthz").await.status,
+        200,
+        "liveness needs no database"
+    );
+
+    cluster.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while get(service.addr, "/readyz").await.status != 200 {
+        assert!(Instant::now() < deadline, "the service did not recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let notes = get(service.addr, "/notes").await;
+    assert_eq!(notes.status, 200, "{}", notes.text());
+    assert_eq!(notes.json()["notes"][0]["title"], "survives");
+}
+
+async fn wait_idle(admin: &tokio_postgres::Client, started: Instant) -> Duration {
+    loop {
+        let active: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND state = 'active' AND query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if active == 0 {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the query is still running"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_request_that_times_out_cancels_its_query() {
+    let service = start(|c| c.request_timeout_ms = 500).await;
+    let admin = connect(&service.database_url).await;
+    let started = Instant::now();
+    let reply = get(service.addr, "/seed/postgres-async?delay=5").await;
+    assert_eq!(reply.status, 408, "{}", reply.text());
+    assert_eq!(reply.json()["error"]["code"], "request_timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let timed_out = Instant::now();
+    let idle_after = wait_idle(&admin, timed_out).await;
+    assert!(
+        idle_after < Duration::from_secs(1),
+        "query ran on for {idle_after:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_statement_past_its_timeout_is_a_503() {
+    let service = start(|c| c.db_statement_timeout_ms = 300).await;
+    let reply = get(service.addr, "/seed/postgres-async?delay=3").await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert_eq!(reply.json()["error"]["code"], "database_unavailable");
+    assert!(
+        !reply.text().contains("statement timeout"),
+        "no driver text: {}",
+        reply.text()
+    );
+    // The connection is fine afterwards.
+    assert_eq!(
+        get(service.addr, "/seed/postgres-async?delay=0")
+            .await
+            .status,
+        200
+    );
+}
