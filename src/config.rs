@@ -54,6 +54,14 @@ pub struct Config {
     #[arg(long, env = "READY_TIMEOUT_MS", default_value_t = 1_000)]
     pub ready_timeout_ms: u64,
 
+    /// Milliseconds between heartbeat comments on `/notes/events` streams.
+    #[arg(long, env = "SSE_HEARTBEAT_MS", default_value_t = 15_000)]
+    pub sse_heartbeat_ms: u64,
+
+    /// Notifications buffered per process before a slow stream is caught up from the table.
+    #[arg(long, env = "EVENTS_BUFFER", default_value_t = 1024)]
+    pub events_buffer: usize,
+
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
@@ -109,6 +117,8 @@ impl Config {
             body_limit_bytes: 1024 * 1024,
             ready_timeout_ms: 1_000,
             shutdown_grace_secs: 30,
+            sse_heartbeat_ms: 15_000,
+            events_buffer: 1024,
             migrate: true,
             no_migrate: false,
             validate_apps: false,

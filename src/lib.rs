@@ -32,32 +32,58 @@ pub mod error;
 mod http_edge;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::routing::get;
 use axum::{Extension, Router};
 use tower::Layer;
 
+use crate::apps::notes::events::{Feed, NoteEvent};
 use crate::awsgi::{Application, AwsgiLayer, Validator};
 use crate::config::Config;
+use crate::db::listener::{ListenConfig, Listener};
 use crate::db::{Db, DbError};
 
-/// What the router's handlers share: the pool and the configuration.
+/// What the router's handlers share: the pool, the note-event feed, the configuration.
 #[derive(Clone, Debug)]
 pub struct AppState {
     /// The database pool (also in every environ's extensions).
     pub db: Db,
+    /// The one `LISTEN` connection and its subscribers (in the environ's extensions too).
+    pub feed: Feed,
     /// The service's settings.
     pub config: Arc<Config>,
 }
 
 impl AppState {
-    /// Builds the pool from `config`. Opens no connection yet.
+    /// Builds the pool (opening no connection yet) and starts the note-event listener,
+    /// which connects in the background. Needs a tokio runtime.
     pub fn new(config: Config) -> Result<Self, DbError> {
         let db = Db::connect(&config.db())?;
+        let listener = Listener::spawn(
+            ListenConfig {
+                url: config.database_url.clone(),
+                channel: apps::notes::events::CHANNEL,
+                capacity: config.events_buffer,
+                connect_timeout: Duration::from_millis(config.db_connect_timeout_ms),
+                max_backoff: Duration::from_secs(5),
+            },
+            NoteEvent::parse,
+        );
+        let feed = Feed {
+            listener: Arc::new(listener),
+            heartbeat: Duration::from_millis(config.sse_heartbeat_ms.max(1)),
+        };
         Ok(Self {
             db,
+            feed,
             config: Arc::new(config),
         })
+    }
+
+    /// Begins a graceful stop: event streams end, so in-flight requests can finish.
+    pub fn shutdown(&self) {
+        self.feed.listener.stop();
     }
 }
 
@@ -87,11 +113,15 @@ pub fn router(state: AppState) -> Router {
     let routes = mount.at(routes, "/seed/postgres-async", apps::postgres_async::app);
     let routes = mount.at(routes, "/seed/poll-sleep", apps::poll_sleep::app);
     let routes = mount.at(routes, "/notes", apps::notes::app);
+    let routes = mount.at(routes, "/notes/events", apps::notes::events::app);
     let routes = mount.at(routes, "/notes/{id}", apps::notes::app);
     let routes = routes
         .route("/healthz", get(apps::health::healthz))
         .route("/readyz", get(apps::health::readyz).with_state(readiness));
-    http_edge::layers(routes.layer(Extension(state.db)), &state.config)
+    let routes = routes
+        .layer(Extension(state.db))
+        .layer(Extension(state.feed));
+    http_edge::layers(routes, &state.config)
 }
 
 /// Mounts applications through the layer, under the `Validator` when configured.

@@ -63,6 +63,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = TcpListener::bind(bind).await?;
     tracing::info!(addr = %listener.local_addr()?, "pgbridge listening");
+    let stopping = state.clone();
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -72,6 +73,8 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             ?grace,
             "shutting down: no new connections, finishing in-flight requests"
         );
+        // Event streams never finish on their own: end them so the drain can.
+        stopping.shutdown();
         let _ = stop_tx.send(true);
     });
     let deadline = async move {

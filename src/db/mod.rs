@@ -20,6 +20,7 @@
 
 mod conn;
 mod error;
+pub mod listener;
 pub mod migrate;
 mod pool;
 

@@ -4,3 +4,4 @@
 pub mod http;
 pub mod pg;
 pub mod service;
+pub mod sse;

@@ -17,6 +17,7 @@
 //! - [`conditional`]: ETags, preconditions and cursors.
 
 pub mod conditional;
+pub mod events;
 pub mod input;
 pub mod store;
 

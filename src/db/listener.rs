@@ -1,0 +1,231 @@
+//! [`Listener`]: one dedicated Postgres connection that `LISTEN`s on a channel for the whole
+//! process and fans each notification out to any number of subscribers.
+//!
+//! Subscribers cost memory (a broadcast receiver), not database connections. When the
+//! connection drops (Postgres restarted, backend terminated), the listener reconnects with a
+//! bounded backoff and then sends [`Notice::Resync`]: notifications sent during the outage
+//! are lost to `LISTEN`, so subscribers must catch up from wherever the events are stored.
+//! A subscriber that falls behind the broadcast buffer gets `RecvError::Lagged` and must do
+//! the same.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::{broadcast, watch};
+use tokio_postgres::{AsyncMessage, NoTls};
+
+/// What subscribers receive.
+#[derive(Debug)]
+pub enum Notice<T> {
+    /// A notification's payload, parsed once for every subscriber.
+    Event(Arc<T>),
+    /// The connection was lost and is back: anything may have been missed; catch up.
+    Resync,
+}
+
+impl<T> Clone for Notice<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Event(event) => Self::Event(event.clone()),
+            Self::Resync => Self::Resync,
+        }
+    }
+}
+
+/// How to listen.
+#[derive(Debug, Clone)]
+pub struct ListenConfig {
+    /// The database URL.
+    pub url: String,
+    /// The channel to `LISTEN` on: an identifier, not user input.
+    pub channel: &'static str,
+    /// How many notices the broadcast buffer holds before a slow subscriber lags.
+    pub capacity: usize,
+    /// How long one connection attempt may take.
+    pub connect_timeout: Duration,
+    /// The longest wait between reconnection attempts.
+    pub max_backoff: Duration,
+}
+
+/// The process's one `LISTEN` connection, shared by every subscriber.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use pgbridge::db::listener::{ListenConfig, Listener, Notice};
+///
+/// # async fn demo() {
+/// let listener = Listener::spawn(
+///     ListenConfig {
+///         url: "postgres://postgres@localhost/app".into(),
+///         channel: "jobs",
+///         capacity: 1024,
+///         connect_timeout: Duration::from_secs(3),
+///         max_backoff: Duration::from_secs(5),
+///     },
+///     |payload: &str| Some(payload.to_owned()),
+/// );
+/// let mut rx = listener.subscribe();
+/// while let Ok(Notice::Event(job)) = rx.recv().await {
+///     println!("job {job}");
+/// }
+/// # }
+/// ```
+pub struct Listener<T> {
+    tx: broadcast::Sender<Notice<T>>,
+    connected: Arc<AtomicBool>,
+    stop: watch::Sender<bool>,
+}
+
+impl<T: Send + Sync + 'static> Listener<T> {
+    /// Starts listening in a background task (it needs a tokio runtime). `parse` turns a
+    /// payload into an event; payloads it refuses are logged and treated as a resync.
+    pub fn spawn(config: ListenConfig, parse: fn(&str) -> Option<T>) -> Self {
+        let (tx, _) = broadcast::channel(config.capacity.max(1));
+        let connected = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(run(config, parse, tx.clone(), connected.clone(), stopped));
+        Self {
+            tx,
+            connected,
+            stop,
+        }
+    }
+
+    /// A new subscription: every notice sent from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Notice<T>> {
+        self.tx.subscribe()
+    }
+
+    /// How many subscriptions are open.
+    pub fn subscribers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
+    /// Whether the `LISTEN` connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// A receiver that turns `true` when [`stop`](Self::stop) is called.
+    pub fn stopped(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    /// Stops listening and tells subscribers to finish (for a graceful shutdown).
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl<T> std::fmt::Debug for Listener<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("subscribers", &self.tx.receiver_count())
+            .field("connected", &self.connected.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+async fn run<T: Send + Sync + 'static>(
+    config: ListenConfig,
+    parse: fn(&str) -> Option<T>,
+    tx: broadcast::Sender<Notice<T>>,
+    connected: Arc<AtomicBool>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let result = tokio::select! {
+            result = listen_once(&config, parse, &tx, &connected) => result,
+            _ = stopped.wait_for(|stop| *stop) => return,
+        };
+        connected.store(false, Ordering::Relaxed);
+        match result {
+            Ok(()) => {
+                backoff = Duration::from_millis(100);
+                tracing::warn!(
+                    channel = config.channel,
+                    "LISTEN connection lost; reconnecting"
+                );
+            }
+            Err(err) => {
+                tracing::warn!(channel = config.channel, error = %err, retry_in = ?backoff, "LISTEN connection failed");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = stopped.wait_for(|stop| *stop) => return,
+                }
+                backoff = (backoff * 2).min(config.max_backoff);
+            }
+        }
+    }
+}
+
+/// One connection's life: connect, `LISTEN`, forward notifications until it ends.
+/// `Ok` means it was up and then lost; `Err` means it never came up.
+async fn listen_once<T: Send + Sync + 'static>(
+    config: &ListenConfig,
+    parse: fn(&str) -> Option<T>,
+    tx: &broadcast::Sender<Notice<T>>,
+    connected: &AtomicBool,
+) -> Result<(), tokio_postgres::Error> {
+    let mut pg: tokio_postgres::Config = config.url.parse()?;
+    pg.connect_timeout(config.connect_timeout);
+    pg.application_name("pgbridge-listener");
+    let (client, mut connection) = pg.connect(NoTls).await?;
+    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+
+    // Drive the connection while LISTEN is sent on it.
+    let statement = format!("LISTEN {}", config.channel);
+    let listen = client.batch_execute(&statement);
+    tokio::pin!(listen);
+    loop {
+        tokio::select! {
+            result = &mut listen => { result?; break; }
+            message = messages.next() => match message {
+                Some(Ok(_)) => {}
+                Some(Err(err)) => return Err(err),
+                None => return Ok(()),
+            },
+        }
+    }
+    connected.store(true, Ordering::Relaxed);
+    tracing::info!(channel = config.channel, "listening");
+    // Whatever was notified before this connection listened (an outage, or the time before
+    // the first connect) is lost to LISTEN: subscribers catch up.
+    let _ = tx.send(Notice::Resync);
+
+    // A periodic round trip notices a connection that died without closing.
+    let mut ping = tokio::time::interval(Duration::from_secs(30));
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            message = messages.next() => match message {
+                Some(Ok(AsyncMessage::Notification(n))) => {
+                    let notice = match parse(n.payload()) {
+                        Some(event) => Notice::Event(Arc::new(event)),
+                        None => {
+                            tracing::error!(payload = n.payload(), "unreadable notification; resyncing subscribers");
+                            Notice::Resync
+                        }
+                    };
+                    // No subscribers is not an error.
+                    let _ = tx.send(notice);
+                }
+                Some(Ok(_)) => {}
+                Some(Err(err)) => {
+                    tracing::warn!(error = %err, "LISTEN connection error");
+                    return Ok(());
+                }
+                None => return Ok(()),
+            },
+            _ = ping.tick() => {
+                let alive = tokio::time::timeout(config.connect_timeout, client.simple_query("")).await;
+                if !matches!(alive, Ok(Ok(_))) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
