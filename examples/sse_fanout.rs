@@ -1,0 +1,194 @@
+//! Benchmark for `GET /notes/events`: many concurrent subscribers on one LISTEN connection.
+//!
+//! Opens `SUBSCRIBERS` event streams against a running pgbridge, then `ROUNDS` times sends
+//! a `PATCH` and times how long each subscriber takes to receive the event. Prints the
+//! server's RSS (from `/proc/PID/status`), the delivery latencies, and how many LISTEN
+//! connections Postgres sees. Run by `bench/sse.sh`, which starts Postgres and the server.
+//!
+//! ```sh
+//! PGBRIDGE=127.0.0.1:8080 SERVER_PID=1234 DATABASE_URL=postgres://... \
+//!   cargo run --release --example sse_fanout
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, mpsc};
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let server: SocketAddr = env("PGBRIDGE", "127.0.0.1:8080".parse()?);
+    let subscribers: usize = env("SUBSCRIBERS", 10_000);
+    let rounds: usize = env("ROUNDS", 20);
+    let server_pid: u32 = env("SERVER_PID", 0);
+    let database_url: String = env("DATABASE_URL", String::new());
+
+    let note_id = create_note(server).await?;
+    let rss_before = rss_kb(server_pid);
+
+    // Open the streams, at most 200 handshakes at a time.
+    let (tx, mut rx) = mpsc::unbounded_channel::<(i64, Instant)>();
+    let gate = Arc::new(Semaphore::new(200));
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<()>();
+    let opened = Instant::now();
+    for _ in 0..subscribers {
+        let (tx, ready_tx, gate) = (tx.clone(), ready_tx.clone(), gate.clone());
+        tokio::spawn(async move {
+            let permit = gate.acquire_owned().await.expect("semaphore");
+            if let Err(err) = subscribe(server, tx, ready_tx, Some(permit)).await {
+                eprintln!("subscriber failed: {err}");
+            }
+        });
+    }
+    drop(ready_tx);
+    for n in 0..subscribers {
+        if ready_rx.recv().await.is_none() {
+            return Err(format!("only {n} of {subscribers} streams opened").into());
+        }
+    }
+    println!("opened {subscribers} streams in {:.1} s", opened.elapsed().as_secs_f64());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_open = rss_kb(server_pid);
+
+    let mut last_per_round = Vec::with_capacity(rounds);
+    let mut all = Vec::with_capacity(rounds * subscribers);
+    for round in 0..rounds {
+        while rx.try_recv().is_ok() {}
+        let sent = Instant::now();
+        // Only this PATCH makes events now, so whatever arrives next is its event.
+        patch_note(server, note_id, round).await?;
+        let mut got = 0;
+        let mut last = Duration::ZERO;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while got < subscribers {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some((_id, at))) => {
+                    let latency = at - sent;
+                    all.push(latency);
+                    last = last.max(latency);
+                    got += 1;
+                }
+                _ => return Err(format!("round {round}: {got} of {subscribers} deliveries").into()),
+            }
+        }
+        last_per_round.push(last);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rss_peak = peak_rss_kb(server_pid);
+
+    last_per_round.sort();
+    all.sort();
+    let pct = |v: &[Duration], p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    println!("subscribers            {subscribers}");
+    println!("rounds                 {rounds}");
+    println!("rss_idle_mb            {:.1}", rss_before as f64 / 1024.0);
+    println!("rss_open_mb            {:.1}", rss_open as f64 / 1024.0);
+    println!("rss_peak_mb            {:.1}", rss_peak as f64 / 1024.0);
+    println!("last_subscriber_p50_ms {:.1}", pct(&last_per_round, 0.5).as_secs_f64() * 1e3);
+    println!("last_subscriber_p99_ms {:.1}", pct(&last_per_round, 0.99).as_secs_f64() * 1e3);
+    println!("delivery_p50_ms        {:.1}", pct(&all, 0.5).as_secs_f64() * 1e3);
+    println!("delivery_p99_ms        {:.1}", pct(&all, 0.99).as_secs_f64() * 1e3);
+    if !database_url.is_empty() {
+        let (client, conn) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        let row = client
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbridge-listener'", &[])
+            .await?;
+        println!("listen_connections     {}", row.get::<_, i64>(0));
+    }
+    Ok(())
+}
+
+/// One stream: reports each `id:` it reads, with the moment it read it.
+async fn subscribe(
+    server: SocketAddr,
+    tx: mpsc::UnboundedSender<(i64, Instant)>,
+    ready: mpsc::UnboundedSender<()>,
+    mut permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> std::io::Result<()> {
+    let mut stream = TcpStream::connect(server).await?;
+    stream
+        .write_all(b"GET /notes/events HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n")
+        .await?;
+    let mut buf = vec![0u8; 4096];
+    let mut text = String::new();
+    let mut announced = false;
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if !announced && text.contains(": connected") {
+            announced = true;
+            let _ = ready.send(());
+            permit.take(); // the handshake is done: let the next one start
+        }
+        while let Some(start) = text.find("id: ") {
+            let Some(end) = text[start..].find('\n') else { break };
+            if let Ok(id) = text[start + 4..start + end].trim().parse::<i64>() {
+                let _ = tx.send((id, now));
+            }
+            text.drain(..start + end);
+        }
+        if text.len() > 8192 {
+            let keep = text.len() - 1024;
+            text.drain(..keep);
+        }
+    }
+}
+
+async fn request(server: SocketAddr, head: &str, body: &str) -> Result<String, Box<dyn std::error::Error>> {
+    let mut stream = TcpStream::connect(server).await?;
+    let request = format!("{head}Host: bench\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    Ok(response)
+}
+
+async fn create_note(server: SocketAddr) -> Result<i64, Box<dyn std::error::Error>> {
+    let response = request(server, "POST /notes HTTP/1.1\r\nContent-Type: application/json\r\n", r#"{"title":"fan-out"}"#).await?;
+    let body = response.split("\r\n\r\n").nth(1).ok_or("no body")?;
+    let json: serde_json::Value = serde_json::from_str(body)?;
+    json["id"].as_i64().ok_or_else(|| format!("create failed: {response}").into())
+}
+
+/// PATCHes the note.
+async fn patch_note(server: SocketAddr, id: i64, round: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let body = format!(r#"{{"title":"round {round}"}}"#);
+    let head = format!("PATCH /notes/{id} HTTP/1.1\r\nContent-Type: application/json\r\nIf-Match: *\r\n");
+    let response = request(server, &head, &body).await?;
+    if !response.starts_with("HTTP/1.1 200") {
+        return Err(format!("PATCH failed: {response}").into());
+    }
+    Ok(())
+}
+
+fn status_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    status_kb(pid, "VmRSS:")
+}
+
+fn peak_rss_kb(pid: u32) -> u64 {
+    status_kb(pid, "VmHWM:")
+}
