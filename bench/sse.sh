@@ -35,7 +35,7 @@ cargo build --release --bin pgbridge --example sse_fanout 2>&1 | tail -1
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ "$(ulimit -n)" -gt $((SUBSCRIBERS + 200)) ] || { echo "open-file limit $(ulimit -n) is too low for $SUBSCRIBERS streams" >&2; exit 1; }
 echo "== pgbridge on 127.0.0.1:$HTTP_PORT"
-DATABASE_URL=$URL BIND_ADDR=127.0.0.1:$HTTP_PORT RUST_LOG=warn DB_POOL_SIZE=16 \
+MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-} DATABASE_URL=$URL BIND_ADDR=127.0.0.1:$HTTP_PORT RUST_LOG=warn DB_POOL_SIZE=16 \
   ./target/release/pgbridge > "$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null && break; sleep 0.1; done

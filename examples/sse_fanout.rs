@@ -19,7 +19,10 @@ use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[tokio::main]
@@ -53,7 +56,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Err(format!("only {n} of {subscribers} streams opened").into());
         }
     }
-    println!("opened {subscribers} streams in {:.1} s", opened.elapsed().as_secs_f64());
+    println!(
+        "opened {subscribers} streams in {:.1} s",
+        opened.elapsed().as_secs_f64()
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_open = rss_kb(server_pid);
 
@@ -91,10 +97,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("rss_idle_mb            {:.1}", rss_before as f64 / 1024.0);
     println!("rss_open_mb            {:.1}", rss_open as f64 / 1024.0);
     println!("rss_peak_mb            {:.1}", rss_peak as f64 / 1024.0);
-    println!("last_subscriber_p50_ms {:.1}", pct(&last_per_round, 0.5).as_secs_f64() * 1e3);
-    println!("last_subscriber_p99_ms {:.1}", pct(&last_per_round, 0.99).as_secs_f64() * 1e3);
-    println!("delivery_p50_ms        {:.1}", pct(&all, 0.5).as_secs_f64() * 1e3);
-    println!("delivery_p99_ms        {:.1}", pct(&all, 0.99).as_secs_f64() * 1e3);
+    println!(
+        "last_subscriber_p50_ms {:.1}",
+        pct(&last_per_round, 0.5).as_secs_f64() * 1e3
+    );
+    println!(
+        "last_subscriber_p99_ms {:.1}",
+        pct(&last_per_round, 0.99).as_secs_f64() * 1e3
+    );
+    println!(
+        "delivery_p50_ms        {:.1}",
+        pct(&all, 0.5).as_secs_f64() * 1e3
+    );
+    println!(
+        "delivery_p99_ms        {:.1}",
+        pct(&all, 0.99).as_secs_f64() * 1e3
+    );
     if !database_url.is_empty() {
         let (client, conn) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls).await?;
         tokio::spawn(conn);
@@ -115,10 +133,13 @@ async fn subscribe(
 ) -> std::io::Result<()> {
     let mut stream = TcpStream::connect(server).await?;
     stream
-        .write_all(b"GET /notes/events HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n")
+        .write_all(
+            b"GET /notes/events HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n",
+        )
         .await?;
     let mut buf = vec![0u8; 4096];
-    let mut text = String::new();
+    // Bytes not yet scanned, kept only while a line is incomplete.
+    let mut pending: Vec<u8> = Vec::new();
     let mut announced = false;
     loop {
         let n = stream.read(&mut buf).await?;
@@ -126,29 +147,46 @@ async fn subscribe(
             return Ok(());
         }
         let now = Instant::now();
-        text.push_str(&String::from_utf8_lossy(&buf[..n]));
-        if !announced && text.contains(": connected") {
+        pending.extend_from_slice(&buf[..n]);
+        if !announced && find(&pending, b": connected").is_some() {
             announced = true;
             let _ = ready.send(());
             permit.take(); // the handshake is done: let the next one start
         }
-        while let Some(start) = text.find("id: ") {
-            let Some(end) = text[start..].find('\n') else { break };
-            if let Ok(id) = text[start + 4..start + end].trim().parse::<i64>() {
+        while let Some(start) = find(&pending, b"id: ") {
+            let Some(end) = pending[start..].iter().position(|b| *b == b'\n') else {
+                break;
+            };
+            let id = std::str::from_utf8(&pending[start + 4..start + end])
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok());
+            if let Some(id) = id {
                 let _ = tx.send((id, now));
             }
-            text.drain(..start + end);
+            pending.drain(..start + end);
         }
-        if text.len() > 8192 {
-            let keep = text.len() - 1024;
-            text.drain(..keep);
+        // Nothing left worth keeping but a possible partial "id: " line.
+        if find(&pending, b"id: ").is_none() && pending.len() > 16 {
+            let keep = pending.len() - 16;
+            pending.drain(..keep);
         }
     }
 }
 
-async fn request(server: SocketAddr, head: &str, body: &str) -> Result<String, Box<dyn std::error::Error>> {
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+async fn request(
+    server: SocketAddr,
+    head: &str,
+    body: &str,
+) -> Result<String, Box<dyn std::error::Error>> {
     let mut stream = TcpStream::connect(server).await?;
-    let request = format!("{head}Host: bench\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    let request = format!(
+        "{head}Host: bench\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
     stream.write_all(request.as_bytes()).await?;
     let mut response = String::new();
     stream.read_to_string(&mut response).await?;
@@ -156,16 +194,28 @@ async fn request(server: SocketAddr, head: &str, body: &str) -> Result<String, B
 }
 
 async fn create_note(server: SocketAddr) -> Result<i64, Box<dyn std::error::Error>> {
-    let response = request(server, "POST /notes HTTP/1.1\r\nContent-Type: application/json\r\n", r#"{"title":"fan-out"}"#).await?;
+    let response = request(
+        server,
+        "POST /notes HTTP/1.1\r\nContent-Type: application/json\r\n",
+        r#"{"title":"fan-out"}"#,
+    )
+    .await?;
     let body = response.split("\r\n\r\n").nth(1).ok_or("no body")?;
     let json: serde_json::Value = serde_json::from_str(body)?;
-    json["id"].as_i64().ok_or_else(|| format!("create failed: {response}").into())
+    json["id"]
+        .as_i64()
+        .ok_or_else(|| format!("create failed: {response}").into())
 }
 
 /// PATCHes the note.
-async fn patch_note(server: SocketAddr, id: i64, round: usize) -> Result<(), Box<dyn std::error::Error>> {
+async fn patch_note(
+    server: SocketAddr,
+    id: i64,
+    round: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
     let body = format!(r#"{{"title":"round {round}"}}"#);
-    let head = format!("PATCH /notes/{id} HTTP/1.1\r\nContent-Type: application/json\r\nIf-Match: *\r\n");
+    let head =
+        format!("PATCH /notes/{id} HTTP/1.1\r\nContent-Type: application/json\r\nIf-Match: *\r\n");
     let response = request(server, &head, &body).await?;
     if !response.starts_with("HTTP/1.1 200") {
         return Err(format!("PATCH failed: {response}").into());

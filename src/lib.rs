@@ -38,7 +38,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use tower::Layer;
 
-use crate::apps::notes::events::{Feed, NoteEvent};
+use crate::apps::notes::events::{Broadcast, Feed};
 use crate::awsgi::{Application, AwsgiLayer, Validator};
 use crate::config::Config;
 use crate::db::listener::{ListenConfig, Listener};
@@ -68,7 +68,7 @@ impl AppState {
                 connect_timeout: Duration::from_millis(config.db_connect_timeout_ms),
                 max_backoff: Duration::from_secs(5),
             },
-            NoteEvent::parse,
+            Broadcast::parse,
         );
         let feed = Feed {
             listener: Arc::new(listener),

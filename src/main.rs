@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use axum::serve::ListenerExt;
 use clap::Parser;
 use pgbridge::db::migrate::Migrator;
 use pgbridge::{AppState, config::Config, router};
@@ -63,6 +64,13 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = TcpListener::bind(bind).await?;
     tracing::info!(addr = %listener.local_addr()?, "pgbridge listening");
+    // Streamed chunks (event streams, poll-sleep lines) go out as written, not held back
+    // by Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "could not set TCP_NODELAY");
+        }
+    });
     let stopping = state.clone();
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
 

@@ -273,7 +273,7 @@ async fn serve<A: Application>(
     };
     let mut exchange = Exchange {
         app: Some(Box::pin(call)),
-        writes,
+        writes: Some(writes),
         body: None,
         start_response,
     };
@@ -415,7 +415,8 @@ type AppFuture = Pin<Box<dyn Future<Output = Result<Body, Error>> + Send + 'stat
 /// then its body.
 struct Exchange {
     app: Option<AppFuture>,
-    writes: mpsc::Receiver<Bytes>,
+    /// `write()` output; dropped once the application has returned and it is drained.
+    writes: Option<mpsc::Receiver<Bytes>>,
     body: Option<Body>,
     start_response: StartResponse,
 }
@@ -427,15 +428,20 @@ impl Exchange {
             if let Some(app) = &mut self.app {
                 // Registering for writes before polling the app means a write made during
                 // that poll wakes this task again.
-                if let Poll::Ready(Some(bytes)) = self.writes.poll_recv(cx) {
-                    return Poll::Ready(Ok(Some(bytes)));
+                if let Some(writes) = &mut self.writes {
+                    if let Poll::Ready(Some(bytes)) = writes.poll_recv(cx) {
+                        return Poll::Ready(Ok(Some(bytes)));
+                    }
                 }
                 match catch_unwind(AssertUnwindSafe(|| app.as_mut().poll(cx))) {
                     Ok(Poll::Pending) => return Poll::Pending,
                     Ok(Poll::Ready(Ok(body))) => {
                         self.app = None;
                         // Later writes fail; the ones already buffered still go out.
-                        self.writes.close();
+                        self.start_response.close_writes();
+                        if let Some(writes) = &mut self.writes {
+                            writes.close();
+                        }
                         self.body = Some(body);
                     }
                     Ok(Poll::Ready(Err(err))) => {
@@ -448,8 +454,12 @@ impl Exchange {
                     }
                 }
             }
-            if let Ok(bytes) = self.writes.try_recv() {
-                return Poll::Ready(Ok(Some(bytes)));
+            if let Some(writes) = &mut self.writes {
+                match writes.try_recv() {
+                    Ok(bytes) => return Poll::Ready(Ok(Some(bytes))),
+                    // Drained, and no more can come: free the channel.
+                    Err(_) => self.writes = None,
+                }
             }
             let Some(body) = &mut self.body else {
                 return Poll::Ready(Ok(None));
@@ -482,7 +492,9 @@ impl Exchange {
     }
 
     fn is_finished(&self) -> bool {
-        self.app.is_none() && self.body.is_none() && self.writes.is_empty()
+        self.app.is_none()
+            && self.body.is_none()
+            && self.writes.as_ref().is_none_or(|w| w.is_empty())
     }
 }
 

@@ -49,12 +49,15 @@ struct State {
     head: Option<Head>,
     committed: bool,
     rejected: Option<StartResponseError>,
+    /// Keep a copy of the head after the commit (the Validator inspects it then).
+    retain_head: bool,
 }
 
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
-    writes: mpsc::Sender<Bytes>,
+    /// The `write()` channel's sending side, dropped once the application has returned.
+    writes: Mutex<Option<mpsc::Sender<Bytes>>>,
 }
 
 /// WSGI's `start_response`: the application chooses its status and headers here.
@@ -93,7 +96,7 @@ impl StartResponse {
         let (writes, rx) = mpsc::channel(WRITE_BUFFER);
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
-            writes,
+            writes: Mutex::new(Some(writes)),
         });
         (Self { shared }, rx)
     }
@@ -109,7 +112,7 @@ impl StartResponse {
         V: AsRef<str>,
     {
         let mut state = self.lock();
-        let result = if state.head.is_some() {
+        let result = if state.head.is_some() || state.committed {
             Err(StartResponseError::AlreadyStarted)
         } else {
             parse_head(status, headers)
@@ -168,7 +171,8 @@ impl StartResponse {
 
     /// Whether `start_response` has been called successfully.
     pub fn is_started(&self) -> bool {
-        self.lock().head.is_some()
+        let state = self.lock();
+        state.head.is_some() || state.committed
     }
 
     /// Whether the headers have been sent.
@@ -184,9 +188,13 @@ impl StartResponse {
         match result {
             Ok(head) => {
                 state.head = Some(head);
-                Ok(Write {
-                    tx: self.shared.writes.clone(),
-                })
+                let tx = self
+                    .shared
+                    .writes
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .clone();
+                Ok(Write { tx })
             }
             Err(err) => {
                 state.rejected.get_or_insert_with(|| err.clone());
@@ -202,9 +210,26 @@ impl StartResponse {
         if let Some(rejected) = &state.rejected {
             return Err(super::ContractError::Rejected(rejected.to_string()));
         }
-        let head = state.head.clone().ok_or(super::ContractError::NotStarted)?;
+        // Taken, not cloned, unless the Validator asked: a long-lived stream should not keep
+        // a second copy.
+        let head = if state.retain_head {
+            state.head.clone()
+        } else {
+            state.head.take()
+        };
+        let head = head.ok_or(super::ContractError::NotStarted)?;
         state.committed = true;
         Ok(head)
+    }
+
+    /// Drops the `write()` channel's sender, once the application has returned: later
+    /// writes fail, and a long-lived response stops holding the channel's buffer.
+    pub(crate) fn close_writes(&self) {
+        self.shared
+            .writes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
     }
 
     /// A rejected call made after the commit, which must abort the response.
@@ -215,6 +240,11 @@ impl StartResponse {
     /// The head chosen so far, for the [`Validator`](super::Validator).
     pub(crate) fn head(&self) -> Option<Head> {
         self.lock().head.clone()
+    }
+
+    /// Keeps the head readable through [`head`](Self::head) after the commit.
+    pub(crate) fn retain_head(&self) {
+        self.lock().retain_head = true;
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -245,7 +275,8 @@ impl StartResponse {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Write {
-    tx: mpsc::Sender<Bytes>,
+    /// `None` once the application has returned.
+    tx: Option<mpsc::Sender<Bytes>>,
 }
 
 /// `write()` was called after the response ended: the client went away, or the
@@ -261,7 +292,8 @@ impl Write {
         if data.is_empty() {
             return Ok(());
         }
-        self.tx.send(data).await.map_err(|_| WriteError)
+        let tx = self.tx.as_ref().ok_or(WriteError)?;
+        tx.send(data).await.map_err(|_| WriteError)
     }
 }
 

@@ -66,6 +66,7 @@ impl<A: Application> Validator<A> {
 impl<A: Application> Application for Validator<A> {
     async fn call(&self, environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
         check_environ(&environ).map_err(report)?;
+        start_response.retain_head();
         let body = self.app.call(environ, start_response.clone()).await?;
         Ok(Body::from_stream(CheckedBody {
             body,

@@ -54,13 +54,38 @@ impl NoteEvent {
     pub fn parse(payload: &str) -> Option<Self> {
         serde_json::from_str(payload).ok()
     }
+
+    /// The event as one SSE frame.
+    pub fn frame(&self) -> Bytes {
+        let data = serde_json::to_string(self).unwrap_or_default();
+        Bytes::from(format!("id: {}\nevent: note\ndata: {data}\n\n", self.id))
+    }
+}
+
+/// What the listener broadcasts: the event, and its SSE frame rendered once for every
+/// subscriber (with 10,000 streams, rendering per subscriber is most of the fan-out's work).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broadcast {
+    /// The event.
+    pub event: NoteEvent,
+    /// [`NoteEvent::frame`], shared.
+    pub frame: Bytes,
+}
+
+impl Broadcast {
+    /// Parses a notification payload and renders its frame.
+    pub fn parse(payload: &str) -> Option<Self> {
+        let event = NoteEvent::parse(payload)?;
+        let frame = event.frame();
+        Some(Self { event, frame })
+    }
 }
 
 /// The process's note-event feed and the stream settings, shared by every subscriber.
 #[derive(Clone, Debug)]
 pub struct Feed {
     /// The one `LISTEN` connection.
-    pub listener: Arc<Listener<NoteEvent>>,
+    pub listener: Arc<Listener<Broadcast>>,
     /// Interval between heartbeat comments.
     pub heartbeat: Duration,
 }
@@ -135,13 +160,13 @@ pub async fn app(environ: Environ, start_response: StartResponse) -> Result<Body
 }
 
 enum Woke {
-    Notice(Result<Notice<NoteEvent>, broadcast::error::RecvError>),
+    Notice(Result<Notice<Broadcast>, broadcast::error::RecvError>),
     Heartbeat,
 }
 
 /// One client's subscription. Dropped with the response body, which frees it.
 struct Subscriber {
-    rx: broadcast::Receiver<Notice<NoteEvent>>,
+    rx: broadcast::Receiver<Notice<Broadcast>>,
     stopped: watch::Receiver<bool>,
     heartbeat: tokio::time::Interval,
     db: Db,
@@ -157,7 +182,8 @@ impl Subscriber {
     async fn next_frame(&mut self) -> Option<Bytes> {
         loop {
             if let Some(event) = self.backlog.pop_front() {
-                return Some(self.send(&event));
+                self.last_id = event.id;
+                return Some(event.frame());
             }
             let woke = tokio::select! {
                 biased;
@@ -167,13 +193,15 @@ impl Subscriber {
             };
             match woke {
                 Woke::Heartbeat => return Some(Bytes::from_static(b": heartbeat\n\n")),
-                Woke::Notice(Ok(Notice::Event(event))) => {
-                    if event.id > self.last_id && self.wanted(&event) {
-                        return Some(self.send(&event));
+                Woke::Notice(Ok(Notice::Event(live))) => {
+                    if live.event.id > self.last_id && self.wanted(&live.event) {
+                        self.last_id = live.event.id;
+                        return Some(live.frame.clone());
                     }
                 }
                 Woke::Notice(Ok(Notice::Resync) | Err(broadcast::error::RecvError::Lagged(_))) => {
-                    if let Err(err) = self.catch_up().await {
+                    // Boxed: an idle stream then carries no room for a query's state.
+                    if let Err(err) = Box::pin(self.catch_up()).await {
                         tracing::warn!(error = %err, "event stream could not catch up; closing it");
                         return None;
                     }
@@ -185,12 +213,6 @@ impl Subscriber {
 
     fn wanted(&self, event: &NoteEvent) -> bool {
         self.note.is_none_or(|note| note == event.note_id)
-    }
-
-    fn send(&mut self, event: &NoteEvent) -> Bytes {
-        self.last_id = event.id;
-        let data = serde_json::to_string(event).unwrap_or_default();
-        Bytes::from(format!("id: {}\nevent: note\ndata: {data}\n\n", event.id))
     }
 
     /// Queues every stored event after `last_id` (for this note, if filtered).
@@ -249,5 +271,8 @@ mod tests {
             (5, 2, "updated", 3)
         );
         assert!(NoteEvent::parse("not json").is_none());
+        let broadcast = Broadcast::parse(payload).unwrap();
+        assert_eq!(broadcast.frame, event.frame());
+        assert!(broadcast.frame.starts_with(b"id: 5\nevent: note\ndata: {"));
     }
 }
