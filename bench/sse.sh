@@ -7,26 +7,10 @@ cd "$(dirname "$0")/.."
 SUBSCRIBERS=${SUBSCRIBERS:-10000}
 ROUNDS=${ROUNDS:-20}
 
-PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-[ -x "$PG_BIN/initdb" ] || { echo "PostgreSQL server binaries not found" >&2; exit 1; }
-WORK=$(mktemp -d /tmp/pgbridge-sse.XXXXXX)
-RUN_AS=()
-if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$WORK"; RUN_AS=(runuser -u postgres --); fi
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-HTTP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-SERVER_PID=""
-cleanup() {
-  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
-  "${RUN_AS[@]}" "$PG_BIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-echo "== Postgres on 127.0.0.1:$PORT"
-"${RUN_AS[@]}" "$PG_BIN/initdb" -D "$WORK/data" -A trust -U postgres --no-sync -E UTF8 --locale=C >/dev/null
-"${RUN_AS[@]}" "$PG_BIN/pg_ctl" -D "$WORK/data" -l "$WORK/pg.log" -w start \
-  -o "-p $PORT -k $WORK -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off" >/dev/null
-URL="postgres://postgres@127.0.0.1:$PORT/postgres"
+source bench/lib.sh
+start_postgres fsync=off
+URL=$PG_URL
+HTTP_PORT=$(free_port)
 
 echo "== build (release)"
 cargo build --release --bin pgbridge --example sse_fanout 2>&1 | tail -1
@@ -35,9 +19,10 @@ cargo build --release --bin pgbridge --example sse_fanout 2>&1 | tail -1
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ "$(ulimit -n)" -gt $((SUBSCRIBERS + 200)) ] || { echo "open-file limit $(ulimit -n) is too low for $SUBSCRIBERS streams" >&2; exit 1; }
 echo "== pgbridge on 127.0.0.1:$HTTP_PORT"
-MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-} DATABASE_URL=$URL BIND_ADDR=127.0.0.1:$HTTP_PORT RUST_LOG=warn DB_POOL_SIZE=16 \
+DATABASE_URL=$URL BIND_ADDR=127.0.0.1:$HTTP_PORT RUST_LOG=warn DB_POOL_SIZE=16 \
   ./target/release/pgbridge > "$WORK/server.log" 2>&1 &
 SERVER_PID=$!
+BENCH_PIDS+=("$SERVER_PID")
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null && break; sleep 0.1; done
 
 echo "== $SUBSCRIBERS subscribers, $ROUNDS rounds"
@@ -48,12 +33,9 @@ val() { echo "$OUT" | awk -v k="$1" '$1 == k { print $2 }'; }
 
 verdict() { awk -v a="$1" -v b="$2" 'BEGIN { print (a + 0 < b + 0) ? "met" : "missed" }'; }
 SECTION=$(cat <<MD
-<!-- sse:begin -->
 ## SSE fan-out: \`/notes/events\` (issue 4)
 
-\`bash bench/sse.sh\` (SUBSCRIBERS=$SUBSCRIBERS ROUNDS=$ROUNDS), $(date -u +%Y-%m-%d), $(nproc) cores,
-$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r),
-$(rustc --version), PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}').
+\`bash bench/sse.sh\` (SUBSCRIBERS=$SUBSCRIBERS ROUNDS=$ROUNDS), $(date -u +%Y-%m-%d): $(machine).
 The client (\`examples/sse_fanout.rs\`), the server and Postgres share the same 2 cores.
 Latency runs from sending the \`PATCH\` to a subscriber reading the event: it includes the
 request, the commit, the NOTIFY, the fan-out and the client's own scheduling of $SUBSCRIBERS sockets.
@@ -69,19 +51,7 @@ request, the commit, the NOTIFY, the fan-out and the client's own scheduling of 
 | PATCH → last subscriber, p99 | $(val last_subscriber_p99_ms) ms | < 100 ms: $(verdict "$(val last_subscriber_p99_ms)" 100) |
 | PATCH → each delivery, median | $(val delivery_p50_ms) ms | |
 | PATCH → each delivery, p99 | $(val delivery_p99_ms) ms | |
-<!-- sse:end -->
 MD
 )
-touch bench/RESULTS.md
-python3 - "$SECTION" <<'PY'
-import re, sys
-section = sys.argv[1]
-path = "bench/RESULTS.md"
-text = open(path).read()
-if "<!-- sse:begin -->" in text:
-    text = re.sub(r"<!-- sse:begin -->.*?<!-- sse:end -->", lambda m: section, text, flags=re.S)
-else:
-    text = text.rstrip() + ("\n\n" if text.strip() else "") + section + "\n"
-open(path, "w").write(text)
-PY
+write_section sse "$SECTION"
 echo "== wrote bench/RESULTS.md"

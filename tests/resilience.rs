@@ -129,3 +129,37 @@ async fn a_statement_past_its_timeout_is_a_503() {
         200
     );
 }
+
+/// A cancel sent for an abandoned query must never land on the next query that borrows
+/// the same pooled connection. The abandoned query ends on its own at about the moment it
+/// is abandoned, which is when a cancel that has been written but not yet acted on by the
+/// server could hit the next borrower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_never_hits_the_next_borrower() {
+    let url = Cluster::shared().await.create_database().await;
+    let mut config = pgbridge::db::DbConfig::new(url);
+    config.pool_size = 1;
+    let db = pgbridge::db::Db::connect(&config).unwrap();
+    let mut abandoned = 0;
+    for round in 0..300u64 {
+        {
+            let conn = db.conn().await.unwrap();
+            let query = conn.query("SELECT pg_sleep(0.01)", &[]);
+            // Abandon it at 8-12 ms: just before, at, or just after it finishes.
+            let at = Duration::from_micros(8_000 + (round * 137) % 4_000);
+            if tokio::time::timeout(at, query).await.is_err() {
+                abandoned += 1;
+            }
+        }
+        let conn = db.conn().await.unwrap();
+        let next = conn.query_one("SELECT pg_sleep(0.002), 1::int", &[]).await;
+        assert!(
+            next.is_ok(),
+            "round {round}: the next borrower's query failed: {next:?}"
+        );
+    }
+    assert!(
+        abandoned > 50,
+        "the test abandoned too few queries ({abandoned}) to mean anything"
+    );
+}

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use http::{Extensions, HeaderMap, Method, Version, header};
 use percent_encoding::percent_decode_str;
@@ -36,11 +37,14 @@ use super::{Errors, Input};
 #[derive(Debug)]
 pub struct Environ {
     method: Method,
+    /// The request target; `PATH_INFO` and `QUERY_STRING` are read from it.
+    uri: http::Uri,
     script_name: String,
-    path_info: String,
-    query_string: String,
-    server_name: String,
-    server_port: u16,
+    /// `PATH_INFO` when it differs from the URI's path (escapes decoded, prefix taken
+    /// off); `None` when it is the path as sent, so most requests copy nothing.
+    path_info: Option<String>,
+    /// `SERVER_NAME`/`SERVER_PORT` for requests with no `Host`.
+    server_fallback: (Arc<str>, u16),
     version: Version,
     url_scheme: &'static str,
     remote_addr: Option<SocketAddr>,
@@ -94,12 +98,12 @@ impl Environ {
 
     /// `PATH_INFO`: the path below the mount point, percent-decoded as CGI does.
     pub fn path_info(&self) -> &str {
-        &self.path_info
+        self.path_info.as_deref().unwrap_or_else(|| self.uri.path())
     }
 
     /// `QUERY_STRING`, raw (not decoded), without the `?`.
     pub fn query_string(&self) -> &str {
-        &self.query_string
+        self.uri.query().unwrap_or("")
     }
 
     /// The query string's `name=value` pairs, decoded (`+` is a space).
@@ -119,7 +123,7 @@ impl Environ {
 
     /// All decoded query pairs, in order.
     pub fn query_pairs(&self) -> impl Iterator<Item = (String, String)> + '_ {
-        self.query_string
+        self.query_string()
             .split('&')
             .filter(|pair| !pair.is_empty())
             .map(|pair| {
@@ -158,14 +162,33 @@ impl Environ {
         self.url_scheme
     }
 
-    /// `SERVER_NAME`.
+    /// `SERVER_NAME`: the host the client asked for (`Host`), else the server's own name.
     pub fn server_name(&self) -> &str {
-        &self.server_name
+        match self.host() {
+            Some(host) => split_host(host).0,
+            None => &self.server_fallback.0,
+        }
     }
 
-    /// `SERVER_PORT`.
+    /// `SERVER_PORT`: the port the client asked for, else the scheme's default, else the
+    /// server's own port when the client named no host.
     pub fn server_port(&self) -> u16 {
-        self.server_port
+        match self.host() {
+            Some(host) => {
+                split_host(host)
+                    .1
+                    .unwrap_or(if self.url_scheme == "https" { 443 } else { 80 })
+            }
+            None => self.server_fallback.1,
+        }
+    }
+
+    fn host(&self) -> Option<&str> {
+        self.headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| self.uri.authority().map(|a| a.as_str()))
+            .filter(|h| !h.is_empty())
     }
 
     /// `wsgiorg.routing_args`: the named path parameters a router matched, e.g. `id` for a
@@ -216,12 +239,12 @@ impl Environ {
         let value: Cow<'_, str> = match name {
             "REQUEST_METHOD" => self.method.as_str().into(),
             "SCRIPT_NAME" => self.script_name.as_str().into(),
-            "PATH_INFO" => self.path_info.as_str().into(),
-            "QUERY_STRING" => self.query_string.as_str().into(),
+            "PATH_INFO" => self.path_info().into(),
+            "QUERY_STRING" => self.query_string().into(),
             "CONTENT_TYPE" => return self.header_cgi(header::CONTENT_TYPE.as_str()),
             "CONTENT_LENGTH" => return self.header_cgi(header::CONTENT_LENGTH.as_str()),
-            "SERVER_NAME" => self.server_name.as_str().into(),
-            "SERVER_PORT" => self.server_port.to_string().into(),
+            "SERVER_NAME" => self.server_name().into(),
+            "SERVER_PORT" => self.server_port().to_string().into(),
             "SERVER_PROTOCOL" => protocol(self.version).into(),
             "REMOTE_ADDR" => self.remote_addr?.ip().to_string().into(),
             "REMOTE_PORT" => self.remote_addr?.port().to_string().into(),
@@ -306,17 +329,16 @@ impl EnvironBuilder {
     pub(crate) fn from_parts(parts: http::request::Parts) -> Self {
         let path = parts.uri.path();
         let environ = Environ {
-            path_info: decode_path(path),
+            path_info: path.contains('%').then(|| decode_path(path)),
             script_name: String::new(),
-            query_string: parts.uri.query().unwrap_or("").to_owned(),
-            server_name: String::from("localhost"),
-            server_port: 80,
+            server_fallback: (Arc::from("localhost"), 80),
             url_scheme: if parts.uri.scheme_str() == Some("https") {
                 "https"
             } else {
                 "http"
             },
             method: parts.method,
+            uri: parts.uri,
             version: parts.version,
             remote_addr: None,
             headers: parts.headers,
@@ -333,19 +355,18 @@ impl EnvironBuilder {
     pub fn script_name(mut self, prefix: &str) -> Self {
         let prefix = prefix.trim_end_matches('/');
         let decoded = decode_path(prefix);
-        if let Some(rest) = self.environ.path_info.strip_prefix(decoded.as_str()) {
+        if let Some(rest) = self.environ.path_info().strip_prefix(decoded.as_str()) {
             if rest.is_empty() || rest.starts_with('/') {
-                self.environ.path_info = rest.to_owned();
+                self.environ.path_info = Some(rest.to_owned());
                 self.environ.script_name = decoded;
             }
         }
         self
     }
 
-    /// Sets `SERVER_NAME` and `SERVER_PORT`.
-    pub fn server(mut self, name: impl Into<String>, port: u16) -> Self {
-        self.environ.server_name = name.into();
-        self.environ.server_port = port;
+    /// Sets `SERVER_NAME` and `SERVER_PORT` for requests that carry no `Host`.
+    pub fn server(mut self, name: impl Into<Arc<str>>, port: u16) -> Self {
+        self.environ.server_fallback = (name.into(), port);
         self
     }
 
@@ -376,6 +397,20 @@ impl EnvironBuilder {
     /// The finished environ.
     pub fn build(self) -> Environ {
         self.environ
+    }
+}
+
+/// `example.com:8080` → (`example.com`, 8080); `[::1]:80` → (`[::1]`, 80).
+fn split_host(host: &str) -> (&str, Option<u16>) {
+    if let Some(end) = host.rfind(']') {
+        let port = host[end + 1..]
+            .strip_prefix(':')
+            .and_then(|p| p.parse().ok());
+        return (&host[..=end], port);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) => (name, port.parse().ok()),
+        None => (host, None),
     }
 }
 
@@ -463,6 +498,27 @@ mod tests {
         let request = http::Request::get("/application").body(()).unwrap();
         let env = Environ::builder(request).script_name("/app").build();
         assert_eq!((env.script_name(), env.path_info()), ("", "/application"));
+    }
+
+    #[test]
+    fn server_name_and_port_from_host() {
+        let env = |host: Option<&str>| {
+            let mut request = http::Request::get("/");
+            if let Some(host) = host {
+                request = request.header("Host", host);
+            }
+            Environ::builder(request.body(()).unwrap())
+                .server("fallback", 8080)
+                .build()
+        };
+        let e = env(Some("example.com:9000"));
+        assert_eq!((e.server_name(), e.server_port()), ("example.com", 9000));
+        let e = env(Some("example.com"));
+        assert_eq!((e.server_name(), e.server_port()), ("example.com", 80));
+        let e = env(Some("[::1]:8443"));
+        assert_eq!((e.server_name(), e.server_port()), ("[::1]", 8443));
+        let e = env(None);
+        assert_eq!((e.server_name(), e.server_port()), ("fallback", 8080));
     }
 
     #[test]

@@ -27,7 +27,6 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderValue, Request, Response, header};
 use http_body::{Frame, SizeHint};
-use tokio::sync::mpsc;
 use tower::{Layer, Service};
 
 use super::{
@@ -68,7 +67,7 @@ pub struct AwsgiLayer {
 #[derive(Clone)]
 struct Config {
     body_limit: usize,
-    server_name: String,
+    server_name: Arc<str>,
     server_port: u16,
     error_responder: ErrorResponder,
 }
@@ -79,7 +78,7 @@ impl AwsgiLayer {
         Self {
             config: Arc::new(Config {
                 body_limit: DEFAULT_BODY_LIMIT,
-                server_name: String::from("localhost"),
+                server_name: Arc::from("localhost"),
                 server_port: 80,
                 error_responder: Arc::new(plain_error),
             }),
@@ -97,7 +96,7 @@ impl AwsgiLayer {
     /// `SERVER_NAME` and `SERVER_PORT` for requests that carry no `Host`.
     pub fn server(mut self, name: impl Into<String>, port: u16) -> Self {
         let config = Arc::make_mut(&mut self.config);
-        config.server_name = name.into();
+        config.server_name = Arc::from(name.into());
         config.server_port = port;
         self
     }
@@ -266,14 +265,13 @@ async fn serve<A: Application>(
     };
     let environ = build_environ(parts, body, &config, routing_args);
 
-    let (start_response, writes) = StartResponse::new();
+    let start_response = StartResponse::new();
     let call = {
         let start_response = start_response.clone();
         async move { app.call(environ, start_response).await }
     };
     let mut exchange = Exchange {
         app: Some(Box::pin(call)),
-        writes: Some(writes),
         body: None,
         start_response,
     };
@@ -334,11 +332,10 @@ fn build_environ(
         .extensions
         .get::<ConnectInfo<std::net::SocketAddr>>()
         .map(|ConnectInfo(addr)| *addr);
-    let (server_name, server_port) = server_from_host(&parts, config);
     let https = parts.uri.scheme_str() == Some("https");
 
     let mut builder = EnvironBuilder::from_parts(parts)
-        .server(server_name, server_port)
+        .server(config.server_name.clone(), config.server_port)
         .https(https)
         .routing_args(routing_args)
         .input(Input::new(body, config.body_limit));
@@ -349,29 +346,6 @@ fn build_environ(
         builder = builder.remote_addr(addr);
     }
     builder.build()
-}
-
-/// `SERVER_NAME`/`SERVER_PORT` from the `Host` header (or the URI's authority, as HTTP/2
-/// sends it), else the configured fallback.
-fn server_from_host(parts: &http::request::Parts, config: &Config) -> (String, u16) {
-    let default_port = if parts.uri.scheme_str() == Some("https") {
-        443
-    } else {
-        80
-    };
-    let authority = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.parse::<http::uri::Authority>().ok())
-        .or_else(|| parts.uri.authority().cloned());
-    match authority {
-        Some(authority) => (
-            authority.host().to_owned(),
-            authority.port_u16().unwrap_or(default_port),
-        ),
-        None => (config.server_name.clone(), config.server_port),
-    }
 }
 
 fn content_length(value: &HeaderValue) -> Result<u64, ContractError> {
@@ -415,8 +389,6 @@ type AppFuture = Pin<Box<dyn Future<Output = Result<Body, Error>> + Send + 'stat
 /// then its body.
 struct Exchange {
     app: Option<AppFuture>,
-    /// `write()` output; dropped once the application has returned and it is drained.
-    writes: Option<mpsc::Receiver<Bytes>>,
     body: Option<Body>,
     start_response: StartResponse,
 }
@@ -428,20 +400,15 @@ impl Exchange {
             if let Some(app) = &mut self.app {
                 // Registering for writes before polling the app means a write made during
                 // that poll wakes this task again.
-                if let Some(writes) = &mut self.writes {
-                    if let Poll::Ready(Some(bytes)) = writes.poll_recv(cx) {
-                        return Poll::Ready(Ok(Some(bytes)));
-                    }
+                if let Poll::Ready(Some(bytes)) = self.start_response.poll_written(cx) {
+                    return Poll::Ready(Ok(Some(bytes)));
                 }
                 match catch_unwind(AssertUnwindSafe(|| app.as_mut().poll(cx))) {
                     Ok(Poll::Pending) => return Poll::Pending,
                     Ok(Poll::Ready(Ok(body))) => {
                         self.app = None;
-                        // Later writes fail; the ones already buffered still go out.
+                        // Later writes fail; the ones already queued still go out.
                         self.start_response.close_writes();
-                        if let Some(writes) = &mut self.writes {
-                            writes.close();
-                        }
                         self.body = Some(body);
                     }
                     Ok(Poll::Ready(Err(err))) => {
@@ -454,12 +421,8 @@ impl Exchange {
                     }
                 }
             }
-            if let Some(writes) = &mut self.writes {
-                match writes.try_recv() {
-                    Ok(bytes) => return Poll::Ready(Ok(Some(bytes))),
-                    // Drained, and no more can come: free the channel.
-                    Err(_) => self.writes = None,
-                }
+            if let Some(bytes) = self.start_response.take_written() {
+                return Poll::Ready(Ok(Some(bytes)));
             }
             let Some(body) = &mut self.body else {
                 return Poll::Ready(Ok(None));
@@ -492,9 +455,14 @@ impl Exchange {
     }
 
     fn is_finished(&self) -> bool {
-        self.app.is_none()
-            && self.body.is_none()
-            && self.writes.as_ref().is_none_or(|w| w.is_empty())
+        self.app.is_none() && self.body.is_none() && !self.start_response.has_written()
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        // The response is over (or the client is gone): a writer elsewhere must not wait.
+        self.start_response.close_writes();
     }
 }
 

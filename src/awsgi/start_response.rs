@@ -1,11 +1,13 @@
 //! [`StartResponse`]: WSGI's `start_response` callable, with its status and header rules,
 //! `exc_info`, the deferred commit, and the legacy [`Write`] handle.
 
+use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use tokio::sync::mpsc;
 
 use super::Error;
 
@@ -56,8 +58,20 @@ struct State {
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
-    /// The `write()` channel's sending side, dropped once the application has returned.
-    writes: Mutex<Option<mpsc::Sender<Bytes>>>,
+    writes: Mutex<Writes>,
+}
+
+/// `write()` output waiting for the server: a small queue that allocates nothing until an
+/// application actually writes (most never do).
+#[derive(Debug, Default)]
+struct Writes {
+    queue: VecDeque<Bytes>,
+    /// No more writes: the application returned, or the response is gone.
+    closed: bool,
+    /// The server, waiting for output.
+    reader: Option<Waker>,
+    /// Writers waiting for room.
+    writers: Vec<Waker>,
 }
 
 /// WSGI's `start_response`: the application chooses its status and headers here.
@@ -91,14 +105,13 @@ pub struct StartResponse {
 }
 
 impl StartResponse {
-    /// A fresh handle and the receiving end of its `write()` channel, for the server.
-    pub(crate) fn new() -> (Self, mpsc::Receiver<Bytes>) {
-        let (writes, rx) = mpsc::channel(WRITE_BUFFER);
+    /// A fresh handle, for the server.
+    pub(crate) fn new() -> Self {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
-            writes: Mutex::new(Some(writes)),
+            writes: Mutex::new(Writes::default()),
         });
-        (Self { shared }, rx)
+        Self { shared }
     }
 
     /// Sets the status and headers. Returns the legacy [`Write`] handle.
@@ -188,13 +201,9 @@ impl StartResponse {
         match result {
             Ok(head) => {
                 state.head = Some(head);
-                let tx = self
-                    .shared
-                    .writes
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .clone();
-                Ok(Write { tx })
+                Ok(Write {
+                    shared: self.shared.clone(),
+                })
             }
             Err(err) => {
                 state.rejected.get_or_insert_with(|| err.clone());
@@ -222,14 +231,45 @@ impl StartResponse {
         Ok(head)
     }
 
-    /// Drops the `write()` channel's sender, once the application has returned: later
-    /// writes fail, and a long-lived response stops holding the channel's buffer.
+    /// The next `write()` chunk: `Ready(Some)`, `Ready(None)` once closed and drained, or
+    /// `Pending` (and a wake-up when a chunk comes).
+    pub(crate) fn poll_written(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let mut writes = self.writes();
+        match writes.pop() {
+            Some(chunk) => Poll::Ready(Some(chunk)),
+            None if writes.closed => Poll::Ready(None),
+            None => {
+                writes.reader = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Whether `write()` output is queued.
+    pub(crate) fn has_written(&self) -> bool {
+        !self.writes().queue.is_empty()
+    }
+
+    /// The next `write()` chunk already queued, without waiting.
+    pub(crate) fn take_written(&self) -> Option<Bytes> {
+        self.writes().pop()
+    }
+
+    /// Ends `write()`: the application returned, or the response is gone. Later writes
+    /// fail; what is queued can still be taken.
     pub(crate) fn close_writes(&self) {
+        let mut writes = self.writes();
+        writes.closed = true;
+        for writer in writes.writers.drain(..) {
+            writer.wake();
+        }
+    }
+
+    fn writes(&self) -> MutexGuard<'_, Writes> {
         self.shared
             .writes
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
     }
 
     /// A rejected call made after the commit, which must abort the response.
@@ -275,8 +315,7 @@ impl StartResponse {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Write {
-    /// `None` once the application has returned.
-    tx: Option<mpsc::Sender<Bytes>>,
+    shared: Arc<Shared>,
 }
 
 /// `write()` was called after the response ended: the client went away, or the
@@ -288,12 +327,43 @@ pub struct WriteError;
 impl Write {
     /// Sends `data` to the client, committing the headers if this is the first output.
     pub async fn write(&self, data: impl Into<Bytes>) -> Result<(), WriteError> {
-        let data = data.into();
-        if data.is_empty() {
-            return Ok(());
+        let mut data = Some(data.into()).filter(|d| !d.is_empty());
+        poll_fn(|cx| {
+            let mut writes = self
+                .shared
+                .writes
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if writes.closed {
+                return Poll::Ready(Err(WriteError));
+            }
+            let Some(chunk) = data.take() else {
+                return Poll::Ready(Ok(()));
+            };
+            if writes.queue.len() < WRITE_BUFFER {
+                writes.queue.push_back(chunk);
+                if let Some(reader) = writes.reader.take() {
+                    reader.wake();
+                }
+                Poll::Ready(Ok(()))
+            } else {
+                data = Some(chunk);
+                writes.writers.push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+impl Writes {
+    fn pop(&mut self) -> Option<Bytes> {
+        let chunk = self.queue.pop_front()?;
+        // Room again: let blocked writers retry.
+        for writer in self.writers.drain(..) {
+            writer.wake();
         }
-        let tx = self.tx.as_ref().ok_or(WriteError)?;
-        tx.send(data).await.map_err(|_| WriteError)
+        Some(chunk)
     }
 }
 
@@ -356,12 +426,13 @@ pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
 
     const OK: [(&str, &str); 1] = [("Content-Type", "text/plain")];
 
     #[test]
     fn accepts_well_formed_heads() {
-        let (sr, _rx) = StartResponse::new();
+        let sr = StartResponse::new();
         sr.start(
             "201 Created",
             [("Content-Type", "text/plain"), ("X-A", "1"), ("x-a", "2")],
@@ -388,7 +459,7 @@ mod tests {
             "099 Low",
             "150 Info",
         ] {
-            let (sr, _rx) = StartResponse::new();
+            let sr = StartResponse::new();
             assert!(
                 matches!(
                     sr.start(status, OK),
@@ -417,7 +488,7 @@ mod tests {
             ("Proxy-Authenticate", "Basic"),
         ];
         for (name, value) in cases {
-            let (sr, _rx) = StartResponse::new();
+            let sr = StartResponse::new();
             let err = sr.start("200 OK", [(name, value)]).unwrap_err();
             assert!(
                 !matches!(err, StartResponseError::InvalidStatus(_)),
@@ -429,7 +500,7 @@ mod tests {
 
     #[test]
     fn second_start_without_exc_info_is_rejected() {
-        let (sr, _rx) = StartResponse::new();
+        let sr = StartResponse::new();
         sr.start("200 OK", OK).unwrap();
         assert_eq!(
             sr.start("200 OK", OK).unwrap_err(),
@@ -438,9 +509,32 @@ mod tests {
         assert!(sr.commit().is_err());
     }
 
+    #[tokio::test]
+    async fn write_queues_with_backpressure_and_fails_once_closed() {
+        let sr = StartResponse::new();
+        let write = sr.start("200 OK", OK).unwrap();
+        for n in 0..WRITE_BUFFER {
+            write.write(format!("{n}")).await.unwrap();
+        }
+        // The queue is full: the next write waits until the server takes a chunk.
+        let mut blocked = Box::pin(write.write("late"));
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(blocked.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(sr.take_written().unwrap(), "0");
+        assert!(blocked.as_mut().poll(&mut cx).is_ready());
+        assert!(sr.has_written());
+        sr.close_writes();
+        assert!(write.write("after close").await.is_err());
+        // What was queued before the close still goes out, in order.
+        let rest: Vec<Bytes> = std::iter::from_fn(|| sr.take_written()).collect();
+        assert_eq!(rest.len(), WRITE_BUFFER);
+        assert_eq!(rest.last().unwrap(), "late");
+    }
+
     #[test]
     fn exc_info_replaces_before_commit_and_reraises_after() {
-        let (sr, _rx) = StartResponse::new();
+        let sr = StartResponse::new();
         sr.start("200 OK", OK).unwrap();
         sr.start_with_exc_info("500 Oops", OK, Error::msg("query failed"))
             .unwrap();

@@ -46,10 +46,31 @@ pub struct Conn {
     cancel: Arc<Canceller>,
 }
 
+/// Where to send cancel requests: the server the pool connects to.
+#[derive(Debug, Clone)]
+pub(crate) enum ServerAddr {
+    Tcp(String, u16),
+    Unix(std::path::PathBuf),
+}
+
+impl ServerAddr {
+    /// The first host of a connection configuration.
+    pub(crate) fn of(config: &tokio_postgres::Config) -> Option<Self> {
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        match config.get_hosts().first()? {
+            tokio_postgres::config::Host::Tcp(host) => Some(Self::Tcp(host.clone(), port)),
+            tokio_postgres::config::Host::Unix(dir) => {
+                Some(Self::Unix(dir.join(format!(".s.PGSQL.{port}"))))
+            }
+        }
+    }
+}
+
 impl Conn {
-    pub(super) fn new(client: Object) -> Self {
+    pub(super) fn new(client: Object, server: Option<Arc<ServerAddr>>) -> Self {
         let cancel = Arc::new(Canceller {
             token: client.cancel_token(),
+            server,
             pending: Mutex::new(None),
         });
         Self {
@@ -227,6 +248,7 @@ impl Tx<'_> {
 /// The connection's cancel token and the cancel in flight for a dropped query, if any.
 struct Canceller {
     token: CancelToken,
+    server: Option<Arc<ServerAddr>>,
     pending: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -255,8 +277,9 @@ impl Canceller {
             return;
         };
         let token = self.token.clone();
+        let server = self.server.clone();
         let handle = runtime.spawn(async move {
-            match token.cancel_query(NoTls).await {
+            match cancel_and_confirm(&token, server.as_deref()).await {
                 Ok(()) => tracing::debug!("cancelled an abandoned query"),
                 Err(err) => tracing::warn!(error = %err, "could not cancel an abandoned query"),
             }
@@ -273,6 +296,50 @@ impl Canceller {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Sends a cancel request and waits until Postgres has acted on it.
+///
+/// `CancelToken::cancel_query` returns once the request is *written*; the server signals
+/// the backend a moment later. A connection reused in that moment would have its *next*
+/// query cancelled. Postgres closes the cancel connection only after signalling the
+/// backend, so reading to end-of-stream on a connection of our own closes that window.
+async fn cancel_and_confirm(
+    token: &CancelToken,
+    server: Option<&ServerAddr>,
+) -> Result<(), DbError> {
+    use tokio::io::AsyncReadExt;
+
+    async fn to_eof(stream: &mut (impl tokio::io::AsyncRead + Unpin)) {
+        let mut buf = [0u8; 64];
+        let drain = async {
+            while let Ok(n) = stream.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(SETTLE_TIMEOUT, drain).await;
+    }
+
+    match server {
+        Some(ServerAddr::Tcp(host, port)) => {
+            let mut stream = tokio::net::TcpStream::connect((host.as_str(), *port))
+                .await
+                .map_err(|err| DbError::Unavailable(format!("cancel: {err}")))?;
+            token.cancel_query_raw(&mut stream, NoTls).await?;
+            to_eof(&mut stream).await;
+        }
+        Some(ServerAddr::Unix(path)) => {
+            let mut stream = tokio::net::UnixStream::connect(path)
+                .await
+                .map_err(|err| DbError::Unavailable(format!("cancel: {err}")))?;
+            token.cancel_query_raw(&mut stream, NoTls).await?;
+            to_eof(&mut stream).await;
+        }
+        None => token.cancel_query(NoTls).await?,
+    }
+    Ok(())
 }
 
 struct CancelOnDrop<'a> {

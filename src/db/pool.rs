@@ -1,11 +1,13 @@
 //! [`Db`]: the deadpool-postgres pool, built from [`DbConfig`].
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
+use super::conn::ServerAddr;
 use super::{Conn, DbError};
 
 /// What the pool needs to know. The service fills it from [`crate::config::Config`].
@@ -60,6 +62,7 @@ impl DbConfig {
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: Pool,
+    server: Option<Arc<ServerAddr>>,
 }
 
 /// A snapshot of the pool, for metrics.
@@ -90,6 +93,7 @@ impl Db {
         if pg.get_application_name().is_none() {
             pg.application_name("pgbridge");
         }
+        let server = ServerAddr::of(&pg).map(Arc::new);
         let manager = Manager::from_config(
             pg,
             NoTls,
@@ -105,13 +109,13 @@ impl Db {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|err| DbError::Config(err.to_string()))?;
-        Ok(Self { pool })
+        Ok(Self { pool, server })
     }
 
     /// A pooled connection, within the wait timeout.
     pub async fn conn(&self) -> Result<Conn, DbError> {
         let object = self.pool.get().await?;
-        Ok(Conn::new(object))
+        Ok(Conn::new(object, self.server.clone()))
     }
 
     /// `SELECT 1` within `timeout`: readiness.

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# TechEmpower database tests through the contract's layer and as native axum twins,
+# against the database's own ceiling (pgbench), with wrk. Writes its section of
+# bench/RESULTS.md. Loopback only.
+#
+#   bash bench/run.sh              # 3 rounds of 10 s per route and variant (~10 minutes)
+#   DURATION=3 ROUNDS=1 bash bench/run.sh   # a quick smoke run
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+CONNECTIONS=${CONNECTIONS:-64}
+
+if ! command -v wrk >/dev/null || ! command -v pgbench >/dev/null; then
+  echo "== installing wrk and pgbench"
+  apt-get update -q && apt-get install -y -q --no-install-recommends wrk postgresql-client >/dev/null
+fi
+
+source bench/lib.sh
+# fsync off: this measures the service and its driver, not the disk.
+start_postgres fsync=off synchronous_commit=off shared_buffers=128MB
+psql -q -v ON_ERROR_STOP=1 "$PG_URL" -f bench/techempower.sql
+
+echo "== build (release)"
+cargo build --release --example techempower 2>&1 | tail -1
+HTTP_PORT=$(free_port)
+DATABASE_URL=$PG_URL BIND_ADDR=127.0.0.1:$HTTP_PORT ./target/release/examples/techempower > "$WORK/server.log" 2>&1 &
+SERVER_PID=$!
+BENCH_PIDS+=("$SERVER_PID")
+BASE="http://127.0.0.1:$HTTP_PORT"
+for _ in $(seq 100); do curl -sf "$BASE/plaintext" >/dev/null && break; sleep 0.1; done
+
+echo "== checking every route answers correctly"
+check() { # check PATH PATTERN
+  local body; body=$(curl -sf "$BASE$1") || { echo "FAIL $1: no answer" >&2; exit 1; }
+  echo "$body" | grep -q -- "$2" || { echo "FAIL $1: $body" >&2; exit 1; }
+}
+for prefix in "" "/native"; do
+  check "$prefix/plaintext" '^Hello, World!$'
+  check "$prefix/json" '"message":"Hello, World!"'
+  check "$prefix/db" '"randomNumber":'
+  [ "$(curl -s "$BASE$prefix/queries?queries=20" | grep -o '"id"' | wc -l)" = 20 ] || { echo "FAIL $prefix/queries" >&2; exit 1; }
+  [ "$(curl -s "$BASE$prefix/queries?queries=foo" | grep -o '"id"' | wc -l)" = 1 ] || { echo "FAIL $prefix/queries?queries=foo" >&2; exit 1; }
+  [ "$(curl -s "$BASE$prefix/queries?queries=501" | grep -o '"id"' | wc -l)" = 500 ] || { echo "FAIL $prefix/queries?queries=501" >&2; exit 1; }
+  check "$prefix/fortunes" 'Additional fortune added at request time.'
+  check "$prefix/fortunes" '&lt;script&gt;alert(&quot;This should not be displayed'
+  check "$prefix/fortunes" 'フレームワークのベンチマーク'
+  check "$prefix/updates?queries=5" '"randomNumber":'
+done
+[ "$(curl -s "$BASE/sequential/queries?queries=20" | grep -o '"id"' | wc -l)" = 20 ] || { echo "FAIL sequential" >&2; exit 1; }
+before=$(psql -Atq "$PG_URL" -c "SELECT sum(randomnumber::bigint) FROM world")
+curl -sf "$BASE/updates?queries=500" >/dev/null
+after=$(psql -Atq "$PG_URL" -c "SELECT sum(randomnumber::bigint) FROM world")
+[ "$before" != "$after" ] || { echo "FAIL /updates changed nothing" >&2; exit 1; }
+echo "all routes correct"
+
+# to_ms VALUE-WITH-UNIT
+to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
+RESULTS=$WORK/results.tsv
+: > "$RESULTS"
+run_wrk() { # run_wrk LABEL VARIANT PATH
+  local out rps p99
+  out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$BASE$3")
+  rps=$(echo "$out" | awk '/^Requests\/sec:/ { print $2 }')
+  p99=$(to_ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
+  if echo "$out" | grep -q "Non-2xx"; then
+    echo "FAIL $3: non-2xx answers" >&2; echo "$out" >&2; tail -20 "$WORK/server.log" >&2; exit 1
+  fi
+  printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$rps" "$p99" >> "$RESULTS"
+  printf '  %-22s %-10s %10s req/s  p99 %8s ms\n' "$1" "$2" "$rps" "$p99"
+}
+run_pgbench() {
+  local script=$WORK/select.sql out tps
+  printf '\\set id random(1, 10000)\nSELECT id, randomnumber FROM world WHERE id = :id;\n' > "$script"
+  out=$(pgbench -n -M prepared -c "$CONNECTIONS" -j 2 -T "$DURATION" -f "$script" "$PG_URL" 2>&1)
+  tps=$(echo "$out" | awk '/^tps = / { print $3; exit }')
+  printf '%s\t%s\t%s\t%s\n' "pgbench ceiling" "pgbench" "$tps" "" >> "$RESULTS"
+  printf '  %-22s %-10s %10s tx/s\n' "pgbench ceiling" "pgbench" "$tps"
+}
+
+echo "== warm-up"
+for path in /db /native/db /queries?queries=20 /fortunes /native/fortunes; do
+  wrk -t2 -c"$CONNECTIONS" -d2s "$BASE$path" >/dev/null
+done
+
+for round in $(seq "$ROUNDS"); do
+  echo "== round $round of $ROUNDS"
+  run_pgbench
+  for route in plaintext json db "queries?queries=20" fortunes "updates?queries=20"; do
+    label="/${route}"
+    run_wrk "$label" layer "/$route"
+    run_wrk "$label" native "/native/$route"
+  done
+  run_wrk "/queries?queries=20" sequential "/sequential/queries?queries=20"
+done
+PEAK_RSS_MB=$(awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$SERVER_PID/status")
+
+# Medians over the rounds.
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+stat() { awk -F'\t' -v l="$1" -v v="$2" -v c="$3" '$1 == l && $2 == v { print $c }' "$RESULTS" | median; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+TABLE="| route | variant | median req/s | median p99 (ms) |
+| --- | --- | ---: | ---: |
+| pgbench: \`SELECT\` one \`world\` row | ceiling | $(stat "pgbench ceiling" pgbench 3) tx/s | |"
+for route in /plaintext /json /db "/queries?queries=20" /fortunes "/updates?queries=20"; do
+  for variant in layer native; do
+    TABLE="$TABLE
+| \`$route\` | $variant | $(stat "$route" $variant 3) | $(stat "$route" $variant 4) |"
+  done
+done
+TABLE="$TABLE
+| \`/queries?queries=20\` | sequential | $(stat "/queries?queries=20" sequential 3) | $(stat "/queries?queries=20" sequential 4) |"
+
+verdict() { awk -v r="$1" -v t="$2" -v dir="$3" 'BEGIN { ok = (dir == "ge") ? (r + 0 >= t + 0) : (r + 0 < t + 0); print ok ? "met" : "missed" }'; }
+layer_native() { ratio "$(stat "$1" layer 3)" "$(stat "$1" native 3)"; }
+R_DB=$(layer_native /db); R_FORT=$(layer_native /fortunes); R_PLAIN=$(layer_native /plaintext)
+R_CEIL=$(ratio "$(stat /db layer 3)" "$(stat "pgbench ceiling" pgbench 3)")
+R_PIPE=$(ratio "$(stat "/queries?queries=20" layer 3)" "$(stat "/queries?queries=20" sequential 3)")
+
+SECTION="## TechEmpower database tests (issue 5)
+
+\`bash bench/run.sh\` (DURATION=${DURATION}s ROUNDS=$ROUNDS CONNECTIONS=$CONNECTIONS), $(date -u +%Y-%m-%d): $(machine).
+wrk (\`wrk -t2 -c$CONNECTIONS -d${DURATION}s --latency\`), the server (\`examples/techempower.rs\`, pool of 32) and
+Postgres (fsync off) share the same 2 cores. The layer and native variants run interleaved, route by
+route, each round; the ceiling is \`pgbench -n -M prepared -c $CONNECTIONS -j 2 -T $DURATION\` running the
+same single-row \`SELECT\`. Medians over the rounds.
+
+$TABLE
+
+| target | measured | verdict |
+| --- | --- | --- |
+| layer within 5% of native on \`/db\` | layer/native = $R_DB | $(verdict "$R_DB" 0.95 ge) |
+| layer within 5% of native on \`/fortunes\` | layer/native = $R_FORT | $(verdict "$R_FORT" 0.95 ge) |
+| layer within 5% of native on \`/plaintext\` | layer/native = $R_PLAIN | $(verdict "$R_PLAIN" 0.95 ge) |
+| \`/db\` at least 50% of the pgbench ceiling | $R_CEIL of the ceiling | $(verdict "$R_CEIL" 0.5 ge) |
+| \`/queries?queries=20\` at least 1.5× sequential | $R_PIPE× | $(verdict "$R_PIPE" 1.5 ge) |
+| server RSS under 50 MB at $CONNECTIONS connections | peak $PEAK_RSS_MB MB | $(verdict "$PEAK_RSS_MB" 50 lt) |"
+write_section techempower "$SECTION"
+echo "== wrote bench/RESULTS.md"
