@@ -73,7 +73,7 @@ run_pgbench() {
   local script=$WORK/select.sql out tps
   printf '\\set id random(1, 10000)\nSELECT id, randomnumber FROM world WHERE id = :id;\n' > "$script"
   out=$(pgbench -n -M prepared -c "$CONNECTIONS" -j 2 -T "$DURATION" -f "$script" "$PG_URL" 2>&1)
-  tps=$(echo "$out" | awk '/^tps = / { print $3; exit }')
+  tps=$(echo "$out" | awk '/^tps = / { printf "%.0f", $3; exit }')
   printf '%s\t%s\t%s\t%s\n' "pgbench ceiling" "pgbench" "$tps" "" >> "$RESULTS"
   printf '  %-22s %-10s %10s tx/s\n' "pgbench ceiling" "pgbench" "$tps"
 }

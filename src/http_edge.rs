@@ -9,13 +9,14 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::config::Config;
+use crate::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Wraps `router` in the service's layers, outermost first: request id (set, then echoed),
-/// tracing, JSON for bare errors, timeout.
-pub(crate) fn layers(router: Router, config: &Config) -> Router {
+/// tracing, metrics, JSON for bare errors, timeout.
+pub(crate) fn layers(router: Router, state: &AppState) -> Router {
+    let config = &state.config;
     let trace = TraceLayer::new_for_http()
         .make_span_with(|request: &Request<_>| {
             let id = request
@@ -42,6 +43,10 @@ pub(crate) fn layers(router: Router, config: &Config) -> Router {
             config.request_timeout(),
         ))
         .layer(axum::middleware::map_response(json_for_bare_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
         .layer(trace)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

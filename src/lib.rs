@@ -30,6 +30,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 mod http_edge;
+pub mod metrics;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +44,7 @@ use crate::awsgi::{Application, AwsgiLayer, Validator};
 use crate::config::Config;
 use crate::db::listener::{ListenConfig, Listener};
 use crate::db::{Db, DbError};
+use crate::metrics::Metrics;
 
 /// What the router's handlers share: the pool, the note-event feed, the configuration.
 #[derive(Clone, Debug)]
@@ -53,6 +55,8 @@ pub struct AppState {
     pub feed: Feed,
     /// The service's settings.
     pub config: Arc<Config>,
+    /// Request counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -78,6 +82,7 @@ impl AppState {
             db,
             feed,
             config: Arc::new(config),
+            metrics: Arc::new(Metrics::default()),
         })
     }
 
@@ -117,11 +122,12 @@ pub fn router(state: AppState) -> Router {
     let routes = mount.at(routes, "/notes/{id}", apps::notes::app);
     let routes = routes
         .route("/healthz", get(apps::health::healthz))
-        .route("/readyz", get(apps::health::readyz).with_state(readiness));
+        .route("/readyz", get(apps::health::readyz).with_state(readiness))
+        .route("/metrics", get(metrics::handler).with_state(state.clone()));
     let routes = routes
-        .layer(Extension(state.db))
-        .layer(Extension(state.feed));
-    http_edge::layers(routes, &state.config)
+        .layer(Extension(state.db.clone()))
+        .layer(Extension(state.feed.clone()));
+    http_edge::layers(routes, &state)
 }
 
 /// Mounts applications through the layer, under the `Validator` when configured.

@@ -144,10 +144,15 @@ async fn a_cancel_never_hits_the_next_borrower() {
     for round in 0..300u64 {
         {
             let conn = db.conn().await.unwrap();
-            let query = conn.query("SELECT pg_sleep(0.01)", &[]);
+            let queries: i32 = if round % 2 == 0 { 1 } else { 5 };
+            // Odd rounds abandon five pipelined queries at once, even rounds one.
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&queries];
+            let work = futures_util::future::try_join_all(
+                (0..queries).map(|_| conn.query("SELECT pg_sleep(0.01 / $1::int)", &params)),
+            );
             // Abandon it at 8-12 ms: just before, at, or just after it finishes.
             let at = Duration::from_micros(8_000 + (round * 137) % 4_000);
-            if tokio::time::timeout(at, query).await.is_err() {
+            if tokio::time::timeout(at, work).await.is_err() {
                 abandoned += 1;
             }
         }

@@ -290,3 +290,41 @@ async fn healthz_answers_while_fifty_queries_wait() {
         assert_eq!(request.await.unwrap().status, 200);
     }
 }
+
+#[tokio::test]
+async fn metrics_count_requests_and_show_the_pool() {
+    let service = start(|_| {}).await;
+    for _ in 0..3 {
+        assert_eq!(get(service.addr, "/healthz").await.status, 200);
+    }
+    assert_eq!(get(service.addr, "/no/such/route").await.status, 404);
+    assert_eq!(
+        get(service.addr, "/seed/postgres-async?delay=0")
+            .await
+            .status,
+        200
+    );
+    let metrics = get(service.addr, "/metrics").await;
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = metrics.text();
+    for line in [
+        "pgbridge_http_requests_total{method=\"GET\",status=\"200\"} 4",
+        "pgbridge_http_requests_total{method=\"GET\",status=\"404\"} 1",
+        "pgbridge_http_request_duration_seconds_count 5",
+        "pgbridge_db_pool_max_connections 16",
+        "pgbridge_db_pool_connections 1",
+        "pgbridge_events_subscribers 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in:\n{text}"
+        );
+    }
+    assert!(text.contains("pgbridge_db_cancels_total "));
+}

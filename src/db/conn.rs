@@ -19,6 +19,15 @@ use tokio_postgres::{CancelToken, NoTls, Row, Statement};
 
 use super::DbError;
 
+/// Cancels sent for abandoned queries, process-wide, for `/metrics`.
+static CANCELS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many queries this process has cancelled on the server because the future awaiting
+/// them was dropped.
+pub fn cancels_sent() -> u64 {
+    CANCELS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// How long the clean-up after a cancel may take before the connection is thrown away.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -276,6 +285,14 @@ impl Canceller {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        let mut pending = self.lock();
+        if pending.is_some() {
+            // Pipelined queries dropped together: one cancel per backend is enough, and a
+            // second one still in flight when the first is confirmed could hit the next
+            // borrower's query.
+            return;
+        }
+        CANCELS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let token = self.token.clone();
         let server = self.server.clone();
         let handle = runtime.spawn(async move {
@@ -284,7 +301,7 @@ impl Canceller {
                 Err(err) => tracing::warn!(error = %err, "could not cancel an abandoned query"),
             }
         });
-        *self.lock() = Some(handle);
+        *pending = Some(handle);
     }
 
     fn take_pending(&self) -> Option<JoinHandle<()>> {

@@ -24,6 +24,6 @@ pub mod listener;
 pub mod migrate;
 mod pool;
 
-pub use conn::{Conn, Tx};
+pub use conn::{Conn, Tx, cancels_sent};
 pub use error::DbError;
 pub use pool::{Db, DbConfig, PoolStatus};
