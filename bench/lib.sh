@@ -7,11 +7,15 @@ free_port() {
 
 BENCH_PIDS=()
 bench_cleanup() {
-  for pid in "${BENCH_PIDS[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
+  local status=$?   # the script's own result, kept whatever the clean-up returns
+  for pid in "${BENCH_PIDS[@]}"; do
+    { kill "$pid"; wait "$pid"; } 2>/dev/null || true
+  done
   if [ -n "${WORK:-}" ]; then
     "${RUN_AS[@]}" "$PG_BIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
     rm -rf "$WORK"
   fi
+  exit "$status"
 }
 
 # start_postgres [extra postgres -c settings...]
