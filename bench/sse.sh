@@ -51,6 +51,12 @@ request, the commit, the NOTIFY, the fan-out and the client's own scheduling of 
 | PATCH → last subscriber, p99 | $(val last_subscriber_p99_ms) ms | < 100 ms: $(verdict "$(val last_subscriber_p99_ms)" 100) |
 | PATCH → each delivery, median | $(val delivery_p50_ms) ms | |
 | PATCH → each delivery, p99 | $(val delivery_p99_ms) ms | |
+| server CPU per round | $(val server_cpu_ms_round) ms | |
+| benchmark client CPU per round | $(val client_cpu_ms_round) ms | |
+
+Where the time goes: each event costs the server one wake-up and one \`writev\` per stream and the
+client one \`read\` per stream; the CPU rows above are that work per round, and the two processes
+(and Postgres) share the 2 cores, so the last subscriber waits for roughly their sum.
 MD
 )
 write_section sse "$SECTION"

@@ -63,6 +63,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_open = rss_kb(server_pid);
 
+    let server_cpu_before = cpu_ms(server_pid);
+    let client_cpu_before = own_cpu_ms();
     let mut last_per_round = Vec::with_capacity(rounds);
     let mut all = Vec::with_capacity(rounds * subscribers);
     for round in 0..rounds {
@@ -88,6 +90,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let rss_peak = peak_rss_kb(server_pid);
+    // CPU spent during the rounds (including the 200 ms pauses, which are idle), per round.
+    let server_cpu = (cpu_ms(server_pid) - server_cpu_before) / rounds as f64;
+    let client_cpu = (own_cpu_ms() - client_cpu_before) / rounds as f64;
 
     last_per_round.sort();
     all.sort();
@@ -113,6 +118,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "delivery_p99_ms        {:.1}",
         pct(&all, 0.99).as_secs_f64() * 1e3
     );
+    println!("server_cpu_ms_round    {server_cpu:.1}");
+    println!("client_cpu_ms_round    {client_cpu:.1}");
     if !database_url.is_empty() {
         let (client, conn) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls).await?;
         tokio::spawn(conn);
@@ -233,6 +240,30 @@ fn status_kb(pid: u32, field: &str) -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// User + system CPU time of a process, in ms, from `/proc/PID/stat` (clock ticks of 10 ms).
+fn cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at index 2.
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) * 10.0
+}
+
+/// This process's own CPU time, in ms.
+fn own_cpu_ms() -> f64 {
+    cpu_ms(std::process::id())
 }
 
 fn rss_kb(pid: u32) -> u64 {

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tower::Layer;
 
-use common::http::{get as http_get, raw, send, serve};
+use common::http::{get as http_get, raw, read_until, send, serve};
 
 const TEXT: [(&str, &str); 1] = [("Content-Type", "text/plain")];
 
@@ -425,15 +425,13 @@ async fn write_commits_before_the_application_returns() {
         .await
         .unwrap();
     let mut seen = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !String::from_utf8_lossy(&seen).contains("early") {
-        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
-            .await
-            .expect("write() output must arrive before the app returns")
-            .unwrap();
-        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&buf[..n]);
-    }
+    read_until(
+        &mut stream,
+        &mut seen,
+        "early",
+        "write() output must arrive before the app returns",
+    )
+    .await;
     release_tx.send(()).unwrap();
     stream.read_to_end(&mut seen).await.unwrap();
     let wire = String::from_utf8_lossy(&seen);
@@ -466,21 +464,15 @@ async fn input_is_streamed_as_it_arrives() {
         .unwrap();
     // The app answers the first chunk before the client has sent the rest.
     let mut seen = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !String::from_utf8_lossy(&seen).contains("got 5") {
-        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
-            .await
-            .expect("the first chunk must reach the app before the body is complete")
-            .unwrap();
-        assert!(n > 0);
-        seen.extend_from_slice(&buf[..n]);
-    }
+    read_until(
+        &mut stream,
+        &mut seen,
+        "got 5",
+        "the first chunk must reach the app before the body is complete",
+    )
+    .await;
     stream.write_all(b"6\r\n world\r\n0\r\n\r\n").await.unwrap();
-    while !String::from_utf8_lossy(&seen).contains("total 11") {
-        let n = stream.read(&mut buf).await.unwrap();
-        assert!(n > 0, "{}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&buf[..n]);
-    }
+    read_until(&mut stream, &mut seen, "total 11", "the rest of the body").await;
 }
 
 #[tokio::test]

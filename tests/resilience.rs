@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::http::{get, send};
 use common::pg::Cluster;
-use common::service::{connect, start, start_on};
+use common::service::{active_sleeps, connect, start, start_on};
 use pgbridge::db::migrate::Migrator;
 
 #[tokio::test]
@@ -69,16 +69,7 @@ async fn postgres_stopped_then_back_with_no_restart_of_the_service() {
 
 async fn wait_idle(admin: &tokio_postgres::Client, started: Instant) -> Duration {
     loop {
-        let active: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-                 AND state = 'active' AND query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if active == 0 {
+        if active_sleeps(admin).await.is_empty() {
             return started.elapsed();
         }
         assert!(

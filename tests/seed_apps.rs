@@ -9,7 +9,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use common::http::get;
-use common::service::{connect, start};
+use common::service::{active_sleeps, connect, start};
 
 #[tokio::test]
 async fn postgres_async_returns_the_rows_read_after_the_wait() {
@@ -141,29 +141,10 @@ async fn without_a_database_healthz_is_ok_and_the_rest_is_503() {
     );
 }
 
-/// The backend running the seed query for this database, once it is running.
-async fn active_sleep_backend(admin: &tokio_postgres::Client, database: &str) -> Option<i32> {
-    let rows = admin
-        .query(
-            "SELECT pid FROM pg_stat_activity \
-             WHERE datname = $1 AND state = 'active' AND query LIKE '%pg_sleep%' \
-               AND pid <> pg_backend_pid()",
-            &[&database],
-        )
-        .await
-        .expect("pg_stat_activity");
-    rows.first().map(|row| row.get(0))
-}
-
 #[tokio::test]
 async fn a_client_that_hangs_up_cancels_its_query_on_the_server() {
     let service = start(|_| {}).await;
     let admin = connect(&service.database_url).await;
-    let database: String = admin
-        .query_one("SELECT current_database()", &[])
-        .await
-        .unwrap()
-        .get(0);
 
     let mut client = TcpStream::connect(service.addr).await.unwrap();
     client
@@ -172,7 +153,7 @@ async fn a_client_that_hangs_up_cancels_its_query_on_the_server() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     let pid = loop {
-        if let Some(pid) = active_sleep_backend(&admin, &database).await {
+        if let Some(&pid) = active_sleeps(&admin).await.first() {
             break pid;
         }
         assert!(Instant::now() < deadline, "the query never started");
@@ -211,12 +192,7 @@ async fn an_exhausted_pool_answers_503_after_a_bounded_wait() {
     let addr = service.addr;
     let holder = tokio::spawn(async move { get(addr, "/seed/postgres-async?delay=2").await });
     let admin = connect(&service.database_url).await;
-    let database: String = admin
-        .query_one("SELECT current_database()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    while active_sleep_backend(&admin, &database).await.is_none() {
+    while active_sleeps(&admin).await.is_empty() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let started = Instant::now();
@@ -264,15 +240,7 @@ async fn healthz_answers_while_fifty_queries_wait() {
     let admin = connect(&service.database_url).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let active: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-                 AND state = 'active' AND query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let active = active_sleeps(&admin).await.len();
         if active >= 40 {
             break;
         }

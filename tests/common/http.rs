@@ -110,3 +110,21 @@ pub async fn raw(addr: SocketAddr, request: &str, wait: Duration) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// Reads from `stream` into `seen` until it holds `needle`; panics with `what` if that takes
+/// more than 5 seconds or the stream ends first.
+pub async fn read_until(stream: &mut TcpStream, seen: &mut Vec<u8>, needle: &str, what: &str) {
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(seen).contains(needle) {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: waited 5 s for {needle:?}"))
+            .expect("read");
+        assert!(
+            n > 0,
+            "{what}: closed before {needle:?}: {}",
+            String::from_utf8_lossy(seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+}

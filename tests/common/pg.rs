@@ -3,292 +3,523 @@
 //! With `DATABASE_URL` unset, the first test to ask starts a cluster with the machine's
 //! `initdb`/`pg_ctl` (from PATH, else the newest `/usr/lib/postgresql/*/bin`), on a free
 //! loopback port, and each test gets its own database on it. As root (CI, the dev boxes)
-//! the cluster runs as the `postgres` system user, since `initdb` refuses root. A watchdog
-//! process stops the cluster and deletes its directory once the test process is gone, so
-//! nothing outlives `cargo test` — not even a killed one. With `DATABASE_URL` set, test
-//! databases are created on that server instead.
+//! the cluster runs as the `postgres` system user, since `initdb` refuses root; otherwise
+//! as the current user. With `DATABASE_URL` set, test databases are created on that server
+//! instead (only [`Cluster::start_private`] still starts a cluster of its own).
+//!
+//! Nothing outlives the test process, not even a killed one: each cluster has a watchdog,
+//! a `sh` in its own process group whose stdin is a pipe from the test process. Nobody ever
+//! writes to it; when the test process exits for any reason (or drops a private cluster),
+//! the kernel closes the pipe, the watchdog's `cat` sees end-of-file, and the watchdog
+//! stops whatever postmaster runs in the data directory (`pg_ctl stop -m immediate`) and
+//! deletes the cluster's directory. A pipe, rather than polling the test's pid, cannot be
+//! fooled by pid reuse, needs no permission to signal root's processes, and acts at once.
 
+use std::io::ErrorKind;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-static SHARED: OnceLock<Cluster> = OnceLock::new();
+use tokio::sync::OnceCell;
+
+/// The shared cluster, or why it could not start (so every test fails fast, and alike).
+static SHARED: OnceCell<Result<Cluster, String>> = OnceCell::const_new();
+/// Makes directory and database names unique within this process.
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-/// A PostgreSQL server for tests.
+/// How long a (re)started server has to accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A private PostgreSQL cluster, or the server named by `DATABASE_URL`.
 pub struct Cluster {
-    /// `postgres://user@host:port` (no database).
-    base_url: String,
-    /// Query parameters to keep, e.g. `?sslmode=disable`.
-    params: String,
+    /// `scheme://user@host:port` for URLs, or a whole key=value connection string.
+    target: Target,
     private: Option<Private>,
+    /// The process-wide cluster: never stopped by a test.
+    shared: bool,
 }
 
+enum Target {
+    /// `postgres://...`: everything before the database name, and the `?query` after it.
+    Url { base: String, query: String },
+    /// `host=... user=...`: the database is set by appending `dbname=...` (the last wins).
+    KeyValue(String),
+}
+
+/// A cluster this process started.
 struct Private {
     bin: PathBuf,
+    /// The temporary directory: `data/`, the Unix socket, `server.log`.
     dir: PathBuf,
     port: u16,
+    /// `(uid, gid)` to run the Postgres tools as, when running as root.
     user: Option<(u32, u32)>,
+    /// The watchdog, and the pipe whose closing sets it off.
+    watchdog: Mutex<Option<(Child, ChildStdin)>>,
 }
 
 impl Cluster {
-    /// The process-wide cluster: `DATABASE_URL`'s server, or a private one started once.
+    /// The process-wide shared cluster, started once per test binary on first use. When
+    /// `DATABASE_URL` is set (and not empty), that server instead.
     pub async fn shared() -> &'static Cluster {
-        SHARED.get_or_init(|| match std::env::var("DATABASE_URL") {
-            Ok(url) if !url.is_empty() => Cluster::external(&url),
-            _ => Cluster::start_blocking(),
-        })
+        let shared = SHARED
+            .get_or_init(|| async {
+                let mut cluster = match std::env::var("DATABASE_URL") {
+                    Ok(url) if !url.trim().is_empty() => Ok(Cluster::external(&url)),
+                    _ => Cluster::try_start().await,
+                };
+                if let Ok(cluster) = &mut cluster {
+                    cluster.shared = true;
+                }
+                cluster
+            })
+            .await;
+        match shared {
+            Ok(cluster) => cluster,
+            Err(why) => panic!("the shared test cluster did not start:\n{why}"),
+        }
     }
 
-    /// A private cluster of the caller's own, for tests that stop and restart Postgres.
+    /// A new private cluster owned by the caller, for tests that stop and restart Postgres.
+    /// Always starts its own, even with `DATABASE_URL` set. Dropping it stops the server
+    /// and deletes its files.
     pub async fn start_private() -> Cluster {
-        tokio::task::spawn_blocking(Cluster::start_blocking)
+        Cluster::try_start()
             .await
-            .expect("start a private cluster")
+            .unwrap_or_else(|why| panic!("a private test cluster did not start:\n{why}"))
     }
 
-    /// A fresh, empty database; returns its URL.
+    /// The server at `url` (a `postgres://` URL or a key=value connection string), as
+    /// `DATABASE_URL` would name it. Test databases are created on that server; the
+    /// database the URL names is not used.
+    pub fn external(url: &str) -> Cluster {
+        let url = url.trim();
+        let target = match url.find("://") {
+            Some(scheme_end) => {
+                let (without_query, query) = match url.find('?') {
+                    Some(i) => (&url[..i], &url[i..]),
+                    None => (url, ""),
+                };
+                let authority = scheme_end + 3;
+                let base = match without_query[authority..].find('/') {
+                    Some(i) => &without_query[..authority + i],
+                    None => without_query,
+                };
+                Target::Url {
+                    base: base.to_owned(),
+                    query: query.to_owned(),
+                }
+            }
+            None => Target::KeyValue(url.to_owned()),
+        };
+        Cluster {
+            target,
+            private: None,
+            shared: false,
+        }
+    }
+
+    /// Creates a fresh, empty database with a unique name (`t_<pid>_<n>`); returns its URL.
     pub async fn create_database(&self) -> String {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let name = format!("t_{}_{n}", std::process::id());
-        let admin = connect(&self.admin_url()).await;
-        let mut tries = 0;
+        let admin_url = self.admin_url();
+        let admin = connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("connect to the test server at {admin_url}: {e}"));
+        let mut failures = 0;
         loop {
-            match admin
-                .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-                .await
-            {
-                Ok(()) => break,
-                // Concurrent CREATE DATABASE from one template can collide; try again.
-                Err(err) if tries < 20 => {
-                    tries += 1;
-                    eprintln!("CREATE DATABASE {name} failed ({err}); retrying");
+            let name = format!(
+                "t_{}_{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            );
+            // template0: empty for sure, and nobody is ever connected to it.
+            let sql = format!("CREATE DATABASE \"{name}\" TEMPLATE template0");
+            match admin.batch_execute(&sql).await {
+                Ok(()) => return self.url(&name),
+                // Another process with our pid (another container) on a DATABASE_URL
+                // server: take the next name.
+                Err(e)
+                    if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+                Err(e) if failures < 20 => {
+                    failures += 1;
+                    eprintln!("{sql} failed ({e}); retrying");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Err(err) => panic!("CREATE DATABASE {name}: {err}"),
+                Err(e) => panic!("{sql} on {admin_url}: {e}"),
             }
         }
-        self.url(&name)
     }
 
     /// The URL of `database` on this server.
     pub fn url(&self, database: &str) -> String {
-        format!("{}/{database}{}", self.base_url, self.params)
+        match &self.target {
+            Target::Url { base, query } => format!("{base}/{database}{query}"),
+            Target::KeyValue(conninfo) => format!("{conninfo} dbname='{database}'"),
+        }
     }
 
-    /// The `postgres` database's URL.
+    /// The admin URL: the `postgres` database.
     pub fn admin_url(&self) -> String {
         self.url("postgres")
     }
 
+    /// The cluster's temporary directory (data, socket, `server.log`); `None` for an
+    /// external server.
+    pub fn directory(&self) -> Option<&Path> {
+        self.private.as_ref().map(|p| p.dir.as_path())
+    }
+
     /// Stops the server (fast shutdown), keeping its data. Private clusters only.
     pub async fn stop(&self) {
-        let private = self
-            .private
-            .as_ref()
-            .expect("only a private cluster can be stopped");
-        let data = private.dir.join("data");
-        let out = private.run(
-            Command::new(private.bin.join("pg_ctl"))
-                .arg("-D")
-                .arg(&data)
-                .args(["-m", "fast", "-w", "stop"]),
-        );
+        let private = self.own("stopped");
+        let out = private
+            .pg_ctl()
+            .arg("-D")
+            .arg(private.data())
+            .args(["-m", "fast", "-w", "-t", "60", "stop"])
+            .output()
+            .await
+            .expect("run pg_ctl stop");
         assert!(
             out.status.success(),
-            "pg_ctl stop: {}",
+            "pg_ctl stop failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
     }
 
-    /// Starts it again on the same port and data; returns once it accepts connections.
+    /// Starts the server again on the same port and data; returns once it accepts
+    /// connections. Private clusters only.
     pub async fn restart(&self) {
-        let private = self
-            .private
-            .as_ref()
-            .expect("only a private cluster can be restarted");
-        private
-            .start()
-            .unwrap_or_else(|log| panic!("restart failed:\n{log}"));
-    }
-
-    fn external(url: &str) -> Cluster {
-        let (without_params, params) = match url.find('?') {
-            Some(i) => (&url[..i], url[i..].to_owned()),
-            None => (url, String::new()),
-        };
-        let scheme_end = without_params.find("://").map_or(0, |i| i + 3);
-        let base_url = match without_params[scheme_end..].find('/') {
-            Some(i) => without_params[..scheme_end + i].to_owned(),
-            None => without_params.to_owned(),
-        };
-        Cluster {
-            base_url,
-            params,
-            private: None,
+        let private = self.own("restarted");
+        if let Err(why) = private.start().await {
+            panic!("restarting the test cluster failed:\n{why}");
         }
     }
 
-    fn start_blocking() -> Cluster {
+    fn own(&self, what: &str) -> &Private {
+        assert!(
+            !self.shared,
+            "the shared test cluster must not be {what}: use Cluster::start_private()"
+        );
+        self.private.as_ref().unwrap_or_else(|| {
+            panic!(
+                "an external (DATABASE_URL) server cannot be {what}: use Cluster::start_private()"
+            )
+        })
+    }
+
+    async fn try_start() -> Result<Cluster, String> {
         let bin = find_bin_dir();
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("pgbridge-test-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the cluster directory");
-        let user = postgres_user();
-        if let Some((uid, gid)) = user {
-            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
-                .expect("chown the cluster directory");
-        }
-        let mut private = Private {
+        let user = cluster_user();
+        let dir = make_directory(user)?;
+        let port = free_port();
+        let private = Private {
             bin,
             dir,
-            port: 0,
+            port,
             user,
+            watchdog: Mutex::new(None),
         };
-        let init = private.run(
-            Command::new(private.bin.join("initdb"))
-                .arg("-D")
-                .arg(private.dir.join("data"))
-                .args([
-                    "-A",
-                    "trust",
-                    "-U",
-                    "postgres",
-                    "--no-sync",
-                    "-E",
-                    "UTF8",
-                    "--locale=C",
-                ]),
-        );
-        assert!(
-            init.status.success(),
-            "initdb failed:\n{}",
-            String::from_utf8_lossy(&init.stderr)
-        );
-
-        let mut last_log = String::new();
+        // From here on, dropping `cluster` (on failure too) stops and deletes everything.
+        let mut cluster = Cluster {
+            target: Target::Url {
+                base: format!("postgres://postgres@127.0.0.1:{port}"),
+                query: String::new(),
+            },
+            private: Some(private),
+            shared: false,
+        };
+        let private = cluster.private.as_mut().expect("just set");
+        private.watch()?;
+        private.initdb().await?;
+        let mut why = String::new();
         for _ in 0..5 {
-            private.port = free_port();
-            match private.start() {
+            match private.start().await {
                 Ok(()) => {
-                    private.watch();
-                    return Cluster {
-                        base_url: format!("postgres://postgres@127.0.0.1:{}", private.port),
-                        params: String::new(),
-                        private: Some(private),
+                    let port = private.port;
+                    cluster.target = Target::Url {
+                        base: format!("postgres://postgres@127.0.0.1:{port}"),
+                        query: String::new(),
                     };
+                    return Ok(cluster);
                 }
-                Err(log) => last_log = log,
+                // Most likely someone took the port between our probe and the server's
+                // bind: try another.
+                Err(e) => {
+                    why = e;
+                    private.port = free_port();
+                }
             }
         }
-        panic!("could not start PostgreSQL:\n{last_log}");
+        Err(why)
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if let Some(private) = &self.private {
-            let data = private.dir.join("data");
-            let _ = private.run(
-                Command::new(private.bin.join("pg_ctl"))
-                    .arg("-D")
-                    .arg(&data)
-                    .args(["-m", "immediate", "stop"]),
-            );
+        let Some(private) = &self.private else { return };
+        let watchdog = private
+            .watchdog
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some((mut child, stdin)) = watchdog {
+            // Closing the pipe sets the watchdog off; wait until it has cleaned up.
+            drop(stdin);
+            let _ = child.wait();
+        }
+        // The watchdog normally removed it; this covers a watchdog that died.
+        if private.dir.exists() {
+            let _ = std::process::Command::new(private.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(private.data())
+                .args(["-m", "immediate", "stop"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .current_dir(&private.dir)
+                .as_user(private.user)
+                .status();
             let _ = std::fs::remove_dir_all(&private.dir);
         }
     }
 }
 
 impl Private {
-    /// `pg_ctl start -w`; on failure, the server log.
-    fn start(&self) -> Result<(), String> {
-        let options = format!(
-            "-p {port} -k {dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=300 -c shared_buffers=32MB",
-            port = self.port,
-            dir = self.dir.display(),
-        );
-        let log = self.dir.join("server.log");
-        let out = self.run(
-            Command::new(self.bin.join("pg_ctl"))
-                .arg("-D")
-                .arg(self.dir.join("data"))
-                .arg("-l")
-                .arg(&log)
-                .arg("-o")
-                .arg(options)
-                .args(["-w", "-t", "60", "start"]),
-        );
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    /// A `pg_ctl` command run as the cluster's owner.
+    fn pg_ctl(&self) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(self.bin.join("pg_ctl"));
+        command
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        if let Some((uid, gid)) = self.user {
+            command.uid(uid).gid(gid);
+        }
+        command
+    }
+
+    /// Starts the watchdog (see the module docs).
+    fn watch(&self) -> Result<(), String> {
+        const SCRIPT: &str = r#"
+trap '' HUP INT
+cat >/dev/null 2>&1
+"$1" -D "$2" -m immediate stop >/dev/null 2>&1
+rm -rf "$3"
+"#;
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", SCRIPT, "pgbridge-test-watchdog"])
+            .arg(self.bin.join("pg_ctl"))
+            .arg(self.data())
+            .arg(&self.dir)
+            .current_dir(&self.dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Out of the test's process group: Ctrl-C there must not kill the watchdog.
+            .process_group(0)
+            .as_user(self.user)
+            .spawn()
+            .map_err(|e| format!("start the cluster watchdog (sh): {e}"))?;
+        let stdin = child.stdin.take().expect("the watchdog's stdin is piped");
+        *self
+            .watchdog
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((child, stdin));
+        Ok(())
+    }
+
+    async fn initdb(&self) -> Result<(), String> {
+        let mut command = tokio::process::Command::new(self.bin.join("initdb"));
+        command
+            .arg("-D")
+            .arg(self.data())
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
+            .arg("--locale=C")
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        if let Some((uid, gid)) = self.user {
+            command.uid(uid).gid(gid);
+        }
+        let out = command
+            .output()
+            .await
+            .map_err(|e| format!("run {}: {e}", self.bin.join("initdb").display()))?;
         if out.status.success() {
             Ok(())
         } else {
+            let hint = match self.user {
+                Some(_) => format!(
+                    "\n(as root, the cluster runs as the postgres user: every parent directory \
+                     of {} must be searchable by it; set TMPDIR to move it)",
+                    self.dir.display()
+                ),
+                None => String::new(),
+            };
             Err(format!(
-                "{}\n{}",
-                String::from_utf8_lossy(&out.stderr),
-                std::fs::read_to_string(&log).unwrap_or_default()
+                "initdb failed ({}):\n{}{}{hint}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
             ))
         }
     }
 
-    /// A watchdog: once this test process is gone, stop the server and delete its files.
-    fn watch(&self) {
-        // `( ... ) &` detaches the loop from this `sh`, which exits at once and is reaped
-        // here; the loop lives on, adopted by init.
-        let script = format!(
-            "( while [ -d /proc/{pid} ]; do sleep 0.5; done; \
-             '{pg_ctl}' -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{dir}' ) &",
-            pid = std::process::id(),
-            pg_ctl = self.bin.join("pg_ctl").display(),
-            data = self.dir.join("data").display(),
-            dir = self.dir.display(),
-        );
-        let mut command = Command::new("sh");
-        command
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // Its own process group: a signal to the test's group does not take it down first.
-        command.process_group(0);
-        if let Some((uid, gid)) = self.user {
-            command.uid(uid).gid(gid);
-        }
-        let status = command.status().expect("start the cluster watchdog");
-        assert!(status.success(), "the cluster watchdog did not start");
-    }
-
-    /// Runs a Postgres tool as the cluster's owner.
-    fn run(&self, command: &mut Command) -> Output {
-        command.current_dir(&self.dir).stdin(Stdio::null());
-        if let Some((uid, gid)) = self.user {
-            command.uid(uid).gid(gid);
-        }
-        command
+    /// `pg_ctl start`, then waits until the server accepts connections on its TCP port.
+    /// On failure, says why, with the end of the server log.
+    async fn start(&self) -> Result<(), String> {
+        let started = Instant::now();
+        let options = [
+            format!("-p {}", self.port),
+            format!("-k {}", shell_quote(&self.dir.to_string_lossy())),
+            "-c listen_addresses=127.0.0.1".to_owned(),
+            "-c fsync=off".to_owned(),
+            "-c synchronous_commit=off".to_owned(),
+            "-c full_page_writes=off".to_owned(),
+            "-c max_connections=300".to_owned(),
+            "-c shared_buffers=32MB".to_owned(),
+            "-c logging_collector=off".to_owned(),
+        ]
+        .join(" ");
+        // `-w` notices a server that exits at once (say, its port was taken).
+        let out = self
+            .pg_ctl()
+            .arg("-D")
+            .arg(self.data())
+            .arg("-l")
+            .arg(self.log())
+            .arg("-o")
+            .arg(options)
+            .args(["-w", "-t", &START_TIMEOUT.as_secs().to_string(), "start"])
             .output()
-            .unwrap_or_else(|e| panic!("run {command:?}: {e}"))
+            .await
+            .map_err(|e| format!("run pg_ctl start: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "pg_ctl start on port {} failed ({}): {}{}\n{}",
+                self.port,
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                self.log_tail()
+            ));
+        }
+
+        let url = format!("postgres://postgres@127.0.0.1:{}/postgres", self.port);
+        let data = self.data().to_string_lossy().into_owned();
+        let deadline = started + START_TIMEOUT;
+        loop {
+            let error = match connect(&url).await {
+                Ok(client) => match client
+                    .query_one("SELECT current_setting('data_directory')", &[])
+                    .await
+                {
+                    // Make sure it is our server answering, not another on a reused port.
+                    Ok(row) if row.get::<_, String>(0) == data => return Ok(()),
+                    Ok(row) => format!(
+                        "another server answers on port {}: its data directory is {}",
+                        self.port,
+                        row.get::<_, String>(0)
+                    ),
+                    Err(e) => e.to_string(),
+                },
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "the server on port {} did not accept connections within {:?}: {error}\n{}",
+                    self.port,
+                    START_TIMEOUT,
+                    self.log_tail()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The last lines of the server log.
+    fn log_tail(&self) -> String {
+        let log = self.log();
+        match std::fs::read_to_string(&log) {
+            Ok(text) => {
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+                format!("--- end of {} ---\n{tail}", log.display())
+            }
+            Err(e) => format!("(no server log at {}: {e})", log.display()),
+        }
     }
 }
 
-async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-    tokio::spawn(connection);
-    client
+trait AsUser {
+    /// Runs the command as `user` (`(uid, gid)`) when given.
+    fn as_user(&mut self, user: Option<(u32, u32)>) -> &mut Self;
 }
 
-/// `initdb`'s folder: on PATH, else the newest `/usr/lib/postgresql/*/bin`.
-fn find_bin_dir() -> PathBuf {
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            if dir.join("initdb").is_file() && dir.join("pg_ctl").is_file() {
-                return dir;
+impl AsUser for std::process::Command {
+    fn as_user(&mut self, user: Option<(u32, u32)>) -> &mut Self {
+        if let Some((uid, gid)) = user {
+            self.uid(uid).gid(gid);
+        }
+        self
+    }
+}
+
+/// Connects with a short timeout and drives the connection on the current runtime.
+async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let mut config: tokio_postgres::Config = url.parse()?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// A new, empty directory under the system temp dir, owned by the cluster's user.
+fn make_directory(user: Option<(u32, u32)>) -> Result<PathBuf, String> {
+    loop {
+        let dir = std::env::temp_dir().join(format!(
+            "pgbridge-test-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                if let Some((uid, gid)) = user {
+                    std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(|e| {
+                        format!("chown {} to the postgres user: {e}", dir.display())
+                    })?;
+                }
+                return Ok(dir);
             }
+            // Left by an earlier process with our pid: not ours to delete.
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(format!("create {}: {e}", dir.display())),
+        }
+    }
+}
+
+/// The folder holding `initdb` and `pg_ctl`: on PATH, else the newest
+/// `/usr/lib/postgresql/<version>/bin`.
+fn find_bin_dir() -> PathBuf {
+    let has_tools = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
+    if let Some(path) = std::env::var_os("PATH") {
+        if let Some(dir) = std::env::split_paths(&path).find(|dir| has_tools(dir)) {
+            return dir;
         }
     }
     let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
@@ -296,43 +527,89 @@ fn find_bin_dir() -> PathBuf {
         .flatten()
         .filter_map(Result::ok)
         .filter_map(|entry| {
-            let version = entry.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
             let bin = entry.path().join("bin");
-            bin.join("initdb").is_file().then_some((version, bin))
+            has_tools(&bin).then_some((version, bin))
         })
         .collect();
     found.sort();
-    found.pop().map(|(_, bin)| bin).unwrap_or_else(|| {
-        panic!("no PostgreSQL server binaries (initdb, pg_ctl) on PATH or under /usr/lib/postgresql: install postgresql, or set DATABASE_URL")
-    })
+    match found.pop() {
+        Some((_, bin)) => bin,
+        None => panic!(
+            "no PostgreSQL server binaries (initdb, pg_ctl) on PATH or under \
+             /usr/lib/postgresql/*/bin: install postgresql, or set DATABASE_URL"
+        ),
+    }
 }
 
-/// The `postgres` user's ids when running as root (initdb refuses root); else `None`.
-fn postgres_user() -> Option<(u32, u32)> {
-    let euid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&euid.stdout).trim() != "0" {
+/// As root, the `postgres` system user's `(uid, gid)` (initdb refuses to run as root);
+/// otherwise `None`: the cluster runs as the current user.
+fn cluster_user() -> Option<(u32, u32)> {
+    if effective_uid() != 0 {
         return None;
     }
-    let id = |flag: &str| -> u32 {
-        let out = Command::new("id")
-            .args([flag, "postgres"])
-            .output()
-            .expect("run id");
-        assert!(
-            out.status.success(),
-            "running as root needs a `postgres` system user for the test cluster"
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("numeric id")
-    };
-    Some((id("-u"), id("-g")))
+    Some(postgres_ids().unwrap_or_else(|| {
+        panic!(
+            "running as root, the test cluster needs a `postgres` system user to run as \
+             (initdb refuses root): install postgresql, run as another user, or set DATABASE_URL"
+        )
+    }))
 }
 
+fn effective_uid() -> u32 {
+    // `Uid:` real, effective, saved, filesystem.
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        if let Some(euid) = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            .and_then(|euid| euid.parse().ok())
+        {
+            return euid;
+        }
+    }
+    let out = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .expect("run `id -u` to learn whether we are root");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("`id -u` prints a number")
+}
+
+/// The `postgres` user's ids: from /etc/passwd, else from `id` (users from NSS).
+fn postgres_ids() -> Option<(u32, u32)> {
+    if let Ok(passwd) = std::fs::read_to_string("/etc/passwd") {
+        for line in passwd.lines() {
+            let fields: Vec<&str> = line.split(':').collect();
+            if fields.len() >= 4 && fields[0] == "postgres" {
+                return Some((fields[2].parse().ok()?, fields[3].parse().ok()?));
+            }
+        }
+    }
+    let id = |flag: &str| -> Option<u32> {
+        let out = std::process::Command::new("id")
+            .args([flag, "postgres"])
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    };
+    Some((id("-u")?, id("-g")?))
+}
+
+/// A loopback port nobody listens on right now.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("bind 127.0.0.1:0 to find a free port")
+}
+
+/// `s` as one word for `sh` (pg_ctl hands `-o` to the shell).
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
 }

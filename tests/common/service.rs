@@ -44,3 +44,19 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
     tokio::spawn(connection);
     client
 }
+
+/// The backends of `admin`'s database running a `pg_sleep` query now (not `admin` itself).
+pub async fn active_sleeps(admin: &tokio_postgres::Client) -> Vec<i32> {
+    admin
+        .query(
+            "SELECT pid FROM pg_stat_activity \
+             WHERE datname = current_database() AND state = 'active' \
+               AND query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("pg_stat_activity")
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
