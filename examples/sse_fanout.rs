@@ -64,6 +64,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rss_open = rss_kb(server_pid);
 
     let server_cpu_before = cpu_ms(server_pid);
+    let server_system_before = cpu_split_ms(server_pid).1;
     let client_cpu_before = own_cpu_ms();
     let mut last_per_round = Vec::with_capacity(rounds);
     let mut all = Vec::with_capacity(rounds * subscribers);
@@ -92,6 +93,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rss_peak = peak_rss_kb(server_pid);
     // CPU spent during the rounds (including the 200 ms pauses, which are idle), per round.
     let server_cpu = (cpu_ms(server_pid) - server_cpu_before) / rounds as f64;
+    let server_system = (cpu_split_ms(server_pid).1 - server_system_before) / rounds as f64;
     let client_cpu = (own_cpu_ms() - client_cpu_before) / rounds as f64;
 
     last_per_round.sort();
@@ -119,6 +121,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         pct(&all, 0.99).as_secs_f64() * 1e3
     );
     println!("server_cpu_ms_round    {server_cpu:.1}");
+    println!("server_sys_ms_round    {server_system:.1}");
     println!("client_cpu_ms_round    {client_cpu:.1}");
     if !database_url.is_empty() {
         let (client, conn) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls).await?;
@@ -244,8 +247,14 @@ fn status_kb(pid: u32, field: &str) -> u64 {
 
 /// User + system CPU time of a process, in ms, from `/proc/PID/stat` (clock ticks of 10 ms).
 fn cpu_ms(pid: u32) -> f64 {
+    let (user, system) = cpu_split_ms(pid);
+    user + system
+}
+
+/// (user, system) CPU time of a process, in ms.
+fn cpu_split_ms(pid: u32) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at index 2.
+    // After the command name (which may hold spaces): state is index 0, utime 11, stime 12.
     let fields: Vec<&str> = stat
         .rsplit(')')
         .next()
@@ -258,7 +267,7 @@ fn cpu_ms(pid: u32) -> f64 {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    (ticks(11) + ticks(12)) * 10.0
+    (ticks(11) * 10.0, ticks(12) * 10.0)
 }
 
 /// This process's own CPU time, in ms.
