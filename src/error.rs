@@ -218,6 +218,8 @@ pub fn awsgi_error_response(err: &awsgi::Error) -> Response {
             InputError::TooLarge { limit } => ApiError::PayloadTooLarge { limit: *limit },
             other => ApiError::BadRequest(other.to_string()),
         }
+    } else if let Some(request) = err.downcast_ref::<awsgi::RequestError>() {
+        ApiError::BadRequest(request.to_string())
     } else if let Some(db) = err.downcast_ref::<DbError>() {
         if db.is_unavailable() {
             ApiError::Unavailable
