@@ -28,6 +28,7 @@ pub mod apps;
 pub mod awsgi;
 pub mod config;
 pub mod db;
+pub mod embedded_pg;
 pub mod error;
 mod http_edge;
 pub mod metrics;
