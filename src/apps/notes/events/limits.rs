@@ -31,7 +31,7 @@ pub struct Streams {
     limits: StreamLimits,
     open: Arc<Semaphore>,
     catch_up_queries: Semaphore,
-    catching_up: AtomicUsize,
+    catching_up: Arc<AtomicUsize>,
     dropped: AtomicU64,
     slots: Mutex<Vec<Weak<Slot>>>,
 }
@@ -42,7 +42,7 @@ impl Streams {
         Self {
             open: Arc::new(Semaphore::new(limits.max_streams.max(1))),
             catch_up_queries: Semaphore::new(limits.max_catch_ups.max(1)),
-            catching_up: AtomicUsize::new(0),
+            catching_up: Arc::new(AtomicUsize::new(0)),
             dropped: AtomicU64::new(0),
             slots: Mutex::new(Vec::new()),
             limits,
@@ -56,6 +56,8 @@ impl Streams {
             permit: Mutex::new(Some(permit)),
             waiting_since: AtomicU64::new(0),
             dropped: AtomicBool::new(false),
+            catching_up: AtomicBool::new(false),
+            catching_up_count: Arc::clone(&self.catching_up),
         });
         self.lock_slots().push(Arc::downgrade(&slot));
         Some(slot)
@@ -64,12 +66,6 @@ impl Streams {
     /// Waits for a turn to run one catch-up query.
     pub async fn catch_up_query(&self) -> Option<SemaphorePermit<'_>> {
         self.catch_up_queries.acquire().await.ok()
-    }
-
-    /// Counts a stream catching up from the table until the guard is dropped.
-    pub fn catching_up(self: &Arc<Self>) -> CatchingUp {
-        self.catching_up.fetch_add(1, Ordering::Relaxed);
-        CatchingUp(Arc::clone(self))
     }
 
     /// Open streams (not counting dropped ones whose sockets have not closed yet).
@@ -156,6 +152,9 @@ pub struct Slot {
     /// polled again; 0 while it is being polled.
     waiting_since: AtomicU64,
     dropped: AtomicBool,
+    /// Whether the stream is replaying from the table (counted in `catching_up_count`).
+    catching_up: AtomicBool,
+    catching_up_count: Arc<AtomicUsize>,
 }
 
 impl Slot {
@@ -174,19 +173,33 @@ impl Slot {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Marks the stream as replaying from the table, or not (for the gauge).
+    pub fn set_catching_up(&self, catching_up: bool) {
+        let was = self.catching_up.swap(catching_up, Ordering::Relaxed);
+        match (was, catching_up) {
+            (false, true) => self.catching_up_count.fetch_add(1, Ordering::Relaxed),
+            (true, false) => self.catching_up_count.fetch_sub(1, Ordering::Relaxed),
+            _ => 0,
+        };
+    }
+
+    /// Whether the stream is replaying from the table.
+    pub fn is_catching_up(&self) -> bool {
+        self.catching_up.load(Ordering::Relaxed)
+    }
+
+    /// Frees the stream's place and counts: a dropped stream is no longer open, nor
+    /// catching up, though its socket may stay until the client reads or leaves.
     fn drop_stream(&self) {
         self.dropped.store(true, Ordering::Relaxed);
+        self.set_catching_up(false);
         drop(self.permit.lock().unwrap_or_else(|p| p.into_inner()).take());
     }
 }
 
-/// A stream counted as catching up; see [`Streams::catching_up`].
-#[derive(Debug)]
-pub struct CatchingUp(Arc<Streams>);
-
-impl Drop for CatchingUp {
+impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.catching_up.fetch_sub(1, Ordering::Relaxed);
+        self.set_catching_up(false);
     }
 }
 
@@ -238,11 +251,25 @@ mod tests {
     }
 
     #[test]
-    fn catch_ups_are_counted_while_guarded() {
-        let streams = streams(1, Duration::from_secs(1));
-        let guard = streams.catching_up();
-        assert_eq!(streams.catch_ups(), 1);
-        drop(guard);
+    fn catch_ups_are_counted_until_done_dropped_or_closed() {
+        let streams = streams(3, Duration::from_millis(20));
+        let (a, b, c) = (
+            streams.open().unwrap(),
+            streams.open().unwrap(),
+            streams.open().unwrap(),
+        );
+        for slot in [&a, &b, &c] {
+            slot.set_catching_up(true);
+            slot.set_catching_up(true);
+        }
+        assert_eq!(streams.catch_ups(), 3);
+        a.set_catching_up(false);
+        drop(b);
+        c.handed_over();
+        std::thread::sleep(Duration::from_millis(60));
+        streams.sweep();
+        assert_eq!(streams.catch_ups(), 0);
+        drop(c);
         assert_eq!(streams.catch_ups(), 0);
     }
 }

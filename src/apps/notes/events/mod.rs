@@ -212,7 +212,6 @@ pub async fn app(environ: Environ, start_response: StartResponse) -> Result<Body
         last_id: 0,
         page: VecDeque::new(),
         pending: None,
-        catching_up: None,
         streams: feed.streams.clone(),
         slot,
         page_size: i64::from(feed.replay_page),

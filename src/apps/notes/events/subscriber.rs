@@ -14,7 +14,7 @@ use tokio::sync::{broadcast, watch};
 use crate::db::listener::Notice;
 use crate::db::{Db, DbError};
 
-use super::limits::{CatchingUp, Slot, Streams};
+use super::limits::{Slot, Streams};
 use super::replay::{self, Page};
 use super::{Broadcast, NoteEvent};
 
@@ -31,8 +31,6 @@ pub(super) struct Subscriber {
     pub(super) page: VecDeque<NoteEvent>,
     /// A frame to send before anything else (the reset event).
     pub(super) pending: Option<Bytes>,
-    /// `Some` while the stream replays from the table.
-    pub(super) catching_up: Option<CatchingUp>,
     pub(super) streams: Arc<Streams>,
     pub(super) slot: Arc<Slot>,
     pub(super) page_size: i64,
@@ -66,7 +64,7 @@ impl Subscriber {
                 self.last_id = event.id;
                 return Some(event.frame());
             }
-            if self.catching_up.is_some() {
+            if self.slot.is_catching_up() {
                 let mut stopped = self.stopped.clone();
                 let read = tokio::select! {
                     biased;
@@ -108,9 +106,7 @@ impl Subscriber {
 
     /// Replays from the table, from `last_id`, before going live again.
     pub(super) fn start_catch_up(&mut self) {
-        if self.catching_up.is_none() {
-            self.catching_up = Some(self.streams.catching_up());
-        }
+        self.slot.set_catching_up(true);
     }
 
     /// Reads the next page after `last_id` (waiting for a turn among catch-ups); a short
@@ -123,7 +119,7 @@ impl Subscriber {
         match found {
             Page::Events(events) => {
                 if (events.len() as i64) < self.page_size {
-                    self.catching_up = None;
+                    self.slot.set_catching_up(false);
                 }
                 self.page.extend(events);
             }
@@ -133,7 +129,7 @@ impl Subscriber {
                     latest,
                     "event stream asked for pruned events; sending reset"
                 );
-                self.catching_up = None;
+                self.slot.set_catching_up(false);
                 self.last_id = latest;
                 self.pending = Some(replay::reset_frame(latest));
             }
