@@ -68,6 +68,15 @@ pub enum ApiError {
     /// 503: the database is unavailable or busy; retry shortly.
     #[error("the database is unavailable; retry shortly")]
     Unavailable,
+    /// 503: a limit of the service is reached (e.g. open event streams); retry after
+    /// `retry_after_secs`.
+    #[error("{message}")]
+    Overloaded {
+        /// What is full.
+        message: String,
+        /// The `Retry-After` header, in seconds.
+        retry_after_secs: u32,
+    },
     /// 500: a bug. The detail is logged where it happened.
     #[error("internal server error")]
     Internal,
@@ -96,7 +105,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -114,6 +123,7 @@ impl ApiError {
             Self::Invalid(_) => "invalid_fields",
             Self::PreconditionRequired(_) => "precondition_required",
             Self::Unavailable => "database_unavailable",
+            Self::Overloaded { .. } => "overloaded",
             Self::Internal => "internal",
         }
     }
@@ -131,6 +141,9 @@ impl ApiError {
     fn extra_headers(&self) -> Option<(header::HeaderName, HeaderValue)> {
         match self {
             Self::Unavailable => Some((header::RETRY_AFTER, HeaderValue::from_static("1"))),
+            Self::Overloaded {
+                retry_after_secs, ..
+            } => Some((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs))),
             Self::MethodNotAllowed { allow } => {
                 Some((header::ALLOW, HeaderValue::from_static(allow)))
             }
