@@ -61,6 +61,8 @@ impl EmbeddedPg {
             if !server.data.join("PG_VERSION").is_file() {
                 create(&server).await?;
             }
+            // Before starting: from here on, however this process ends, the cluster stops.
+            let watchdog = Watchdog::spawn("pgbridge-pg-watchdog", &server, StopMode::Fast, None)?;
             if server.is_running().await {
                 reused = true;
                 tracing::info!(data = %server.data.display(), "reusing the PostgreSQL cluster already running");
@@ -68,12 +70,7 @@ impl EmbeddedPg {
                 tracing::info!(data = %server.data.display(), bin = %server.bin.display(), "starting PostgreSQL");
                 server.start().await?;
             }
-            Some(Watchdog::spawn(
-                "pgbridge-pg-watchdog",
-                &server,
-                StopMode::Fast,
-                None,
-            )?)
+            Some(watchdog)
         } else {
             reused = true;
             tracing::info!(

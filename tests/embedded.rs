@@ -1,0 +1,156 @@
+//! `cargo run` with no `DATABASE_URL`: the binary runs its own PostgreSQL cluster in
+//! `EMBEDDED_PG_DIR`, serves on it, stops it on SIGTERM keeping the data, and reuses the
+//! data at the next start.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use common::http::{get, send};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pgbridge");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A folder for the cluster that the `postgres` user can reach when we are root.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pgbridge-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn spawn(pg_dir: &Path, port: u16, log: &Path) -> Child {
+    let log = std::fs::File::create(log).expect("log file");
+    let mut command = Command::new(BIN);
+    command
+        .env_clear()
+        .env("EMBEDDED_PG_DIR", pg_dir)
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "info")
+        .env("SHUTDOWN_GRACE_SECS", "10")
+        .stdout(log.try_clone().expect("log file"))
+        .stderr(log);
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    command.spawn().expect("start pgbridge")
+}
+
+async fn wait_ready(addr: std::net::SocketAddr, child: &mut Child, log: &Path) {
+    // initdb on a loaded 2-core machine can take a while.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("pgbridge exited ({status}):\n{}", read(log));
+        }
+        if tokio::net::TcpStream::connect(addr).await.is_ok()
+            && get(addr, "/readyz").await.status == 200
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never ready:\n{}", read(log));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn terminate(child: &mut Child) -> ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pgbridge did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn read(log: &Path) -> String {
+    std::fs::read_to_string(log).unwrap_or_default()
+}
+
+/// Whether a postmaster still runs on `data` (its `postmaster.pid` names a live process).
+fn postmaster_running(data: &Path) -> bool {
+    let Ok(pid_file) = std::fs::read_to_string(data.join("postmaster.pid")) else {
+        return false;
+    };
+    let pid = pid_file.lines().next().unwrap_or("").trim();
+    !pid.is_empty() && Path::new("/proc").join(pid).exists()
+}
+
+#[tokio::test]
+async fn no_database_url_runs_its_own_postgres_and_keeps_the_data() {
+    let pg_dir = temp_dir("embedded");
+    let data = pg_dir.join("pgdata");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let log = pg_dir.with_extension("log");
+
+    // First run: creates the cluster, migrates, serves.
+    let mut child = spawn(&pg_dir, port, &log);
+    wait_ready(addr, &mut child, &log).await;
+    assert!(
+        data.join("PG_VERSION").is_file(),
+        "no cluster in {}",
+        data.display()
+    );
+    assert!(postmaster_running(&data));
+    let created = send(
+        addr,
+        http::Request::post("/notes")
+            .header("content-type", "application/json")
+            .body(r#"{"title":"kept","body":"across restarts"}"#.to_owned())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.status, 201, "{}", created.text());
+    let location = created.header("location").unwrap().to_owned();
+    let first = read(&log);
+    assert!(
+        first.contains(&format!("open http://127.0.0.1:{port}/")),
+        "{first}"
+    );
+
+    let status = terminate(&mut child).await;
+    assert!(status.success(), "{status:?}:\n{}", read(&log));
+    assert!(
+        !postmaster_running(&data),
+        "the cluster outlived pgbridge:\n{}",
+        read(&log)
+    );
+    assert!(read(&log).contains("PostgreSQL stopped"), "{}", read(&log));
+
+    // Second run: the same data, no new cluster.
+    let mut child = spawn(&pg_dir, port, &log);
+    wait_ready(addr, &mut child, &log).await;
+    let note = get(addr, &location).await;
+    assert_eq!(note.status, 200, "{}", note.text());
+    assert_eq!(note.json()["title"], "kept");
+    let second = read(&log);
+    assert!(
+        !second.contains("creating a PostgreSQL cluster"),
+        "{second}"
+    );
+    let status = terminate(&mut child).await;
+    assert!(status.success(), "{status:?}:\n{}", read(&log));
+    assert!(!postmaster_running(&data));
+
+    let _ = std::fs::remove_dir_all(&pg_dir);
+    let _ = std::fs::remove_file(&log);
+}
