@@ -32,6 +32,7 @@ pub mod embedded_pg;
 pub mod error;
 mod http_edge;
 pub mod metrics;
+mod request_log;
 
 use std::sync::Arc;
 use std::time::Duration;
