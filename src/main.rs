@@ -93,6 +93,7 @@ async fn start_embedded(config: &Config) -> Option<EmbeddedPg> {
             tracing::info!(
                 dir = %pg.dir().display(),
                 reused = pg.reused(),
+                psql = %format!("psql -h {} -U postgres {}", pg.dir().display(), EmbeddedPg::DATABASE),
                 "using the embedded PostgreSQL (DATABASE_URL is unset); its data stays in {}",
                 pg.data().display()
             );
