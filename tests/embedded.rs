@@ -93,6 +93,25 @@ fn postmaster_running(data: &Path) -> bool {
     !pid.is_empty() && Path::new("/proc").join(pid).exists()
 }
 
+/// Pids of processes whose command line contains every one of `needles`.
+fn processes_with(needles: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if needles.iter().all(|needle| cmdline.contains(needle)) {
+            found.push(name);
+        }
+    }
+    found
+}
+
 #[tokio::test]
 async fn no_database_url_runs_its_own_postgres_and_keeps_the_data() {
     let pg_dir = temp_dir("embedded");
@@ -127,6 +146,28 @@ async fn no_database_url_runs_its_own_postgres_and_keeps_the_data() {
         "{first}"
     );
 
+    // A second service on the same folder while the first runs: it uses the first's
+    // cluster, and leaves it running when it stops.
+    let port2 = free_port();
+    let addr2 = format!("127.0.0.1:{port2}").parse().unwrap();
+    let log2 = pg_dir.with_extension("second.log");
+    let mut second = spawn(&pg_dir, port2, &log2);
+    wait_ready(addr2, &mut second, &log2).await;
+    assert_eq!(get(addr2, &location).await.status, 200);
+    assert!(
+        read(&log2).contains("another pgbridge owns"),
+        "{}",
+        read(&log2)
+    );
+    let status = terminate(&mut second).await;
+    assert!(status.success(), "{status:?}:\n{}", read(&log2));
+    assert!(
+        postmaster_running(&data),
+        "the second service stopped the first's cluster"
+    );
+    assert_eq!(get(addr, "/readyz").await.status, 200);
+    let _ = std::fs::remove_file(&log2);
+
     let status = terminate(&mut child).await;
     assert!(status.success(), "{status:?}:\n{}", read(&log));
     assert!(
@@ -147,6 +188,40 @@ async fn no_database_url_runs_its_own_postgres_and_keeps_the_data() {
         !second.contains("creating a PostgreSQL cluster"),
         "{second}"
     );
+
+    // Killed outright: the watchdog stops the cluster all the same.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while postmaster_running(&data) {
+        assert!(
+            Instant::now() < deadline,
+            "the cluster outlived a killed pgbridge"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Killed with its watchdog: the cluster is left running, and the next start reuses it
+    // (and stops it at exit).
+    let mut child = spawn(&pg_dir, port, &log);
+    wait_ready(addr, &mut child, &log).await;
+    let watchdogs = processes_with(&["pgbridge-pg-watchdog", &data.to_string_lossy()]);
+    assert_eq!(watchdogs.len(), 1, "{watchdogs:?}");
+    for pid in watchdogs {
+        Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(postmaster_running(&data), "nothing left running to reuse");
+    let mut child = spawn(&pg_dir, port, &log);
+    wait_ready(addr, &mut child, &log).await;
+    assert!(
+        read(&log).contains("reusing the PostgreSQL cluster"),
+        "{}",
+        read(&log)
+    );
+    assert_eq!(get(addr, &location).await.json()["title"], "kept");
     let status = terminate(&mut child).await;
     assert!(status.success(), "{status:?}:\n{}", read(&log));
     assert!(!postmaster_running(&data));
