@@ -376,3 +376,29 @@ async fn login_failures_stop_startup_and_never_show_the_password() {
         "the password was printed:\n{printed}"
     );
 }
+
+#[tokio::test]
+async fn prefer_and_require_encrypt_without_a_root_certificate() {
+    let cluster = tls_cluster().await;
+    let url = cluster.create_database().await;
+    let port = cluster.port().unwrap();
+    let database = url
+        .rsplit_once('/')
+        .and_then(|(_, rest)| rest.split_once('?'))
+        .map(|(db, _)| db.to_owned())
+        .unwrap();
+    // No sslmode at all is prefer, libpq's default: the server offers TLS, so it is used.
+    for query in ["", "?sslmode=prefer", "?sslmode=require"] {
+        let url = format!("postgres://postgres@127.0.0.1:{port}/{database}{query}");
+        let client = connect(&url).await;
+        let ssl: bool = client
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(ssl, "{url}");
+    }
+}
