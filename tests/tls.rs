@@ -383,9 +383,9 @@ async fn prefer_and_require_encrypt_without_a_root_certificate() {
     let url = cluster.create_database().await;
     let port = cluster.port().unwrap();
     let database = url
-        .rsplit_once('/')
-        .and_then(|(_, rest)| rest.split_once('?'))
-        .map(|(db, _)| db.to_owned())
+        .split_once('?')
+        .and_then(|(base, _)| base.rsplit_once('/'))
+        .map(|(_, db)| db.to_owned())
         .unwrap();
     // No sslmode at all is prefer, libpq's default: the server offers TLS, so it is used.
     for query in ["", "?sslmode=prefer", "?sslmode=require"] {
