@@ -264,7 +264,7 @@ impl PgConnect {
 /// use pgbridge::db::connect::with_defaults;
 ///
 /// let url = with_defaults("postgres://app@db/app", Some("verify-full"), Some("/ca dir/ca.pem"));
-/// assert_eq!(url, "postgres://app@db/app?sslmode=verify-full&sslrootcert=%2Fca%20dir%2Fca.pem");
+/// assert_eq!(url, "postgres://app@db/app?sslmode=verify-full&sslrootcert=/ca%20dir/ca.pem");
 /// let url = with_defaults("postgres://app@db/app?sslmode=disable", Some("require"), None);
 /// assert_eq!(url, "postgres://app@db/app?sslmode=disable");
 /// ```
@@ -285,8 +285,7 @@ pub fn with_defaults(url: &str, sslmode: Option<&str>, sslrootcert: Option<&str>
         }
         if is_uri {
             let separator = if url.contains('?') { '&' } else { '?' };
-            let value =
-                percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC);
+            let value = percent_encoding::utf8_percent_encode(value, QUERY_VALUE);
             url = format!("{url}{separator}{key}={value}");
         } else {
             let value = value.replace('\\', r"\\").replace('\'', r"\'");
@@ -295,6 +294,15 @@ pub fn with_defaults(url: &str, sslmode: Option<&str>, sslrootcert: Option<&str>
     }
     url
 }
+
+/// What is percent-encoded in a query value appended to a URL: all but letters, digits and
+/// `-._~/`.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
 
 fn is_uri(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
@@ -556,7 +564,7 @@ mod tests {
                 Some("require"),
                 Some("c.pem")
             ),
-            "postgres://a@h/d?sslmode=disable&sslrootcert=c%2Epem"
+            "postgres://a@h/d?sslmode=disable&sslrootcert=c.pem"
         );
         assert_eq!(
             with_defaults("host=h user=a", Some("verify-full"), Some("/my ca.pem")),
