@@ -234,8 +234,14 @@ async fn a_hung_up_clients_query_is_cancelled_over_tls_within_a_second() {
 /// Runs the binary against `url`; it must exit within 30 s with a failure status. Returns
 /// what it printed.
 async fn startup_fails(url: &str) -> String {
+    startup_fails_with(url, &[]).await
+}
+
+/// [`startup_fails`], with more environment variables.
+async fn startup_fails_with(url: &str, env: &[(&str, &str)]) -> String {
     let child = Command::new(BIN)
         .env_clear()
+        .envs(env.iter().copied())
         .env("DATABASE_URL", url)
         .env("BIND_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "info")
@@ -401,4 +407,29 @@ async fn prefer_and_require_encrypt_without_a_root_certificate() {
             .get(0);
         assert!(ssl, "{url}");
     }
+}
+
+#[tokio::test]
+async fn pgsslmode_and_pgsslrootcert_apply_where_the_url_says_nothing() {
+    let cluster = tls_cluster().await;
+    let port = cluster.port().unwrap();
+    let ca = cluster.directory().unwrap().join("ca.pem");
+    let ca = ca.to_str().unwrap();
+    // By address, with no TLS parameters in the URL: prefer would connect. The environment
+    // asks for verify-full, which refuses the name.
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let printed =
+        startup_fails_with(&url, &[("PGSSLMODE", "verify-full"), ("PGSSLROOTCERT", ca)]).await;
+    assert!(
+        printed.contains("certificate does not match the host name"),
+        "{printed}"
+    );
+    assert!(printed.contains("sslmode=verify-full"), "{printed}");
+    // The URL's own sslmode wins over the environment's.
+    let printed = startup_fails_with(
+        &format!("{url}?sslmode=disable"),
+        &[("PGSSLMODE", "verify-full"), ("PGSSLROOTCERT", ca)],
+    )
+    .await;
+    assert!(printed.contains("sslmode=disable"), "{printed}");
 }
