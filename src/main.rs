@@ -46,7 +46,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 
     // Wait for Postgres before taking traffic, unless told to stop first.
     tokio::select! {
-        () = state.db.wait_until_ready(std::time::Duration::from_secs(5)) => {}
+        ready = state.db.wait_until_ready(std::time::Duration::from_secs(5)) => ready?,
         () = shutdown_signal() => {
             tracing::info!("stopped while waiting for the database");
             return Ok(());
