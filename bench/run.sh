@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # TechEmpower database tests through the contract's layer and as native axum twins,
-# against the database's own ceiling (pgbench), with wrk. Writes its section of
+# against the database's own ceiling (pgbench), with wrk; and `/db` through a second server
+# whose connections use TLS (sslmode=verify-full), to price it. Writes its section of
 # bench/RESULTS.md. Loopback only.
 #
 #   bash bench/run.sh              # 3 rounds of 10 s per route and variant (~10 minutes)
@@ -11,15 +12,35 @@ DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-64}
 
-if ! command -v wrk >/dev/null || ! command -v pgbench >/dev/null; then
+if ! command -v wrk >/dev/null || ! command -v pgbench >/dev/null || ! command -v openssl >/dev/null; then
   echo "== installing wrk and pgbench"
-  apt-get update -q && apt-get install -y -q --no-install-recommends wrk postgresql-client >/dev/null
+  apt-get update -q && apt-get install -y -q --no-install-recommends wrk postgresql-client openssl >/dev/null
 fi
 
 source bench/lib.sh
 # fsync off: this measures the service and its driver, not the disk.
 start_postgres fsync=off synchronous_commit=off shared_buffers=128MB
 psql -q -v ON_ERROR_STOP=1 "$PG_URL" -f bench/techempower.sql
+
+echo "== TLS on the same server: a throwaway CA and a certificate for localhost"
+(
+  cd "$WORK"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj "/CN=pgbridge bench CA" -keyout ca.key -out ca.pem 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+    -keyout server.key -out server.csr 2>/dev/null
+  printf 'subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' > ext.cnf
+  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+    -out server.crt -extfile ext.cnf 2>/dev/null
+  chmod 600 server.key
+  if [ "$(id -u)" = 0 ]; then chown postgres:postgres server.key server.crt; fi
+)
+psql -q -v ON_ERROR_STOP=1 "$PG_URL" \
+  -c "ALTER SYSTEM SET ssl_cert_file = '$WORK/server.crt'" \
+  -c "ALTER SYSTEM SET ssl_key_file = '$WORK/server.key'" \
+  -c "ALTER SYSTEM SET ssl = on" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+PG_TLS_URL="postgres://postgres@localhost:$PG_PORT/postgres?hostaddr=127.0.0.1&sslmode=verify-full&sslrootcert=$WORK/ca.pem"
 
 echo "== build (release)"
 cargo build --release --example techempower 2>&1 | tail -1
@@ -29,6 +50,12 @@ SERVER_PID=$!
 BENCH_PIDS+=("$SERVER_PID")
 BASE="http://127.0.0.1:$HTTP_PORT"
 for _ in $(seq 100); do curl -sf "$BASE/plaintext" >/dev/null && break; sleep 0.1; done
+# The same server, its pool connecting over TLS.
+TLS_HTTP_PORT=$(free_port)
+DATABASE_URL=$PG_TLS_URL BIND_ADDR=127.0.0.1:$TLS_HTTP_PORT ./target/release/examples/techempower > "$WORK/server-tls.log" 2>&1 &
+BENCH_PIDS+=("$!")
+TLS_BASE="http://127.0.0.1:$TLS_HTTP_PORT"
+for _ in $(seq 100); do curl -sf "$TLS_BASE/plaintext" >/dev/null && break; sleep 0.1; done
 
 echo "== checking every route answers correctly"
 check() { # check PATH PATTERN
@@ -52,15 +79,19 @@ before=$(psql -Atq "$PG_URL" -c "SELECT sum(randomnumber::bigint) FROM world")
 curl -sf "$BASE/updates?queries=500" >/dev/null
 after=$(psql -Atq "$PG_URL" -c "SELECT sum(randomnumber::bigint) FROM world")
 [ "$before" != "$after" ] || { echo "FAIL /updates changed nothing" >&2; exit 1; }
-echo "all routes correct"
+body=$(curl -sf "$TLS_BASE/db") || { echo "FAIL /db over TLS: no answer" >&2; cat "$WORK/server-tls.log" >&2; exit 1; }
+echo "$body" | grep -q '"randomNumber":' || { echo "FAIL /db over TLS: $body" >&2; exit 1; }
+[ "$(psql -Atq "$PG_URL" -c "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE s.ssl AND a.application_name = 'pgbridge'")" -gt 0 ] \
+  || { echo "FAIL: the TLS server's connections are not encrypted" >&2; exit 1; }
+echo "all routes correct (and /db over TLS, its connections encrypted)"
 
 # to_ms VALUE-WITH-UNIT
 to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
 RESULTS=$WORK/results.tsv
 : > "$RESULTS"
-run_wrk() { # run_wrk LABEL VARIANT PATH
+run_wrk() { # run_wrk LABEL VARIANT PATH [BASE]
   local out rps p99
-  out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$BASE$3")
+  out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${4:-$BASE}$3")
   rps=$(echo "$out" | awk '/^Requests\/sec:/ { print $2 }')
   p99=$(to_ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
   if echo "$out" | grep -q "Non-2xx"; then
@@ -82,6 +113,7 @@ echo "== warm-up"
 for path in /db /native/db /queries?queries=20 /fortunes /native/fortunes; do
   wrk -t2 -c"$CONNECTIONS" -d2s "$BASE$path" >/dev/null
 done
+wrk -t2 -c"$CONNECTIONS" -d2s "$TLS_BASE/db" >/dev/null
 
 for round in $(seq "$ROUNDS"); do
   echo "== round $round of $ROUNDS"
@@ -90,6 +122,7 @@ for round in $(seq "$ROUNDS"); do
     label="/${route}"
     run_wrk "$label" layer "/$route"
     run_wrk "$label" native "/native/$route"
+    if [ "$route" = db ]; then run_wrk "$label" "layer, TLS" "/db" "$TLS_BASE"; fi
   done
   run_wrk "/queries?queries=20" sequential "/sequential/queries?queries=20"
 done
@@ -129,6 +162,10 @@ for route in /plaintext /json /db "/queries?queries=20" /fortunes "/updates?quer
     TABLE="$TABLE
 | \`$route\` | $variant | $(stat "$route" $variant 3) | $(stat "$route" $variant 4) |"
   done
+  if [ "$route" = /db ]; then
+    TABLE="$TABLE
+| \`/db\` | layer, Postgres over TLS (verify-full) | $(stat /db "layer, TLS" 3) | $(stat /db "layer, TLS" 4) |"
+  fi
 done
 TABLE="$TABLE
 | \`/queries?queries=20\` | sequential | $(stat "/queries?queries=20" sequential 3) | $(stat "/queries?queries=20" sequential 4) |"
@@ -138,6 +175,7 @@ layer_native() { ratio "$(stat "$1" layer 3)" "$(stat "$1" native 3)"; }
 R_DB=$(layer_native /db); R_FORT=$(layer_native /fortunes); R_PLAIN=$(layer_native /plaintext)
 R_CEIL=$(ratio "$(stat /db layer 3)" "$(stat "pgbench ceiling" pgbench 3)")
 R_PIPE=$(ratio "$(stat "/queries?queries=20" layer 3)" "$(stat "/queries?queries=20" sequential 3)")
+R_TLS=$(ratio "$(stat /db "layer, TLS" 3)" "$(stat /db layer 3)")
 
 SECTION="## TechEmpower database tests (issue 5)
 
@@ -145,7 +183,9 @@ SECTION="## TechEmpower database tests (issue 5)
 wrk (\`wrk -t2 -c$CONNECTIONS -d${DURATION}s --latency\`), the server (\`examples/techempower.rs\`, pool of 32) and
 Postgres (fsync off) share the same 2 cores. The layer and native variants run interleaved, route by
 route, each round; the ceiling is \`pgbench -n -M prepared -c $CONNECTIONS -j 2 -T $DURATION\` running the
-same single-row \`SELECT\`. Medians over the rounds.
+same single-row \`SELECT\`. \`/db\` over TLS is a second server process whose pool connects with
+\`sslmode=verify-full\` (rustls, ECDSA P-256 certificate) to the same Postgres, run right after the
+plain-TCP \`/db\` in each round: TLS/plain = $R_TLS. Medians over the rounds.
 
 $TABLE
 
@@ -164,4 +204,20 @@ $CPU_REST. pgbench's ceiling is measured with no HTTP in the way — no wrk pars
 no server — so all of the machine goes to Postgres and a light client. Serving \`/db\` over HTTP
 splits the same 2 cores three ways, which is what holds \`/db\` below the ceiling."
 write_section techempower "$SECTION"
+
+TLS_SECTION="## \`/db\` with Postgres over TLS (issue 13)
+
+\`DURATION=$DURATION ROUNDS=$ROUNDS bash bench/run.sh\`, $(date -u +%Y-%m-%d): $(machine).
+Two servers (\`examples/techempower.rs\`, pool of 32) on the same Postgres, one connecting over plain
+TCP, the other with \`sslmode=verify-full\` (rustls, ECDSA P-256 certificate, TLS 1.3); \`/db\` on
+each, interleaved in every round (\`wrk -t2 -c$CONNECTIONS -d${DURATION}s --latency\`). Medians over the rounds.
+
+| \`/db\` | median req/s | median p99 (ms) |
+| --- | ---: | ---: |
+| layer, plain TCP | $(stat /db layer 3) | $(stat /db layer 4) |
+| native, plain TCP | $(stat /db native 3) | $(stat /db native 4) |
+| layer, TLS (verify-full) | $(stat /db "layer, TLS" 3) | $(stat /db "layer, TLS" 4) |
+
+TLS/plain (layer) = $R_TLS."
+write_section techempower-tls "$TLS_SECTION"
 echo "== wrote bench/RESULTS.md"

@@ -330,7 +330,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.pool_size = pool_size;
     config.pool_wait = Duration::from_secs(5);
     let db = Db::connect(&config)?;
-    db.wait_until_ready(Duration::from_secs(2)).await;
+    db.wait_until_ready(Duration::from_secs(2)).await?;
 
     let layer = AwsgiLayer::new();
     let app = Router::new()

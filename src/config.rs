@@ -126,6 +126,16 @@ pub struct Config {
     #[arg(long)]
     pub healthcheck: bool,
 
+    /// TLS to Postgres when `DATABASE_URL` sets no `sslmode` (libpq's `PGSSLMODE`): disable,
+    /// allow, prefer (the default), require, verify-ca or verify-full.
+    #[arg(long = "db-sslmode", env = "PGSSLMODE", value_parser = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"])]
+    pub db_sslmode: Option<String>,
+
+    /// Root certificates (a PEM file, or `system` for the platform's) when `DATABASE_URL`
+    /// sets no `sslrootcert` (libpq's `PGSSLROOTCERT`).
+    #[arg(long = "db-sslrootcert", env = "PGSSLROOTCERT")]
+    pub db_sslrootcert: Option<String>,
+
     /// Log filter, in `tracing_subscriber::EnvFilter` syntax.
     #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
     pub log_filter: String,
@@ -183,8 +193,30 @@ impl Config {
             no_migrate: false,
             validate_apps: false,
             healthcheck: false,
+            db_sslmode: None,
+            db_sslrootcert: None,
             log_filter: "info".into(),
         }
+    }
+
+    /// `database_url` with `PGSSLMODE`/`PGSSLROOTCERT` applied where the URL sets neither
+    /// `sslmode` nor `sslrootcert` (the URL wins, as in libpq).
+    ///
+    /// ```
+    /// let mut config = pgbridge::config::Config::new("postgres://app@db.example/app");
+    /// config.db_sslmode = Some("verify-full".into());
+    /// config.db_sslrootcert = Some("system".into());
+    /// assert_eq!(
+    ///     config.effective_database_url(),
+    ///     "postgres://app@db.example/app?sslmode=verify-full&sslrootcert=system"
+    /// );
+    /// ```
+    pub fn effective_database_url(&self) -> String {
+        crate::db::connect::with_defaults(
+            &self.database_url,
+            self.db_sslmode.as_deref(),
+            self.db_sslrootcert.as_deref(),
+        )
     }
 
     /// The pool's part of the configuration.
@@ -244,6 +276,8 @@ mod tests {
         by_hand.embedded_pg_dir = parsed.embedded_pg_dir.clone();
         by_hand.log_format = parsed.log_format;
         by_hand.log_filter = parsed.log_filter.clone();
+        by_hand.db_sslmode = parsed.db_sslmode.clone();
+        by_hand.db_sslrootcert = parsed.db_sslrootcert.clone();
         assert_eq!(format!("{parsed:?}"), format!("{by_hand:?}"));
     }
 

@@ -183,7 +183,7 @@ impl ApiError {
 impl From<DbError> for ApiError {
     fn from(err: DbError) -> Self {
         match &err {
-            DbError::Unavailable(_) | DbError::Timeout(_) => {
+            DbError::Unavailable(_) | DbError::Timeout(_) | DbError::Connect(_) => {
                 tracing::warn!(error = %err, "database unavailable");
                 Self::Unavailable
             }

@@ -63,8 +63,10 @@ pub struct AppState {
 
 impl AppState {
     /// Builds the pool (opening no connection yet) and starts the note-event listener,
-    /// which connects in the background. Needs a tokio runtime.
-    pub fn new(config: Config) -> Result<Self, DbError> {
+    /// which connects in the background. Needs a tokio runtime. `PGSSLMODE`/`PGSSLROOTCERT`
+    /// are folded into `database_url` here, so every connection sees them.
+    pub fn new(mut config: Config) -> Result<Self, DbError> {
+        config.database_url = config.effective_database_url();
         let db = Db::connect(&config.db())?;
         let listener = Listener::spawn(
             ListenConfig {

@@ -119,7 +119,7 @@ async fn run(config: Config, listener: TcpListener) -> Result<(), Box<dyn std::e
 
     // Wait for Postgres before taking traffic, unless told to stop first.
     tokio::select! {
-        () = state.db.wait_until_ready(std::time::Duration::from_secs(5)) => {}
+        ready = state.db.wait_until_ready(std::time::Duration::from_secs(5)) => ready?,
         () = shutdown_signal() => {
             tracing::info!("stopped while waiting for the database");
             return Ok(());

@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::{broadcast, watch};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+
+use super::connect::PgConnect;
 
 /// What subscribers receive.
 #[derive(Debug)]
@@ -175,11 +177,11 @@ async fn listen_once<T: Send + Sync + 'static>(
     parse: fn(&str) -> Option<T>,
     tx: &broadcast::Sender<Notice<T>>,
     connected: &AtomicBool,
-) -> Result<(), tokio_postgres::Error> {
-    let mut pg: tokio_postgres::Config = config.url.parse()?;
-    pg.connect_timeout(config.connect_timeout);
-    pg.application_name("pgbridge-listener");
-    let (client, mut connection) = pg.connect(NoTls).await?;
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let mut pg = PgConnect::parse(&config.url)?;
+    pg.config_mut().connect_timeout(config.connect_timeout);
+    pg.config_mut().application_name("pgbridge-listener");
+    let (client, mut connection) = pg.connect().await?;
     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
 
     // Drive the connection while LISTEN is sent on it.
@@ -191,7 +193,7 @@ async fn listen_once<T: Send + Sync + 'static>(
             result = &mut listen => { result?; break; }
             message = messages.next() => match message {
                 Some(Ok(_)) => {}
-                Some(Err(err)) => return Err(err),
+                Some(Err(err)) => return Err(err.into()),
                 None => return Ok(()),
             },
         }

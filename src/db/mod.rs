@@ -19,6 +19,7 @@
 //! ```
 
 mod conn;
+pub mod connect;
 mod error;
 pub mod listener;
 pub mod migrate;

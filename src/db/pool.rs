@@ -1,13 +1,12 @@
 //! [`Db`]: the deadpool-postgres pool, built from [`DbConfig`].
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 
 use super::conn::ServerAddr;
+use super::connect::{Endpoint, PgConnect};
 use super::{Conn, DbError};
 
 /// What the pool needs to know. The service fills it from [`crate::config::Config`].
@@ -62,7 +61,8 @@ impl DbConfig {
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: Pool,
-    server: Option<Arc<ServerAddr>>,
+    server: Arc<ServerAddr>,
+    endpoint: Arc<Endpoint>,
 }
 
 /// A snapshot of the pool, for metrics.
@@ -79,10 +79,12 @@ pub struct PoolStatus {
 }
 
 impl Db {
-    /// Builds the pool. Fails only on a malformed URL.
+    /// Builds the pool. Fails only on a malformed URL or unusable TLS settings (say, an
+    /// `sslrootcert` file that cannot be read).
     pub fn connect(config: &DbConfig) -> Result<Self, DbError> {
-        let mut pg = tokio_postgres::Config::from_str(&config.url)
+        let target = PgConnect::parse(&config.url)
             .map_err(|err| DbError::Config(format!("DATABASE_URL: {err}")))?;
+        let mut pg = target.config().clone();
         pg.connect_timeout(config.connect_timeout);
         let statement_ms = config.statement_timeout.as_millis();
         let options = match pg.get_options() {
@@ -93,10 +95,11 @@ impl Db {
         if pg.get_application_name().is_none() {
             pg.application_name("pgbridge");
         }
-        let server = ServerAddr::of(&pg).map(Arc::new);
+        let server = Arc::new(ServerAddr::of(&pg, target.tls()));
+        let endpoint = Arc::new(target.endpoint());
         let manager = Manager::from_config(
             pg,
-            NoTls,
+            target.tls(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -109,13 +112,24 @@ impl Db {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|err| DbError::Config(err.to_string()))?;
-        Ok(Self { pool, server })
+        Ok(Self {
+            pool,
+            server,
+            endpoint,
+        })
     }
 
-    /// A pooled connection, within the wait timeout.
+    /// A pooled connection, within the wait timeout. A failure to open a new one is a
+    /// [`DbError::Connect`] that says why and where.
     pub async fn conn(&self) -> Result<Conn, DbError> {
-        let object = self.pool.get().await?;
-        Ok(Conn::new(object, self.server.clone()))
+        let object = self.pool.get().await.map_err(|err| match err {
+            PoolError::Backend(err) => DbError::Connect(super::connect::ConnectError::connecting(
+                err,
+                (*self.endpoint).clone(),
+            )),
+            other => other.into(),
+        })?;
+        Ok(Conn::new(object, Some(self.server.clone())))
     }
 
     /// `SELECT 1` within `timeout`: readiness.
@@ -130,8 +144,10 @@ impl Db {
     }
 
     /// Waits until Postgres answers, retrying with a backoff that doubles from 100 ms up to
-    /// `max_backoff`; logs each failure. Returns when the database is ready.
-    pub async fn wait_until_ready(&self, max_backoff: Duration) {
+    /// `max_backoff`; logs each failure. Returns when the database is ready, or at once with
+    /// the error when retrying cannot help ([`DbError::is_permanent`]: authentication, a
+    /// missing database, a certificate or TLS problem) — start-up should then fail.
+    pub async fn wait_until_ready(&self, max_backoff: Duration) -> Result<(), DbError> {
         let mut backoff = Duration::from_millis(100);
         let mut attempt = 1u32;
         loop {
@@ -140,8 +156,9 @@ impl Db {
                     if attempt > 1 {
                         tracing::info!(attempt, "database is ready");
                     }
-                    return;
+                    return Ok(());
                 }
+                Err(err) if err.is_permanent() => return Err(err),
                 Err(err) => {
                     tracing::warn!(attempt, retry_in = ?backoff, error = %err, "database not ready");
                     tokio::time::sleep(backoff).await;

@@ -5,3 +5,4 @@ pub mod http;
 pub mod pg;
 pub mod service;
 pub mod sse;
+pub mod tls;
