@@ -237,3 +237,29 @@ fn lock(path: &Path) -> Result<(File, bool), EmbeddedPgError> {
         Err(EmbeddedPgError::io(format!("lock {}", path.display()), err))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_no_binaries_message_names_the_three_ways_on() {
+        for way in ["apt-get install postgresql", "DATABASE_URL=", "docker compose up"] {
+            assert!(NO_BINARIES_HELP.contains(way), "{way} missing");
+        }
+    }
+
+    #[test]
+    fn a_lock_is_held_once() {
+        let path = std::env::temp_dir().join(format!("pgbridge-lock-{}", std::process::id()));
+        let (first, owner) = lock(&path).unwrap();
+        assert!(owner);
+        // flock locks belong to the open file description: a second open is refused.
+        let (_, second) = lock(&path).unwrap();
+        assert!(!second);
+        drop(first);
+        let (_, again) = lock(&path).unwrap();
+        assert!(again);
+        let _ = std::fs::remove_file(&path);
+    }
+}
