@@ -31,6 +31,7 @@ pub mod db;
 pub mod error;
 mod http_edge;
 pub mod metrics;
+pub mod server;
 
 use std::sync::Arc;
 use std::time::Duration;

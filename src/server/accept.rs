@@ -1,0 +1,102 @@
+//! The accept loop: takes a permit under the connection cap before each accept, survives
+//! running out of file descriptors, and hands each connection to its own task.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use super::stats::ConnectionStats;
+use super::{Limits, Phase, conn};
+
+/// Longest pause between accepts while descriptors are exhausted.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Accepts until the future is dropped (that is how the server stops accepting).
+pub(crate) async fn run(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    permits: Arc<Semaphore>,
+    stats: Arc<ConnectionStats>,
+    phase: watch::Receiver<Phase>,
+) {
+    let mut backoff = Duration::from_millis(10);
+    let mut starved = false;
+    loop {
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                stats.on_cap_reached();
+                tracing::warn!(
+                    max_connections = limits.max_connections,
+                    "connection cap reached; not accepting until a connection closes"
+                );
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    return;
+                };
+                tracing::info!("below the connection cap; accepting again");
+                permit
+            }
+        };
+        let (stream, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) if is_out_of_descriptors(&err) => {
+                stats.on_refused();
+                if !starved {
+                    starved = true;
+                    tracing::warn!(
+                        error = %err,
+                        open = stats.open(),
+                        "out of file descriptors; pausing accepts (open connections keep being served)"
+                    );
+                }
+                drop(permit);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+            Err(err) => {
+                // The client went away between SYN and accept, or similar: its problem only.
+                tracing::debug!(error = %err, "accept failed");
+                continue;
+            }
+        };
+        if starved {
+            starved = false;
+            tracing::info!("file descriptors available again; accepting");
+        }
+        backoff = Duration::from_millis(10);
+        // Streamed chunks (event streams, poll-sleep lines) go out as written, not held
+        // back by Nagle's algorithm.
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(error = %err, "could not set TCP_NODELAY");
+        }
+        stats.on_open();
+        let task = conn::serve(
+            stream,
+            remote,
+            router.clone(),
+            limits.clone(),
+            stats.clone(),
+            phase.clone(),
+        );
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            task.await;
+            stats.on_close();
+            drop(permit);
+        });
+    }
+}
+
+/// `EMFILE`/`ENFILE` (and the kernel's out-of-memory answers): retrying at once would spin.
+fn is_out_of_descriptors(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
