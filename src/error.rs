@@ -68,6 +68,10 @@ pub enum ApiError {
     /// 503: the database is unavailable or busy; retry shortly.
     #[error("the database is unavailable; retry shortly")]
     Unavailable,
+    /// 504: a statement ran past the database's statement timeout (or was cancelled).
+    /// No `Retry-After`: the same request would most likely take as long again.
+    #[error("the database did not answer in time")]
+    DatabaseTimeout,
     /// 500: a bug. The detail is logged where it happened.
     #[error("internal server error")]
     Internal,
@@ -97,6 +101,7 @@ impl ApiError {
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::DatabaseTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -114,6 +119,7 @@ impl ApiError {
             Self::Invalid(_) => "invalid_fields",
             Self::PreconditionRequired(_) => "precondition_required",
             Self::Unavailable => "database_unavailable",
+            Self::DatabaseTimeout => "database_timeout",
             Self::Internal => "internal",
         }
     }
@@ -170,9 +176,13 @@ impl ApiError {
 impl From<DbError> for ApiError {
     fn from(err: DbError) -> Self {
         match &err {
-            DbError::Unavailable(_) | DbError::Timeout(_) => {
+            DbError::Unavailable(_) => {
                 tracing::warn!(error = %err, "database unavailable");
                 Self::Unavailable
+            }
+            DbError::Timeout(_) => {
+                tracing::warn!(error = %err, "statement timed out");
+                Self::DatabaseTimeout
             }
             DbError::Conflict { constraint, .. } => {
                 tracing::info!(error = %err, "write refused by a constraint");
@@ -219,7 +229,9 @@ pub fn awsgi_error_response(err: &awsgi::Error) -> Response {
             other => ApiError::BadRequest(other.to_string()),
         }
     } else if let Some(db) = err.downcast_ref::<DbError>() {
-        if db.is_unavailable() {
+        if matches!(db, DbError::Timeout(_)) {
+            ApiError::DatabaseTimeout
+        } else if db.is_unavailable() {
             ApiError::Unavailable
         } else if matches!(db, DbError::Conflict { .. }) {
             ApiError::Conflict("the write conflicts with existing data".into())
@@ -266,5 +278,12 @@ mod tests {
         let response = ApiError::Unavailable.into_response();
         assert_eq!(response.status(), 503);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn a_statement_timeout_is_a_504_with_no_retry_after() {
+        let response = ApiError::DatabaseTimeout.into_response();
+        assert_eq!(response.status(), 504);
+        assert!(!response.headers().contains_key(header::RETRY_AFTER));
     }
 }
