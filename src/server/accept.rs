@@ -26,19 +26,26 @@ pub(crate) async fn run(
 ) {
     let mut backoff = Duration::from_millis(10);
     let mut starved = false;
+    let mut cap_log = RateLimitedLog::default();
     loop {
         let permit = match permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
                 stats.on_cap_reached();
-                tracing::warn!(
-                    max_connections = limits.max_connections,
-                    "connection cap reached; not accepting until a connection closes"
-                );
+                let loud = cap_log.should_log();
+                if loud {
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        times_since_last_log = cap_log.take_count(),
+                        "connection cap reached; not accepting until a connection closes"
+                    );
+                }
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     return;
                 };
-                tracing::info!("below the connection cap; accepting again");
+                if loud {
+                    tracing::info!("below the connection cap; accepting again");
+                }
                 permit
             }
         };
@@ -99,4 +106,32 @@ fn is_out_of_descriptors(err: &io::Error) -> bool {
         err.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
     )
+}
+
+/// At most one log line a minute for an event that can repeat many times a second (a server
+/// hovering at its connection cap), with the count since the last line.
+#[derive(Debug, Default)]
+struct RateLimitedLog {
+    last: Option<tokio::time::Instant>,
+    count: u64,
+}
+
+impl RateLimitedLog {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    fn should_log(&mut self) -> bool {
+        self.count += 1;
+        let now = tokio::time::Instant::now();
+        match self.last {
+            Some(last) if now < last + Self::EVERY => false,
+            _ => {
+                self.last = Some(now);
+                true
+            }
+        }
+    }
+
+    fn take_count(&mut self) -> u64 {
+        std::mem::take(&mut self.count)
+    }
 }

@@ -98,6 +98,8 @@ pub(crate) async fn serve(
                     Phase::Aborting => return,
                 }
             }
+            // A request head began: the header deadline may be sooner than the one armed.
+            () = activity.head_started.notified() => {}
             () = tokio::time::sleep_until(deadline) => {
                 if let Some(reason) = activity.expired(&limits, Instant::now()) {
                     stats.on_timeout(reason);
@@ -113,6 +115,8 @@ pub(crate) async fn serve(
 #[derive(Debug)]
 struct Activity {
     state: Mutex<State>,
+    /// Signalled when the first byte of a request head arrives.
+    head_started: tokio::sync::Notify,
 }
 
 #[derive(Debug)]
@@ -133,6 +137,7 @@ impl Activity {
                 idle_since: Instant::now(),
                 head_started: None,
             }),
+            head_started: tokio::sync::Notify::new(),
         }
     }
 
@@ -144,6 +149,8 @@ impl Activity {
         let mut state = self.lock();
         if state.in_flight == 0 && state.head_started.is_none() {
             state.head_started = Some(Instant::now());
+            drop(state);
+            self.head_started.notify_one();
         }
     }
 
