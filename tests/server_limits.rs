@@ -280,3 +280,16 @@ async fn the_end_of_the_grace_period_cancels_queries_in_postgres() {
     let log = server.log();
     assert!(log.contains("grace period over"), "{log}");
 }
+
+#[test]
+fn help_lists_the_connection_settings() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for setting in [
+        "HEADER_READ_TIMEOUT_MS",
+        "IDLE_TIMEOUT_MS",
+        "MAX_CONNECTIONS",
+    ] {
+        assert!(help.contains(setting), "--help lacks {setting}:\n{help}");
+    }
+}
