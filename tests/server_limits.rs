@@ -179,24 +179,33 @@ async fn past_the_connection_cap_new_connections_wait_then_are_served() {
         None,
     )
     .await;
-    let mut held = Vec::new();
+    // Four connections with a request in flight (their first line read, so they are
+    // surely accepted): nothing may shed them.
+    let mut busy = Vec::new();
     for _ in 0..4 {
-        held.push(TcpStream::connect(server.addr).await.unwrap());
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(
+                b"GET /seed/poll-sleep?seconds=3 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        common::http::read_until(&mut stream, &mut seen, "sleeping", "poll-sleep").await;
+        busy.push((stream, seen));
     }
-    // Give the accept loop time to take all four.
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let addr = server.addr;
     let waiting = tokio::spawn(async move { get(addr, "/healthz").await });
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     assert!(!waiting.is_finished(), "served past the cap");
-    drop(held.pop());
+    for (mut stream, mut seen) in busy {
+        common::http::read_until(&mut stream, &mut seen, "slept 3/3", "in-flight request").await;
+    }
     let reply = tokio::time::timeout(Duration::from_secs(10), waiting)
         .await
         .expect("not served once below the cap")
         .unwrap();
     assert_eq!(reply.status, 200);
-    drop(held);
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         server
             .metric("pgbridge_http_connections_cap_reached_total ")
@@ -206,6 +215,32 @@ async fn past_the_connection_cap_new_connections_wait_then_are_served() {
     let log = server.log();
     assert!(log.contains("connection cap reached"), "{log}");
     assert!(log.contains("accepting again"), "{log}");
+}
+
+#[tokio::test]
+async fn at_the_cap_idle_connections_make_room_for_new_ones() {
+    let (server, _) = spawn(
+        "shed",
+        &[("MAX_CONNECTIONS", "4"), ("IDLE_TIMEOUT_MS", "600000")],
+        None,
+    )
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(TcpStream::connect(server.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // With a ten-minute idle timeout, only the cap's pressure can free a slot.
+    let reply = tokio::time::timeout(Duration::from_secs(15), get(server.addr, "/healthz"))
+        .await
+        .expect("a new connection is served once idle ones are shed");
+    assert_eq!(reply.status, 200);
+    assert!(
+        server
+            .metric("pgbridge_http_connections_timed_out_total{reason=\"idle\"}")
+            .await
+            >= 1
+    );
 }
 
 #[tokio::test]

@@ -1,5 +1,9 @@
 //! The accept loop: takes a permit under the connection cap before each accept, survives
 //! running out of file descriptors, and hands each connection to its own task.
+//!
+//! When the cap is reached, it raises *pressure*, which every connection watches: idle
+//! connections and request heads get a second at most (see `conn.rs`), so slots free
+//! quickly for clients that send requests. Pressure drops once a tenth of the slots are free.
 
 use std::io;
 use std::sync::Arc;
@@ -24,6 +28,14 @@ pub(crate) async fn run(
     stats: Arc<ConnectionStats>,
     phase: watch::Receiver<Phase>,
 ) {
+    // True while at (or near) the cap: connections shed idleness and slow heads sooner.
+    let (pressure, pressure_rx) = watch::channel(false);
+    let relieved = |pressure: &watch::Sender<bool>| {
+        if *pressure.borrow() && permits.available_permits() >= (limits.max_connections / 10).max(1)
+        {
+            let _ = pressure.send(false);
+        }
+    };
     let mut backoff = Duration::from_millis(10);
     let mut starved = false;
     let mut cap_log = RateLimitedLog::default();
@@ -32,6 +44,7 @@ pub(crate) async fn run(
             Ok(permit) => permit,
             Err(_) => {
                 stats.on_cap_reached();
+                let _ = pressure.send(true);
                 let loud = cap_log.should_log();
                 if loud {
                     tracing::warn!(
@@ -49,7 +62,14 @@ pub(crate) async fn run(
                 permit
             }
         };
-        let (stream, remote) = match listener.accept().await {
+        let accepted = loop {
+            // Look at the pressure once a second even when no one connects.
+            match tokio::time::timeout(Duration::from_secs(1), listener.accept()).await {
+                Ok(accepted) => break accepted,
+                Err(_) => relieved(&pressure),
+            }
+        };
+        let (stream, remote) = match accepted {
             Ok(accepted) => accepted,
             Err(err) if is_out_of_descriptors(&err) => {
                 stats.on_refused();
@@ -77,6 +97,7 @@ pub(crate) async fn run(
             tracing::info!("file descriptors available again; accepting");
         }
         backoff = Duration::from_millis(10);
+        relieved(&pressure);
         // Streamed chunks (event streams, poll-sleep lines) go out as written, not held
         // back by Nagle's algorithm.
         if let Err(err) = stream.set_nodelay(true) {
@@ -90,6 +111,7 @@ pub(crate) async fn run(
             limits.clone(),
             stats.clone(),
             phase.clone(),
+            pressure_rx.clone(),
         );
         let stats = stats.clone();
         tokio::spawn(async move {

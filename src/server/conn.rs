@@ -37,6 +37,7 @@ pub(crate) async fn serve(
     limits: Limits,
     stats: Arc<ConnectionStats>,
     mut phase: watch::Receiver<Phase>,
+    mut pressure: watch::Receiver<bool>,
 ) {
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Watched {
@@ -69,11 +70,13 @@ pub(crate) async fn serve(
 
     let mut draining = false;
     let mut signals_open = true;
+    let mut pressure_open = true;
     if *phase.borrow_and_update() != Phase::Serving {
         return;
     }
     loop {
-        let deadline = activity.deadline(&limits);
+        let pressed = *pressure.borrow_and_update();
+        let deadline = activity.deadline(&limits, pressed);
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(err) = result {
@@ -100,8 +103,12 @@ pub(crate) async fn serve(
             }
             // A request head began: the header deadline may be sooner than the one armed.
             () = activity.head_started.notified() => {}
+            // At the cap, the deadlines shorten: look again.
+            changed = pressure.changed(), if pressure_open => {
+                pressure_open = changed.is_ok();
+            }
             () = tokio::time::sleep_until(deadline) => {
-                if let Some(reason) = activity.expired(&limits, Instant::now()) {
+                if let Some(reason) = activity.expired(&limits, Instant::now(), pressed) {
                     stats.on_timeout(reason);
                     tracing::debug!(%remote, ?reason, "closing a connection that timed out");
                     return;
@@ -110,6 +117,10 @@ pub(crate) async fn serve(
         }
     }
 }
+
+/// The header and idle timeouts while the server is at its connection cap: a client that
+/// is not trickling sends its head in one packet, well within this.
+pub(crate) const PRESSED_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What the watchdog knows about a connection.
 #[derive(Debug)]
@@ -154,29 +165,45 @@ impl Activity {
         }
     }
 
+    /// The two bounds, shortened while the server is at its connection cap (`pressed`):
+    /// both become at most [`PRESSED_TIMEOUT`] (HTTP/1.1 allows closing an idle keep-alive
+    /// connection at any time; a second spares a client sending its next request at once).
+    fn bounds(limits: &Limits, pressed: bool) -> (Duration, Duration) {
+        if pressed {
+            (
+                limits.header_read_timeout.min(PRESSED_TIMEOUT),
+                limits.idle_timeout.min(PRESSED_TIMEOUT),
+            )
+        } else {
+            (limits.header_read_timeout, limits.idle_timeout)
+        }
+    }
+
     /// When to look again.
-    fn deadline(&self, limits: &Limits) -> Instant {
+    fn deadline(&self, limits: &Limits, pressed: bool) -> Instant {
+        let (header, idle) = Self::bounds(limits, pressed);
         let state = self.lock();
         if state.in_flight > 0 {
             // Requests are bounded by the request timeout, not here; look again later.
             return Instant::now() + limits.idle_timeout.max(Duration::from_secs(1));
         }
         match state.head_started {
-            Some(started) => started + limits.header_read_timeout,
-            None => state.idle_since + limits.idle_timeout,
+            Some(started) => started + header,
+            None => state.idle_since + idle,
         }
     }
 
     /// Whether the connection has passed one of its bounds at `now`.
-    fn expired(&self, limits: &Limits, now: Instant) -> Option<TimedOut> {
+    fn expired(&self, limits: &Limits, now: Instant, pressed: bool) -> Option<TimedOut> {
+        let (header, idle) = Self::bounds(limits, pressed);
         let state = self.lock();
         if state.in_flight > 0 {
             return None;
         }
         match state.head_started {
-            Some(started) if now >= started + limits.header_read_timeout => Some(TimedOut::Header),
+            Some(started) if now >= started + header => Some(TimedOut::Header),
             Some(_) => None,
-            None if now >= state.idle_since + limits.idle_timeout => Some(TimedOut::Idle),
+            None if now >= state.idle_since + idle => Some(TimedOut::Idle),
             None => None,
         }
     }
@@ -304,27 +331,57 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn at_the_cap_idle_connections_and_heads_get_a_second() {
+        let long = Limits {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10,
+        };
+        let activity = Arc::new(Activity::new());
+        let now = Instant::now();
+        let later = now + PRESSED_TIMEOUT;
+        assert_eq!(activity.expired(&long, later, false), None);
+        assert_eq!(activity.expired(&long, later, true), Some(TimedOut::Idle));
+        activity.on_read();
+        assert_eq!(activity.deadline(&long, true), now + PRESSED_TIMEOUT);
+        assert_eq!(
+            activity.expired(&long, now + PRESSED_TIMEOUT, true),
+            Some(TimedOut::Header)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_started_head_is_bounded_by_the_header_timeout() {
         let activity = Arc::new(Activity::new());
         let start = Instant::now();
-        assert_eq!(activity.deadline(&limits()), start + Duration::from_secs(5));
-        activity.on_read();
-        assert_eq!(activity.deadline(&limits()), start + Duration::from_secs(1));
         assert_eq!(
-            activity.expired(&limits(), start + Duration::from_secs(1)),
+            activity.deadline(&limits(), false),
+            start + Duration::from_secs(5)
+        );
+        activity.on_read();
+        assert_eq!(
+            activity.deadline(&limits(), false),
+            start + Duration::from_secs(1)
+        );
+        assert_eq!(
+            activity.expired(&limits(), start + Duration::from_secs(1), false),
             Some(TimedOut::Header)
         );
         let request = InFlight::begin(activity.clone());
         assert_eq!(
-            activity.expired(&limits(), start + Duration::from_secs(60)),
-            None
+            activity.expired(&limits(), start + Duration::from_secs(60), true),
+            None,
+            "a request in flight is never cut"
         );
         tokio::time::advance(Duration::from_secs(2)).await;
         drop(request);
         let done = Instant::now();
-        assert_eq!(activity.deadline(&limits()), done + Duration::from_secs(5));
         assert_eq!(
-            activity.expired(&limits(), done + Duration::from_secs(5)),
+            activity.deadline(&limits(), false),
+            done + Duration::from_secs(5)
+        );
+        assert_eq!(
+            activity.expired(&limits(), done + Duration::from_secs(5), false),
             Some(TimedOut::Idle)
         );
     }
