@@ -33,7 +33,7 @@ pub(crate) async fn run(
     let relieved = |pressure: &watch::Sender<bool>| {
         if *pressure.borrow() && permits.available_permits() >= (limits.max_connections / 10).max(1)
         {
-            let _ = pressure.send(false);
+            pressure.send_replace(false);
         }
     };
     let mut backoff = Duration::from_millis(10);
@@ -44,7 +44,8 @@ pub(crate) async fn run(
             Ok(permit) => permit,
             Err(_) => {
                 stats.on_cap_reached();
-                let _ = pressure.send(true);
+                // Wake the watchdogs only when pressure begins, not on every hit of the cap.
+                pressure.send_if_modified(|pressed| !std::mem::replace(pressed, true));
                 let loud = cap_log.should_log();
                 if loud {
                     tracing::warn!(
