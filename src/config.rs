@@ -108,6 +108,22 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
 
+    /// Milliseconds a client has, from the first byte of a request, to send all of its
+    /// headers; slower connections (slowloris) are closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+
+    /// Milliseconds a connection may sit with no request in flight and no byte of a new one
+    /// (a keep-alive connection between requests, or a new one that sends nothing) before it
+    /// is closed.
+    #[arg(long, env = "IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub idle_timeout_ms: u64,
+
+    /// Most open client connections; past it the server stops accepting until one closes.
+    /// Lowered at start-up to fit the file-descriptor limit (less a reserve for Postgres).
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
     /// Apply pending migrations at start-up (`MIGRATE=false` or `--no-migrate` to skip).
     #[arg(long, env = "MIGRATE", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub migrate: bool,
@@ -189,6 +205,9 @@ impl Config {
             events_retention_secs: 7 * 24 * 3600,
             events_prune_interval_secs: 60,
             events_listen_ping_ms: 30_000,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 10_000,
             migrate: true,
             no_migrate: false,
             validate_apps: false,
@@ -254,6 +273,15 @@ impl Config {
     /// `ready_timeout_ms` as a duration.
     pub fn ready_timeout(&self) -> Duration {
         Duration::from_millis(self.ready_timeout_ms)
+    }
+
+    /// The client-connection limits, for [`crate::server`].
+    pub fn connection_limits(&self) -> crate::server::Limits {
+        crate::server::Limits {
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms.max(1)),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms.max(1)),
+            max_connections: self.max_connections.max(1),
+        }
     }
 
     /// `shutdown_grace_secs` as a duration.

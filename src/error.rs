@@ -77,6 +77,10 @@ pub enum ApiError {
         /// The `Retry-After` header, in seconds.
         retry_after_secs: u32,
     },
+    /// 504: a statement ran past the database's statement timeout (or was cancelled).
+    /// No `Retry-After`: the same request would most likely take as long again.
+    #[error("the database did not answer in time")]
+    DatabaseTimeout,
     /// 500: a bug. The detail is logged where it happened.
     #[error("internal server error")]
     Internal,
@@ -106,6 +110,7 @@ impl ApiError {
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             Self::Unavailable | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::DatabaseTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -124,6 +129,7 @@ impl ApiError {
             Self::PreconditionRequired(_) => "precondition_required",
             Self::Unavailable => "database_unavailable",
             Self::Overloaded { .. } => "overloaded",
+            Self::DatabaseTimeout => "database_timeout",
             Self::Internal => "internal",
         }
     }
@@ -183,9 +189,13 @@ impl ApiError {
 impl From<DbError> for ApiError {
     fn from(err: DbError) -> Self {
         match &err {
-            DbError::Unavailable(_) | DbError::Timeout(_) | DbError::Connect(_) => {
+            DbError::Unavailable(_) | DbError::Connect(_) => {
                 tracing::warn!(error = %err, "database unavailable");
                 Self::Unavailable
+            }
+            DbError::Timeout(_) => {
+                tracing::warn!(error = %err, "statement timed out");
+                Self::DatabaseTimeout
             }
             DbError::Conflict { constraint, .. } => {
                 tracing::info!(error = %err, "write refused by a constraint");
@@ -234,7 +244,9 @@ pub fn awsgi_error_response(err: &awsgi::Error) -> Response {
     } else if let Some(request) = err.downcast_ref::<awsgi::RequestError>() {
         ApiError::BadRequest(request.to_string())
     } else if let Some(db) = err.downcast_ref::<DbError>() {
-        if db.is_unavailable() {
+        if matches!(db, DbError::Timeout(_)) {
+            ApiError::DatabaseTimeout
+        } else if db.is_unavailable() {
             ApiError::Unavailable
         } else if matches!(db, DbError::Conflict { .. }) {
             ApiError::Conflict("the write conflicts with existing data".into())
@@ -281,5 +293,12 @@ mod tests {
         let response = ApiError::Unavailable.into_response();
         assert_eq!(response.status(), 503);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn a_statement_timeout_is_a_504_with_no_retry_after() {
+        let response = ApiError::DatabaseTimeout.into_response();
+        assert_eq!(response.status(), 504);
+        assert!(!response.headers().contains_key(header::RETRY_AFTER));
     }
 }

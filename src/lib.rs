@@ -33,11 +33,12 @@ pub mod error;
 mod http_edge;
 pub mod metrics;
 mod request_log;
+pub mod server;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::get;
+use axum::routing::{MethodFilter, get, on_service};
 use axum::{Extension, Router};
 use tower::Layer;
 
@@ -115,13 +116,25 @@ pub fn router(state: AppState) -> Router {
         validate: state.config.validate_apps,
     };
 
+    // Each application with the methods it serves (GET also answers HEAD): any other
+    // method is a 405 with `Allow`, answered here, before the application runs.
     let routes = Router::new();
-    let routes = mount.at(routes, "/", apps::index::app);
-    let routes = mount.at(routes, "/seed/postgres-async", apps::postgres_async::app);
-    let routes = mount.at(routes, "/seed/poll-sleep", apps::poll_sleep::app);
-    let routes = mount.at(routes, "/notes", apps::notes::app);
-    let routes = mount.at(routes, "/notes/events", apps::notes::events::app);
-    let routes = mount.at(routes, "/notes/{id}", apps::notes::app);
+    let routes = mount.at(routes, "/", GET, apps::index::app);
+    let routes = mount.at(
+        routes,
+        "/seed/postgres-async",
+        GET,
+        apps::postgres_async::app,
+    );
+    let routes = mount.at(routes, "/seed/poll-sleep", GET, apps::poll_sleep::app);
+    let routes = mount.at(routes, "/notes", GET.or(POST), apps::notes::app);
+    let routes = mount.at(routes, "/notes/events", GET, apps::notes::events::app);
+    let routes = mount.at(
+        routes,
+        "/notes/{id}",
+        GET.or(PATCH).or(DELETE),
+        apps::notes::app,
+    );
     let routes = routes
         .route("/healthz", get(apps::health::healthz))
         .route("/readyz", get(apps::health::readyz).with_state(readiness))
@@ -132,6 +145,11 @@ pub fn router(state: AppState) -> Router {
     http_edge::layers(routes, &state)
 }
 
+const GET: MethodFilter = MethodFilter::GET;
+const POST: MethodFilter = MethodFilter::POST;
+const PATCH: MethodFilter = MethodFilter::PATCH;
+const DELETE: MethodFilter = MethodFilter::DELETE;
+
 /// Mounts applications through the layer, under the `Validator` when configured.
 struct Mount {
     layer: AwsgiLayer,
@@ -139,11 +157,20 @@ struct Mount {
 }
 
 impl Mount {
-    fn at<A: Application>(&self, router: Router, path: &str, app: A) -> Router {
+    fn at<A: Application>(
+        &self,
+        router: Router,
+        path: &str,
+        methods: MethodFilter,
+        app: A,
+    ) -> Router {
         if self.validate {
-            router.route_service(path, self.layer.layer(Validator::new(app)))
+            router.route(
+                path,
+                on_service(methods, self.layer.layer(Validator::new(app))),
+            )
         } else {
-            router.route_service(path, self.layer.layer(app))
+            router.route(path, on_service(methods, self.layer.layer(app)))
         }
     }
 }

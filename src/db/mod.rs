@@ -27,4 +27,4 @@ mod pool;
 
 pub use conn::{Conn, Tx, cancels_sent};
 pub use error::DbError;
-pub use pool::{Db, DbConfig, PoolStatus};
+pub use pool::{Db, DbConfig, PoolStatus, Ready};

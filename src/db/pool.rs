@@ -65,6 +65,15 @@ pub struct Db {
     endpoint: Arc<Endpoint>,
 }
 
+/// What [`Db::check_ready`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    /// A pooled connection answered `SELECT 1`.
+    Answered,
+    /// Every pooled connection is in use: the database is busy, not down.
+    Busy,
+}
+
 /// A snapshot of the pool, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolStatus {
@@ -139,6 +148,35 @@ impl Db {
             conn.query_one("SELECT 1", &[]).await.map(drop)
         };
         tokio::time::timeout(timeout, ping)
+            .await
+            .map_err(|_| DbError::Unavailable(format!("no answer within {timeout:?}")))?
+    }
+
+    /// Readiness: `SELECT 1` on a pooled connection within `timeout`, except that a pool
+    /// whose connections are all in use (the wait for one times out) is
+    /// [`Ready::Busy`] rather than an error: busy is not down.
+    pub async fn check_ready(&self, timeout: Duration) -> Result<Ready, DbError> {
+        let timeouts = deadpool_postgres::Timeouts {
+            wait: Some(timeout / 2),
+            create: Some(timeout),
+            recycle: Some(timeout),
+        };
+        let check = async {
+            let object = match self.pool.timeout_get(&timeouts).await {
+                Ok(object) => object,
+                Err(deadpool_postgres::PoolError::Timeout(
+                    deadpool_postgres::TimeoutType::Wait,
+                )) => {
+                    return Ok(Ready::Busy);
+                }
+                Err(err) => return Err(DbError::from(err)),
+            };
+            let conn = Conn::new(object, Some(self.server.clone()));
+            conn.query_one("SELECT 1", &[])
+                .await
+                .map(|_| Ready::Answered)
+        };
+        tokio::time::timeout(timeout, check)
             .await
             .map_err(|_| DbError::Unavailable(format!("no answer within {timeout:?}")))?
     }

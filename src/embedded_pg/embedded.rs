@@ -244,7 +244,11 @@ mod tests {
 
     #[test]
     fn the_no_binaries_message_names_the_three_ways_on() {
-        for way in ["apt-get install postgresql", "DATABASE_URL=", "docker compose up"] {
+        for way in [
+            "apt-get install postgresql",
+            "DATABASE_URL=",
+            "docker compose up",
+        ] {
             assert!(NO_BINARIES_HELP.contains(way), "{way} missing");
         }
     }
