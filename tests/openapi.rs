@@ -178,7 +178,12 @@ async fn browsers_get_the_live_page_and_json_clients_the_index() {
     .await
     .unwrap();
     assert_eq!(browser.status, 200);
-    assert!(browser.header("content-type").unwrap().starts_with("text/html"));
+    assert!(
+        browser
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
     let csp = browser.header("content-security-policy").unwrap();
     assert!(csp.contains("default-src 'self'"), "{csp}");
     assert!(browser.header("vary").unwrap().contains("Accept"));
@@ -204,7 +209,10 @@ async fn browsers_get_the_live_page_and_json_clients_the_index() {
     ] {
         let reply = get(service.addr, path).await;
         assert_eq!(reply.status, 200, "{path}");
-        assert!(reply.header("content-type").unwrap().starts_with(media), "{path}");
+        assert!(
+            reply.header("content-type").unwrap().starts_with(media),
+            "{path}"
+        );
         assert!(reply.header("content-security-policy").is_some(), "{path}");
     }
     let missing = get(service.addr, "/assets/nope.js").await;
