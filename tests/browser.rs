@@ -34,11 +34,12 @@ async fn live_page_in_chromium() {
             std::env::var_os("CI").is_none(),
             "CI must install {missing:?} (see .ci/run)"
         );
-        eprintln!(
-            "\n==================== SKIPPED: live_page_in_chromium ====================\n\
-             the browser test did not run: missing {}\n\
-             ========================================================================\n",
-            missing.join(", ")
+        common::skip_loudly(
+            "live_page_in_chromium",
+            &format!(
+                "the browser test did not run: missing {}",
+                missing.join(", ")
+            ),
         );
         return;
     }
