@@ -5,8 +5,8 @@
 
 Two pages (separate browser contexts) open the service. A note created in one appears in
 the other within 1 s, through /notes/events; an edit made on a stale copy is refused (412)
-and shown as "changed elsewhere — reload"; reloading and saving again succeeds. The page
-must log no errors (a CSP violation is one). With SCREENSHOT=path, saves a PNG of the
+and shown as "changed elsewhere — reload"; reloading and saving again succeeds; /docs
+renders the API document. The pages must log no errors (a CSP violation is one). With SCREENSHOT=path, saves a PNG of the
 second page showing the conflict. Run by tests/browser.rs against a test service.
 """
 
@@ -95,6 +95,11 @@ def main(url: str) -> None:
         expect(a.locator("#notes li", has_text="5 litres (from B, after reload)")).to_be_visible(
             timeout=5_000
         )
+
+        # The API document renders offline, from the service alone, under the same CSP.
+        a.goto(url.rstrip("/") + "/docs")
+        expect(a.locator("details.op")).to_have_count(15, timeout=5_000)
+        expect(a.locator("#operations")).to_contain_text("/notes/{id}")
         browser.close()
 
     if errors:
