@@ -9,6 +9,7 @@
 # Two runs: every operation but the slow seed routes with many examples, then the seed
 # routes (they sleep up to 10 and 30 s on purpose) with a few. `/notes/events` is left out:
 # a stream that never ends has no response to check (tests/events.rs covers it).
+# SCHEMATHESIS_ARGS adds options to both runs (e.g. "--generation-allow-x00 false").
 # Needs: schemathesis (pip install schemathesis==4.32.5, as .ci/run does), PostgreSQL server
 # binaries. Exit status: schemathesis's (0 = zero failures).
 set -euo pipefail
@@ -39,7 +40,7 @@ run() {
   SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH=".ci${PYTHONPATH:+:$PYTHONPATH}" \
     schemathesis --config-file .ci/schemathesis.toml run "http://127.0.0.1:$PORT/openapi.json" \
     --checks all --mode all --seed "$SEED" --generation-deterministic \
-    --request-timeout 40 "$@"
+    --request-timeout 40 ${SCHEMATHESIS_ARGS:-} "$@"
 }
 
 status=0
