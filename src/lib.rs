@@ -138,7 +138,10 @@ pub fn router(state: AppState) -> Router {
     let routes = routes
         .route("/healthz", get(apps::health::healthz))
         .route("/readyz", get(apps::health::readyz).with_state(readiness))
-        .route("/metrics", get(metrics::handler).with_state(state.clone()));
+        .route("/metrics", get(metrics::handler).with_state(state.clone()))
+        .route("/openapi.json", get(apps::web::openapi))
+        .route("/docs", get(apps::web::docs))
+        .route("/assets/{name}", get(apps::web::asset));
     let routes = routes
         .layer(Extension(state.db.clone()))
         .layer(Extension(state.feed.clone()));

@@ -163,8 +163,11 @@ async fn sqlx_cli_agrees() {
             std::env::var_os("CI").is_none(),
             "CI must install sqlx-cli (see .ci/run)"
         );
-        eprintln!(
-            "sqlx-cli not installed; skipping (cargo install sqlx-cli --no-default-features --features postgres,rustls)"
+        common::skip_loudly(
+            "sqlx_cli_agrees",
+            "sqlx-cli is not installed, so nothing checked that it agrees with the service\n\
+             about applied migrations. To run this test:\n  \
+             cargo install sqlx-cli --locked --no-default-features --features postgres,rustls",
         );
         return;
     };

@@ -6,6 +6,7 @@ pub mod index;
 pub mod notes;
 pub mod poll_sleep;
 pub mod postgres_async;
+pub mod web;
 
 use crate::awsgi::Environ;
 use crate::db::Db;
