@@ -229,3 +229,51 @@ async fn no_database_url_runs_its_own_postgres_and_keeps_the_data() {
     let _ = std::fs::remove_dir_all(&pg_dir);
     let _ = std::fs::remove_file(&log);
 }
+
+/// As root, a folder the `postgres` user cannot reach is refused with a message that says
+/// so, and the process exits non-zero (rather than initdb's bare "Permission denied").
+#[tokio::test]
+async fn as_root_an_unreachable_folder_is_named() {
+    if !is_root() {
+        eprintln!("SKIPPED: not root, so the cluster runs as this user");
+        return;
+    }
+    let private = temp_dir("private-parent");
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new().mode(0o700).create(&private).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let pg_dir = private.join("pg");
+    let log = private.with_extension("log");
+    let mut child = spawn(&pg_dir, free_port(), &log);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "pgbridge did not give up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!status.success(), "{status:?}");
+    let logged = read(&log);
+    assert!(
+        logged.contains("cannot reach") && logged.contains("EMBEDDED_PG_DIR"),
+        "{logged}"
+    );
+    let _ = std::fs::remove_dir_all(&private);
+    let _ = std::fs::remove_file(&log);
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1))
+                .map(|euid| euid == "0")
+        })
+        .unwrap_or(false)
+}

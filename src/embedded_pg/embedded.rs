@@ -184,7 +184,30 @@ fn make_folder(dir: &Path, user: Option<(u32, u32)>) -> Result<PathBuf, Embedded
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| EmbeddedPgError::io(format!("chmod {}", dir.display()), e))?;
     chown(&dir, user)?;
+    if user.is_some() && !reachable_by(&dir, user) {
+        return Err(EmbeddedPgError::Other(format!(
+            "running as root, the cluster runs as the postgres user (initdb refuses root), and \
+             it cannot reach {}: a parent folder is private to root. Set EMBEDDED_PG_DIR to a \
+             folder it can reach (e.g. /var/tmp/pgbridge), or run as another user",
+            dir.display()
+        )));
+    }
     Ok(dir)
+}
+
+/// Whether `user` can enter `dir` (every parent searchable).
+fn reachable_by(dir: &Path, user: Option<(u32, u32)>) -> bool {
+    use super::user::AsUser;
+    std::process::Command::new("sh")
+        .args(["-c", "cd \"$1\"", "sh"])
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .current_dir("/")
+        .as_user(user)
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 /// `initdb` into the server's data directory, unless something else is there.
