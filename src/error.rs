@@ -68,6 +68,22 @@ pub enum ApiError {
     /// 503: the database is unavailable or busy; retry shortly.
     #[error("the database is unavailable; retry shortly")]
     Unavailable,
+    /// 401: no credentials, or not valid ones; answered with `WWW-Authenticate: Bearer`
+    /// (with `error="invalid_token"` when a token was sent but is unknown, expired or
+    /// revoked, as RFC 6750 says).
+    #[error("{message}")]
+    Unauthorized {
+        /// For the client.
+        message: String,
+        /// A token was sent and refused.
+        invalid_token: bool,
+    },
+    /// 429: too many failed attempts; `Retry-After` says when to try again.
+    #[error("too many failed attempts; retry in {retry_after} seconds")]
+    TooManyRequests {
+        /// Seconds until the window ends.
+        retry_after: u64,
+    },
     /// 500: a bug. The detail is logged where it happened.
     #[error("internal server error")]
     Internal,
@@ -97,6 +113,8 @@ impl ApiError {
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -114,6 +132,8 @@ impl ApiError {
             Self::Invalid(_) => "invalid_fields",
             Self::PreconditionRequired(_) => "precondition_required",
             Self::Unavailable => "database_unavailable",
+            Self::Unauthorized { .. } => "unauthorized",
+            Self::TooManyRequests { .. } => "too_many_requests",
             Self::Internal => "internal",
         }
     }
@@ -133,6 +153,17 @@ impl ApiError {
             Self::Unavailable => Some((header::RETRY_AFTER, HeaderValue::from_static("1"))),
             Self::MethodNotAllowed { allow } => {
                 Some((header::ALLOW, HeaderValue::from_static(allow)))
+            }
+            Self::Unauthorized { invalid_token, .. } => Some((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(if *invalid_token {
+                    "Bearer realm=\"pgbridge\", error=\"invalid_token\""
+                } else {
+                    "Bearer realm=\"pgbridge\""
+                }),
+            )),
+            Self::TooManyRequests { retry_after } => {
+                Some((header::RETRY_AFTER, HeaderValue::from(*retry_after)))
             }
             _ => None,
         }

@@ -25,6 +25,7 @@
 //! ```
 
 pub mod apps;
+pub mod auth;
 pub mod awsgi;
 pub mod config;
 pub mod db;
@@ -120,13 +121,27 @@ pub fn router(state: AppState) -> Router {
     let routes = mount.at(routes, "/notes", apps::notes::app);
     let routes = mount.at(routes, "/notes/events", apps::notes::events::app);
     let routes = mount.at(routes, "/notes/{id}", apps::notes::app);
+    let routes = mount.at(routes, "/accounts", apps::accounts::signup);
+    let routes = mount.at(routes, "/accounts/me", apps::accounts::me);
+    let routes = mount.at(routes, "/sessions", apps::accounts::login);
+    let routes = mount.at(routes, "/sessions/current", apps::accounts::logout);
+    let auth_settings = auth::AuthSettings::from_config(&state.config);
     let routes = routes
         .route("/healthz", get(apps::health::healthz))
         .route("/readyz", get(apps::health::readyz).with_state(readiness))
-        .route("/metrics", get(metrics::handler).with_state(state.clone()));
+        .route(
+            "/metrics",
+            get(metrics::handler)
+                .with_state(state.clone())
+                .route_layer(axum::middleware::from_fn_with_state(
+                    auth_settings.metrics_token.clone(),
+                    auth::require_metrics_token,
+                )),
+        );
     let routes = routes
         .layer(Extension(state.db.clone()))
-        .layer(Extension(state.feed.clone()));
+        .layer(Extension(state.feed.clone()))
+        .layer(Extension(auth_settings));
     http_edge::layers(routes, &state)
 }
 
