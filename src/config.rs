@@ -111,7 +111,6 @@ pub struct Config {
     #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
     // --- end of accounts and sessions ---
-
     /// Log filter, in `tracing_subscriber::EnvFilter` syntax.
     #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
     pub log_filter: String,

@@ -131,12 +131,12 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(apps::health::readyz).with_state(readiness))
         .route(
             "/metrics",
-            get(metrics::handler)
-                .with_state(state.clone())
-                .route_layer(axum::middleware::from_fn_with_state(
+            get(metrics::handler).with_state(state.clone()).route_layer(
+                axum::middleware::from_fn_with_state(
                     auth_settings.metrics_token.clone(),
                     auth::require_metrics_token,
-                )),
+                ),
+            ),
         );
     let routes = routes
         .layer(Extension(state.db.clone()))

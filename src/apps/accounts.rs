@@ -123,18 +123,13 @@ pub async fn login(mut environ: Environ, start_response: StartResponse) -> Resul
     let row = conn
         .query_one(
             "INSERT INTO sessions (account_id, token_hash, expires_at) \
-             VALUES ($1, $2, now() + make_interval(secs => $3)) \
+             VALUES ($1, $2, now() + make_interval(secs => $3::float8)) \
              RETURNING to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
             &[&account_id, &token::hash(&token), &ttl],
         )
         .await?;
     let expires_at: String = row.get(0);
-    let cookie = session_cookie(
-        &environ,
-        &settings,
-        &token,
-        settings.session_ttl.as_secs(),
-    );
+    let cookie = session_cookie(&environ, &settings, &token, settings.session_ttl.as_secs());
     send_json(
         &start_response,
         "201 Created",
@@ -189,9 +184,13 @@ struct Credentials {
 }
 
 async fn read_credentials(environ: &mut Environ) -> Result<Credentials, ApiError> {
-    let media = environ
-        .content_type()
-        .map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    let media = environ.content_type().map(|ct| {
+        ct.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
     if media.as_deref() != Some("application/json") {
         return Err(ApiError::UnsupportedMediaType(
             "send the body as application/json".into(),

@@ -36,9 +36,8 @@ pub async fn require_metrics_token(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| super::bearer(v));
     // Compare digests: equal lengths, and the time taken says nothing about the token.
-    let ok = presented.is_some_and(|p| {
-        Sha256::digest(p.as_bytes()) == Sha256::digest(expected.as_bytes())
-    });
+    let ok = presented
+        .is_some_and(|p| Sha256::digest(p.as_bytes()) == Sha256::digest(expected.as_bytes()));
     if ok {
         next.run(request).await
     } else {

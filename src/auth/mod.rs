@@ -242,7 +242,10 @@ mod tests {
 
         let cookie = format!("a=b; {SESSION_COOKIE}={token}");
         let env = environ(&[("cookie", &cookie)]);
-        assert_eq!(presented_token(&env, Carrier::HeaderOrCookie).unwrap(), token);
+        assert_eq!(
+            presented_token(&env, Carrier::HeaderOrCookie).unwrap(),
+            token
+        );
         let err = presented_token(&env, Carrier::Header).unwrap_err();
         assert_eq!(err.status(), 401);
     }

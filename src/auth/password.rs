@@ -88,7 +88,10 @@ mod tests {
     #[test]
     fn hashes_verify_and_are_argon2id_with_default_parameters() {
         let stored = hash_blocking("correct horse").unwrap();
-        assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{stored}");
+        assert!(
+            stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{stored}"
+        );
         assert!(verify_blocking("correct horse", Some(&stored)));
         assert!(!verify_blocking("wrong horse", Some(&stored)));
         assert_ne!(stored, hash_blocking("correct horse").unwrap(), "salted");

@@ -44,13 +44,17 @@ impl Scopes {
 }
 
 /// `Some(seconds until the window ends)` when either scope has reached its limit.
-pub async fn blocked(conn: &Conn, scopes: &Scopes, limits: &Limits) -> Result<Option<u64>, DbError> {
+pub async fn blocked(
+    conn: &Conn,
+    scopes: &Scopes,
+    limits: &Limits,
+) -> Result<Option<u64>, DbError> {
     let window = limits.window.as_secs().max(1) as f64;
     let rows = conn
         .query(
-            "WITH w AS (SELECT to_timestamp(floor(extract(epoch FROM now()) / $3) * $3) AS start) \
+            "WITH w AS (SELECT to_timestamp(floor(extract(epoch FROM now())::float8 / $3::float8) * $3::float8) AS start) \
              SELECT f.scope, f.failures, \
-                    ceil(extract(epoch FROM w.start + make_interval(secs => $3) - now()))::bigint \
+                    ceil(extract(epoch FROM w.start + make_interval(secs => $3::float8) - now()))::bigint \
              FROM login_failures f, w \
              WHERE f.scope IN ($1, $2) AND f.window_start = w.start",
             &[&scopes.account, &scopes.address, &window],
@@ -79,7 +83,7 @@ pub async fn record_failure(conn: &Conn, scopes: &Scopes, limits: &Limits) -> Re
     let scopes = vec![scopes.account.clone(), scopes.address.clone()];
     conn.execute(
         "INSERT INTO login_failures (scope, window_start, failures) \
-         SELECT s, to_timestamp(floor(extract(epoch FROM now()) / $2) * $2), 1 \
+         SELECT s, to_timestamp(floor(extract(epoch FROM now())::float8 / $2::float8) * $2::float8), 1 \
          FROM unnest($1::text[]) AS s \
          ON CONFLICT (scope, window_start) \
          DO UPDATE SET failures = login_failures.failures + 1",
@@ -87,7 +91,7 @@ pub async fn record_failure(conn: &Conn, scopes: &Scopes, limits: &Limits) -> Re
     )
     .await?;
     conn.execute(
-        "DELETE FROM login_failures WHERE window_start < now() - make_interval(secs => $1 * 2)",
+        "DELETE FROM login_failures WHERE window_start < now() - make_interval(secs => $1::float8 * 2)",
         &[&window],
     )
     .await?;

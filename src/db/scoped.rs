@@ -53,7 +53,10 @@ impl Scoped {
 
     /// Commits; the connection goes back to the pool.
     pub async fn commit(mut self) -> Result<(), DbError> {
-        let conn = self.conn.take().ok_or(DbError::Config("scope already ended".into()))?;
+        let conn = self
+            .conn
+            .take()
+            .ok_or(DbError::Config("scope already ended".into()))?;
         let committed = conn.guarded(conn.client().batch_execute("COMMIT")).await;
         if committed.is_err() {
             // The connection's state is unknown: put it back only after a rollback.

@@ -22,9 +22,10 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
+use crate::auth::{self, Carrier, Principal};
 use crate::awsgi::{Body, Environ, Error, StartResponse};
 use crate::db::listener::{Listener, Notice};
-use crate::db::{Db, DbError};
+use crate::db::{Db, DbError, Scoped};
 use crate::error::ApiError;
 
 use super::super::db;
@@ -47,6 +48,9 @@ pub struct NoteEvent {
     pub version: i32,
     /// When, RFC 3339 UTC.
     pub at: String,
+    /// The note's owner: only streams of that account see the event (not sent to clients).
+    #[serde(default, skip_serializing)]
+    pub owner_id: i64,
 }
 
 impl NoteEvent {
@@ -96,6 +100,8 @@ pub async fn app(environ: Environ, start_response: StartResponse) -> Result<Body
         tracing::error!("no Feed in the environ");
         ApiError::Internal
     })?;
+    // The bearer header, or the session cookie (EventSource cannot send headers).
+    let principal = auth::authenticate(&environ, Carrier::HeaderOrCookie).await?;
     let db = db(&environ)?;
     let note = match environ.query("note") {
         None => None,
@@ -115,6 +121,22 @@ pub async fn app(environ: Environ, start_response: StartResponse) -> Result<Body
                 .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be an event id"))
         })
         .transpose()?;
+    if let Some(note) = note {
+        // Another owner's note is as unknown as one that never was.
+        let scope = Scoped::begin(db.conn().await?, principal.account_id).await?;
+        let known = scope
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM notes WHERE id = $1) \
+                     OR EXISTS (SELECT 1 FROM note_events WHERE note_id = $1)",
+                &[&note],
+            )
+            .await?
+            .get::<_, bool>(0);
+        scope.commit().await?;
+        if !known {
+            return Err(ApiError::not_found(format!("no note with id {note}")).into());
+        }
+    }
 
     // Subscribe before reading the table: whatever commits after the read is then sure to
     // arrive live, and what arrives twice is dropped by id.
@@ -126,6 +148,7 @@ pub async fn app(environ: Environ, start_response: StartResponse) -> Result<Body
             feed.heartbeat,
         ),
         db,
+        principal,
         note,
         last_id: 0,
         backlog: VecDeque::new(),
@@ -170,6 +193,8 @@ struct Subscriber {
     stopped: watch::Receiver<bool>,
     heartbeat: tokio::time::Interval,
     db: Db,
+    /// Whose events this stream carries; its session is re-checked on every heartbeat.
+    principal: Principal,
     note: Option<i64>,
     /// The id of the last event sent (or skipped as before the stream began).
     last_id: i64,
@@ -192,7 +217,14 @@ impl Subscriber {
                 _ = self.heartbeat.tick() => Woke::Heartbeat,
             };
             match woke {
-                Woke::Heartbeat => return Some(Bytes::from_static(b": heartbeat\n\n")),
+                Woke::Heartbeat => {
+                    // A token revoked (or expired) while its stream is open ends the
+                    // stream within one heartbeat interval.
+                    if !Box::pin(self.session_live()).await {
+                        return None;
+                    }
+                    return Some(Bytes::from_static(b": heartbeat\n\n"));
+                }
                 Woke::Notice(Ok(Notice::Event(live))) => {
                     if live.event.id > self.last_id && self.wanted(&live.event) {
                         self.last_id = live.event.id;
@@ -212,12 +244,29 @@ impl Subscriber {
     }
 
     fn wanted(&self, event: &NoteEvent) -> bool {
-        self.note.is_none_or(|note| note == event.note_id)
+        event.owner_id == self.principal.account_id
+            && self.note.is_none_or(|note| note == event.note_id)
+    }
+
+    /// Whether the stream's session still stands (a database error counts as no: the
+    /// client reconnects and is asked again).
+    async fn session_live(&self) -> bool {
+        match self.db.conn().await {
+            Ok(conn) => auth::still_valid(&conn, &self.principal)
+                .await
+                .unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+
+    /// A transaction in which the policies show this subscriber's events only.
+    async fn scope(&self) -> Result<Scoped, DbError> {
+        Scoped::begin(self.db.conn().await?, self.principal.account_id).await
     }
 
     /// Queues every stored event after `last_id` (for this note, if filtered).
     async fn catch_up(&mut self) -> Result<(), DbError> {
-        let conn = self.db.conn().await?;
+        let conn = self.scope().await?;
         let mut after = self.backlog.back().map_or(self.last_id, |e| e.id);
         loop {
             let rows = conn
@@ -238,22 +287,24 @@ impl Subscriber {
                     kind: row.get(2),
                     version: row.get(3),
                     at: row.get(4),
+                    owner_id: self.principal.account_id,
                 };
                 after = event.id;
                 self.backlog.push_back(event);
             }
             if !full {
-                return Ok(());
+                return conn.commit().await;
             }
         }
     }
 
     /// The newest stored event id: where a stream with no `Last-Event-ID` begins.
     async fn latest_id(&self) -> Result<i64, DbError> {
-        let conn = self.db.conn().await?;
+        let conn = self.scope().await?;
         let row = conn
             .query_one("SELECT coalesce(max(id), 0) FROM note_events", &[])
             .await?;
+        conn.commit().await?;
         Ok(row.get(0))
     }
 }

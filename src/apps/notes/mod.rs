@@ -29,16 +29,23 @@ use crate::awsgi::{Body, Environ, Error, StartResponse};
 use crate::db::{Conn, DbError};
 use crate::error::{ApiError, FieldError};
 
-use super::{bounded_query, db};
+use super::bounded_query;
+use crate::auth;
 use store::{Filter, Recorded};
 
 /// Default page size.
 pub const DEFAULT_LIMIT: i64 = 50;
 /// Largest page size.
 pub const MAX_LIMIT: i64 = 200;
+/// The route `Idempotency-Key`s of `POST /notes` are scoped to (and to their owner): a
+/// key never replays a response recorded for another route that copies the pattern.
+pub const IDEMPOTENCY_ROUTE: &str = "POST /notes";
 
 /// The application: mounted at `/notes` and `/notes/{id}`.
 pub async fn app(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
+    // No token, or not a token: 401 before anything else (the session is checked when the
+    // handler opens its owner-scoped transaction).
+    auth::presented_token(&environ, auth::Carrier::Header)?;
     let id = environ.routing_arg("id").map(str::to_owned);
     let method = environ.method().clone();
     match (id, method) {
@@ -70,8 +77,9 @@ async fn list(environ: Environ, start_response: StartResponse) -> Result<Body, E
         tag: environ.query("tag").filter(|t| !t.is_empty()),
         q: environ.query("q").filter(|q| !q.is_empty()),
     };
-    let conn = db(&environ)?.conn().await?;
+    let (_, conn) = auth::scoped(&environ).await?;
     let page = store::list(&conn, &filter, after, limit).await?;
+    conn.commit().await?;
     let body = json!({
         "notes": page.notes,
         "next_cursor": page.next_after.map(conditional::encode_cursor),
@@ -80,8 +88,9 @@ async fn list(environ: Environ, start_response: StartResponse) -> Result<Body, E
 }
 
 async fn show(environ: Environ, start_response: StartResponse, id: i64) -> Result<Body, Error> {
-    let conn = db(&environ)?.conn().await?;
+    let (_, conn) = auth::scoped(&environ).await?;
     let note = store::get(&conn, id).await?.ok_or_else(|| not_found(id))?;
+    conn.commit().await?;
     let etag = conditional::etag(note.version);
     if header_str(&environ, header::IF_NONE_MATCH)
         .is_some_and(|h| conditional::none_match(h, note.version))
@@ -102,17 +111,17 @@ async fn create(mut environ: Environ, start_response: StartResponse) -> Result<B
         .map_err(ApiError::from)?;
     let fields = input::new_note(&bytes)?;
     let request_hash = Sha256::digest(&bytes).to_vec();
-    let mut conn = db(&environ)?.conn().await?;
 
     // Two tries: the second runs only if a concurrent request with the same key won the
-    // race, and then finds its recorded response.
+    // race, and then finds its recorded response. Each is one owner-scoped transaction.
     for _ in 0..2 {
+        let (_, tx) = auth::scoped(&environ).await?;
         if let Some(key) = &key {
-            if let Some(first) = store::recorded(&conn, key).await? {
+            if let Some(first) = store::recorded(&tx, IDEMPOTENCY_ROUTE, key).await? {
+                tx.commit().await?;
                 return replay(&start_response, first, &request_hash);
             }
         }
-        let tx = conn.transaction().await?;
         let note = store::insert(&tx, &fields).await?;
         let recorded = Recorded {
             request_hash: request_hash.clone(),
@@ -122,7 +131,7 @@ async fn create(mut environ: Environ, start_response: StartResponse) -> Result<B
             response: json!(note),
         };
         if let Some(key) = &key {
-            match store::record(&tx, key, &recorded).await {
+            match store::record(&tx, IDEMPOTENCY_ROUTE, key, &recorded).await {
                 Ok(()) => {}
                 Err(DbError::Conflict { .. }) => continue, // dropping `tx` rolls the note back
                 Err(err) => return Err(ApiError::from(err).into()),
@@ -156,7 +165,7 @@ async fn patch(
         .read_to_end()
         .await
         .map_err(ApiError::from)?;
-    let conn = db(&environ)?.conn().await?;
+    let (_, conn) = auth::scoped(&environ).await?;
 
     let current = store::get(&conn, id).await?.ok_or_else(|| not_found(id))?;
     if expected.is_some_and(|v| v != current.version) {
@@ -170,6 +179,7 @@ async fn patch(
         Some(note) => note,
         None => return Err(gone_or_stale(&conn, id).await?.into()),
     };
+    conn.commit().await?;
     send_json(
         &start_response,
         "200 OK",
@@ -183,10 +193,11 @@ async fn delete(environ: Environ, start_response: StartResponse, id: i64) -> Res
         None => None,
         Some(h) => conditional::if_match_version(h).ok_or_else(stale)?,
     };
-    let conn = db(&environ)?.conn().await?;
+    let (_, conn) = auth::scoped(&environ).await?;
     if !store::delete(&conn, id, expected).await? {
         return Err(gone_or_stale(&conn, id).await?.into());
     }
+    conn.commit().await?;
     start_response.start("204 No Content", Vec::<(String, String)>::new())?;
     Ok(Body::empty())
 }
