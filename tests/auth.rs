@@ -386,4 +386,19 @@ async fn sessions_last_the_configured_time() {
         .unwrap()
         .get(0);
     assert!((0.0..=60.0).contains(&secs), "{secs}");
+
+    // Expired sessions are cleared away at the account's next login.
+    db.execute(
+        "UPDATE sessions SET expires_at = now() - interval '1 second'",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(login(&service, "alice", "alice password").await.status, 201);
+    let left: i64 = db
+        .query_one("SELECT count(*) FROM sessions", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 1, "only the new session is left");
 }

@@ -129,6 +129,12 @@ pub async fn login(mut environ: Environ, start_response: StartResponse) -> Resul
         )
         .await?;
     let expires_at: String = row.get(0);
+    // Housekeeping: the account's expired sessions can never be used again.
+    conn.execute(
+        "DELETE FROM sessions WHERE account_id = $1 AND expires_at < now()",
+        &[&account_id],
+    )
+    .await?;
     let cookie = session_cookie(&environ, &settings, &token, settings.session_ttl.as_secs());
     send_json(
         &start_response,
