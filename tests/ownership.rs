@@ -13,6 +13,7 @@ use pgbridge::config::Config;
 use pgbridge::db::migrate::{EMBEDDED, Migrator};
 use pgbridge::db::{Db, DbConfig, Scoped};
 use serde_json::json;
+use sha2::Digest;
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -302,6 +303,31 @@ async fn idempotency_keys_belong_to_their_owner() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(routes, ["POST /notes"], "recorded per route");
+
+    // A key recorded on another route (a resource that copies the pattern) never replays
+    // on /notes, even for the same owner.
+    let alice_id = account_id(&service, "alice").await;
+    db.execute(
+        "INSERT INTO idempotency_keys (owner_id, route, key, request_hash, status, location, etag, response) \
+         VALUES ($1, 'POST /tasks', 'task-key', $2, 201, '/tasks/1', '\"v1\"', '{\"id\": 1}')",
+        &[&alice_id, &sha2::Sha256::digest(json!({"title": "t"}).to_string()).to_vec()],
+    )
+    .await
+    .unwrap();
+    let fresh = alice
+        .send(
+            "POST",
+            "/notes",
+            Some(json!({"title": "t"})),
+            &[("Idempotency-Key", "task-key")],
+        )
+        .await;
+    assert_eq!(fresh.status, 201, "{}", fresh.text());
+    assert!(
+        fresh.header("idempotent-replayed").is_none(),
+        "not the /tasks response"
+    );
+    assert!(fresh.header("location").unwrap().starts_with("/notes/"));
 }
 
 #[tokio::test]
