@@ -444,3 +444,62 @@ async fn notes_from_before_accounts_go_to_the_legacy_account() {
         .get(0);
     assert_eq!(owners, 1, "its event is the legacy account's too");
 }
+
+/// The same rules when the service is not a superuser but the tables' owner with only
+/// `CREATEROLE`: the migration can create and join the role, and `FORCE ROW LEVEL
+/// SECURITY` confines even the owner's own unscoped queries.
+#[tokio::test]
+async fn a_non_superuser_table_owner_is_confined_too() {
+    let url = common::pg::Cluster::shared().await.create_database().await;
+    let (base, database) = url.rsplit_once('/').unwrap();
+    let role = format!("owner_{database}");
+    let admin = connect(&url).await;
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN CREATEROLE PASSWORD 'owner password'; \
+             ALTER DATABASE \"{database}\" OWNER TO {role}"
+        ))
+        .await
+        .unwrap();
+    let owner_url = format!(
+        "{}/{database}",
+        base.replacen("postgres@", &format!("{role}:owner%20password@"), 1)
+    );
+    Migrator::embedded()
+        .unwrap()
+        .run_url(&owner_url)
+        .await
+        .unwrap();
+    let service = common::service::start_on(owner_url.clone(), |_| {}).await;
+    let alice = Account::new(service.addr, "alice").await;
+    let bob = Account::new(service.addr, "bob").await;
+    let id = alice.create("alice's").await;
+    assert_eq!(alice.get(&format!("/notes/{id}")).await.status, 200);
+    assert_eq!(bob.get(&format!("/notes/{id}")).await.status, 404);
+
+    let owner = connect(&owner_url).await;
+    let is_super: bool = owner
+        .query_one(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!is_super);
+    let seen: i64 = owner
+        .query_one("SELECT count(*) FROM notes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        seen, 0,
+        "FORCE: the owner's own unscoped query sees no one's notes"
+    );
+    let all: i64 = admin
+        .query_one("SELECT count(*) FROM notes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(all, 1);
+}
