@@ -36,7 +36,9 @@ pub use metrics_token::require_metrics_token;
 
 use crate::awsgi::Environ;
 use crate::config::Config;
-use crate::db::{Conn, DbError, Scoped};
+use tokio_postgres::types::Type;
+
+use crate::db::{ACCOUNT_SETTING, Conn, DbError, Scoped};
 use crate::error::ApiError;
 
 /// The session cookie `POST /sessions` sets, accepted on `GET /notes/events` only.
@@ -215,8 +217,21 @@ pub fn scoped_via(
     async move {
         let (token, db) = ready?;
         let conn = db.conn().await?;
-        let principal = session(&conn, &token).await?;
-        let scoped = Scoped::begin(conn, principal.account_id).await?;
+        // The session lookup, BEGIN, the owner and the role in one round trip.
+        let hash = token::hash(&token);
+        let resolved = Scoped::begin_resolved(
+            conn,
+            "SELECT id, account_id, set_config($2, account_id::text, true) FROM sessions \
+             WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > now()",
+            &[(&hash, Type::BYTEA), (&ACCOUNT_SETTING, Type::TEXT)],
+        )
+        .await?;
+        let (scoped, row) = resolved
+            .ok_or_else(|| unauthorized("the token is unknown, expired or revoked", true))?;
+        let principal = Principal {
+            session_id: row.get(0),
+            account_id: row.get(1),
+        };
         Ok((principal, scoped))
     }
 }

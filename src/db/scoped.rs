@@ -10,6 +10,9 @@
 
 use std::ops::Deref;
 
+use tokio_postgres::Row;
+use tokio_postgres::types::{ToSql, Type};
+
 use super::{Conn, DbError};
 
 /// The role the policies apply to: not a superuser, not `BYPASSRLS`, not the tables'
@@ -49,6 +52,34 @@ impl Scoped {
         // From here a failure drops `scoped`, which rolls back whatever began.
         scoped.guarded(scoped.client().batch_execute(&sql)).await?;
         Ok(scoped)
+    }
+
+    /// Opens a scope for the owner that `resolve` finds, in one round trip: `BEGIN`, then
+    /// `resolve` run as the connecting user (so it may read tables the role cannot, such as
+    /// sessions), then `SET LOCAL ROLE`, pipelined. `resolve` must itself call
+    /// `set_config('pgbridge.account_id', …, true)` for the one row it returns; that row is
+    /// returned with the scope. No row: `None`, and the transaction is rolled back.
+    ///
+    /// The three are sent in this order on the first poll; `resolve` goes as an unnamed
+    /// statement with typed parameters, so no prepare round trip can reorder them.
+    pub async fn begin_resolved(
+        conn: Conn,
+        resolve: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Option<(Self, Row)>, DbError> {
+        let scoped = Self { conn: Some(conn) };
+        let set_role = format!("SET LOCAL ROLE {RLS_ROLE}");
+        let client = scoped.client();
+        let (_, rows, _) = scoped
+            .guarded(async {
+                tokio::try_join!(
+                    client.batch_execute("BEGIN"),
+                    client.query_typed(resolve, params),
+                    client.batch_execute(&set_role),
+                )
+            })
+            .await?;
+        Ok(rows.into_iter().next().map(|row| (scoped, row)))
     }
 
     /// Commits; the connection goes back to the pool.
