@@ -130,6 +130,8 @@ $$;
 GRANT USAGE ON SCHEMA public TO pgbridge_rls;
 GRANT SELECT, INSERT, UPDATE, DELETE ON notes, idempotency_keys TO pgbridge_rls;
 GRANT SELECT, INSERT ON note_events TO pgbridge_rls;
+-- One row for every owner (20261127000001_note_events_horizon.sql): replays read it in a scope.
+GRANT SELECT ON note_events_horizon TO pgbridge_rls;
 GRANT EXECUTE ON FUNCTION pgbridge_current_account() TO pgbridge_rls;
 
 ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
@@ -143,6 +145,24 @@ ALTER TABLE note_events FORCE ROW LEVEL SECURITY;
 CREATE POLICY note_events_owner ON note_events
     USING (owner_id = pgbridge_current_account())
     WITH CHECK (owner_id = pgbridge_current_account());
+
+-- Pruning old events (apps/notes/events/replay.rs) runs in no owner's scope, as the
+-- service's own role, which FORCE confines too when it owns the tables. It marks its
+-- transaction with the transaction-local setting `pgbridge.pruning`; these policies then
+-- let it read, lock (FOR UPDATE) and delete any owner's events, and nothing else: they
+-- never admit an INSERT or an UPDATE's new row, and never the scoped role.
+CREATE FUNCTION pgbridge_pruning() RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT coalesce(current_setting('pgbridge.pruning', true) = 'on', false)
+       AND current_user <> 'pgbridge_rls'
+$$;
+GRANT EXECUTE ON FUNCTION pgbridge_pruning() TO pgbridge_rls;
+CREATE POLICY note_events_prune_read ON note_events FOR SELECT
+    USING (pgbridge_pruning());
+CREATE POLICY note_events_prune_lock ON note_events FOR UPDATE
+    USING (pgbridge_pruning()) WITH CHECK (false);
+CREATE POLICY note_events_prune_delete ON note_events FOR DELETE
+    USING (pgbridge_pruning());
 
 ALTER TABLE idempotency_keys ENABLE ROW LEVEL SECURITY;
 ALTER TABLE idempotency_keys FORCE ROW LEVEL SECURITY;

@@ -62,6 +62,36 @@ pub struct Config {
     #[arg(long, env = "EVENTS_BUFFER", default_value_t = 1024)]
     pub events_buffer: usize,
 
+    /// Most open `/notes/events` streams; past it a new one is answered 503 with `Retry-After`.
+    #[arg(long, env = "EVENTS_MAX_STREAMS", default_value_t = 20_000)]
+    pub events_max_streams: usize,
+
+    /// Most event-stream catch-up queries (replay pages) running at once, so that replays
+    /// cannot take the whole pool.
+    #[arg(long, env = "EVENTS_MAX_CATCHUPS", default_value_t = 4)]
+    pub events_max_catchups: usize,
+
+    /// Events read from the table per catch-up query (one page of a replay).
+    #[arg(long, env = "EVENTS_REPLAY_PAGE", default_value_t = 500)]
+    pub events_replay_page: u32,
+
+    /// Milliseconds a stream may wait for its client to take the last frame before it is
+    /// dropped (the client reconnects with `Last-Event-ID` and loses nothing).
+    #[arg(long, env = "EVENTS_STALL_TIMEOUT_MS", default_value_t = 30_000)]
+    pub events_stall_timeout_ms: u64,
+
+    /// Seconds stored events are kept for replay; older ones are pruned (0 keeps them all).
+    #[arg(long, env = "EVENTS_RETENTION_SECS", default_value_t = 7 * 24 * 3600)]
+    pub events_retention_secs: u64,
+
+    /// Seconds between pruning runs.
+    #[arg(long, env = "EVENTS_PRUNE_INTERVAL_SECS", default_value_t = 60)]
+    pub events_prune_interval_secs: u64,
+
+    /// Milliseconds between keep-alive round trips on the idle `LISTEN` connection.
+    #[arg(long, env = "EVENTS_LISTEN_PING_MS", default_value_t = 30_000)]
+    pub events_listen_ping_ms: u64,
+
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
@@ -146,6 +176,13 @@ impl Config {
             shutdown_grace_secs: 30,
             sse_heartbeat_ms: 15_000,
             events_buffer: 1024,
+            events_max_streams: 20_000,
+            events_max_catchups: 4,
+            events_replay_page: 500,
+            events_stall_timeout_ms: 30_000,
+            events_retention_secs: 7 * 24 * 3600,
+            events_prune_interval_secs: 60,
+            events_listen_ping_ms: 30_000,
             migrate: true,
             no_migrate: false,
             validate_apps: false,

@@ -84,6 +84,15 @@ pub enum ApiError {
         /// Seconds until the window ends.
         retry_after: u64,
     },
+    /// 503: a limit of the service is reached (e.g. open event streams); retry after
+    /// `retry_after_secs`.
+    #[error("{message}")]
+    Overloaded {
+        /// What is full.
+        message: String,
+        /// The `Retry-After` header, in seconds.
+        retry_after_secs: u32,
+    },
     /// 500: a bug. The detail is logged where it happened.
     #[error("internal server error")]
     Internal,
@@ -112,7 +121,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -134,6 +143,7 @@ impl ApiError {
             Self::Unavailable => "database_unavailable",
             Self::Unauthorized { .. } => "unauthorized",
             Self::TooManyRequests { .. } => "too_many_requests",
+            Self::Overloaded { .. } => "overloaded",
             Self::Internal => "internal",
         }
     }
@@ -151,6 +161,9 @@ impl ApiError {
     fn extra_headers(&self) -> Option<(header::HeaderName, HeaderValue)> {
         match self {
             Self::Unavailable => Some((header::RETRY_AFTER, HeaderValue::from_static("1"))),
+            Self::Overloaded {
+                retry_after_secs, ..
+            } => Some((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs))),
             Self::MethodNotAllowed { allow } => {
                 Some((header::ALLOW, HeaderValue::from_static(allow)))
             }
@@ -249,6 +262,8 @@ pub fn awsgi_error_response(err: &awsgi::Error) -> Response {
             InputError::TooLarge { limit } => ApiError::PayloadTooLarge { limit: *limit },
             other => ApiError::BadRequest(other.to_string()),
         }
+    } else if let Some(request) = err.downcast_ref::<awsgi::RequestError>() {
+        ApiError::BadRequest(request.to_string())
     } else if let Some(db) = err.downcast_ref::<DbError>() {
         if db.is_unavailable() {
             ApiError::Unavailable

@@ -72,13 +72,11 @@ impl AppState {
                 capacity: config.events_buffer,
                 connect_timeout: Duration::from_millis(config.db_connect_timeout_ms),
                 max_backoff: Duration::from_secs(5),
+                ping_interval: Duration::from_millis(config.events_listen_ping_ms),
             },
             Broadcast::parse,
         );
-        let feed = Feed {
-            listener: Arc::new(listener),
-            heartbeat: Duration::from_millis(config.sse_heartbeat_ms.max(1)),
-        };
+        let feed = Feed::start(listener, &db, &config);
         Ok(Self {
             db,
             feed,

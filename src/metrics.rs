@@ -129,6 +129,26 @@ impl Metrics {
             "1 while the LISTEN connection is up.",
             usize::from(listener.is_connected()),
         );
+        let streams = &state.feed.streams;
+        gauge(
+            &mut out,
+            "pgbridge_events_open_streams",
+            "Open /notes/events streams under the cap (EVENTS_MAX_STREAMS).",
+            streams.open_streams(),
+        );
+        gauge(
+            &mut out,
+            "pgbridge_events_catch_ups",
+            "Event streams replaying from the table now.",
+            streams.catch_ups(),
+        );
+        out.push_str("# HELP pgbridge_events_dropped_slow_total Event streams dropped because their client stopped reading.\n");
+        out.push_str("# TYPE pgbridge_events_dropped_slow_total counter\n");
+        let _ = writeln!(
+            out,
+            "pgbridge_events_dropped_slow_total {}",
+            streams.dropped()
+        );
         out.push_str("# HELP pgbridge_db_cancels_total Queries cancelled on the server because their request went away.\n");
         out.push_str("# TYPE pgbridge_db_cancels_total counter\n");
         let _ = writeln!(

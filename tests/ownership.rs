@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use common::accounts::{Account, assert_401};
 use common::service::{TestService, connect, start};
 use common::sse;
+use pgbridge::apps::notes::events::replay;
 use pgbridge::config::Config;
 use pgbridge::db::migrate::{EMBEDDED, Migrator};
 use pgbridge::db::{Db, DbConfig, Scoped};
@@ -502,4 +503,56 @@ async fn a_non_superuser_table_owner_is_confined_too() {
         .unwrap()
         .get(0);
     assert_eq!(all, 1);
+
+    // Pruning runs in no owner's scope, as the owner: the pruning policies let it delete
+    // every owner's old events and raise the horizon, and nothing else sees them.
+    bob.create("bob's").await;
+    let seen: i64 = owner
+        .query_one("SELECT count(*) FROM note_events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(seen, 0, "unscoped, not pruning: no one's events");
+    let scoped = Scoped::begin(service.state.db.conn().await.unwrap(), 1)
+        .await
+        .unwrap();
+    scoped
+        .query_one("SELECT set_config('pgbridge.pruning', 'on', true)", &[])
+        .await
+        .unwrap();
+    let seen: i64 = scoped
+        .query_one("SELECT count(*) FROM note_events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(seen, 0, "the scoped role never prunes");
+    drop(scoped);
+    admin
+        .batch_execute("UPDATE note_events SET at = now() - interval '1 hour'")
+        .await
+        .unwrap();
+    let pruned = replay::prune(&service.state.db, Duration::from_secs(60), 1000)
+        .await
+        .unwrap();
+    assert_eq!(pruned, 2, "alice's and bob's events");
+    let row = admin
+        .query_one(
+            "SELECT (SELECT count(*) FROM note_events), \
+                    (SELECT pruned_through FROM note_events_horizon)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 0);
+    assert!(row.get::<_, i64>(1) > 0);
+    // A replay from before the horizon is a reset, read under the policies.
+    let mut stream = sse::open_with(
+        service.addr,
+        "/notes/events",
+        Some(0),
+        &[("Authorization", &format!("Bearer {}", alice.token))],
+    )
+    .await;
+    let reset = stream.next_event(WAIT).await.expect("a reset event");
+    assert_eq!(reset.data["reset"], true, "{:?}", reset.data);
 }

@@ -24,6 +24,9 @@ pub struct Note {
     pub updated_at: String,
     /// Bumped by every change; the ETag.
     pub version: i32,
+    /// `updated_at` in whole seconds since the Unix epoch: `Last-Modified`.
+    #[serde(skip)]
+    pub updated_epoch: i64,
 }
 
 impl Note {
@@ -45,6 +48,7 @@ impl Note {
             created_at: row.get("created_at"),
             updated_at: row.get("updated_at"),
             version: row.get("version"),
+            updated_epoch: row.get("updated_epoch"),
         }
     }
 }
@@ -54,7 +58,8 @@ macro_rules! note_columns {
     () => {
         "id, title, body, tags, version, \
          to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS created_at, \
-         to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS updated_at"
+         to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS updated_at, \
+         floor(extract(epoch FROM updated_at))::bigint AS updated_epoch"
     };
 }
 
