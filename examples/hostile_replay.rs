@@ -23,6 +23,16 @@ use tokio::sync::mpsc;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// The bench account's bearer token, sent on every `/notes…` request.
+static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn auth_header() -> String {
+    TOKEN
+        .get()
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default()
+}
+
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
@@ -40,6 +50,11 @@ async fn main() -> Result<(), Error> {
     let server_pid: u32 = env("SERVER_PID", 0);
     let database_url: String = env("DATABASE_URL", String::new());
 
+    // Notes belong to accounts: sign the bench's up and log in.
+    TOKEN
+        .set(log_in(server).await?)
+        .map_err(|_| "logged in twice")?;
+
     // The history: one real note (its event is the first), the rest stored straight into
     // the table, as if written long ago.
     let note_id = create_note(server).await?;
@@ -47,8 +62,9 @@ async fn main() -> Result<(), Error> {
     tokio::spawn(conn);
     let started = Instant::now();
     db.execute(
-        "INSERT INTO note_events (note_id, kind, version) \
-         SELECT $1, 'updated', g FROM generate_series(2, $2::int) g",
+        "INSERT INTO note_events (note_id, kind, version, owner_id) \
+         SELECT $1, 'updated', g, (SELECT owner_id FROM notes WHERE id = $1) \
+         FROM generate_series(2, $2::int) g",
         &[&note_id, &(events as i32)],
     )
     .await?;
@@ -84,8 +100,12 @@ async fn main() -> Result<(), Error> {
         let mut stream = socket.connect(server).await?;
         stream
             .write_all(
-                b"GET /notes/events HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\
-                  Last-Event-ID: 0\r\n\r\n",
+                format!(
+                    "GET /notes/events HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\
+                     {}Last-Event-ID: 0\r\n\r\n",
+                    auth_header()
+                )
+                .as_bytes(),
             )
             .await?;
         hostile.push(stream);
@@ -174,7 +194,11 @@ async fn subscribe(
     stream.set_nodelay(true)?;
     stream
         .write_all(
-            b"GET /notes/events HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n",
+            format!(
+                "GET /notes/events HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n{}\r\n",
+                auth_header()
+            )
+            .as_bytes(),
         )
         .await?;
     let mut buf = vec![0u8; 4096];
@@ -226,10 +250,37 @@ async fn request(server: SocketAddr, head: &str, body: &str) -> Result<String, E
     Ok(response)
 }
 
+/// Signs the `bench` account up (if it is not yet) and logs in: its token.
+async fn log_in(server: SocketAddr) -> Result<String, Error> {
+    let credentials = r#"{"username":"bench","password":"bench password"}"#;
+    let head = "Content-Type: application/json\r\n";
+    request(
+        server,
+        &format!("POST /accounts HTTP/1.1\r\n{head}"),
+        credentials,
+    )
+    .await?;
+    let response = request(
+        server,
+        &format!("POST /sessions HTTP/1.1\r\n{head}"),
+        credentials,
+    )
+    .await?;
+    let body = response.split("\r\n\r\n").nth(1).ok_or("no body")?;
+    let json: serde_json::Value = serde_json::from_str(body)?;
+    json["token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("log-in failed: {response}").into())
+}
+
 async fn create_note(server: SocketAddr) -> Result<i64, Error> {
     let response = request(
         server,
-        "POST /notes HTTP/1.1\r\nContent-Type: application/json\r\n",
+        &format!(
+            "POST /notes HTTP/1.1\r\nContent-Type: application/json\r\n{}",
+            auth_header()
+        ),
         r#"{"title":"hostile replay"}"#,
     )
     .await?;
@@ -242,8 +293,10 @@ async fn create_note(server: SocketAddr) -> Result<i64, Error> {
 
 async fn patch_note(server: SocketAddr, id: i64, round: usize) -> Result<(), Error> {
     let body = format!(r#"{{"title":"round {round}"}}"#);
-    let head =
-        format!("PATCH /notes/{id} HTTP/1.1\r\nContent-Type: application/json\r\nIf-Match: *\r\n");
+    let head = format!(
+        "PATCH /notes/{id} HTTP/1.1\r\nContent-Type: application/json\r\nIf-Match: *\r\n{}",
+        auth_header()
+    );
     let response = request(server, &head, &body).await?;
     if !response.starts_with("HTTP/1.1 200") {
         return Err(format!("PATCH failed: {response}").into());

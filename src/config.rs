@@ -152,6 +152,33 @@ pub struct Config {
     #[arg(long = "db-sslrootcert", env = "PGSSLROOTCERT")]
     pub db_sslrootcert: Option<String>,
 
+    // --- accounts and sessions (src/auth) ---
+    /// Seconds a session token (and its cookie) stays valid after login.
+    #[arg(long, env = "SESSION_TTL_SECS", default_value_t = 86_400)]
+    pub session_ttl_secs: u64,
+
+    /// Mark the session cookie `Secure` even when requests arrive over plain HTTP (set it
+    /// behind a TLS-terminating proxy). Requests that arrive over HTTPS always get it.
+    #[arg(long, env = "SESSION_COOKIE_SECURE", default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub session_cookie_secure: bool,
+
+    /// Failed logins per account within a window before logins to it answer 429.
+    #[arg(long, env = "LOGIN_MAX_FAILURES_PER_ACCOUNT", default_value_t = 5)]
+    pub login_max_failures_per_account: u32,
+
+    /// Failed logins per client address within a window before its logins answer 429.
+    #[arg(long, env = "LOGIN_MAX_FAILURES_PER_ADDRESS", default_value_t = 50)]
+    pub login_max_failures_per_address: u32,
+
+    /// Length of the failed-login counting window, in seconds.
+    #[arg(long, env = "LOGIN_FAILURE_WINDOW_SECS", default_value_t = 900)]
+    pub login_failure_window_secs: u64,
+
+    /// Bearer token `/metrics` requires. Unset: `/metrics` is public (keep it unset only
+    /// when the bind address is private, as the loopback default is).
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    // --- end of accounts and sessions ---
     /// Log filter, in `tracing_subscriber::EnvFilter` syntax.
     #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
     pub log_filter: String,
@@ -214,6 +241,12 @@ impl Config {
             healthcheck: false,
             db_sslmode: None,
             db_sslrootcert: None,
+            session_ttl_secs: 86_400,
+            session_cookie_secure: false,
+            login_max_failures_per_account: 5,
+            login_max_failures_per_address: 50,
+            login_failure_window_secs: 900,
+            metrics_token: None,
             log_filter: "info".into(),
         }
     }

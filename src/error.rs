@@ -68,6 +68,22 @@ pub enum ApiError {
     /// 503: the database is unavailable or busy; retry shortly.
     #[error("the database is unavailable; retry shortly")]
     Unavailable,
+    /// 401: no credentials, or not valid ones; answered with `WWW-Authenticate: Bearer`
+    /// (with `error="invalid_token"` when a token was sent but is unknown, expired or
+    /// revoked, as RFC 6750 says).
+    #[error("{message}")]
+    Unauthorized {
+        /// For the client.
+        message: String,
+        /// A token was sent and refused.
+        invalid_token: bool,
+    },
+    /// 429: too many failed attempts; `Retry-After` says when to try again.
+    #[error("too many failed attempts; retry in {retry_after} seconds")]
+    TooManyRequests {
+        /// Seconds until the window ends.
+        retry_after: u64,
+    },
     /// 503: a limit of the service is reached (e.g. open event streams); retry after
     /// `retry_after_secs`.
     #[error("{message}")]
@@ -111,6 +127,8 @@ impl ApiError {
             Self::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             Self::Unavailable | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::DatabaseTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -128,6 +146,8 @@ impl ApiError {
             Self::Invalid(_) => "invalid_fields",
             Self::PreconditionRequired(_) => "precondition_required",
             Self::Unavailable => "database_unavailable",
+            Self::Unauthorized { .. } => "unauthorized",
+            Self::TooManyRequests { .. } => "too_many_requests",
             Self::Overloaded { .. } => "overloaded",
             Self::DatabaseTimeout => "database_timeout",
             Self::Internal => "internal",
@@ -152,6 +172,17 @@ impl ApiError {
             } => Some((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs))),
             Self::MethodNotAllowed { allow } => {
                 Some((header::ALLOW, HeaderValue::from_static(allow)))
+            }
+            Self::Unauthorized { invalid_token, .. } => Some((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(if *invalid_token {
+                    "Bearer realm=\"pgbridge\", error=\"invalid_token\""
+                } else {
+                    "Bearer realm=\"pgbridge\""
+                }),
+            )),
+            Self::TooManyRequests { retry_after } => {
+                Some((header::RETRY_AFTER, HeaderValue::from(*retry_after)))
             }
             _ => None,
         }

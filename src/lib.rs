@@ -25,6 +25,7 @@
 //! ```
 
 pub mod apps;
+pub mod auth;
 pub mod awsgi;
 pub mod config;
 pub mod db;
@@ -135,16 +136,30 @@ pub fn router(state: AppState) -> Router {
         GET.or(PATCH).or(DELETE),
         apps::notes::app,
     );
+    let routes = mount.at(routes, "/accounts", POST, apps::accounts::signup);
+    let routes = mount.at(routes, "/accounts/me", GET, apps::accounts::me);
+    let routes = mount.at(routes, "/sessions", POST, apps::accounts::login);
+    let routes = mount.at(routes, "/sessions/current", DELETE, apps::accounts::logout);
+    let auth_settings = auth::AuthSettings::from_config(&state.config);
     let routes = routes
         .route("/healthz", get(apps::health::healthz))
         .route("/readyz", get(apps::health::readyz).with_state(readiness))
-        .route("/metrics", get(metrics::handler).with_state(state.clone()))
+        .route(
+            "/metrics",
+            get(metrics::handler).with_state(state.clone()).route_layer(
+                axum::middleware::from_fn_with_state(
+                    auth_settings.metrics_token.clone(),
+                    auth::require_metrics_token,
+                ),
+            ),
+        )
         .route("/openapi.json", get(apps::web::openapi))
         .route("/docs", get(apps::web::docs))
         .route("/assets/{name}", get(apps::web::asset));
     let routes = routes
         .layer(Extension(state.db.clone()))
-        .layer(Extension(state.feed.clone()));
+        .layer(Extension(state.feed.clone()))
+        .layer(Extension(auth_settings));
     http_edge::layers(routes, &state)
 }
 

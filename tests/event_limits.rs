@@ -5,7 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::http::send;
+use common::accounts::Account;
+use common::http::{HARNESS_USER, default_token, send};
 use common::service::{TestService, connect, start};
 use common::sse::{self, Event};
 use pgbridge::apps::notes::events::{Broadcast, replay};
@@ -42,14 +43,24 @@ async fn create(service: &TestService, title: &str) -> i64 {
     reply.json()["id"].as_i64().unwrap()
 }
 
-/// Stores `n` events straight into the table (no notification): a long history, fast.
+/// The harness account's token (signing it up if it is not yet).
+async fn harness_token(service: &TestService) -> String {
+    default_token(service.addr, "/notes")
+        .await
+        .expect("the harness authenticates /notes by default")
+}
+
+/// Stores `n` of the harness account's events straight into the table (no notification):
+/// a long history, fast.
 async fn store_history(service: &TestService, n: i64) {
+    harness_token(service).await;
     connect(&service.database_url)
         .await
         .execute(
-            "INSERT INTO note_events (note_id, kind, version) \
-             SELECT g, 'created', 1 FROM generate_series(1, $1::bigint) g",
-            &[&n],
+            "INSERT INTO note_events (note_id, kind, version, owner_id) \
+             SELECT g, 'created', 1, (SELECT id FROM accounts WHERE username = $2) \
+             FROM generate_series(1, $1::bigint) g",
+            &[&n, &HARNESS_USER],
         )
         .await
         .expect("store history");
@@ -142,9 +153,14 @@ async fn a_client_that_never_reads_is_dropped_and_loses_nothing_on_reconnect() {
 
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
+    let token = harness_token(&service).await;
     let mut tcp = socket.connect(service.addr).await.unwrap();
     tcp.write_all(
-        b"GET /notes/events HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\nLast-Event-ID: 0\r\n\r\n",
+        format!(
+            "GET /notes/events HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n\
+             Authorization: Bearer {token}\r\nLast-Event-ID: 0\r\n\r\n"
+        )
+        .as_bytes(),
     )
     .await
     .unwrap();
@@ -291,6 +307,71 @@ async fn a_last_event_id_older_than_the_kept_history_gets_a_reset() {
     assert!(events.iter().all(|e| e.data.get("reset").is_none()));
 }
 
+/// The horizon is every owner's, a reader's position its own: a reset resumes at the
+/// horizon when another owner's pruned events lie beyond the reader's newest, so resuming
+/// from the reset's id is a plain replay, not another reset.
+#[tokio::test]
+async fn a_reset_resumes_past_other_owners_pruned_events() {
+    let service = service(|_| {}).await;
+    let alice = Account::new(service.addr, "alice").await;
+    let bob = Account::new(service.addr, "bob").await;
+    alice.create("alice's").await;
+    let alice_newest = *stored_ids(&service).await.last().unwrap();
+    bob.create("bob's 1").await;
+    bob.create("bob's 2").await;
+    let admin = connect(&service.database_url).await;
+    admin
+        .execute(
+            "UPDATE note_events SET at = now() - interval '1 hour' WHERE id > $1",
+            &[&alice_newest],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        replay::prune(&service.state.db, Duration::from_secs(60), 10)
+            .await
+            .unwrap(),
+        2
+    );
+    let horizon: i64 = admin
+        .query_one("SELECT pruned_through FROM note_events_horizon", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(horizon > alice_newest);
+    // A new stream starts at the horizon too, so its first catch-up is no reset either.
+    let alice_id = account_id(&admin, "alice").await;
+    assert_eq!(
+        replay::latest(&service.state.db, alice_id).await.unwrap(),
+        horizon
+    );
+
+    let bearer = format!("Bearer {}", alice.token);
+    let headers = [("Authorization", bearer.as_str())];
+    let mut stream =
+        sse::open_with(service.addr, "/notes/events", Some(alice_newest), &headers).await;
+    let reset = stream.next_event(WAIT).await.expect("a reset event");
+    assert_eq!(reset.data["reset"], true, "{:?}", reset.data);
+    assert_eq!(reset.id, horizon, "it resumes at the horizon, not below it");
+
+    let mut resumed = sse::open_with(service.addr, "/notes/events", Some(reset.id), &headers).await;
+    let live = alice.create("after the reset").await;
+    let event = resumed.next_event(WAIT).await.expect("the live event");
+    assert_eq!(
+        event.data["note_id"], live,
+        "no second reset: {:?}",
+        event.data
+    );
+}
+
+async fn account_id(admin: &tokio_postgres::Client, username: &str) -> i64 {
+    admin
+        .query_one("SELECT id FROM accounts WHERE username = $1", &[&username])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 #[tokio::test]
 async fn the_service_prunes_old_events_on_its_own() {
     let service = service(|c| {
@@ -326,22 +407,35 @@ async fn the_catch_up_limit_holds_and_the_pool_keeps_serving_notes() {
         c.db_pool_size = 4;
         c.events_max_catchups = 1;
         c.events_replay_page = 200;
+        // No session re-check (a pooled connection each) during the test.
+        c.sse_heartbeat_ms = 3_600_000;
     })
     .await;
     create(&service, "listed").await;
     store_history(&service, 10_000).await;
     let total = stored_ids(&service).await.len();
 
+    let (opened, mut opens) = tokio::sync::mpsc::unbounded_channel();
     let replays: Vec<_> = (0..20)
         .map(|_| {
             let addr = service.addr;
+            let opened = opened.clone();
             tokio::spawn(async move {
                 let mut stream = sse::open(addr, "/notes/events", Some(0)).await;
                 assert_eq!(stream.status, 200);
+                let _ = opened.send(());
                 stream.take(total, Duration::from_secs(60)).await.len()
             })
         })
         .collect();
+    // Opening a stream looks its session up on a pooled connection of its own, outside the
+    // catch-up limit: count connections once every stream is open.
+    for _ in 0..20 {
+        tokio::time::timeout(Duration::from_secs(60), opens.recv())
+            .await
+            .expect("every stream opens")
+            .expect("a replay task failed to open");
+    }
 
     let mut most_catching_up = 0;
     let mut most_in_use = 0;

@@ -99,6 +99,7 @@ async fn two_services_started_together_both_come_up() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(get(addr, "/readyz").await.status, 200);
+        common::http::authenticate_by_default(addr); // /notes needs an account's token
         assert_eq!(get(addr, "/notes").await.status, 200, "the schema is there");
     }
     for child in &mut children {

@@ -459,8 +459,20 @@ async fn a_path_that_does_not_decode_never_reaches_the_collection() {
                 r#"{"title":"sneaky"}"#,
             );
             let reply = send(service.addr, req).await.unwrap();
-            assert_eq!(reply.status, 400, "{method} {path}: {}", reply.text());
-            assert_eq!(reply.json()["error"]["code"], "bad_request");
+            // POST and PUT are not served on `/notes/{id}` at all: the router answers 405
+            // before the parameter is looked at. Either way the collection is never reached.
+            let expected = if matches!(method, "POST" | "PUT") {
+                (405, "method_not_allowed")
+            } else {
+                (400, "bad_request")
+            };
+            assert_eq!(
+                reply.status,
+                expected.0,
+                "{method} {path}: {}",
+                reply.text()
+            );
+            assert_eq!(reply.json()["error"]["code"], expected.1);
         }
     }
     assert_eq!(count(&service).await, 1, "nothing was created");

@@ -138,16 +138,15 @@ async fn every_documented_operation_is_served_and_nothing_else() {
 fn every_routed_path_is_documented() {
     let source = include_str!("../src/lib.rs");
     let mut routed = BTreeSet::new();
-    for line in source.lines() {
-        let line = line.trim();
-        let is_route = line.starts_with(".route(")
-            || line.starts_with(".route_service(")
-            || line.contains("mount.at(");
-        if !is_route {
-            continue;
-        }
-        if let Some(start) = line.find("\"/") {
-            let rest = &line[start + 1..];
+    // A call may be split over lines by rustfmt: take the first path literal after each
+    // routing call, wherever it is.
+    for call in [".route(\"", ".route_service(\"", "mount.at("] {
+        for (at, _) in source.match_indices(call) {
+            let rest = &source[at + call.len() - 1..];
+            let Some(start) = rest.find("\"/") else {
+                continue;
+            };
+            let rest = &rest[start + 1..];
             if let Some(end) = rest.find('"') {
                 routed.insert(rest[..end].to_owned());
             }

@@ -24,7 +24,9 @@ mod error;
 pub mod listener;
 pub mod migrate;
 mod pool;
+mod scoped;
 
 pub use conn::{Conn, Tx, cancels_sent};
 pub use error::DbError;
 pub use pool::{Db, DbConfig, PoolStatus, Ready};
+pub use scoped::{ACCOUNT_SETTING, RLS_ROLE, Scoped};

@@ -29,6 +29,7 @@ pub async fn start_on(database_url: String, configure: impl FnOnce(&mut Config))
     configure(&mut config);
     let state = AppState::new(config).expect("valid config");
     let addr = serve(router(state.clone())).await;
+    super::http::authenticate_by_default(addr);
     TestService {
         addr,
         database_url,

@@ -31,7 +31,8 @@ use crate::awsgi::{Body, Environ, Error, StartResponse};
 use crate::db::{Conn, DbError};
 use crate::error::{ApiError, FieldError};
 
-use super::{bounded_query, db};
+use super::bounded_query;
+use crate::auth;
 use conditional::{EntityTag, Outcome, Preconditions, Validators};
 use store::{Filter, Recorded};
 
@@ -43,9 +44,15 @@ pub const CACHE_CONTROL: &str = "private, no-cache";
 pub const DEFAULT_LIMIT: i64 = 50;
 /// Largest page size.
 pub const MAX_LIMIT: i64 = 200;
+/// The route `Idempotency-Key`s of `POST /notes` are scoped to (and to their owner): a
+/// key never replays a response recorded for another route that copies the pattern.
+pub const IDEMPOTENCY_ROUTE: &str = "POST /notes";
 
 /// The application: mounted at `/notes` and `/notes/{id}`.
 pub async fn app(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
+    // No token, or not a token: 401 before anything else (the session is checked when the
+    // handler opens its owner-scoped transaction).
+    auth::presented_token(&environ, auth::Carrier::Header)?;
     let id = environ.routing_arg("id").map(str::to_owned);
     let method = environ.method().clone();
     match (id, method) {
@@ -78,8 +85,9 @@ async fn list(environ: Environ, start_response: StartResponse) -> Result<Body, E
         q: text_query(&environ, "q")?,
     };
     let pre = Preconditions::from_headers(environ.headers())?;
-    let conn = db(&environ)?.conn().await?;
+    let (_, conn) = auth::scoped(&environ).await?;
     let page = store::list(&conn, &filter, after, limit).await?;
+    conn.commit().await?;
     let etag = page_etag(&page);
     let validators = Validators {
         etag: &etag,
@@ -102,8 +110,9 @@ async fn list(environ: Environ, start_response: StartResponse) -> Result<Body, E
 
 async fn show(environ: Environ, start_response: StartResponse, id: i64) -> Result<Body, Error> {
     let pre = Preconditions::from_headers(environ.headers())?;
-    let conn = db(&environ)?.conn().await?;
+    let (_, conn) = auth::scoped(&environ).await?;
     let note = store::get(&conn, id).await?.ok_or_else(|| not_found(id))?;
+    conn.commit().await?;
     let etag = conditional::etag(note.version);
     let last_modified = conditional::http_date(note.updated_epoch);
     let validators = Validators {
@@ -133,18 +142,21 @@ async fn create(mut environ: Environ, start_response: StartResponse) -> Result<B
         .map_err(ApiError::from)?;
     let fields = input::new_note(&bytes)?;
     let request_hash = Sha256::digest(&bytes).to_vec();
-    let mut conn = db(&environ)?.conn().await?;
-    collection_preconditions(&conn, &pre).await?;
 
     // Two tries: the second runs only if a concurrent request with the same key won the
-    // race, and then finds its recorded response.
-    for _ in 0..2 {
+    // race, and then finds its recorded response. Each is one owner-scoped transaction.
+    for attempt in 0..2 {
+        let (_, tx) = auth::scoped(&environ).await?;
+        if attempt == 0 {
+            // Against the owner's collection, once, before any replay (as without a race).
+            collection_preconditions(&tx, &pre).await?;
+        }
         if let Some(key) = &key {
-            if let Some(first) = store::recorded(&conn, key).await? {
+            if let Some(first) = store::recorded(&tx, IDEMPOTENCY_ROUTE, key).await? {
+                tx.commit().await?;
                 return replay(&start_response, first, &request_hash);
             }
         }
-        let tx = conn.transaction().await?;
         let note = store::insert(&tx, &fields).await?;
         let recorded = Recorded {
             request_hash: request_hash.clone(),
@@ -154,7 +166,7 @@ async fn create(mut environ: Environ, start_response: StartResponse) -> Result<B
             response: json!(note),
         };
         if let Some(key) = &key {
-            match store::record(&tx, key, &recorded).await {
+            match store::record(&tx, IDEMPOTENCY_ROUTE, key, &recorded).await {
                 Ok(()) => {}
                 Err(DbError::Conflict { .. }) => continue, // dropping `tx` rolls the note back
                 Err(err) => return Err(ApiError::from(err).into()),
@@ -210,7 +222,7 @@ async fn patch(
         .read_to_end()
         .await
         .map_err(ApiError::from)?;
-    let conn = db(&environ)?.conn().await?;
+    let (_, conn) = auth::scoped(&environ).await?;
 
     let current = store::get(&conn, id).await?.ok_or_else(|| not_found(id))?;
     check_note(&pre, &Method::PATCH, &current)?;
@@ -222,6 +234,7 @@ async fn patch(
         Some(note) => note,
         None => return Err(gone_or_stale(&conn, id).await?.into()),
     };
+    conn.commit().await?;
     let etag = conditional::etag(note.version);
     let last_modified = conditional::http_date(note.updated_epoch);
     send_json(
@@ -238,7 +251,7 @@ async fn patch(
 
 async fn delete(environ: Environ, start_response: StartResponse, id: i64) -> Result<Body, Error> {
     let pre = Preconditions::from_headers(environ.headers())?;
-    let conn = db(&environ)?.conn().await?;
+    let (_, conn) = auth::scoped(&environ).await?;
     let expected = if pre.if_match.is_some() || pre.if_none_match.is_some() {
         let current = store::get(&conn, id).await?.ok_or_else(|| not_found(id))?;
         check_note(&pre, &Method::DELETE, &current)?;
@@ -249,6 +262,7 @@ async fn delete(environ: Environ, start_response: StartResponse, id: i64) -> Res
     if !store::delete(&conn, id, expected).await? {
         return Err(gone_or_stale(&conn, id).await?.into());
     }
+    conn.commit().await?;
     start_response.start("204 No Content", Vec::<(String, String)>::new())?;
     Ok(Body::empty())
 }

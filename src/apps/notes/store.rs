@@ -3,7 +3,7 @@
 use serde::Serialize;
 use tokio_postgres::Row;
 
-use crate::db::{Conn, DbError, Tx};
+use crate::db::{Conn, DbError};
 
 use super::input::NoteFields;
 
@@ -81,8 +81,8 @@ pub struct Filter {
     pub q: Option<String>,
 }
 
-/// Inserts a note.
-pub async fn insert(tx: &Tx<'_>, note: &NoteFields) -> Result<Note, DbError> {
+/// Inserts a note, owned by the scope's account (the column's default).
+pub async fn insert(tx: &Conn, note: &NoteFields) -> Result<Note, DbError> {
     let row = tx
         .query_one(
             concat!(
@@ -189,12 +189,13 @@ pub struct Recorded {
     pub response: serde_json::Value,
 }
 
-/// The response recorded under `key`, if any.
-pub async fn recorded(conn: &Conn, key: &str) -> Result<Option<Recorded>, DbError> {
+/// The response recorded under `key` on `route`, if any (the owner's only: the policies).
+pub async fn recorded(conn: &Conn, route: &str, key: &str) -> Result<Option<Recorded>, DbError> {
     let row = conn
         .query_opt(
-            "SELECT request_hash, status, location, etag, response FROM idempotency_keys WHERE key = $1",
-            &[&key],
+            "SELECT request_hash, status, location, etag, response FROM idempotency_keys \
+             WHERE route = $1 AND key = $2",
+            &[&route, &key],
         )
         .await?;
     Ok(row.map(|row| Recorded {
@@ -208,11 +209,12 @@ pub async fn recorded(conn: &Conn, key: &str) -> Result<Option<Recorded>, DbErro
 
 /// Records `response` under `key`. Fails with [`DbError::Conflict`] if another request
 /// recorded the key first.
-pub async fn record(tx: &Tx<'_>, key: &str, recorded: &Recorded) -> Result<(), DbError> {
+pub async fn record(tx: &Conn, route: &str, key: &str, recorded: &Recorded) -> Result<(), DbError> {
     tx.execute(
-        "INSERT INTO idempotency_keys (key, request_hash, status, location, etag, response) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO idempotency_keys (route, key, request_hash, status, location, etag, response) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
         &[
+            &route,
             &key,
             &recorded.request_hash,
             &(recorded.status as i16),

@@ -20,6 +20,11 @@
 //! the number of open streams is capped (503 past it) ([`limits`]). Events older than the
 //! retention are pruned; a client whose `Last-Event-ID` is older than the kept history gets
 //! an `event: reset` telling it to re-read the collection, never a silent gap ([`replay`]).
+//!
+//! Each stream belongs to one account (bearer token, or the session cookie): it carries
+//! that account's events only — live ones are filtered by [`NoteEvent::owner_id`], and
+//! every replay page is read in an owner scope, so row-level security applies — and it
+//! ends within a heartbeat interval of its session being revoked or expiring.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -28,10 +33,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{self, Carrier};
 use crate::awsgi::{Body, Environ, Error, StartResponse};
 use crate::config::Config;
-use crate::db::Db;
 use crate::db::listener::Listener;
+use crate::db::{Db, Scoped};
 use crate::error::ApiError;
 
 use super::super::db;
@@ -59,6 +65,9 @@ pub struct NoteEvent {
     pub version: i32,
     /// When, RFC 3339 UTC.
     pub at: String,
+    /// The note's owner: only streams of that account see the event (not sent to clients).
+    #[serde(default, skip_serializing)]
+    pub owner_id: i64,
 }
 
 impl NoteEvent {
@@ -168,6 +177,8 @@ pub async fn app(environ: Environ, start_response: StartResponse) -> Result<Body
         tracing::error!("no Feed in the environ");
         ApiError::Internal
     })?;
+    // The bearer header, or the session cookie (EventSource cannot send headers).
+    let principal = auth::authenticate(&environ, Carrier::HeaderOrCookie).await?;
     let db = db(&environ)?;
     let note = match environ.query("note") {
         None => None,
@@ -187,6 +198,22 @@ pub async fn app(environ: Environ, start_response: StartResponse) -> Result<Body
                 .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be an event id"))
         })
         .transpose()?;
+    if let Some(note) = note {
+        // Another owner's note is as unknown as one that never was.
+        let scope = Scoped::begin(db.conn().await?, principal.account_id).await?;
+        let known = scope
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM notes WHERE id = $1) \
+                     OR EXISTS (SELECT 1 FROM note_events WHERE note_id = $1)",
+                &[&note],
+            )
+            .await?
+            .get::<_, bool>(0);
+        scope.commit().await?;
+        if !known {
+            return Err(ApiError::not_found(format!("no note with id {note}")).into());
+        }
+    }
     let slot = feed.streams.open().ok_or_else(|| {
         tracing::warn!(
             open = feed.streams.open_streams(),
@@ -208,6 +235,7 @@ pub async fn app(environ: Environ, start_response: StartResponse) -> Result<Body
             feed.heartbeat,
         ),
         db,
+        principal,
         note,
         last_id: 0,
         page: VecDeque::new(),

@@ -4,12 +4,18 @@
 //! page is complete after the reader's last id, or the reader is told to reset. Pruning
 //! deletes a small batch per transaction and raises the horizon in the same transaction;
 //! `SKIP LOCKED` lets replicas prune side by side without waiting on each other.
+//!
+//! Pages are read in an owner scope ([`Scoped`]): row-level security shows the reader its
+//! own events only, and "the newest event" is its own newest. The horizon is one row for
+//! every owner. Pruning runs as the service's own role in no owner's scope; it says so with
+//! the transaction-local `pgbridge.pruning` setting, which the `note_events` policies let
+//! read, lock and delete any owner's events (see the migration `…_accounts_and_ownership`).
 
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::db::{Db, DbError};
+use crate::db::{Db, DbError, Scoped};
 
 use super::NoteEvent;
 
@@ -19,20 +25,32 @@ pub enum Page {
     /// Up to a page of events after the reader's last id, in id order.
     Events(Vec<NoteEvent>),
     /// Events after the reader's last id were pruned: it must re-read the collection and
-    /// follow the stream from `latest`, the newest stored id.
+    /// follow the stream from `latest`, the reader's newest stored id (or the horizon, if
+    /// that is later).
     Reset {
         /// Where the stream resumes.
         latest: i64,
     },
 }
 
-/// Reads the events after `after` (for `note` only, if given), at most `limit` of them.
-pub async fn page(db: &Db, after: i64, note: Option<i64>, limit: i64) -> Result<Page, DbError> {
-    let conn = db.conn().await?;
+/// Reads `owner`'s events after `after` (for `note` only, if given), at most `limit` of
+/// them, in `owner`'s scope.
+pub async fn page(
+    db: &Db,
+    owner: i64,
+    after: i64,
+    note: Option<i64>,
+    limit: i64,
+) -> Result<Page, DbError> {
+    let conn = Scoped::begin(db.conn().await?, owner).await?;
+    // `latest` is never below the horizon: every event up to it may be gone, and one of
+    // this owner's events above it would be its newest. A reader resumed there is not
+    // told to reset again.
     let rows = conn
         .query(
             "SELECT h.pruned_through, \
-                    (SELECT coalesce(max(id), 0) FROM note_events), \
+                    greatest(h.pruned_through, \
+                             (SELECT coalesce(max(id), 0) FROM note_events)), \
                     e.id, e.note_id, e.kind, e.version, \
                     to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
              FROM note_events_horizon h \
@@ -45,7 +63,7 @@ pub async fn page(db: &Db, after: i64, note: Option<i64>, limit: i64) -> Result<
             &[&after, &note, &limit],
         )
         .await?;
-    drop(conn);
+    conn.commit().await?;
     let Some(first) = rows.first() else {
         return Ok(Page::Events(Vec::new()));
     };
@@ -64,10 +82,27 @@ pub async fn page(db: &Db, after: i64, note: Option<i64>, limit: i64) -> Result<
                 kind: row.get(4),
                 version: row.get(5),
                 at: row.get(6),
+                owner_id: owner,
             })
         })
         .collect();
     Ok(Page::Events(events))
+}
+
+/// Where a stream of `owner` with no `Last-Event-ID` begins: `owner`'s newest stored
+/// event, or the pruning horizon if that is later (so that the stream's first catch-up is
+/// not a reset because other owners' events were pruned).
+pub async fn latest(db: &Db, owner: i64) -> Result<i64, DbError> {
+    let conn = Scoped::begin(db.conn().await?, owner).await?;
+    let row = conn
+        .query_one(
+            "SELECT greatest(pruned_through, (SELECT coalesce(max(id), 0) FROM note_events)) \
+             FROM note_events_horizon",
+            &[],
+        )
+        .await?;
+    conn.commit().await?;
+    Ok(row.get(0))
 }
 
 /// The frame that tells a client its `Last-Event-ID` is older than the kept history:
@@ -85,9 +120,14 @@ pub const PRUNE_BATCH: i64 = 1000;
 /// Deletes up to `batch` of the oldest events older than `retention` and raises the
 /// horizon past them, in one transaction. Returns how many it deleted.
 pub async fn prune_batch(db: &Db, retention: Duration, batch: i64) -> Result<u64, DbError> {
-    let conn = db.conn().await?;
+    let mut conn = db.conn().await?;
+    let tx = conn.transaction().await?;
+    // No owner scope: the pruning policies let this transaction see every owner's events
+    // (a superuser bypasses the policies anyway; the tables' owner does not, under FORCE).
+    tx.execute("SELECT set_config('pgbridge.pruning', 'on', true)", &[])
+        .await?;
     let secs = retention.as_secs_f64();
-    let row = conn
+    let row = tx
         .query_one(
             "WITH doomed AS ( \
                  SELECT id FROM note_events \
@@ -105,6 +145,7 @@ pub async fn prune_batch(db: &Db, retention: Duration, batch: i64) -> Result<u64
             &[&secs, &batch],
         )
         .await?;
+    tx.commit().await?;
     Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
 }
 

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::{broadcast, watch};
 
+use crate::auth::{self, Principal};
 use crate::db::listener::Notice;
 use crate::db::{Db, DbError};
 
@@ -24,6 +25,8 @@ pub(super) struct Subscriber {
     pub(super) stopped: watch::Receiver<bool>,
     pub(super) heartbeat: tokio::time::Interval,
     pub(super) db: Db,
+    /// Whose events this stream carries; its session is re-checked on every heartbeat.
+    pub(super) principal: Principal,
     pub(super) note: Option<i64>,
     /// The id of the last event sent (or skipped as before the stream began).
     pub(super) last_id: i64,
@@ -85,7 +88,14 @@ impl Subscriber {
                 _ = self.heartbeat.tick() => Woke::Heartbeat,
             };
             match woke {
-                Woke::Heartbeat => return Some(Bytes::from_static(b": heartbeat\n\n")),
+                Woke::Heartbeat => {
+                    // A token revoked (or expired) while its stream is open ends the
+                    // stream within one heartbeat interval.
+                    if !Box::pin(self.session_live()).await {
+                        return None;
+                    }
+                    return Some(Bytes::from_static(b": heartbeat\n\n"));
+                }
                 Woke::Notice(Ok(Notice::Event(live))) => {
                     if live.event.id > self.last_id && self.wanted(&live.event) {
                         self.last_id = live.event.id;
@@ -101,7 +111,19 @@ impl Subscriber {
     }
 
     fn wanted(&self, event: &NoteEvent) -> bool {
-        self.note.is_none_or(|note| note == event.note_id)
+        event.owner_id == self.principal.account_id
+            && self.note.is_none_or(|note| note == event.note_id)
+    }
+
+    /// Whether the stream's session still stands (a database error counts as no: the
+    /// client reconnects and is asked again).
+    async fn session_live(&self) -> bool {
+        match self.db.conn().await {
+            Ok(conn) => auth::still_valid(&conn, &self.principal)
+                .await
+                .unwrap_or(false),
+            Err(_) => false,
+        }
     }
 
     /// Replays from the table, from `last_id`, before going live again.
@@ -114,7 +136,14 @@ impl Subscriber {
     pub(super) async fn read_page(&mut self) -> Result<(), DbError> {
         let found = {
             let _turn = self.streams.catch_up_query().await;
-            replay::page(&self.db, self.last_id, self.note, self.page_size).await?
+            replay::page(
+                &self.db,
+                self.principal.account_id,
+                self.last_id,
+                self.note,
+                self.page_size,
+            )
+            .await?
         };
         match found {
             Page::Events(events) => {
@@ -137,13 +166,10 @@ impl Subscriber {
         Ok(())
     }
 
-    /// Starts the stream at the newest stored event (no `Last-Event-ID`).
+    /// Starts the stream at the newest stored event of its owner, or at the pruning
+    /// horizon if that is later (no `Last-Event-ID`).
     pub(super) async fn start_at_latest(&mut self) -> Result<(), DbError> {
-        let conn = self.db.conn().await?;
-        let row = conn
-            .query_one("SELECT coalesce(max(id), 0) FROM note_events", &[])
-            .await?;
-        self.last_id = row.get(0);
+        self.last_id = replay::latest(&self.db, self.principal.account_id).await?;
         Ok(())
     }
 }
