@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use common::http::{get, send};
+use common::http::{authenticate_by_default, get, send};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pgbridge");
 
@@ -120,7 +120,9 @@ async fn no_database_url_runs_its_own_postgres_and_keeps_the_data() {
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let log = pg_dir.with_extension("log");
 
-    // First run: creates the cluster, migrates, serves.
+    // First run: creates the cluster, migrates, serves. Notes need an account: the
+    // harness signs one up (it is kept with the data, like the note).
+    authenticate_by_default(addr);
     let mut child = spawn(&pg_dir, port, &log);
     wait_ready(addr, &mut child, &log).await;
     assert!(
@@ -151,6 +153,7 @@ async fn no_database_url_runs_its_own_postgres_and_keeps_the_data() {
     let port2 = free_port();
     let addr2 = format!("127.0.0.1:{port2}").parse().unwrap();
     let log2 = pg_dir.with_extension("second.log");
+    authenticate_by_default(addr2);
     let mut second = spawn(&pg_dir, port2, &log2);
     wait_ready(addr2, &mut second, &log2).await;
     assert_eq!(get(addr2, &location).await.status, 200);
@@ -241,7 +244,10 @@ async fn as_root_an_unreachable_folder_is_named() {
     let private = temp_dir("private-parent");
     {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        std::fs::DirBuilder::new().mode(0o700).create(&private).unwrap();
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&private)
+            .unwrap();
         std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
     }
     let pg_dir = private.join("pg");

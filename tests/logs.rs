@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use common::http::{get, send};
+use common::http::{authenticate_by_default, get, send};
 use common::pg::Cluster;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pgbridge");
@@ -110,6 +110,7 @@ async fn refusals_cancels_and_restarts_are_quiet_and_abandoned_requests_logged()
     assert!(stop(&mut child).await.success(), "{}", read(&log));
     let mut child = spawn(&url, port, &log, &[]);
     wait_ready(addr, &mut child, &log).await;
+    authenticate_by_default(addr);
 
     for path in [
         "/seed/poll-sleep?seconds=99",
