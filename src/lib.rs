@@ -12,6 +12,8 @@
 //!   request awaiting them goes away.
 //! - [`apps`]: applications on the contract; [`router`] mounts them beside native routes.
 //! - [`config`], [`error`]: every setting in one place; one JSON error shape.
+//! - [`embedded_pg`]: a private PostgreSQL cluster from the machine's server binaries, the
+//!   database of `cargo run` with no `DATABASE_URL` and of the test harness.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
