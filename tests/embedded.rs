@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use common::http::{authenticate_by_default, get, send};
@@ -27,7 +27,33 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn spawn(pg_dir: &Path, port: u16, log: &Path) -> Child {
+/// A started `pgbridge`, killed (SIGKILL) when dropped unless it has exited: a failing test
+/// leaves no service behind (and the watchdog then stops its cluster).
+struct Running(std::process::Child);
+
+impl std::ops::Deref for Running {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn spawn(pg_dir: &Path, port: u16, log: &Path) -> Running {
     let log = std::fs::File::create(log).expect("log file");
     let mut command = Command::new(BIN);
     command
@@ -41,10 +67,10 @@ fn spawn(pg_dir: &Path, port: u16, log: &Path) -> Child {
     if let Some(path) = std::env::var_os("PATH") {
         command.env("PATH", path);
     }
-    command.spawn().expect("start pgbridge")
+    Running(command.spawn().expect("start pgbridge"))
 }
 
-async fn wait_ready(addr: std::net::SocketAddr, child: &mut Child, log: &Path) {
+async fn wait_ready(addr: std::net::SocketAddr, child: &mut Running, log: &Path) {
     // initdb on a loaded 2-core machine can take a while.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -61,7 +87,7 @@ async fn wait_ready(addr: std::net::SocketAddr, child: &mut Child, log: &Path) {
     }
 }
 
-async fn terminate(child: &mut Child) -> ExitStatus {
+async fn terminate(child: &mut Running) -> ExitStatus {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

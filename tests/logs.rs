@@ -6,7 +6,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use common::http::{authenticate_by_default, get, send};
@@ -26,7 +26,33 @@ fn log_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("pgbridge-logs-{name}-{}.log", std::process::id()))
 }
 
-fn spawn(database_url: &str, port: u16, log: &Path, env: &[(&str, &str)]) -> Child {
+/// A started `pgbridge`, killed (SIGKILL) when dropped unless it has exited: a failing test
+/// leaves no service behind (and the watchdog then stops its cluster).
+struct Running(std::process::Child);
+
+impl std::ops::Deref for Running {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn spawn(database_url: &str, port: u16, log: &Path, env: &[(&str, &str)]) -> Running {
     let file = std::fs::File::create(log).expect("log file");
     let mut command = Command::new(BIN);
     command
@@ -40,10 +66,10 @@ fn spawn(database_url: &str, port: u16, log: &Path, env: &[(&str, &str)]) -> Chi
     for (name, value) in env {
         command.env(name, value);
     }
-    command.spawn().expect("start pgbridge")
+    Running(command.spawn().expect("start pgbridge"))
 }
 
-async fn wait_ready(addr: SocketAddr, child: &mut Child, log: &Path) {
+async fn wait_ready(addr: SocketAddr, child: &mut Running, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -59,7 +85,7 @@ async fn wait_ready(addr: SocketAddr, child: &mut Child, log: &Path) {
     }
 }
 
-async fn wait_exit(child: &mut Child, within: Duration) -> ExitStatus {
+async fn wait_exit(child: &mut Running, within: Duration) -> ExitStatus {
     let deadline = Instant::now() + within;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -73,7 +99,7 @@ async fn wait_exit(child: &mut Child, within: Duration) -> ExitStatus {
     }
 }
 
-async fn stop(child: &mut Child) -> ExitStatus {
+async fn stop(child: &mut Running) -> ExitStatus {
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
