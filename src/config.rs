@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::db::DbConfig;
+use crate::db::{DbConfig, PoolMode};
 
 /// The database `docker compose up` starts; also right for a local Postgres with a
 /// `pgbridge` role and database.
@@ -87,6 +87,41 @@ pub struct Config {
     /// Log filter, in `tracing_subscriber::EnvFilter` syntax.
     #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
     pub log_filter: String,
+
+    // --- Scaling out: poolers, direct URLs, standbys (README "Scaling out") ---
+    /// How DATABASE_URL reaches Postgres: `session` (directly, or a session-mode pooler)
+    /// or `transaction` (a transaction-mode pooler such as PgBouncer: no startup options,
+    /// unnamed statements, statement timeout enforced by the client).
+    #[arg(long, env = "DB_POOL_MODE", value_enum, default_value_t = PoolMode::Session)]
+    pub db_pool_mode: PoolMode,
+
+    /// Postgres URL for migrations (session advisory lock: must reach Postgres directly).
+    /// Defaults to DATABASE_URL.
+    #[arg(long, env = "MIGRATE_DATABASE_URL", hide_env_values = true)]
+    pub migrate_database_url: Option<String>,
+
+    /// Postgres URL for the `LISTEN` connection of `/notes/events` (must reach Postgres
+    /// directly or through a session-mode pooler). Defaults to DATABASE_URL.
+    #[arg(long, env = "EVENTS_DATABASE_URL", hide_env_values = true)]
+    pub events_database_url: Option<String>,
+
+    /// Hot standbys for reads that tolerate lag, comma-separated URLs. Unset: every read
+    /// goes to DATABASE_URL.
+    #[arg(long, env = "DATABASE_READ_URL", hide_env_values = true)]
+    pub database_read_url: Option<String>,
+
+    /// Most pooled connections per standby.
+    #[arg(long, env = "DB_READ_POOL_SIZE", default_value_t = 8)]
+    pub db_read_pool_size: usize,
+
+    /// Milliseconds a read carrying `Pgbridge-Min-Lsn` waits for a standby to replay that
+    /// far before it goes to the primary instead.
+    #[arg(long, env = "READ_LSN_WAIT_MS", default_value_t = 250)]
+    pub read_lsn_wait_ms: u64,
+
+    /// A standby whose replay lags more than this many milliseconds is skipped.
+    #[arg(long, env = "READ_MAX_LAG_MS", default_value_t = 5_000)]
+    pub read_max_lag_ms: u64,
 }
 
 impl Config {
@@ -124,6 +159,13 @@ impl Config {
             validate_apps: false,
             healthcheck: false,
             log_filter: "info".into(),
+            db_pool_mode: PoolMode::Session,
+            migrate_database_url: None,
+            events_database_url: None,
+            database_read_url: None,
+            db_read_pool_size: 8,
+            read_lsn_wait_ms: 250,
+            read_max_lag_ms: 5_000,
         }
     }
 
@@ -135,6 +177,68 @@ impl Config {
             pool_wait: Duration::from_millis(self.db_pool_timeout_ms),
             connect_timeout: Duration::from_millis(self.db_connect_timeout_ms),
             statement_timeout: Duration::from_millis(self.db_statement_timeout_ms),
+            pool_mode: self.db_pool_mode,
+        }
+    }
+
+    /// The URL migrations use: `MIGRATE_DATABASE_URL`, else `DATABASE_URL`.
+    pub fn migrate_url(&self) -> &str {
+        non_empty(&self.migrate_database_url).unwrap_or(&self.database_url)
+    }
+
+    /// The URL the `LISTEN` connection uses: `EVENTS_DATABASE_URL`, else `DATABASE_URL`.
+    pub fn events_url(&self) -> &str {
+        non_empty(&self.events_database_url).unwrap_or(&self.database_url)
+    }
+
+    /// The standby URLs of `DATABASE_READ_URL`, in order.
+    pub fn read_urls(&self) -> Vec<String> {
+        non_empty(&self.database_read_url)
+            .map(|urls| {
+                urls.split(',')
+                    .map(str::trim)
+                    .filter(|url| !url.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Refuses, with a message saying what to set, what cannot work through a
+    /// transaction pooler: `LISTEN` (notifications reach a server connection the pooler
+    /// has already lent to someone else) and the migrator's session advisory lock. Only
+    /// the configuration is checked: `DB_POOL_MODE=transaction` says that DATABASE_URL is
+    /// such a pooler, so the events and migration URLs must differ from it.
+    pub fn check_pooler(&self) -> Result<(), String> {
+        if self.db_pool_mode != PoolMode::Transaction {
+            return Ok(());
+        }
+        if self.events_url() == self.database_url {
+            return Err(
+                "DB_POOL_MODE=transaction: LISTEN does not work through a transaction \
+                 pooler (notifications would silently never arrive); set EVENTS_DATABASE_URL \
+                 to a URL that reaches Postgres directly"
+                    .into(),
+            );
+        }
+        if self.migrate_on_start() && self.migrate_url() == self.database_url {
+            return Err(
+                "DB_POOL_MODE=transaction: migrations take a session advisory lock, \
+                 which a transaction pooler does not keep; set MIGRATE_DATABASE_URL to a URL \
+                 that reaches Postgres directly, or MIGRATE=false"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The standbys' routing settings.
+    pub fn read_route(&self) -> crate::db::replica::ReadConfig {
+        crate::db::replica::ReadConfig {
+            urls: self.read_urls(),
+            pool_size: self.db_read_pool_size,
+            lsn_wait: Duration::from_millis(self.read_lsn_wait_ms),
+            max_lag: Duration::from_millis(self.read_max_lag_ms),
         }
     }
 
@@ -157,6 +261,10 @@ impl Config {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
     }
+}
+
+fn non_empty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
 #[cfg(test)]
@@ -208,6 +316,36 @@ mod tests {
                 .unwrap()
                 .migrate_on_start()
         );
+    }
+
+    #[test]
+    fn a_transaction_pooler_needs_direct_urls_for_listen_and_migrations() {
+        let mut config = Config::new("postgres://app@pgbouncer:6432/app");
+        assert!(config.check_pooler().is_ok(), "session mode checks nothing");
+        config.db_pool_mode = PoolMode::Transaction;
+        let err = config.check_pooler().unwrap_err();
+        assert!(err.contains("EVENTS_DATABASE_URL"), "{err}");
+        config.events_database_url = Some("postgres://app@postgres:5432/app".into());
+        let err = config.check_pooler().unwrap_err();
+        assert!(err.contains("MIGRATE_DATABASE_URL"), "{err}");
+        config.migrate = false;
+        assert!(config.check_pooler().is_ok());
+        config.migrate = true;
+        config.migrate_database_url = Some("postgres://app@postgres:5432/app".into());
+        assert!(config.check_pooler().is_ok());
+        assert_eq!(config.events_url(), "postgres://app@postgres:5432/app");
+    }
+
+    #[test]
+    fn read_urls_are_comma_separated() {
+        let config = Config::try_parse_from([
+            "pgbridge",
+            "--database-read-url",
+            "postgres://a/x, postgres://b/x,",
+        ])
+        .unwrap();
+        assert_eq!(config.read_urls(), ["postgres://a/x", "postgres://b/x"]);
+        assert!(Config::new("postgres://a/x").read_urls().is_empty());
     }
 
     #[test]

@@ -33,6 +33,7 @@ mod http_edge;
 pub mod metrics;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::routing::get;
@@ -43,6 +44,7 @@ use crate::apps::notes::events::{Broadcast, Feed};
 use crate::awsgi::{Application, AwsgiLayer, Validator};
 use crate::config::Config;
 use crate::db::listener::{ListenConfig, Listener};
+use crate::db::replica::ReadRouter;
 use crate::db::{Db, DbError};
 use crate::metrics::Metrics;
 
@@ -57,16 +59,22 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Request counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Reads that tolerate lag: standbys (`DATABASE_READ_URL`), else the primary.
+    pub reads: ReadRouter,
+    /// Set once [`shutdown`](Self::shutdown) began: `/readyz` answers 503 from then on.
+    pub draining: Arc<AtomicBool>,
 }
 
 impl AppState {
     /// Builds the pool (opening no connection yet) and starts the note-event listener,
     /// which connects in the background. Needs a tokio runtime.
     pub fn new(config: Config) -> Result<Self, DbError> {
+        config.check_pooler().map_err(DbError::Config)?;
         let db = Db::connect(&config.db())?;
+        let reads = ReadRouter::new(db.clone(), &config.read_route(), &config.db())?;
         let listener = Listener::spawn(
             ListenConfig {
-                url: config.database_url.clone(),
+                url: config.events_url().to_owned(),
                 channel: apps::notes::events::CHANNEL,
                 capacity: config.events_buffer,
                 connect_timeout: Duration::from_millis(config.db_connect_timeout_ms),
@@ -83,11 +91,15 @@ impl AppState {
             feed,
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
+            reads,
+            draining: Arc::new(AtomicBool::new(false)),
         })
     }
 
-    /// Begins a graceful stop: event streams end, so in-flight requests can finish.
+    /// Begins a graceful stop: `/readyz` turns 503 ("draining"), event streams end, so
+    /// in-flight requests can finish.
     pub fn shutdown(&self) {
+        self.draining.store(true, Ordering::Relaxed);
         self.feed.listener.stop();
     }
 }
@@ -106,6 +118,7 @@ pub fn router(state: AppState) -> Router {
     let readiness = apps::health::Readiness {
         db: state.db.clone(),
         timeout: state.config.ready_timeout(),
+        draining: state.draining.clone(),
     };
 
     let mount = Mount {
@@ -126,6 +139,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::handler).with_state(state.clone()));
     let routes = routes
         .layer(Extension(state.db.clone()))
+        .layer(Extension(state.reads.clone()))
         .layer(Extension(state.feed.clone()));
     http_edge::layers(routes, &state)
 }

@@ -55,7 +55,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 
     if state.config.migrate_on_start() {
         let applied = Migrator::embedded()?
-            .run_url(&state.config.database_url)
+            .run_url(state.config.migrate_url())
             .await?;
         tracing::info!(applied = applied.len(), "migrations up to date");
     } else {

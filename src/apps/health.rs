@@ -1,5 +1,7 @@
 //! `GET /healthz` and `GET /readyz`: native axum handlers beside the contract's apps.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Json;
@@ -15,6 +17,8 @@ pub struct Readiness {
     pub db: Db,
     /// How long the ping may take.
     pub timeout: Duration,
+    /// Set when a graceful shutdown began.
+    pub draining: Arc<AtomicBool>,
 }
 
 /// Liveness: the process is up and serving. Touches no database.
@@ -24,7 +28,15 @@ pub async fn healthz() -> impl IntoResponse {
 
 /// Readiness: Postgres answers `SELECT 1` within the ready timeout. 503 (JSON error shape)
 /// when it does not, so a load balancer stops sending traffic until it does.
+/// From the start of a graceful shutdown, 503 with code `draining`, so a load balancer
+/// stops choosing this replica before it stops answering.
 pub async fn readyz(State(ready): State<Readiness>) -> Response {
+    if ready.draining.load(Ordering::Relaxed) {
+        let body = serde_json::json!({
+            "error": { "code": "draining", "message": "shutting down; use another replica" }
+        });
+        return (http::StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
     match ready.db.ping(ready.timeout).await {
         Ok(()) => Json(serde_json::json!({ "status": "ready" })).into_response(),
         Err(err) => {

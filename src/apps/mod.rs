@@ -1,6 +1,7 @@
 //! Applications written against the contract, one file each, plus the native health
 //! handlers. [`crate::router`] mounts them.
 
+pub mod consistency;
 pub mod health;
 pub mod index;
 pub mod notes;

@@ -18,6 +18,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{CancelToken, NoTls, Row, Statement};
 
 use super::DbError;
+use super::pooler::{self, StatementTypes};
 
 /// Cancels sent for abandoned queries, process-wide, for `/metrics`.
 static CANCELS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -53,6 +54,8 @@ type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 pub struct Conn {
     client: Option<Object>,
     cancel: Arc<Canceller>,
+    /// Set in `DB_POOL_MODE=transaction`: statements run unnamed, timed by the client.
+    unnamed: Option<Arc<StatementTypes>>,
 }
 
 /// Where to send cancel requests: the server the pool connects to.
@@ -76,7 +79,11 @@ impl ServerAddr {
 }
 
 impl Conn {
-    pub(super) fn new(client: Object, server: Option<Arc<ServerAddr>>) -> Self {
+    pub(super) fn new(
+        client: Object,
+        server: Option<Arc<ServerAddr>>,
+        unnamed: Option<Arc<StatementTypes>>,
+    ) -> Self {
         let cancel = Arc::new(Canceller {
             token: client.cancel_token(),
             server,
@@ -85,11 +92,32 @@ impl Conn {
         Self {
             client: Some(client),
             cancel,
+            unnamed,
         }
+    }
+
+    /// Transaction-pooler mode: `sql` unnamed in one round trip, under the client-side
+    /// statement timeout. Rows, and the number of rows changed.
+    async fn unnamed<T: pooler::Shape>(
+        &self,
+        types: &StatementTypes,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<T, DbError> {
+        let client: &tokio_postgres::Client = self.client();
+        let work = async {
+            let param_types = types.outside_tx(client, sql).await?;
+            T::run(client, sql, pooler::typed(params, &param_types)).await
+        };
+        let guarded = self.guarded(work);
+        self.cancel.timed(types.statement_timeout, guarded).await
     }
 
     /// Runs `sql` (prepared once per connection) and returns its rows.
     pub async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+        if let Some(types) = &self.unnamed {
+            return self.unnamed(types, sql, params).await;
+        }
         let statement = self.prepare(sql).await?;
         self.guarded(self.client().query(&statement, params))
             .await
@@ -98,6 +126,9 @@ impl Conn {
 
     /// Runs `sql` and returns its one row; no row, or several, is an error.
     pub async fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, DbError> {
+        if let Some(types) = &self.unnamed {
+            return self.unnamed(types, sql, params).await;
+        }
         let statement = self.prepare(sql).await?;
         self.guarded(self.client().query_one(&statement, params))
             .await
@@ -106,6 +137,9 @@ impl Conn {
 
     /// Runs `sql` and returns its row, if any.
     pub async fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
+        if let Some(types) = &self.unnamed {
+            return self.unnamed(types, sql, params).await;
+        }
         let statement = self.prepare(sql).await?;
         self.guarded(self.client().query_opt(&statement, params))
             .await
@@ -114,6 +148,9 @@ impl Conn {
 
     /// Runs `sql` and returns the number of rows it changed.
     pub async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
+        if let Some(types) = &self.unnamed {
+            return self.unnamed(types, sql, params).await;
+        }
         let statement = self.prepare(sql).await?;
         self.guarded(self.client().execute(&statement, params))
             .await
@@ -146,7 +183,11 @@ impl Conn {
             .as_mut()
             .expect("the client is only taken out in Drop");
         let tx = cancel.guarded(client.transaction()).await?;
-        Ok(Tx { tx, cancel })
+        Ok(Tx {
+            tx,
+            cancel,
+            unnamed: self.unnamed.clone(),
+        })
     }
 
     /// Runs any future that uses this connection (a `COPY`, a raw client call) with the
@@ -200,11 +241,31 @@ impl std::fmt::Debug for Conn {
 pub struct Tx<'a> {
     tx: deadpool_postgres::Transaction<'a>,
     cancel: Arc<Canceller>,
+    unnamed: Option<Arc<StatementTypes>>,
 }
 
 impl Tx<'_> {
+    /// Transaction-pooler mode: `sql` unnamed, under the client-side statement timeout.
+    async fn unnamed<T: pooler::Shape>(
+        &self,
+        types: &StatementTypes,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<T, DbError> {
+        let tx: &tokio_postgres::Transaction<'_> = &self.tx;
+        let work = async {
+            let param_types = types.in_tx(tx, sql).await?;
+            T::run(tx, sql, pooler::typed(params, &param_types)).await
+        };
+        let guarded = self.cancel.guarded(work);
+        self.cancel.timed(types.statement_timeout, guarded).await
+    }
+
     /// Runs `sql` (prepared once per connection) and returns its rows.
     pub async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+        if let Some(types) = &self.unnamed {
+            return self.unnamed(types, sql, params).await;
+        }
         let statement = self.prepare(sql).await?;
         self.cancel
             .guarded(self.tx.query(&statement, params))
@@ -214,6 +275,9 @@ impl Tx<'_> {
 
     /// Runs `sql` and returns its one row.
     pub async fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, DbError> {
+        if let Some(types) = &self.unnamed {
+            return self.unnamed(types, sql, params).await;
+        }
         let statement = self.prepare(sql).await?;
         self.cancel
             .guarded(self.tx.query_one(&statement, params))
@@ -223,6 +287,9 @@ impl Tx<'_> {
 
     /// Runs `sql` and returns its row, if any.
     pub async fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
+        if let Some(types) = &self.unnamed {
+            return self.unnamed(types, sql, params).await;
+        }
         let statement = self.prepare(sql).await?;
         self.cancel
             .guarded(self.tx.query_opt(&statement, params))
@@ -232,6 +299,9 @@ impl Tx<'_> {
 
     /// Runs `sql` and returns the number of rows it changed.
     pub async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
+        if let Some(types) = &self.unnamed {
+            return self.unnamed(types, sql, params).await;
+        }
         let statement = self.prepare(sql).await?;
         self.cancel
             .guarded(self.tx.execute(&statement, params))
@@ -302,6 +372,28 @@ impl Canceller {
             }
         });
         *pending = Some(handle);
+    }
+
+    /// Client-side statement timeout (transaction-pooler mode): when `work` runs past
+    /// `timeout`, a cancel is sent and `work` is awaited for the server's answer —
+    /// normally `57014 query_canceled`, the same error a server-side `statement_timeout`
+    /// gives. A server that does not answer within [`SETTLE_TIMEOUT`] makes it
+    /// [`DbError::Unavailable`].
+    async fn timed<T, F>(&self, timeout: Duration, work: F) -> Result<T, DbError>
+    where
+        F: Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        tokio::pin!(work);
+        if let Ok(result) = tokio::time::timeout(timeout, &mut work).await {
+            return result.map_err(Into::into);
+        }
+        self.cancel_in_background();
+        match tokio::time::timeout(SETTLE_TIMEOUT, work).await {
+            Ok(result) => result.map_err(Into::into),
+            Err(_) => Err(DbError::Unavailable(format!(
+                "a statement ran past the statement timeout ({timeout:?}) and did not answer its cancel"
+            ))),
+        }
     }
 
     fn take_pending(&self) -> Option<JoinHandle<()>> {

@@ -23,7 +23,10 @@ mod error;
 pub mod listener;
 pub mod migrate;
 mod pool;
+pub mod pooler;
+pub mod replica;
 
 pub use conn::{Conn, Tx, cancels_sent};
 pub use error::DbError;
 pub use pool::{Db, DbConfig, PoolStatus};
+pub use pooler::PoolMode;

@@ -8,6 +8,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 use super::conn::ServerAddr;
+use super::pooler::{PoolMode, StatementTypes};
 use super::{Conn, DbError};
 
 /// What the pool needs to know. The service fills it from [`crate::config::Config`].
@@ -23,6 +24,9 @@ pub struct DbConfig {
     pub connect_timeout: Duration,
     /// `statement_timeout`, set on every connection: no statement runs longer.
     pub statement_timeout: Duration,
+    /// How `url` reaches Postgres: directly (or a session pooler), or through a
+    /// transaction pooler (no startup options, unnamed statements; see [`super::pooler`]).
+    pub pool_mode: PoolMode,
 }
 
 impl DbConfig {
@@ -39,6 +43,7 @@ impl DbConfig {
             pool_wait: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(3),
             statement_timeout: Duration::from_secs(15),
+            pool_mode: PoolMode::Session,
         }
     }
 }
@@ -63,6 +68,8 @@ impl DbConfig {
 pub struct Db {
     pool: Pool,
     server: Option<Arc<ServerAddr>>,
+    /// `Some` in transaction-pooler mode.
+    unnamed: Option<Arc<StatementTypes>>,
 }
 
 /// A snapshot of the pool, for metrics.
@@ -85,11 +92,18 @@ impl Db {
             .map_err(|err| DbError::Config(format!("DATABASE_URL: {err}")))?;
         pg.connect_timeout(config.connect_timeout);
         let statement_ms = config.statement_timeout.as_millis();
-        let options = match pg.get_options() {
-            Some(existing) => format!("{existing} -c statement_timeout={statement_ms}"),
-            None => format!("-c statement_timeout={statement_ms}"),
+        let unnamed = match config.pool_mode {
+            PoolMode::Session => {
+                let options = match pg.get_options() {
+                    Some(existing) => format!("{existing} -c statement_timeout={statement_ms}"),
+                    None => format!("-c statement_timeout={statement_ms}"),
+                };
+                pg.options(options);
+                None
+            }
+            // A transaction pooler refuses startup options: the client times statements.
+            PoolMode::Transaction => Some(Arc::new(StatementTypes::new(config.statement_timeout))),
         };
-        pg.options(options);
         if pg.get_application_name().is_none() {
             pg.application_name("pgbridge");
         }
@@ -109,13 +123,17 @@ impl Db {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|err| DbError::Config(err.to_string()))?;
-        Ok(Self { pool, server })
+        Ok(Self {
+            pool,
+            server,
+            unnamed,
+        })
     }
 
     /// A pooled connection, within the wait timeout.
     pub async fn conn(&self) -> Result<Conn, DbError> {
         let object = self.pool.get().await?;
-        Ok(Conn::new(object, self.server.clone()))
+        Ok(Conn::new(object, self.server.clone(), self.unnamed.clone()))
     }
 
     /// `SELECT 1` within `timeout`: readiness.

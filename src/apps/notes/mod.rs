@@ -29,6 +29,7 @@ use crate::awsgi::{Body, Environ, Error, StartResponse};
 use crate::db::{Conn, DbError};
 use crate::error::{ApiError, FieldError};
 
+use super::consistency::{commit_headers, read_route, served_by};
 use super::{bounded_query, db};
 use store::{Filter, Recorded};
 
@@ -70,26 +71,32 @@ async fn list(environ: Environ, start_response: StartResponse) -> Result<Body, E
         tag: environ.query("tag").filter(|t| !t.is_empty()),
         q: environ.query("q").filter(|q| !q.is_empty()),
     };
-    let conn = db(&environ)?.conn().await?;
+    let conn = read_route(&environ)?.reader().await?;
     let page = store::list(&conn, &filter, after, limit).await?;
     let body = json!({
         "notes": page.notes,
         "next_cursor": page.next_after.map(conditional::encode_cursor),
     });
-    send_json(&start_response, "200 OK", &[], &body)
+    send_json(&start_response, "200 OK", &[served_by(&conn)], &body)
 }
 
 async fn show(environ: Environ, start_response: StartResponse, id: i64) -> Result<Body, Error> {
-    let conn = db(&environ)?.conn().await?;
+    let conn = read_route(&environ)?.reader().await?;
     let note = store::get(&conn, id).await?.ok_or_else(|| not_found(id))?;
     let etag = conditional::etag(note.version);
+    let served = served_by(&conn);
     if header_str(&environ, header::IF_NONE_MATCH)
         .is_some_and(|h| conditional::none_match(h, note.version))
     {
-        start_response.start("304 Not Modified", [("ETag", etag.as_str())])?;
+        start_response.start("304 Not Modified", [("ETag", etag.as_str()), served])?;
         return Ok(Body::empty());
     }
-    send_json(&start_response, "200 OK", &[("ETag", &etag)], &json!(note))
+    send_json(
+        &start_response,
+        "200 OK",
+        &[("ETag", &etag), served],
+        &json!(note),
+    )
 }
 
 async fn create(mut environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
@@ -109,7 +116,8 @@ async fn create(mut environ: Environ, start_response: StartResponse) -> Result<B
     for _ in 0..2 {
         if let Some(key) = &key {
             if let Some(first) = store::recorded(&conn, key).await? {
-                return replay(&start_response, first, &request_hash);
+                let lsn = commit_headers(&conn).await?;
+                return replay(&start_response, first, &request_hash, &lsn);
             }
         }
         let tx = conn.transaction().await?;
@@ -129,7 +137,8 @@ async fn create(mut environ: Environ, start_response: StartResponse) -> Result<B
             }
         }
         tx.commit().await?;
-        return send_recorded(&start_response, &recorded, false);
+        let lsn = commit_headers(&conn).await?;
+        return send_recorded(&start_response, &recorded, false, &lsn);
     }
     tracing::error!("idempotency key raced twice");
     Err(ApiError::Internal.into())
@@ -170,10 +179,15 @@ async fn patch(
         Some(note) => note,
         None => return Err(gone_or_stale(&conn, id).await?.into()),
     };
+    let [lsn, cookie] = commit_headers(&conn).await?;
     send_json(
         &start_response,
         "200 OK",
-        &[("ETag", &conditional::etag(note.version))],
+        &[
+            ("ETag", &conditional::etag(note.version)),
+            (lsn.0, &lsn.1),
+            (cookie.0, &cookie.1),
+        ],
         &json!(note),
     )
 }
@@ -187,7 +201,7 @@ async fn delete(environ: Environ, start_response: StartResponse, id: i64) -> Res
     if !store::delete(&conn, id, expected).await? {
         return Err(gone_or_stale(&conn, id).await?.into());
     }
-    start_response.start("204 No Content", Vec::<(String, String)>::new())?;
+    start_response.start("204 No Content", commit_headers(&conn).await?)?;
     Ok(Body::empty())
 }
 
@@ -203,6 +217,7 @@ fn replay(
     start_response: &StartResponse,
     first: Recorded,
     request_hash: &[u8],
+    lsn: &[(&str, String)],
 ) -> Result<Body, Error> {
     if first.request_hash != request_hash {
         return Err(ApiError::Invalid(vec![FieldError {
@@ -211,18 +226,20 @@ fn replay(
         }])
         .into());
     }
-    send_recorded(start_response, &first, true)
+    send_recorded(start_response, &first, true, lsn)
 }
 
 fn send_recorded(
     start_response: &StartResponse,
     recorded: &Recorded,
     replayed: bool,
+    lsn: &[(&str, String)],
 ) -> Result<Body, Error> {
     let mut headers = vec![
         ("Location", recorded.location.as_str()),
         ("ETag", recorded.etag.as_str()),
     ];
+    headers.extend(lsn.iter().map(|(name, value)| (*name, value.as_str())));
     if replayed {
         headers.push(("Idempotent-Replayed", "true"));
     }
