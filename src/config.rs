@@ -122,6 +122,13 @@ pub struct Config {
     /// A standby whose replay lags more than this many milliseconds is skipped.
     #[arg(long, env = "READ_MAX_LAG_MS", default_value_t = 5_000)]
     pub read_max_lag_ms: u64,
+
+    /// Milliseconds between SIGTERM and closing the listener: meanwhile `/readyz` answers
+    /// 503 and every response says `Connection: close`, so a proxy stops using this
+    /// replica before it stops answering. Set it above the proxy's upstream
+    /// `keepalive_timeout` (deploy/nginx.conf: 4 s).
+    #[arg(long, env = "DRAIN_DELAY_MS", default_value_t = 0)]
+    pub drain_delay_ms: u64,
 }
 
 impl Config {
@@ -166,6 +173,7 @@ impl Config {
             db_read_pool_size: 8,
             read_lsn_wait_ms: 250,
             read_max_lag_ms: 5_000,
+            drain_delay_ms: 0,
         }
     }
 
@@ -230,6 +238,11 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// `drain_delay_ms` as a duration.
+    pub fn drain_delay(&self) -> Duration {
+        Duration::from_millis(self.drain_delay_ms)
     }
 
     /// The standbys' routing settings.

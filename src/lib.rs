@@ -28,6 +28,7 @@ pub mod apps;
 pub mod awsgi;
 pub mod config;
 pub mod db;
+mod drain;
 pub mod error;
 mod http_edge;
 pub mod metrics;
@@ -140,6 +141,10 @@ pub fn router(state: AppState) -> Router {
     let routes = routes
         .layer(Extension(state.db.clone()))
         .layer(Extension(state.reads.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            state.draining.clone(),
+            drain::refuse_reads,
+        ))
         .layer(Extension(state.feed.clone()));
     http_edge::layers(routes, &state)
 }

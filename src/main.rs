@@ -75,8 +75,16 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let drain_delay = stopping.config.drain_delay();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown_signal().await;
+        // Draining (src/drain.rs): not ready, `Connection: close`, event streams end; the
+        // listener stays open until the delay has passed.
+        stopping.shutdown();
+        if !drain_delay.is_zero() {
+            tracing::info!(?drain_delay, "draining before closing the listener");
+            tokio::time::sleep(drain_delay).await;
+        }
         tracing::info!(
             ?grace,
             "shutting down: no new connections, finishing in-flight requests"

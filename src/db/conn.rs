@@ -433,16 +433,18 @@ async fn cancel_and_confirm(
 
     match server {
         Some(ServerAddr::Tcp(host, port)) => {
-            let mut stream = tokio::net::TcpStream::connect((host.as_str(), *port))
+            let stream = tokio::net::TcpStream::connect((host.as_str(), *port))
                 .await
                 .map_err(|err| DbError::Unavailable(format!("cancel: {err}")))?;
+            let mut stream = pooler::NoShutdown(stream);
             token.cancel_query_raw(&mut stream, NoTls).await?;
             to_eof(&mut stream).await;
         }
         Some(ServerAddr::Unix(path)) => {
-            let mut stream = tokio::net::UnixStream::connect(path)
+            let stream = tokio::net::UnixStream::connect(path)
                 .await
                 .map_err(|err| DbError::Unavailable(format!("cancel: {err}")))?;
+            let mut stream = pooler::NoShutdown(stream);
             token.cancel_query_raw(&mut stream, NoTls).await?;
             to_eof(&mut stream).await;
         }

@@ -199,6 +199,49 @@ impl Shape for u64 {
     }
 }
 
+/// A stream whose `shutdown` does nothing: for sending a cancel request.
+///
+/// tokio-postgres' `cancel_query_raw` half-closes the connection after writing the
+/// request. Postgres does not mind; PgBouncer 1.18 takes the half-close for a client that
+/// went away ("client unexpected eof") and drops the cancel before forwarding it. Kept
+/// open, the connection is closed by the server once the cancel has been delivered, which
+/// is also the confirmation the caller waits for.
+pub(crate) struct NoShutdown<S>(pub(crate) S);
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for NoShutdown<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for NoShutdown<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
