@@ -36,15 +36,17 @@ pub(crate) async fn connection_close(
     response
 }
 
-/// Request middleware: while draining, `GET`/`HEAD` (safe to retry elsewhere) get 503
-/// `draining`; everything else is served, with `Connection: close`.
+/// Request middleware: while draining, `GET`/`HEAD` (safe to retry elsewhere; not
+/// `/healthz`) get 503 `draining`; everything else is served, with `Connection: close`.
 pub(crate) async fn refuse_reads(
     State(draining): State<Arc<AtomicBool>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let idempotent = matches!(*request.method(), Method::GET | Method::HEAD);
-    let response = if idempotent && draining.load(Ordering::Relaxed) {
+    // Liveness stays true while draining: the process is up, only leaving.
+    let refusable = matches!(*request.method(), Method::GET | Method::HEAD)
+        && request.uri().path() != "/healthz";
+    let response = if refusable && draining.load(Ordering::Relaxed) {
         let body = serde_json::json!({
             "error": { "code": "draining", "message": "this replica is shutting down; retry" }
         });

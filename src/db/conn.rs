@@ -157,7 +157,9 @@ impl Conn {
             .map_err(Into::into)
     }
 
-    /// `sql`, prepared once per connection and cached.
+    /// `sql`, prepared once per connection and cached. The statement is named: with
+    /// `DB_POOL_MODE=transaction` it is valid only inside one transaction ([`Tx`]); the
+    /// `query*`/`execute` helpers above run unnamed statements in that mode instead.
     pub async fn prepare(&self, sql: &str) -> Result<Statement, DbError> {
         self.guarded(self.client().prepare_cached(sql))
             .await
