@@ -130,6 +130,17 @@ impl Db {
         })
     }
 
+    /// How this pool reaches Postgres (`DB_POOL_MODE`): a statement path of its own must
+    /// run statements unnamed, under a client-side timeout, in
+    /// [`PoolMode::Transaction`] (see [`super::pooler`]).
+    pub fn pool_mode(&self) -> PoolMode {
+        if self.unnamed.is_some() {
+            PoolMode::Transaction
+        } else {
+            PoolMode::Session
+        }
+    }
+
     /// A pooled connection, within the wait timeout.
     pub async fn conn(&self) -> Result<Conn, DbError> {
         let object = self.pool.get().await?;
