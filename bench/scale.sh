@@ -12,14 +12,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-32}
-NOTES=200
+export NOTES=200
 
 for tool in wrk curl /usr/sbin/nginx /usr/sbin/pgbouncer; do
   command -v "$tool" >/dev/null || { echo "missing $tool (bash .ci/run installs nginx and pgbouncer)" >&2; exit 1; }
 done
 
 source bench/lib.sh
-start_postgres fsync=off synchronous_commit=off shared_buffers=128MB
+# synchronous_commit on (fsync off): a commit reaches the standby at once, as in production;
+# with it off, WAL waits for the WAL writer (200 ms) and read-your-writes waits with it.
+start_postgres fsync=off shared_buffers=128MB
 DIRECT="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
 
 scale_cleanup() {
@@ -150,7 +152,8 @@ read -r THREE_RPS THREE_P99 <<< "$(run_wrk nginx3 "http://127.0.0.1:$THREE" -s "
 echo "== a read on the primary: direct with named prepared statements, direct unnamed, PgBouncer unnamed"
 Q1=$(free_port); Q2=$(free_port); Q3=$(free_port)
 start_replica "$Q1" DATABASE_URL="$DIRECT" DB_POOL_MODE=session DATABASE_READ_URL=
-start_replica "$Q2" DATABASE_URL="$DIRECT" DB_POOL_MODE=transaction DATABASE_READ_URL=
+start_replica "$Q2" DATABASE_URL="$DIRECT" DB_POOL_MODE=transaction DATABASE_READ_URL= \
+  EVENTS_DATABASE_URL="$DIRECT?application_name=listener" MIGRATE=false
 start_replica "$Q3" DATABASE_READ_URL=
 read -r NAMED_RPS NAMED_P99 <<< "$(run_wrk named "http://127.0.0.1:$Q1" -s "$READ_LUA")"
 stop_replica "$Q1"
@@ -160,14 +163,14 @@ read -r POOLED_RPS POOLED_P99 <<< "$(run_wrk pooled "http://127.0.0.1:$Q3" -s "$
 stop_replica "$Q3"
 
 echo "== mixed load through nginx (1 write in 10, reads with the writer's token)"
-read -r MIXED_RPS MIXED_P99 <<< "$(run_wrk mixed "http://127.0.0.1:$THREE" -s bench/scale_mixed.lua -- "$NOTES")"
+read -r MIXED_RPS MIXED_P99 <<< "$(run_wrk mixed "http://127.0.0.1:$THREE" -s bench/scale_mixed.lua)"
 SERVED=$(grep SERVED "$WORK/wrk-mixed.txt")
 SB=$(echo "$SERVED" | sed 's/.*standby=\([0-9]*\).*/\1/'); PR=$(echo "$SERVED" | sed 's/.*primary=\([0-9]*\).*/\1/')
 SHARE=$(python3 -c "print(f'{100*$SB/max(1,$SB+$PR):.1f}')")
 
 echo "== rolling restart under the mixed load (each replica SIGTERMed and restarted in turn)"
 ROLL_SECS=$((3 * 8 + 4))
-wrk -t2 -c16 -d"${ROLL_SECS}s" -s bench/scale_mixed.lua "http://127.0.0.1:$THREE" -- "$NOTES" > "$WORK/wrk-roll.txt" &
+wrk -t2 -c16 -d"${ROLL_SECS}s" -s bench/scale_mixed.lua "http://127.0.0.1:$THREE" > "$WORK/wrk-roll.txt" &
 WRK_PID=$!
 sleep 2
 for port in "$P1" "$P2" "$P3"; do

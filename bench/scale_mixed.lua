@@ -5,7 +5,7 @@ local threads = {}
 function setup(thread) table.insert(threads, thread) end
 
 function init(args)
-  ids = tonumber(args[1]) or 100
+  ids = tonumber(args[1]) or tonumber(os.getenv("NOTES") or "") or 100
   counter = 0
   token = nil
   standby = 0

@@ -116,7 +116,7 @@ pub struct Config {
 
     /// Milliseconds a read carrying `Pgbridge-Min-Lsn` waits for a standby to replay that
     /// far before it goes to the primary instead.
-    #[arg(long, env = "READ_LSN_WAIT_MS", default_value_t = 250)]
+    #[arg(long, env = "READ_LSN_WAIT_MS", default_value_t = 50)]
     pub read_lsn_wait_ms: u64,
 
     /// A standby whose replay lags more than this many milliseconds is skipped.
@@ -171,7 +171,7 @@ impl Config {
             events_database_url: None,
             database_read_url: None,
             db_read_pool_size: 8,
-            read_lsn_wait_ms: 250,
+            read_lsn_wait_ms: 50,
             read_max_lag_ms: 5_000,
             drain_delay_ms: 0,
         }

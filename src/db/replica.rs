@@ -119,7 +119,7 @@ impl ReadConfig {
         Self {
             urls: urls.into_iter().map(Into::into).collect(),
             pool_size: 8,
-            lsn_wait: Duration::from_millis(250),
+            lsn_wait: Duration::from_millis(50),
             max_lag: Duration::from_secs(5),
         }
     }
