@@ -133,14 +133,23 @@ run_wrk() {
 P1=$(free_port); P2=$(free_port); P3=$(free_port)
 echo "== three replicas through PgBouncer, reads from the standby"
 start_replica "$P1"; start_replica "$P2"; start_replica "$P3"
+# /notes needs a bearer token: one account, logged in once; sessions live in the shared
+# database, so the token works on every replica (and the Lua scripts read it from the env).
+CREDENTIALS='{"username":"bench","password":"bench password"}'
+curl -s -o /dev/null -X POST "http://127.0.0.1:$P1/accounts" -H 'Content-Type: application/json' -d "$CREDENTIALS"
+PGBRIDGE_TOKEN=$(curl -s -X POST "http://127.0.0.1:$P1/sessions" -H 'Content-Type: application/json' -d "$CREDENTIALS" \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
+export PGBRIDGE_TOKEN
 for i in $(seq $NOTES); do
-  curl -s -o /dev/null -X POST "http://127.0.0.1:$P1/notes" -H 'Content-Type: application/json' -d "{\"title\":\"note $i\"}"
+  curl -s -o /dev/null -X POST "http://127.0.0.1:$P1/notes" -H 'Content-Type: application/json' \
+    -H "Authorization: Bearer $PGBRIDGE_TOKEN" -d "{\"title\":\"note $i\"}"
 done
 
 echo "== proxy hop: GET /notes/{id} direct, through nginx to 1 replica, to 3"
 READ_LUA="$WORK/read.lua"
 cat > "$READ_LUA" <<LUA
-request = function() return wrk.format("GET", "/notes/" .. math.random(1, $NOTES)) end
+local auth = { ["Authorization"] = "Bearer " .. os.getenv("PGBRIDGE_TOKEN") }
+request = function() return wrk.format("GET", "/notes/" .. math.random(1, $NOTES), auth) end
 LUA
 read -r DIRECT_RPS DIRECT_P99 <<< "$(run_wrk direct "http://127.0.0.1:$P1" -s "$READ_LUA")"
 start_nginx one "$P1"

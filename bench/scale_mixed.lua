@@ -1,6 +1,7 @@
 -- wrk script for bench/scale.sh: 1 write in 10 (POST /notes), 9 reads of a random note
 -- (GET /notes/{id}) that present the thread's last Pgbridge-Commit-Lsn (read-your-writes).
--- Counts who served the reads (Pgbridge-Served-By) and prints it at the end.
+-- Counts who served the reads (Pgbridge-Served-By) and prints it at the end. Authenticates
+-- with the bearer token in $PGBRIDGE_TOKEN (bench/scale.sh logs in once).
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
 
@@ -10,15 +11,16 @@ function init(args)
   token = nil
   standby = 0
   primary = 0
+  auth = "Bearer " .. (os.getenv("PGBRIDGE_TOKEN") or "")
 end
 
 function request()
   counter = counter + 1
   if counter % 10 == 0 then
-    return wrk.format("POST", "/notes", { ["Content-Type"] = "application/json" },
+    return wrk.format("POST", "/notes", { ["Content-Type"] = "application/json", ["Authorization"] = auth },
       '{"title":"bench","body":"mixed load"}')
   end
-  local headers = {}
+  local headers = { ["Authorization"] = auth }
   if token then headers["Pgbridge-Min-Lsn"] = token end
   return wrk.format("GET", "/notes/" .. math.random(1, ids), headers)
 end
