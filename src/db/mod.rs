@@ -24,9 +24,12 @@ mod error;
 pub mod listener;
 pub mod migrate;
 mod pool;
+pub mod pooler;
+pub mod replica;
 mod scoped;
 
 pub use conn::{Conn, Tx, cancels_sent};
 pub use error::DbError;
 pub use pool::{Db, DbConfig, PoolStatus, Ready};
+pub use pooler::PoolMode;
 pub use scoped::{ACCOUNT_SETTING, RLS_ROLE, Scoped};

@@ -7,6 +7,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 
 use super::conn::ServerAddr;
 use super::connect::{Endpoint, PgConnect};
+use super::pooler::{PoolMode, StatementTypes};
 use super::{Conn, DbError};
 
 /// What the pool needs to know. The service fills it from [`crate::config::Config`].
@@ -22,6 +23,9 @@ pub struct DbConfig {
     pub connect_timeout: Duration,
     /// `statement_timeout`, set on every connection: no statement runs longer.
     pub statement_timeout: Duration,
+    /// How `url` reaches Postgres: directly (or a session pooler), or through a
+    /// transaction pooler (no startup options, unnamed statements; see [`super::pooler`]).
+    pub pool_mode: PoolMode,
 }
 
 impl DbConfig {
@@ -38,6 +42,7 @@ impl DbConfig {
             pool_wait: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(3),
             statement_timeout: Duration::from_secs(15),
+            pool_mode: PoolMode::Session,
         }
     }
 }
@@ -63,6 +68,8 @@ pub struct Db {
     pool: Pool,
     server: Arc<ServerAddr>,
     endpoint: Arc<Endpoint>,
+    /// `Some` in transaction-pooler mode.
+    unnamed: Option<Arc<StatementTypes>>,
 }
 
 /// What [`Db::check_ready`] found.
@@ -96,11 +103,18 @@ impl Db {
         let mut pg = target.config().clone();
         pg.connect_timeout(config.connect_timeout);
         let statement_ms = config.statement_timeout.as_millis();
-        let options = match pg.get_options() {
-            Some(existing) => format!("{existing} -c statement_timeout={statement_ms}"),
-            None => format!("-c statement_timeout={statement_ms}"),
+        let unnamed = match config.pool_mode {
+            PoolMode::Session => {
+                let options = match pg.get_options() {
+                    Some(existing) => format!("{existing} -c statement_timeout={statement_ms}"),
+                    None => format!("-c statement_timeout={statement_ms}"),
+                };
+                pg.options(options);
+                None
+            }
+            // A transaction pooler refuses startup options: the client times statements.
+            PoolMode::Transaction => Some(Arc::new(StatementTypes::new(config.statement_timeout))),
         };
-        pg.options(options);
         if pg.get_application_name().is_none() {
             pg.application_name("pgbridge");
         }
@@ -125,7 +139,19 @@ impl Db {
             pool,
             server,
             endpoint,
+            unnamed,
         })
+    }
+
+    /// How this pool reaches Postgres (`DB_POOL_MODE`): a statement path of its own must
+    /// run statements unnamed, under a client-side timeout, in
+    /// [`PoolMode::Transaction`] (see [`super::pooler`]).
+    pub fn pool_mode(&self) -> PoolMode {
+        if self.unnamed.is_some() {
+            PoolMode::Transaction
+        } else {
+            PoolMode::Session
+        }
     }
 
     /// A pooled connection, within the wait timeout. A failure to open a new one is a
@@ -138,7 +164,11 @@ impl Db {
             )),
             other => other.into(),
         })?;
-        Ok(Conn::new(object, Some(self.server.clone())))
+        Ok(Conn::new(
+            object,
+            Some(self.server.clone()),
+            self.unnamed.clone(),
+        ))
     }
 
     /// `SELECT 1` within `timeout`: readiness.
@@ -171,7 +201,7 @@ impl Db {
                 }
                 Err(err) => return Err(DbError::from(err)),
             };
-            let conn = Conn::new(object, Some(self.server.clone()));
+            let conn = Conn::new(object, Some(self.server.clone()), self.unnamed.clone());
             conn.query_one("SELECT 1", &[])
                 .await
                 .map(|_| Ready::Answered)
