@@ -31,7 +31,8 @@ PORT=$(free_port)
 # login into 429, the hooks' own with them: raise it (the per-account limit stays).
 DATABASE_URL="$PG_URL" BIND_ADDR="127.0.0.1:$PORT" RUST_LOG="${RUST_LOG:-warn}" \
   LOGIN_MAX_FAILURES_PER_ADDRESS=1000000 VALIDATE_APPS=true "$BIN" >"$WORK/pgbridge.log" 2>&1 &
-BENCH_PIDS+=($!)
+SERVER_PID=$!
+BENCH_PIDS+=("$SERVER_PID")
 for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break
   sleep 0.2
@@ -69,6 +70,12 @@ echo "== the seed routes ($SLOW_EXAMPLES examples each)"
 run --max-examples "$SLOW_EXAMPLES" --max-time "${SCHEMATHESIS_SLOW_MAX_TIME:-60}" \
   --phases examples,coverage,fuzzing --include-path-regex '^/seed/' || status=$?
 if [ "$status" != 0 ]; then
-  echo "== service log (last 50 lines)"; tail -50 "$WORK/pgbridge.log"
+  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    wait "$SERVER_PID" && code=0 || code=$?
+    echo "== pgbridge is gone (exit status $code)"
+  fi
+  echo "== service log: panics, then the last 50 lines"
+  grep -n -A5 "panicked" "$WORK/pgbridge.log" | head -40 || true
+  tail -50 "$WORK/pgbridge.log"
 fi
 exit "$status"
