@@ -11,7 +11,7 @@
 # a stream that never ends has no response to check (tests/events.rs covers it).
 # Requests authenticate as an account the script signs up (see .ci/schemathesis_hooks.py).
 # SCHEMATHESIS_ARGS adds options to both runs (e.g. "--generation-allow-x00 false").
-# Needs: schemathesis (pip install schemathesis==4.32.5, as .ci/run does), PostgreSQL server
+# Needs: schemathesis and redbot (pip install schemathesis==4.32.5 redbot==2.7.1, as .ci/run does), PostgreSQL server
 # binaries. Exit status: schemathesis's (0 = zero failures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,6 +69,21 @@ run --max-examples "$EXAMPLES" --max-time "${SCHEMATHESIS_MAX_TIME:-150}" \
 echo "== the seed routes ($SLOW_EXAMPLES examples each)"
 run --max-examples "$SLOW_EXAMPLES" --max-time "${SCHEMATHESIS_SLOW_MAX_TIME:-60}" \
   --phases examples,coverage,fuzzing --include-path-regex '^/seed/' || status=$?
+# REDbot (HTTP caching and validators) on the routes a cache could get wrong: no caching
+# warning allowed. A note of the token's owner gives /notes/{id} something to show.
+echo "== REDbot: caching of /notes, /notes/{id}, /healthz, /readyz"
+note_id=$(curl -fsS -H "Authorization: Bearer $PGBRIDGE_TOKEN" -H 'Content-Type: application/json' \
+  -d '{"title":"redbot"}' "$PGBRIDGE_URL/notes" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+for path in /notes "/notes/$note_id" /healthz /readyz; do
+  if python3 .ci/redbot_check.py "$PGBRIDGE_URL$path" -H "Authorization: Bearer $PGBRIDGE_TOKEN" \
+    > "$WORK/redbot.txt" 2>&1; then
+    echo "   $path: no caching warning"
+  else
+    echo "   $path: REDbot found a caching problem:"
+    cat "$WORK/redbot.txt"
+    status=1
+  fi
+done
 if [ "$status" != 0 ]; then
   if ! kill -0 "$SERVER_PID" 2>/dev/null; then
     wait "$SERVER_PID" && code=0 || code=$?

@@ -250,3 +250,50 @@ async fn browsers_get_the_live_page_and_json_clients_the_index() {
     assert_eq!(missing.status, 404);
     assert_eq!(missing.json()["error"]["code"], "not_found");
 }
+
+/// The embedded files (the page, `/docs`, `/assets/*`, `/openapi.json`) are revalidated,
+/// so each carries a validator, and a client that has the current copy gets a 304.
+#[tokio::test]
+async fn embedded_files_have_an_etag_and_answer_304_to_a_current_copy() {
+    let service = service().await;
+    for (path, accept) in [
+        ("/", "text/html"),
+        ("/docs", "text/html"),
+        ("/openapi.json", "application/json"),
+        ("/assets/live.js", "*/*"),
+        ("/assets/style.css", "*/*"),
+    ] {
+        let request = http::Request::get(path)
+            .header("accept", accept)
+            .body(String::new())
+            .unwrap();
+        let first = send(service.addr, request).await.unwrap();
+        assert_eq!(first.status, 200, "{path}");
+        let etag = first
+            .header("etag")
+            .unwrap_or_else(|| panic!("{path}: no ETag"))
+            .to_owned();
+        assert_eq!(first.header("cache-control"), Some("no-cache"), "{path}");
+
+        let again = http::Request::get(path)
+            .header("accept", accept)
+            .header("if-none-match", format!("\"other\", W/{etag}"))
+            .body(String::new())
+            .unwrap();
+        let again = send(service.addr, again).await.unwrap();
+        assert_eq!(again.status, 304, "{path}");
+        assert_eq!(again.header("etag"), Some(etag.as_str()), "{path}");
+        assert!(again.text().is_empty(), "{path}: a 304 has no body");
+
+        let stale = http::Request::get(path)
+            .header("accept", accept)
+            .header("if-none-match", "\"stale\"")
+            .body(String::new())
+            .unwrap();
+        assert_eq!(
+            send(service.addr, stale).await.unwrap().status,
+            200,
+            "{path}"
+        );
+    }
+}

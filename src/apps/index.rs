@@ -99,11 +99,18 @@ pub async fn app(environ: Environ, start_response: StartResponse) -> Result<Body
         .and_then(|v| v.to_str().ok());
     if web::prefers_html(accept) {
         let headers = web::page_headers("text/html; charset=utf-8");
+        let etag = web::content_etag(web::page());
         let mut pairs: Vec<(&str, &str)> = headers
             .iter()
             .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
             .collect();
         pairs.push(("Vary", "Accept"));
+        pairs.push(("ETag", &etag));
+        if web::not_modified(environ.headers(), &etag) {
+            pairs.retain(|(name, _)| !name.eq_ignore_ascii_case("content-type"));
+            start_response.start("304 Not Modified", pairs)?;
+            return Ok(Body::empty());
+        }
         start_response.start("200 OK", pairs)?;
         return Ok(Body::from(web::page()));
     }

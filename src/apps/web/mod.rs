@@ -12,8 +12,10 @@
 
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderValue, header};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use sha2::{Digest, Sha256};
 
+use crate::apps::notes::conditional::{EntityTag, TagList};
 use crate::error::ApiError;
 
 /// The OpenAPI 3.1 document of every route, checked against the router by
@@ -112,26 +114,72 @@ pub fn page_headers(content_type: &'static str) -> HeaderMap {
     headers
 }
 
+/// The strong entity tag of an embedded file: the first 128 bits of its SHA-256, so it
+/// changes exactly when the file does (that is, with the binary).
+///
+/// ```
+/// let tag = pgbridge::apps::web::content_etag("body { margin: 0 }");
+/// assert!(tag.starts_with('"') && tag.ends_with('"') && tag.len() == 34);
+/// ```
+pub fn content_etag(body: &str) -> String {
+    let digest = Sha256::digest(body.as_bytes());
+    let mut tag = String::with_capacity(34);
+    tag.push('"');
+    for byte in &digest[..16] {
+        tag.push_str(&format!("{byte:02x}"));
+    }
+    tag.push('"');
+    tag
+}
+
+/// Whether the request's `If-None-Match` names `etag` (weak comparison, RFC 9110 §13.1.2):
+/// the client's copy is current and a 304 will do. A malformed header is ignored here — an
+/// embedded file is then simply sent.
+pub fn not_modified(request: &HeaderMap, etag: &str) -> bool {
+    let current = EntityTag::parse(etag);
+    matches!(
+        TagList::from_headers(request, &header::IF_NONE_MATCH),
+        Ok(Some(list)) if list.matches_weak(current.as_ref())
+    )
+}
+
+/// An embedded file with its `ETag`, or 304 when the client already has it.
+fn embedded(request: &HeaderMap, mut headers: HeaderMap, body: &'static str) -> Response {
+    let etag = content_etag(body);
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, value);
+    }
+    if not_modified(request, &etag) {
+        headers.remove(header::CONTENT_TYPE);
+        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    }
+    (headers, body).into_response()
+}
+
 /// `GET /openapi.json`.
-pub async fn openapi() -> Response {
+pub async fn openapi(request: HeaderMap) -> Response {
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    (headers, OPENAPI).into_response()
+    embedded(&request, headers, OPENAPI)
 }
 
 /// `GET /docs`: the API document for people, rendered by `/assets/docs.js`.
-pub async fn docs() -> Response {
-    (page_headers("text/html; charset=utf-8"), DOCS_HTML).into_response()
+pub async fn docs(request: HeaderMap) -> Response {
+    embedded(
+        &request,
+        page_headers("text/html; charset=utf-8"),
+        DOCS_HTML,
+    )
 }
 
-/// `GET /assets/{name}`: one of the embedded files, or 404.
-pub async fn asset(Path(name): Path<String>) -> Response {
+/// `GET /assets/{name}`: one of the embedded files (304 if the client has it), or 404.
+pub async fn asset(Path(name): Path<String>, request: HeaderMap) -> Response {
     match ASSETS.iter().find(|(n, _, _)| *n == name) {
-        Some((_, media, body)) => (page_headers(media), *body).into_response(),
+        Some((_, media, body)) => embedded(&request, page_headers(media), body),
         None => ApiError::not_found(format!("no asset named {name:?}")).into_response(),
     }
 }
