@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::db::DbConfig;
+use crate::db::{DbConfig, SharedConfig};
 
 /// The database `docker compose up` starts; also right for a local Postgres with a
 /// `pgbridge` role and database.
@@ -40,6 +40,16 @@ pub struct Config {
     /// Postgres `statement_timeout`, in milliseconds, set on every connection.
     #[arg(long, env = "DB_STATEMENT_TIMEOUT_MS", default_value_t = 15_000)]
     pub db_statement_timeout_ms: u64,
+
+    /// Shared, pipelined Postgres connections for single short statements (`db.shared()`);
+    /// `0`: one per CPU core.
+    #[arg(long, env = "DB_SHARED_CONNECTIONS", default_value_t = 0)]
+    pub db_shared_connections: usize,
+
+    /// Most statements in flight on one shared connection; past that on all of them, a
+    /// statement is answered 503 at once (backpressure, bounded memory).
+    #[arg(long, env = "DB_SHARED_MAX_IN_FLIGHT", default_value_t = 256)]
+    pub db_shared_max_in_flight: usize,
 
     /// Milliseconds until a request without response headers is answered 408 (its query
     /// is then cancelled on the server). Streaming bodies are not cut by it.
@@ -113,6 +123,8 @@ impl Config {
             db_pool_timeout_ms: 2_000,
             db_connect_timeout_ms: 3_000,
             db_statement_timeout_ms: 15_000,
+            db_shared_connections: 0,
+            db_shared_max_in_flight: 256,
             request_timeout_ms: 30_000,
             body_limit_bytes: 1024 * 1024,
             ready_timeout_ms: 1_000,
@@ -135,6 +147,10 @@ impl Config {
             pool_wait: Duration::from_millis(self.db_pool_timeout_ms),
             connect_timeout: Duration::from_millis(self.db_connect_timeout_ms),
             statement_timeout: Duration::from_millis(self.db_statement_timeout_ms),
+            shared: SharedConfig {
+                connections: self.db_shared_connections,
+                max_in_flight: self.db_shared_max_in_flight,
+            },
         }
     }
 

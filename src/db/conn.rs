@@ -14,10 +14,9 @@ use std::time::Duration;
 
 use deadpool_postgres::Object;
 use tokio::task::JoinHandle;
-use tokio_postgres::types::ToSql;
 use tokio_postgres::{CancelToken, NoTls, Row, Statement};
 
-use super::DbError;
+use super::{DbError, Params};
 
 /// Cancels sent for abandoned queries, process-wide, for `/metrics`.
 static CANCELS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -28,10 +27,13 @@ pub fn cancels_sent() -> u64 {
     CANCELS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// How long the clean-up after a cancel may take before the connection is thrown away.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Counts one cancel sent (the shared path's too).
+pub(super) fn count_cancel() {
+    CANCELS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
 
-type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+/// How long the clean-up after a cancel may take before the connection is thrown away.
+pub(super) const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A connection from the [`Db`](super::Db) pool, with cancel-on-drop queries.
 ///
@@ -321,7 +323,7 @@ impl Canceller {
 /// the backend a moment later. A connection reused in that moment would have its *next*
 /// query cancelled. Postgres closes the cancel connection only after signalling the
 /// backend, so reading to end-of-stream on a connection of our own closes that window.
-async fn cancel_and_confirm(
+pub(super) async fn cancel_and_confirm(
     token: &CancelToken,
     server: Option<&ServerAddr>,
 ) -> Result<(), DbError> {

@@ -8,7 +8,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 use super::conn::ServerAddr;
-use super::{Conn, DbError};
+use super::{Conn, DbError, Shared, SharedConfig};
 
 /// What the pool needs to know. The service fills it from [`crate::config::Config`].
 #[derive(Debug, Clone)]
@@ -23,6 +23,8 @@ pub struct DbConfig {
     pub connect_timeout: Duration,
     /// `statement_timeout`, set on every connection: no statement runs longer.
     pub statement_timeout: Duration,
+    /// The shared, pipelined connections ([`Db::shared`]).
+    pub shared: SharedConfig,
 }
 
 impl DbConfig {
@@ -39,6 +41,7 @@ impl DbConfig {
             pool_wait: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(3),
             statement_timeout: Duration::from_secs(15),
+            shared: SharedConfig::default(),
         }
     }
 }
@@ -63,6 +66,7 @@ impl DbConfig {
 pub struct Db {
     pool: Pool,
     server: Option<Arc<ServerAddr>>,
+    shared: Shared,
 }
 
 /// A snapshot of the pool, for metrics.
@@ -79,21 +83,21 @@ pub struct PoolStatus {
 }
 
 impl Db {
-    /// Builds the pool. Fails only on a malformed URL.
+    /// Builds the pool and the shared connection set. Fails only on a malformed URL.
     pub fn connect(config: &DbConfig) -> Result<Self, DbError> {
-        let mut pg = tokio_postgres::Config::from_str(&config.url)
-            .map_err(|err| DbError::Config(format!("DATABASE_URL: {err}")))?;
-        pg.connect_timeout(config.connect_timeout);
-        let statement_ms = config.statement_timeout.as_millis();
-        let options = match pg.get_options() {
-            Some(existing) => format!("{existing} -c statement_timeout={statement_ms}"),
-            None => format!("-c statement_timeout={statement_ms}"),
-        };
-        pg.options(options);
-        if pg.get_application_name().is_none() {
-            pg.application_name("pgbridge");
-        }
+        let pg = pg_config(config)?;
         let server = ServerAddr::of(&pg).map(Arc::new);
+        let mut shared_pg = pg.clone();
+        if shared_pg.get_application_name() == Some("pgbridge") {
+            shared_pg.application_name("pgbridge-shared");
+        }
+        let shared = Shared::new(
+            config.shared,
+            shared_pg,
+            server.clone(),
+            config.pool_wait,
+            config.connect_timeout,
+        );
         let manager = Manager::from_config(
             pg,
             NoTls,
@@ -109,10 +113,26 @@ impl Db {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|err| DbError::Config(err.to_string()))?;
-        Ok(Self { pool, server })
+        Ok(Self {
+            pool,
+            server,
+            shared,
+        })
     }
 
-    /// A pooled connection, within the wait timeout.
+    /// The shared, pipelined connections: for single short statements.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
+    /// let n: i64 = db.shared().query_one("SELECT count(*) FROM notes", &[]).await?.get(0);
+    /// # Ok(()) }
+    /// ```
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// An exclusive connection from the pool, within the wait timeout: for transactions,
+    /// `LISTEN`, session state, and statements that may run long.
     pub async fn conn(&self) -> Result<Conn, DbError> {
         let object = self.pool.get().await?;
         Ok(Conn::new(object, self.server.clone()))
@@ -162,4 +182,22 @@ impl Db {
             waiting: status.waiting,
         }
     }
+}
+
+/// The driver's configuration for every connection of `config` (pooled or shared):
+/// connect timeout, `statement_timeout`, application name.
+fn pg_config(config: &DbConfig) -> Result<tokio_postgres::Config, DbError> {
+    let mut pg = tokio_postgres::Config::from_str(&config.url)
+        .map_err(|err| DbError::Config(format!("DATABASE_URL: {err}")))?;
+    pg.connect_timeout(config.connect_timeout);
+    let statement_ms = config.statement_timeout.as_millis();
+    let options = match pg.get_options() {
+        Some(existing) => format!("{existing} -c statement_timeout={statement_ms}"),
+        None => format!("-c statement_timeout={statement_ms}"),
+    };
+    pg.options(options);
+    if pg.get_application_name().is_none() {
+        pg.application_name("pgbridge");
+    }
+    Ok(pg)
 }

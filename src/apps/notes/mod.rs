@@ -26,7 +26,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::awsgi::{Body, Environ, Error, StartResponse};
-use crate::db::{Conn, DbError};
+use crate::db::{DbError, Queries};
 use crate::error::{ApiError, FieldError};
 
 use super::{bounded_query, db};
@@ -70,7 +70,7 @@ async fn list(environ: Environ, start_response: StartResponse) -> Result<Body, E
         tag: environ.query("tag").filter(|t| !t.is_empty()),
         q: environ.query("q").filter(|q| !q.is_empty()),
     };
-    let conn = db(&environ)?.conn().await?;
+    let conn = db(&environ)?.shared().clone();
     let page = store::list(&conn, &filter, after, limit).await?;
     let body = json!({
         "notes": page.notes,
@@ -80,7 +80,7 @@ async fn list(environ: Environ, start_response: StartResponse) -> Result<Body, E
 }
 
 async fn show(environ: Environ, start_response: StartResponse, id: i64) -> Result<Body, Error> {
-    let conn = db(&environ)?.conn().await?;
+    let conn = db(&environ)?.shared().clone();
     let note = store::get(&conn, id).await?.ok_or_else(|| not_found(id))?;
     let etag = conditional::etag(note.version);
     if header_str(&environ, header::IF_NONE_MATCH)
@@ -156,7 +156,7 @@ async fn patch(
         .read_to_end()
         .await
         .map_err(ApiError::from)?;
-    let conn = db(&environ)?.conn().await?;
+    let conn = db(&environ)?.shared().clone();
 
     let current = store::get(&conn, id).await?.ok_or_else(|| not_found(id))?;
     if expected.is_some_and(|v| v != current.version) {
@@ -183,7 +183,7 @@ async fn delete(environ: Environ, start_response: StartResponse, id: i64) -> Res
         None => None,
         Some(h) => conditional::if_match_version(h).ok_or_else(stale)?,
     };
-    let conn = db(&environ)?.conn().await?;
+    let conn = db(&environ)?.shared().clone();
     if !store::delete(&conn, id, expected).await? {
         return Err(gone_or_stale(&conn, id).await?.into());
     }
@@ -192,7 +192,7 @@ async fn delete(environ: Environ, start_response: StartResponse, id: i64) -> Res
 }
 
 /// After a conditional write matched no row: 404 if the note is gone, else 412.
-async fn gone_or_stale(conn: &Conn, id: i64) -> Result<ApiError, ApiError> {
+async fn gone_or_stale(conn: &impl Queries, id: i64) -> Result<ApiError, ApiError> {
     Ok(match store::get(conn, id).await? {
         None => not_found(id),
         Some(_) => stale(),

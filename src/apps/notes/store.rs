@@ -1,9 +1,12 @@
 //! The notes' SQL. Every statement is parameterised and prepared once per connection.
+//!
+//! Single statements take `&impl Queries`: the handlers run them on the shared, pipelined
+//! path (`db.shared()`); the idempotent create runs in a transaction on an exclusive one.
 
 use serde::Serialize;
 use tokio_postgres::Row;
 
-use crate::db::{Conn, DbError, Tx};
+use crate::db::{DbError, Queries, Tx};
 
 use super::input::NoteFields;
 
@@ -91,7 +94,7 @@ pub async fn insert(tx: &Tx<'_>, note: &NoteFields) -> Result<Note, DbError> {
 }
 
 /// One note.
-pub async fn get(conn: &Conn, id: i64) -> Result<Option<Note>, DbError> {
+pub async fn get(conn: &impl Queries, id: i64) -> Result<Option<Note>, DbError> {
     let row = conn
         .query_opt(
             concat!("SELECT ", note_columns!(), " FROM notes WHERE id = $1"),
@@ -104,7 +107,7 @@ pub async fn get(conn: &Conn, id: i64) -> Result<Option<Note>, DbError> {
 /// A page, newest first, starting after the note `after` (keyset pagination: stable under
 /// inserts and deletes, and as fast on page 1,000 as on page 1).
 pub async fn list(
-    conn: &Conn,
+    conn: &impl Queries,
     filter: &Filter,
     after: Option<i64>,
     limit: i64,
@@ -138,7 +141,7 @@ pub async fn list(
 /// Replaces a note's fields if its version is still `expected` (`None`: any version).
 /// `Ok(None)`: no such note at that version.
 pub async fn update(
-    conn: &Conn,
+    conn: &impl Queries,
     id: i64,
     expected: Option<i32>,
     note: &NoteFields,
@@ -159,7 +162,7 @@ pub async fn update(
 }
 
 /// Deletes a note if its version is still `expected` (`None`: any). Whether it did.
-pub async fn delete(conn: &Conn, id: i64, expected: Option<i32>) -> Result<bool, DbError> {
+pub async fn delete(conn: &impl Queries, id: i64, expected: Option<i32>) -> Result<bool, DbError> {
     let deleted = conn
         .execute(
             "DELETE FROM notes WHERE id = $1 AND ($2::int IS NULL OR version = $2)",
@@ -185,7 +188,7 @@ pub struct Recorded {
 }
 
 /// The response recorded under `key`, if any.
-pub async fn recorded(conn: &Conn, key: &str) -> Result<Option<Recorded>, DbError> {
+pub async fn recorded(conn: &impl Queries, key: &str) -> Result<Option<Recorded>, DbError> {
     let row = conn
         .query_opt(
             "SELECT request_hash, status, location, etag, response FROM idempotency_keys WHERE key = $1",

@@ -1,0 +1,213 @@
+//! The shared path: a few long-lived connections on which single statements from any
+//! number of concurrent requests are pipelined.
+//!
+//! Each connection carries many statements at once (tokio-postgres writes a statement as
+//! soon as it is submitted and matches answers in order), and prepares each SQL text once.
+//! A handful of busy backends instead of one per request: Postgres spends its cores on
+//! queries rather than on switching between backends.
+//!
+//! | file | job |
+//! | --- | --- |
+//! | `set.rs` | the connection set: lazy opening, replacement, round-robin choice, backpressure |
+//! | `link.rs` | one connection: client, statement cache, statements in flight, the fence |
+//! | `fence.rs` | cancel fencing: an abandoned statement never cancels a neighbour's |
+//!
+//! Use it for single, short statements; use [`Db::conn`](super::Db::conn) (an exclusive
+//! connection) for transactions, `LISTEN`, session state, and anything that may run long
+//! and should be cancelled the moment its request goes away.
+
+mod fence;
+mod link;
+mod set;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio_postgres::Row;
+
+use self::set::Set;
+use super::conn::ServerAddr;
+use super::{DbError, Params};
+
+pub use fence::abandoned_uncancelled;
+
+/// The shared, pipelined connections of a [`Db`](super::Db); get it with
+/// [`Db::shared`](super::Db::shared). Cheap to clone.
+///
+/// ```no_run
+/// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
+/// // A single short statement: the shared path.
+/// let row = db.shared().query_one("SELECT title FROM notes WHERE id = $1", &[&1_i64]).await?;
+/// let title: String = row.get(0);
+///
+/// // A transaction, LISTEN, or a statement that may run long: an exclusive connection.
+/// let mut conn = db.conn().await?;
+/// let tx = conn.transaction().await?;
+/// tx.execute("DELETE FROM notes WHERE id = $1", &[&1_i64]).await?;
+/// tx.commit().await?;
+/// # Ok(()) }
+/// ```
+///
+/// Guarantees:
+/// - A statement whose future is dropped is cancelled on the server only when it is the
+///   connection's sole statement in flight (new statements are held back until the cancel
+///   has landed); otherwise it runs to its end and its answer is discarded. It never
+///   cancels another request's statement.
+/// - A connection that dies fails its statements at once ([`DbError::Unavailable`], 503)
+///   and is replaced by the next statement that needs it.
+/// - At most `max_in_flight` statements per connection; past that, [`DbError::Unavailable`]
+///   at once rather than a growing queue.
+/// - `statement_timeout` applies as on the pool.
+#[derive(Clone)]
+pub struct Shared {
+    set: Arc<Set>,
+}
+
+/// Settings of the shared path; part of [`DbConfig`](super::DbConfig).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedConfig {
+    /// Shared connections; `0` means one per CPU core.
+    pub connections: usize,
+    /// Most statements in flight on one shared connection; past that on every connection,
+    /// a statement fails with [`DbError::Unavailable`] (503).
+    pub max_in_flight: usize,
+}
+
+impl Default for SharedConfig {
+    fn default() -> Self {
+        Self {
+            connections: 0,
+            max_in_flight: 256,
+        }
+    }
+}
+
+impl SharedConfig {
+    /// The number of connections, `0` resolved to the number of cores.
+    pub fn resolved_connections(&self) -> usize {
+        if self.connections > 0 {
+            self.connections
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+/// One shared connection's state, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedConnStatus {
+    /// Whether the connection is open.
+    pub connected: bool,
+    /// Statements in flight on it.
+    pub in_flight: usize,
+    /// Whether a cancel is settling on it (new statements held back).
+    pub fenced: bool,
+}
+
+impl Shared {
+    pub(super) fn new(
+        config: SharedConfig,
+        pg: tokio_postgres::Config,
+        server: Option<Arc<ServerAddr>>,
+        wait: Duration,
+        connect_timeout: Duration,
+    ) -> Self {
+        let set = Set::new(
+            config.resolved_connections(),
+            config.max_in_flight,
+            pg,
+            server,
+            wait,
+            connect_timeout,
+        );
+        Self { set: Arc::new(set) }
+    }
+
+    /// Runs `sql` (prepared once per connection) and returns its rows.
+    pub async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+        let ticket = self.set.acquire().await?;
+        let link = ticket.link();
+        let out = match link.prepare(sql).await {
+            Ok(statement) => link.client().query(&statement, params).await,
+            Err(err) => return finish(ticket, Err(err)),
+        };
+        finish(ticket, out.map_err(Into::into))
+    }
+
+    /// Runs `sql` and returns its one row; no row, or several, is an error.
+    pub async fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, DbError> {
+        let ticket = self.set.acquire().await?;
+        let link = ticket.link();
+        let out = match link.prepare(sql).await {
+            Ok(statement) => link.client().query_one(&statement, params).await,
+            Err(err) => return finish(ticket, Err(err)),
+        };
+        finish(ticket, out.map_err(Into::into))
+    }
+
+    /// Runs `sql` and returns its row, if any.
+    pub async fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
+        let ticket = self.set.acquire().await?;
+        let link = ticket.link();
+        let out = match link.prepare(sql).await {
+            Ok(statement) => link.client().query_opt(&statement, params).await,
+            Err(err) => return finish(ticket, Err(err)),
+        };
+        finish(ticket, out.map_err(Into::into))
+    }
+
+    /// Runs `sql` and returns the number of rows it changed.
+    pub async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
+        let ticket = self.set.acquire().await?;
+        let link = ticket.link();
+        let out = match link.prepare(sql).await {
+            Ok(statement) => link.client().execute(&statement, params).await,
+            Err(err) => return finish(ticket, Err(err)),
+        };
+        finish(ticket, out.map_err(Into::into))
+    }
+
+    /// Each shared connection's state, in slot order.
+    pub fn status(&self) -> Vec<SharedConnStatus> {
+        self.set
+            .slots()
+            .iter()
+            .map(|slot| match slot.current() {
+                Some(link) => {
+                    let state = link.state();
+                    SharedConnStatus {
+                        connected: !link.is_closed(),
+                        in_flight: state.in_flight,
+                        fenced: state.fenced,
+                    }
+                }
+                None => SharedConnStatus {
+                    connected: false,
+                    in_flight: 0,
+                    fenced: false,
+                },
+            })
+            .collect()
+    }
+
+    /// Statements refused with 503 because every shared connection was full or fenced.
+    pub fn rejected(&self) -> u64 {
+        self.set.rejected.load(Ordering::Relaxed)
+    }
+}
+
+/// The statement has its answer: stop counting it, whatever the answer.
+fn finish<T>(ticket: fence::Ticket, out: Result<T, DbError>) -> Result<T, DbError> {
+    ticket.finish();
+    out
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("connections", &self.set.slots().len())
+            .field("max_in_flight", &self.set.max_in_flight)
+            .finish_non_exhaustive()
+    }
+}

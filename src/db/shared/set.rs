@@ -1,0 +1,187 @@
+//! The connection set: a fixed number of slots, each holding one [`Link`] or none, opened
+//! lazily, replaced when closed, and chosen round-robin among those that admit a statement.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::NoTls;
+
+use super::fence::Ticket;
+use super::link::{Link, Refusal};
+use crate::db::DbError;
+use crate::db::conn::ServerAddr;
+
+/// After a failed connect, a slot answers with that failure for this long instead of
+/// trying again, so that a Postgres outage costs each request nothing but a lookup.
+const RETRY_AFTER: Duration = Duration::from_millis(250);
+
+/// The slots and what opening a connection needs.
+pub(super) struct Set {
+    slots: Box<[Slot]>,
+    next: AtomicUsize,
+    pg: tokio_postgres::Config,
+    server: Option<Arc<ServerAddr>>,
+    pub(super) max_in_flight: usize,
+    /// How long a statement waits for a fence to come down before it gets 503.
+    wait: Duration,
+    connect_timeout: Duration,
+    pub(super) rejected: AtomicU64,
+}
+
+#[derive(Default)]
+pub(super) struct Slot {
+    pub(super) link: RwLock<Option<Arc<Link>>>,
+    /// Held while (re)connecting, so that one task connects per slot.
+    connecting: tokio::sync::Mutex<()>,
+    reconnect_spawned: AtomicBool,
+    last_failure: Mutex<Option<(Instant, String)>>,
+}
+
+impl Slot {
+    pub(super) fn current(&self) -> Option<Arc<Link>> {
+        self.link.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Opens one shared connection: the only place the shared path connects to Postgres (use
+/// the service's connector here when it gains TLS).
+async fn open(
+    pg: &tokio_postgres::Config,
+    server: Option<Arc<ServerAddr>>,
+    timeout: Duration,
+) -> Result<Arc<Link>, DbError> {
+    let (client, connection) = tokio::time::timeout(timeout, pg.connect(NoTls))
+        .await
+        .map_err(|_| DbError::Unavailable(format!("connect: no answer within {timeout:?}")))??;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::warn!(error = %err, "shared Postgres connection closed");
+        }
+    });
+    Ok(Arc::new(Link::new(client, server)))
+}
+
+impl Set {
+    pub(super) fn new(
+        size: usize,
+        max_in_flight: usize,
+        pg: tokio_postgres::Config,
+        server: Option<Arc<ServerAddr>>,
+        wait: Duration,
+        connect_timeout: Duration,
+    ) -> Self {
+        Self {
+            slots: (0..size.max(1)).map(|_| Slot::default()).collect(),
+            next: AtomicUsize::new(0),
+            pg,
+            server,
+            max_in_flight: max_in_flight.max(1),
+            wait,
+            connect_timeout,
+            rejected: AtomicU64::new(0),
+        }
+    }
+
+    pub(super) fn slots(&self) -> &[Slot] {
+        &self.slots
+    }
+
+    /// A place for one statement: on the next link round-robin that admits it; failing
+    /// that, on a link reconnected now; failing that, after a fence comes down. 503 when
+    /// every link is full (backpressure) or Postgres cannot be reached.
+    pub(super) async fn acquire(self: &Arc<Self>) -> Result<Ticket, DbError> {
+        let deadline = Instant::now() + self.wait;
+        loop {
+            let n = self.slots.len();
+            let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+            let mut dead = None;
+            let mut fenced = None;
+            for i in (start..n).chain(0..start) {
+                let Some(link) = self.slots[i].current() else {
+                    dead.get_or_insert(i);
+                    continue;
+                };
+                match link.admit(self.max_in_flight) {
+                    Ok(()) => {
+                        if let Some(i) = dead {
+                            self.spawn_reconnect(i);
+                        }
+                        return Ok(Ticket::new(link));
+                    }
+                    Err(Refusal::Closed) => {
+                        dead.get_or_insert(i);
+                    }
+                    Err(Refusal::Fenced) => fenced = Some(link),
+                    Err(Refusal::Full) => {}
+                }
+            }
+            if let Some(i) = dead {
+                let link = self.connect(i).await?;
+                match link.admit(self.max_in_flight) {
+                    Ok(()) => return Ok(Ticket::new(link)),
+                    Err(Refusal::Fenced) => fenced = Some(link),
+                    Err(_) => {}
+                }
+            }
+            let Some(link) = fenced else {
+                self.rejected.fetch_add(1, Ordering::Relaxed);
+                return Err(DbError::Unavailable(format!(
+                    "shared pipeline saturated: {} statements in flight on each of {} connections",
+                    self.max_in_flight, n
+                )));
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                self.rejected.fetch_add(1, Ordering::Relaxed);
+                return Err(DbError::Unavailable(
+                    "shared connections fenced for too long".into(),
+                ));
+            }
+            // Short waits: a notification sent before we listen is not missed for long.
+            let nap = (deadline - now).min(Duration::from_millis(5));
+            let _ = tokio::time::timeout(nap, link.unfenced.notified()).await;
+        }
+    }
+
+    /// Replaces a dead link in the background (a healthy neighbour took the statement).
+    fn spawn_reconnect(self: &Arc<Self>, i: usize) {
+        if self.slots[i].reconnect_spawned.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let set = self.clone();
+        tokio::spawn(async move {
+            let _ = set.connect(i).await;
+            set.slots[i]
+                .reconnect_spawned
+                .store(false, Ordering::Release);
+        });
+    }
+
+    /// Slot `i`'s link, opened now if it is missing or closed.
+    async fn connect(&self, i: usize) -> Result<Arc<Link>, DbError> {
+        let slot = &self.slots[i];
+        let _one_at_a_time = slot.connecting.lock().await;
+        if let Some(link) = slot.current().filter(|l| !l.is_closed()) {
+            return Ok(link);
+        }
+        if let Some((at, why)) = &*slot.last_failure.lock().unwrap_or_else(|p| p.into_inner()) {
+            if at.elapsed() < RETRY_AFTER {
+                return Err(DbError::Unavailable(why.clone()));
+            }
+        }
+        match open(&self.pg, self.server.clone(), self.connect_timeout).await {
+            Ok(link) => {
+                *slot.link.write().unwrap_or_else(|p| p.into_inner()) = Some(link.clone());
+                *slot.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                Ok(link)
+            }
+            Err(err) => {
+                *slot.link.write().unwrap_or_else(|p| p.into_inner()) = None;
+                *slot.last_failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((Instant::now(), err.to_string()));
+                Err(err)
+            }
+        }
+    }
+}
