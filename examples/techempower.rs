@@ -10,9 +10,11 @@
 //! curl localhost:8080/db; curl localhost:8080/native/fortunes
 //! ```
 //!
+//! Single statements go on the shared, pipelined connections (`db.shared()`, one per core);
+//! `/sequential/queries` uses an exclusive pooled connection.
+//!
 //! Settings (this program's own): `DATABASE_URL`, `BIND_ADDR` (default `127.0.0.1:8080`),
-//! `DB_POOL_SIZE` (default 32: enough to keep 64 client connections' queries in flight on
-//! 2 cores without making Postgres juggle more backends than it has cores for).
+//! `DB_POOL_SIZE` (default 32), `DB_SHARED_CONNECTIONS` (default 0: one per core).
 
 use std::cell::Cell;
 use std::time::Duration;
@@ -83,18 +85,19 @@ fn query_count(raw: Option<&str>) -> usize {
         .clamp(1, 500) as usize
 }
 
+/// One row, on the shared pipelined connections: a single short statement.
 async fn one_world(db: &Db) -> Result<World, DbError> {
-    let conn = db.conn().await?;
-    let row = conn.query_one(SELECT_WORLD, &[&random_id()]).await?;
+    let row = db.shared().query_one(SELECT_WORLD, &[&random_id()]).await?;
     Ok(World {
         id: row.get(0),
         random_number: row.get(1),
     })
 }
 
-/// `n` rows on one connection, all in flight at once: tokio-postgres pipelines them.
+/// `n` rows, all in flight at once on the shared connections, pipelined with every other
+/// request's statements.
 async fn many_worlds(db: &Db, n: usize) -> Result<Vec<World>, DbError> {
-    let conn = db.conn().await?;
+    let conn = db.shared();
     let ids: Vec<i32> = (0..n).map(|_| random_id()).collect();
     let params: Vec<[&(dyn ToSql + Sync); 1]> =
         ids.iter().map(|id| [id as &(dyn ToSql + Sync)]).collect();
@@ -108,7 +111,7 @@ async fn many_worlds(db: &Db, n: usize) -> Result<Vec<World>, DbError> {
         .collect())
 }
 
-/// The obvious version: one query after another.
+/// The obvious version: one query after another, on an exclusive connection.
 async fn many_worlds_sequentially(db: &Db, n: usize) -> Result<Vec<World>, DbError> {
     let conn = db.conn().await?;
     let mut worlds = Vec::with_capacity(n);
@@ -134,8 +137,10 @@ async fn update_worlds(db: &Db, n: usize) -> Result<Vec<World>, DbError> {
     sorted.dedup_by_key(|w| w.id);
     let ids: Vec<i32> = sorted.iter().map(|w| w.id).collect();
     let numbers: Vec<i32> = sorted.iter().map(|w| w.random_number).collect();
-    let conn = db.conn().await?;
-    conn.execute(UPDATE_WORLDS, &[&ids, &numbers]).await?;
+    // One statement: the shared path too.
+    db.shared()
+        .execute(UPDATE_WORLDS, &[&ids, &numbers])
+        .await?;
     // A repeated id was written once, with its last number: answer consistently.
     for world in &mut worlds {
         if let Some(written) = sorted.iter().find(|w| w.id == world.id) {
@@ -147,8 +152,7 @@ async fn update_worlds(db: &Db, n: usize) -> Result<Vec<World>, DbError> {
 
 /// The fortunes page: the rows, one more added now, sorted by message, escaped.
 async fn fortunes_html(db: &Db) -> Result<String, DbError> {
-    let conn = db.conn().await?;
-    let rows = conn.query(SELECT_FORTUNES, &[]).await?;
+    let rows = db.shared().query(SELECT_FORTUNES, &[]).await?;
     let mut fortunes: Vec<Fortune> = rows
         .iter()
         .map(|r| Fortune {
@@ -329,6 +333,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = DbConfig::new(url);
     config.pool_size = pool_size;
     config.pool_wait = Duration::from_secs(5);
+    config.shared.connections = std::env::var("DB_SHARED_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let db = Db::connect(&config)?;
     db.wait_until_ready(Duration::from_secs(2)).await;
 
