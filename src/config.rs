@@ -46,10 +46,16 @@ pub struct Config {
     #[arg(long, env = "DB_SHARED_CONNECTIONS", default_value_t = 0)]
     pub db_shared_connections: usize,
 
-    /// Most statements in flight on one shared connection; past that on all of them, a
-    /// statement is answered 503 at once (backpressure, bounded memory).
+    /// Most statements in flight on one shared connection; past that on all of them,
+    /// statements wait in a bounded queue.
     #[arg(long, env = "DB_SHARED_MAX_IN_FLIGHT", default_value_t = 256)]
     pub db_shared_max_in_flight: usize,
+
+    /// Most statements waiting for room on the shared connections; past that, 503 at once
+    /// (backpressure, bounded memory). A waiting statement gets 503 after
+    /// `DB_POOL_TIMEOUT_MS`.
+    #[arg(long, env = "DB_SHARED_MAX_QUEUED", default_value_t = 4096)]
+    pub db_shared_max_queued: usize,
 
     /// Milliseconds until a request without response headers is answered 408 (its query
     /// is then cancelled on the server). Streaming bodies are not cut by it.
@@ -125,6 +131,7 @@ impl Config {
             db_statement_timeout_ms: 15_000,
             db_shared_connections: 0,
             db_shared_max_in_flight: 256,
+            db_shared_max_queued: 4096,
             request_timeout_ms: 30_000,
             body_limit_bytes: 1024 * 1024,
             ready_timeout_ms: 1_000,
@@ -150,6 +157,7 @@ impl Config {
             shared: SharedConfig {
                 connections: self.db_shared_connections,
                 max_in_flight: self.db_shared_max_in_flight,
+                max_queued: self.db_shared_max_queued,
             },
         }
     }

@@ -14,10 +14,15 @@ use common::service::{connect, start};
 use pgbridge::db::{Db, DbConfig, DbError, SharedConfig};
 
 fn shared_db(url: String, connections: usize, max_in_flight: usize) -> Db {
+    queued_db(url, connections, max_in_flight, 0)
+}
+
+fn queued_db(url: String, connections: usize, max_in_flight: usize, max_queued: usize) -> Db {
     let mut config = DbConfig::new(url);
     config.shared = SharedConfig {
         connections,
         max_in_flight,
+        max_queued,
     };
     config.pool_wait = Duration::from_secs(10);
     Db::connect(&config).unwrap()
@@ -198,6 +203,7 @@ async fn the_shared_path_recovers_after_a_postgres_restart() {
     config.shared = SharedConfig {
         connections: 2,
         max_in_flight: 64,
+        max_queued: 64,
     };
     config.connect_timeout = Duration::from_secs(1);
     let db = Db::connect(&config).unwrap();
@@ -237,6 +243,7 @@ async fn statement_timeout_applies_on_the_shared_path() {
     config.shared = SharedConfig {
         connections: 1,
         max_in_flight: 16,
+        max_queued: 16,
     };
     let db = Db::connect(&config).unwrap();
     let shared = db.shared();
@@ -250,11 +257,12 @@ async fn statement_timeout_applies_on_the_shared_path() {
     assert!(started.elapsed() < Duration::from_secs(4));
 }
 
-/// Past `max_in_flight` on every connection, statements are refused at once.
+/// Past `max_in_flight` on every connection and `max_queued` waiting, statements are
+/// refused at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saturated_pipeline_refuses_with_unavailable() {
     let url = Cluster::shared().await.create_database().await;
-    let db = shared_db(url, 1, 4);
+    let db = queued_db(url, 1, 4, 4);
     let shared = db.shared();
     let started = Instant::now();
     let outcomes =
@@ -265,9 +273,41 @@ async fn a_saturated_pipeline_refuses_with_unavailable() {
         .iter()
         .filter(|o| matches!(o, Err(DbError::Unavailable(_))))
         .count();
-    assert_eq!((ok, refused), (4, 8), "{outcomes:?}");
-    assert_eq!(shared.rejected(), 8);
+    // Four run, four wait and then run, four are refused.
+    assert_eq!((ok, refused), (8, 4), "{outcomes:?}");
+    assert_eq!(shared.rejected(), 4);
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// A statement queued for room gives up with 503 after the wait timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_statement_gives_up_after_the_wait() {
+    let url = Cluster::shared().await.create_database().await;
+    let mut config = DbConfig::new(url);
+    config.pool_wait = Duration::from_millis(200);
+    config.shared = SharedConfig {
+        connections: 1,
+        max_in_flight: 1,
+        max_queued: 10,
+    };
+    let db = Db::connect(&config).unwrap();
+    let shared = db.shared();
+    let (slow, queued) = tokio::join!(shared.query("SELECT pg_sleep(1)", &[]), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        (shared.query("SELECT 1", &[]).await, started.elapsed())
+    });
+    assert!(slow.is_ok());
+    assert!(
+        matches!(queued.0, Err(DbError::Unavailable(_))),
+        "{:?}",
+        queued.0
+    );
+    assert!(
+        queued.1 < Duration::from_millis(900),
+        "waited {:?}",
+        queued.1
+    );
 }
 
 /// The notes' reads run on the shared path, and `/metrics` shows it per connection.

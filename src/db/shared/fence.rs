@@ -22,6 +22,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use tokio::sync::OwnedSemaphorePermit;
+
 use super::link::Link;
 use crate::db::conn::{SETTLE_TIMEOUT, cancel_and_confirm, count_cancel};
 
@@ -39,12 +41,18 @@ pub fn abandoned_uncancelled() -> u64 {
 pub(super) struct Ticket {
     link: Arc<Link>,
     armed: bool,
+    /// The statement's room in the set; released with the ticket.
+    _room: OwnedSemaphorePermit,
 }
 
 impl Ticket {
     /// For a statement already counted by [`Link::admit`].
-    pub(super) fn new(link: Arc<Link>) -> Self {
-        Self { link, armed: true }
+    pub(super) fn new(link: Arc<Link>, room: OwnedSemaphorePermit) -> Self {
+        Self {
+            link,
+            armed: true,
+            _room: room,
+        }
     }
 
     pub(super) fn link(&self) -> &Link {

@@ -56,8 +56,8 @@ pub use fence::abandoned_uncancelled;
 ///   cancels another request's statement.
 /// - A connection that dies fails its statements at once ([`DbError::Unavailable`], 503)
 ///   and is replaced by the next statement that needs it.
-/// - At most `max_in_flight` statements per connection; past that, [`DbError::Unavailable`]
-///   at once rather than a growing queue.
+/// - At most `max_in_flight` statements per connection and `max_queued` waiting for room;
+///   past that, [`DbError::Unavailable`] at once rather than a growing queue.
 /// - `statement_timeout` applies as on the pool.
 #[derive(Clone)]
 pub struct Shared {
@@ -69,9 +69,12 @@ pub struct Shared {
 pub struct SharedConfig {
     /// Shared connections; `0` means one per CPU core.
     pub connections: usize,
-    /// Most statements in flight on one shared connection; past that on every connection,
-    /// a statement fails with [`DbError::Unavailable`] (503).
+    /// Most statements in flight on one shared connection.
     pub max_in_flight: usize,
+    /// Most statements waiting for room when every shared connection has `max_in_flight`;
+    /// past that, a statement fails at once with [`DbError::Unavailable`] (503). A waiting
+    /// statement gets 503 too if no room comes within the pool's wait timeout.
+    pub max_queued: usize,
 }
 
 impl Default for SharedConfig {
@@ -79,6 +82,7 @@ impl Default for SharedConfig {
         Self {
             connections: 0,
             max_in_flight: 256,
+            max_queued: 4096,
         }
     }
 }
@@ -116,6 +120,7 @@ impl Shared {
         let set = Set::new(
             config.resolved_connections(),
             config.max_in_flight,
+            config.max_queued,
             pg,
             server,
             wait,
@@ -191,7 +196,8 @@ impl Shared {
             .collect()
     }
 
-    /// Statements refused with 503 because every shared connection was full or fenced.
+    /// Statements refused with 503 because the shared connections were saturated (queue
+    /// full or no room in time) or fenced for too long.
     pub fn rejected(&self) -> u64 {
         self.set.rejected.load(Ordering::Relaxed)
     }

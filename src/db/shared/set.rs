@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio_postgres::NoTls;
 
 use super::fence::Ticket;
@@ -23,7 +24,13 @@ pub(super) struct Set {
     pg: tokio_postgres::Config,
     server: Option<Arc<ServerAddr>>,
     pub(super) max_in_flight: usize,
-    /// How long a statement waits for a fence to come down before it gets 503.
+    /// Room for `slots × max_in_flight` statements; a statement holds a permit while it
+    /// runs, and waits for one (a bounded queue) when all are taken.
+    room: Arc<Semaphore>,
+    /// Statements waiting for room now, and the most that may.
+    queued: AtomicUsize,
+    max_queued: usize,
+    /// How long a statement waits for room, or for a fence to come down, before it gets 503.
     wait: Duration,
     connect_timeout: Duration,
     pub(super) rejected: AtomicU64,
@@ -63,20 +70,27 @@ async fn open(
 }
 
 impl Set {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         size: usize,
         max_in_flight: usize,
+        max_queued: usize,
         pg: tokio_postgres::Config,
         server: Option<Arc<ServerAddr>>,
         wait: Duration,
         connect_timeout: Duration,
     ) -> Self {
+        let size = size.max(1);
+        let max_in_flight = max_in_flight.max(1);
         Self {
-            slots: (0..size.max(1)).map(|_| Slot::default()).collect(),
+            slots: (0..size).map(|_| Slot::default()).collect(),
             next: AtomicUsize::new(0),
             pg,
             server,
-            max_in_flight: max_in_flight.max(1),
+            max_in_flight,
+            room: Arc::new(Semaphore::new(size.saturating_mul(max_in_flight))),
+            queued: AtomicUsize::new(0),
+            max_queued,
             wait,
             connect_timeout,
             rejected: AtomicU64::new(0),
@@ -87,11 +101,13 @@ impl Set {
         &self.slots
     }
 
-    /// A place for one statement: on the next link round-robin that admits it; failing
-    /// that, on a link reconnected now; failing that, after a fence comes down. 503 when
-    /// every link is full (backpressure) or Postgres cannot be reached.
+    /// A place for one statement: room first (waiting in a bounded queue when every link
+    /// is full), then the next link round-robin that admits it; failing that, a link
+    /// reconnected now; failing that, one whose fence comes down. 503 when the queue is
+    /// full, the wait runs out, or Postgres cannot be reached.
     pub(super) async fn acquire(self: &Arc<Self>) -> Result<Ticket, DbError> {
         let deadline = Instant::now() + self.wait;
+        let permit = self.room().await?;
         loop {
             let n = self.slots.len();
             let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
@@ -107,7 +123,7 @@ impl Set {
                         if let Some(i) = dead {
                             self.spawn_reconnect(i);
                         }
-                        return Ok(Ticket::new(link));
+                        return Ok(Ticket::new(link, permit));
                     }
                     Err(Refusal::Closed) => {
                         dead.get_or_insert(i);
@@ -119,7 +135,7 @@ impl Set {
             if let Some(i) = dead {
                 let link = self.connect(i).await?;
                 match link.admit(self.max_in_flight) {
-                    Ok(()) => return Ok(Ticket::new(link)),
+                    Ok(()) => return Ok(Ticket::new(link, permit)),
                     Err(Refusal::Fenced) => fenced = Some(link),
                     Err(_) => {}
                 }
@@ -141,6 +157,45 @@ impl Set {
             // Short waits: a notification sent before we listen is not missed for long.
             let nap = (deadline - now).min(Duration::from_millis(5));
             let _ = tokio::time::timeout(nap, link.unfenced.notified()).await;
+        }
+    }
+
+    /// A permit for one statement: at once if there is room, else after waiting in the
+    /// bounded queue.
+    async fn room(&self) -> Result<OwnedSemaphorePermit, DbError> {
+        match self.room.clone().try_acquire_owned() {
+            Ok(permit) => return Ok(permit),
+            Err(TryAcquireError::NoPermits) => {}
+            Err(TryAcquireError::Closed) => {
+                return Err(DbError::Unavailable("shared connections closed".into()));
+            }
+        }
+        let refused = |why: String| {
+            self.rejected.fetch_add(1, Ordering::Relaxed);
+            Err(DbError::Unavailable(why))
+        };
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.max_queued {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return refused(format!(
+                "shared pipeline saturated: {} statements in flight and {} waiting",
+                self.slots.len() * self.max_in_flight,
+                self.max_queued
+            ));
+        }
+        struct Queued<'a>(&'a AtomicUsize);
+        impl Drop for Queued<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let _queued = Queued(&self.queued);
+        match tokio::time::timeout(self.wait, self.room.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => refused("shared connections closed".into()),
+            Err(_) => refused(format!(
+                "shared pipeline saturated: no room within {:?}",
+                self.wait
+            )),
         }
     }
 
