@@ -80,12 +80,17 @@ to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v
 RESULTS=$WORK/results.tsv
 : > "$RESULTS"
 run_wrk() { # run_wrk LABEL VARIANT URL
-  local out rps p99
+  local out rps p99 bad log
   out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$3")
   rps=$(echo "$out" | awk '/^Requests\/sec:/ { print $2 }')
   p99=$(to_ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
-  if echo "$out" | grep -q "Non-2xx"; then
-    echo "FAIL $3: non-2xx answers" >&2; echo "$out" >&2; tail -20 "$WORK/$2.log" "$WORK/layer.log" >&2 2>/dev/null; exit 1
+  bad=$(echo "$out" | awk '/Non-2xx/ { print $NF }')
+  if [ -n "$bad" ]; then
+    # Recorded and reported, not fatal: one stray error must not lose a long run.
+    echo "  WARNING $3: $bad non-2xx answers; server log tail:" >&2
+    log=$WORK/$2.log; [ -f "$log" ] || log=$WORK/layer.log
+    tail -n 5 "$log" >&2 || true
+    printf '%s\t%s\t%s\n' "$1" "$2" "$bad" >> "$WORK/errors.tsv"
   fi
   printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$rps" "$p99" >> "$RESULTS"
   printf '  %-22s %-10s %10s req/s  p99 %8s ms\n' "$1" "$2" "$rps" "$p99"
@@ -191,6 +196,12 @@ TARGETS="$TARGETS
 | \`/db\` at least 50% of the pgbench ceiling | $R_CEIL of the ceiling | $(verdict "$R_CEIL" 0.5 ge) |
 | \`/queries?queries=20\` at least 1.5× sequential | $R_PIPE× | $(verdict "$R_PIPE" 1.5 ge) |
 | server RSS under 50 MB at 256 connections | peak $PEAK_RSS_MB MB ($PEAK_RSS_64_MB MB after the 64-connection rounds) | $(verdict "$PEAK_RSS_MB" 50 lt) |"
+ERRORS=""
+if [ -s "$WORK/errors.tsv" ]; then
+  ERRORS="
+Non-2xx answers during the timed runs (route, variant, count): $(awk -F'\t' '{ printf "%s %s %s; ", $1, $2, $3 }' "$WORK/errors.tsv")
+"
+fi
 MT=""
 for route in /db "/queries?queries=20" /fortunes; do
   MT="$MT \`$route\` $(vs "$route" percore-mt percore)×;"
@@ -213,7 +224,7 @@ running the same single-row \`SELECT\`. Medians over the rounds.
 $TABLE
 
 $TARGETS
-
+$ERRORS
 Multi-threaded runtime against one current-thread runtime per core (the reference program,
 percore-mt/percore):$MT
 
