@@ -108,6 +108,7 @@ impl Set {
     pub(super) async fn acquire(self: &Arc<Self>) -> Result<Ticket, DbError> {
         let deadline = Instant::now() + self.wait;
         let permit = self.room().await?;
+        let mut tries = 0u32;
         loop {
             let n = self.slots.len();
             let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
@@ -140,20 +141,25 @@ impl Set {
                     Err(_) => {}
                 }
             }
-            let Some(link) = fenced else {
-                self.rejected.fetch_add(1, Ordering::Relaxed);
-                return Err(DbError::Unavailable(format!(
-                    "shared pipeline saturated: {} statements in flight on each of {} connections",
-                    self.max_in_flight, n
-                )));
-            };
             let now = Instant::now();
             if now >= deadline {
                 self.rejected.fetch_add(1, Ordering::Relaxed);
-                return Err(DbError::Unavailable(
-                    "shared connections fenced for too long".into(),
-                ));
+                return Err(DbError::Unavailable(format!(
+                    "shared connections full or fenced for {:?}",
+                    self.wait
+                )));
             }
+            let Some(link) = fenced else {
+                // Every link looked full. The permit says there is room: the links were
+                // read one after another while statements came and went. Look again.
+                tries += 1;
+                if tries < 8 {
+                    tokio::task::yield_now().await;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                continue;
+            };
             // Short waits: a notification sent before we listen is not missed for long.
             let nap = (deadline - now).min(Duration::from_millis(5));
             let _ = tokio::time::timeout(nap, link.unfenced.notified()).await;
