@@ -14,7 +14,9 @@
 //! `/sequential/queries` uses an exclusive pooled connection.
 //!
 //! Settings (this program's own): `DATABASE_URL`, `BIND_ADDR` (default `127.0.0.1:8080`),
-//! `DB_POOL_SIZE` (default 32), `DB_SHARED_CONNECTIONS` (default 0: one per core).
+//! `DB_POOL_SIZE` (default 32), `DB_SHARED_CONNECTIONS` (default 0: one per core),
+//! `RUNTIME=percore` (one current-thread runtime per core with `SO_REUSEPORT` listeners,
+//! each with its own `Db`; default: one multi-threaded runtime).
 
 use std::cell::Cell;
 use std::time::Duration;
@@ -317,31 +319,9 @@ fn contract<A: Application>(layer: &AwsgiLayer, app: A) -> pgbridge::awsgi::Awsg
     layer.layer(app)
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter("warn")
-        .with_ansi(false)
-        .init();
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let bind = std::env::var("BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
-    let pool_size = std::env::var("DB_POOL_SIZE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(32);
-    let mut config = DbConfig::new(url);
-    config.pool_size = pool_size;
-    config.pool_wait = Duration::from_secs(5);
-    config.shared.connections = std::env::var("DB_SHARED_CONNECTIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let db = Db::connect(&config)?;
-    db.wait_until_ready(Duration::from_secs(2)).await;
-
+fn app(db: Db) -> Router {
     let layer = AwsgiLayer::new();
-    let app = Router::new()
+    Router::new()
         .route_service("/plaintext", contract(&layer, plaintext))
         .route_service("/json", contract(&layer, json))
         .route_service("/db", contract(&layer, self::db))
@@ -356,10 +336,88 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/native/queries", get(native_queries))
         .route("/native/updates", get(native_updates))
         .route("/native/fortunes", get(native_fortunes))
-        .with_state(db);
+        .with_state(db)
+}
 
-    let listener = tokio::net::TcpListener::bind(&bind).await?;
-    println!("techempower listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app).await?;
-    Ok(())
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Serves on `listener` with its own `Db` (its shared connections belong to this runtime).
+async fn serve(config: DbConfig, listener: tokio::net::TcpListener) -> Result<(), String> {
+    let db = Db::connect(&config).map_err(|e| e.to_string())?;
+    db.wait_until_ready(Duration::from_secs(2)).await;
+    axum::serve(listener, app(db))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// A `SO_REUSEPORT` listener, so that one per core can share the address.
+fn reuseport_listener(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// `RUNTIME=percore`: one current-thread runtime per core, each with its own `SO_REUSEPORT`
+/// listener and its own `Db` (one shared connection, the pool divided between cores).
+/// Otherwise one multi-threaded runtime.
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_ansi(false)
+        .init();
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let bind: std::net::SocketAddr = std::env::var("BIND_ADDR")
+        .unwrap_or_else(|_| "127.0.0.1:8080".into())
+        .parse()?;
+    let mut config = DbConfig::new(url);
+    config.pool_size = env_or("DB_POOL_SIZE", 32);
+    config.pool_wait = Duration::from_secs(5);
+    config.shared.connections = env_or("DB_SHARED_CONNECTIONS", 0);
+
+    if std::env::var("RUNTIME").as_deref() == Ok("percore") {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        config.shared.connections = 1;
+        config.pool_size = (config.pool_size / cores).max(1);
+        println!("techempower (per core x {cores}) listening on http://{bind}");
+        let threads: Vec<_> = (0..cores)
+            .map(|_| {
+                let config = config.clone();
+                std::thread::spawn(move || -> Result<(), String> {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| e.to_string())?;
+                    runtime.block_on(async {
+                        let listener = reuseport_listener(bind).map_err(|e| e.to_string())?;
+                        serve(config, listener).await
+                    })
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().map_err(|_| "a server thread panicked")??;
+        }
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(bind).await?;
+        println!("techempower listening on http://{}", listener.local_addr()?);
+        serve(config, listener).await?;
+        Ok(())
+    })
 }
