@@ -15,6 +15,7 @@
 //!
 //! Settings (this program's own): `DATABASE_URL`, `BIND_ADDR` (default `127.0.0.1:8080`),
 //! `DB_POOL_SIZE` (default 32), `DB_SHARED_CONNECTIONS` (default 0: one per core),
+//! `DB_SHARED_MAX_IN_FLIGHT` (default 256),
 //! `RUNTIME=percore` (one current-thread runtime per core with `SO_REUSEPORT` listeners,
 //! each with its own `Db`; default: one multi-threaded runtime).
 
@@ -385,6 +386,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.pool_size = env_or("DB_POOL_SIZE", 32);
     config.pool_wait = Duration::from_secs(5);
     config.shared.connections = env_or("DB_SHARED_CONNECTIONS", 0);
+    config.shared.max_in_flight = env_or("DB_SHARED_MAX_IN_FLIGHT", 256);
 
     if std::env::var("RUNTIME").as_deref() == Ok("percore") {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
