@@ -1,34 +1,37 @@
 # syntax=docker/dockerfile:1
 #
-# Targets:
-#   runtime  the service: the pgbridge binary and the migrations, run as a non-root user
-#   migrate  sqlx-cli and the migrations, for the one-shot `migrate` service in compose
+# The service image: the pgbridge binary (which carries its migrations) on distroless, run as
+# a non-root user. Built in two layers so that a source change does not rebuild every crate:
+#   1. the dependencies, compiled against a dummy crate with the real Cargo.toml/Cargo.lock
+#      (rebuilt only when those change);
+#   2. the crate itself.
+# BuildKit keeps the crates.io downloads in a cache mount between builds.
 
 ARG RUST_VERSION=1
 
 FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    mkdir -p src migrations \
+ && echo 'fn main() {}' > src/main.rs \
+ && : > src/lib.rs \
+ && cargo build --release --locked --bin pgbridge \
+ && rm -rf src migrations target/release/pgbridge* \
+      target/release/.fingerprint/pgbridge-* \
+      target/release/deps/pgbridge-* target/release/deps/libpgbridge-*
 COPY src src
 COPY migrations migrations
-RUN cargo build --release --locked --bin pgbridge
-
-FROM rust:${RUST_VERSION}-bookworm AS sqlx
-RUN cargo install sqlx-cli --locked --no-default-features --features postgres,rustls
-
-FROM gcr.io/distroless/cc-debian12:nonroot AS migrate
-COPY --from=sqlx /usr/local/cargo/bin/sqlx /usr/local/bin/sqlx
-COPY migrations /app/migrations
-WORKDIR /app
-ENTRYPOINT ["sqlx", "migrate", "run", "--source", "/app/migrations"]
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    touch src/main.rs src/lib.rs \
+ && cargo build --release --locked --bin pgbridge
 
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
 COPY --from=build /src/target/release/pgbridge /usr/local/bin/pgbridge
-COPY migrations /app/migrations
 WORKDIR /app
 USER nonroot:nonroot
 ENV BIND_ADDR=0.0.0.0:8080
 EXPOSE 8080
-HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
+HEALTHCHECK --interval=5s --timeout=3s --start-period=30s --retries=3 \
   CMD ["/usr/local/bin/pgbridge", "--healthcheck"]
 ENTRYPOINT ["/usr/local/bin/pgbridge"]

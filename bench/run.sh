@@ -3,7 +3,8 @@
 # against two reference programs run in the same interleaved rounds — the per-core
 # pipelined technique (examples/reference_percore.rs, also run on one multi-threaded
 # runtime as "percore-mt") and plain axum + deadpool (examples/reference_deadpool.rs) —
-# and the database's own ceiling (pgbench), with wrk. Writes its section of
+# and the database's own ceiling (pgbench), with wrk; and `/db` through a second server
+# whose connections use TLS (sslmode=verify-full), to price it. Writes its sections of
 # bench/RESULTS.md. Loopback only.
 #
 #   bash bench/run.sh              # 3 rounds of 10 s per route and variant (~10 minutes)
@@ -14,15 +15,35 @@ DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-64}
 
-if ! command -v wrk >/dev/null || ! command -v pgbench >/dev/null; then
+if ! command -v wrk >/dev/null || ! command -v pgbench >/dev/null || ! command -v openssl >/dev/null; then
   echo "== installing wrk and pgbench"
-  apt-get update -q && apt-get install -y -q --no-install-recommends wrk postgresql-client >/dev/null
+  apt-get update -q && apt-get install -y -q --no-install-recommends wrk postgresql-client openssl >/dev/null
 fi
 
 source bench/lib.sh
 # fsync off: this measures the service and its driver, not the disk.
 start_postgres fsync=off synchronous_commit=off shared_buffers=128MB
 psql -q -v ON_ERROR_STOP=1 "$PG_URL" -f bench/techempower.sql
+
+echo "== TLS on the same server: a throwaway CA and a certificate for localhost"
+(
+  cd "$WORK"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj "/CN=pgbridge bench CA" -keyout ca.key -out ca.pem 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+    -keyout server.key -out server.csr 2>/dev/null
+  printf 'subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' > ext.cnf
+  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+    -out server.crt -extfile ext.cnf 2>/dev/null
+  chmod 600 server.key
+  if [ "$(id -u)" = 0 ]; then chown postgres:postgres server.key server.crt; fi
+)
+psql -q -v ON_ERROR_STOP=1 "$PG_URL" \
+  -c "ALTER SYSTEM SET ssl_cert_file = '$WORK/server.crt'" \
+  -c "ALTER SYSTEM SET ssl_key_file = '$WORK/server.key'" \
+  -c "ALTER SYSTEM SET ssl = on" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+PG_TLS_URL="postgres://postgres@localhost:$PG_PORT/postgres?hostaddr=127.0.0.1&sslmode=verify-full&sslrootcert=$WORK/ca.pem"
 
 echo "== build (release)"
 cargo build --release --example techempower --example reference_percore --example reference_deadpool 2>&1 | tail -1
@@ -42,6 +63,9 @@ BASE=${URL_OF[layer]}
 start_server percore reference_percore
 start_server percore-mt reference_percore RUNTIME=multi
 start_server deadpool reference_deadpool
+# The layer's server again, its shared connections and pool connecting over TLS.
+start_server layer-tls techempower DATABASE_URL="$PG_TLS_URL"
+TLS_BASE=${URL_OF[layer-tls]}
 
 echo "== checking every route answers correctly"
 check() { # check PATH PATTERN
@@ -73,7 +97,12 @@ before=$(psql -Atq "$PG_URL" -c "SELECT sum(randomnumber::bigint) FROM world")
 curl -sf "$BASE/updates?queries=500" >/dev/null
 after=$(psql -Atq "$PG_URL" -c "SELECT sum(randomnumber::bigint) FROM world")
 [ "$before" != "$after" ] || { echo "FAIL /updates changed nothing" >&2; exit 1; }
-echo "all routes correct"
+body=$(curl -sf "$TLS_BASE/db") || { echo "FAIL /db over TLS: no answer" >&2; cat "$WORK/layer-tls.log" >&2; exit 1; }
+echo "$body" | grep -q '"randomNumber":' || { echo "FAIL /db over TLS: $body" >&2; exit 1; }
+# /db runs on the shared connections: those of the TLS server must be encrypted.
+[ "$(psql -Atq "$PG_URL" -c "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE s.ssl AND a.application_name = 'pgbridge-shared'")" -gt 0 ] \
+  || { echo "FAIL: the TLS server's shared connections are not encrypted" >&2; exit 1; }
+echo "all routes correct (and /db over TLS, its connections encrypted)"
 
 # to_ms VALUE-WITH-UNIT
 to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
@@ -111,6 +140,7 @@ done
 for ref in percore percore-mt deadpool; do
   wrk -t2 -c"$CONNECTIONS" -d2s "${URL_OF[$ref]}/db" >/dev/null
 done
+wrk -t2 -c"$CONNECTIONS" -d2s "$TLS_BASE/db" >/dev/null
 
 for round in $(seq "$ROUNDS"); do
   echo "== round $round of $ROUNDS"
@@ -123,6 +153,7 @@ for round in $(seq "$ROUNDS"); do
       db|queries*|fortunes)
         for ref in percore percore-mt deadpool; do run_wrk "$label" "$ref" "${URL_OF[$ref]}/$route"; done ;;
     esac
+    if [ "$route" = db ]; then run_wrk "$label" "layer, TLS" "$TLS_BASE/db"; fi
   done
   run_wrk "/queries?queries=20" sequential "$BASE/sequential/queries?queries=20"
 done
@@ -169,6 +200,10 @@ for route in /plaintext /json /db "/queries?queries=20" /fortunes "/updates?quer
     TABLE="$TABLE
 | \`$route\` | $variant | $(stat "$route" $variant 3) | $(stat "$route" $variant 4) |"
   done
+  if [ "$route" = /db ]; then
+    TABLE="$TABLE
+| \`/db\` | layer, Postgres over TLS (verify-full) | $(stat /db "layer, TLS" 3) | $(stat /db "layer, TLS" 4) |"
+  fi
 done
 TABLE="$TABLE
 | \`/queries?queries=20\` | sequential | $(stat "/queries?queries=20" sequential 3) | $(stat "/queries?queries=20" sequential 4) |"
@@ -192,6 +227,7 @@ for route in /plaintext /db "/queries?queries=20" /fortunes; do
 done
 R_CEIL=$(ratio "$(stat /db layer 3)" "$(stat "pgbench ceiling" pgbench 3)")
 R_PIPE=$(ratio "$(stat "/queries?queries=20" layer 3)" "$(stat "/queries?queries=20" sequential 3)")
+R_TLS=$(ratio "$(stat /db "layer, TLS" 3)" "$(stat /db layer 3)")
 TARGETS="$TARGETS
 | \`/db\` at least 50% of the pgbench ceiling | $R_CEIL of the ceiling | $(verdict "$R_CEIL" 0.5 ge) |
 | \`/queries?queries=20\` at least 1.5× sequential | $R_PIPE× | $(verdict "$R_PIPE" 1.5 ge) |
@@ -219,7 +255,10 @@ runtime, \`SO_REUSEPORT\` listener and tokio-postgres connection per core, state
 connect); **percore-mt** is the same program on one multi-threaded runtime; **deadpool** is
 \`examples/reference_deadpool.rs\` (plain axum + deadpool, pool of 32). All run interleaved, route
 by route, each round; the ceiling is \`pgbench -n -M prepared -c $CONNECTIONS -j 2 -T $DURATION\`
-running the same single-row \`SELECT\`. Medians over the rounds.
+running the same single-row \`SELECT\`. \`/db\` over TLS is a second layer server whose shared
+connections and pool connect with \`sslmode=verify-full\` (rustls, ECDSA P-256 certificate) to the
+same Postgres, run right after the plain-TCP \`/db\` in each round: TLS/plain = $R_TLS. Medians over
+the rounds.
 
 $TABLE
 
@@ -232,4 +271,21 @@ Where the time goes under \`/db\` (one more ${DURATION}-s run of the layer, CPU 
 the machine is $CPU_BUSY busy; of that, the server takes $CPU_SERVER, Postgres $CPU_PG, and wrk with
 the rest $CPU_REST."
 write_section techempower "$SECTION"
+
+TLS_SECTION="## \`/db\` with Postgres over TLS (issue 13)
+
+\`DURATION=$DURATION ROUNDS=$ROUNDS bash bench/run.sh\`, $(date -u +%Y-%m-%d): $(machine).
+Two servers (\`examples/techempower.rs\`: \`/db\` on the shared, pipelined connections) on the same
+Postgres, one connecting over plain TCP, the other with \`sslmode=verify-full\` (rustls, ECDSA P-256
+certificate, TLS 1.3); \`/db\` on each, interleaved in every round (\`wrk -t2 -c$CONNECTIONS -d${DURATION}s --latency\`).
+Medians over the rounds.
+
+| \`/db\` | median req/s | median p99 (ms) |
+| --- | ---: | ---: |
+| layer, plain TCP | $(stat /db layer 3) | $(stat /db layer 4) |
+| native, plain TCP | $(stat /db native 3) | $(stat /db native 4) |
+| layer, TLS (verify-full) | $(stat /db "layer, TLS" 3) | $(stat /db "layer, TLS" 4) |
+
+TLS/plain (layer) = $R_TLS."
+write_section techempower-tls "$TLS_SECTION"
 echo "== wrote bench/RESULTS.md"

@@ -2,7 +2,7 @@
 //! under a tower-http layer.
 //!
 //! ```sh
-//! cargo run --example hello
+//! cargo run --example hello                      # or BIND_ADDR=127.0.0.1:4000 cargo run --example hello
 //! curl -i 'http://127.0.0.1:3000/hello?name=Ada'
 //! curl -i  http://127.0.0.1:3000/native
 //! ```
@@ -30,7 +30,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(10),
         ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    // The same variable the service reads; this example's own default port.
+    let addr = std::env::var("BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|err| format!("cannot listen on {addr}: {err}"))?;
     println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;
     Ok(())

@@ -350,7 +350,9 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 /// Serves on `listener` with its own `Db` (its shared connections belong to this runtime).
 async fn serve(config: DbConfig, listener: tokio::net::TcpListener) -> Result<(), String> {
     let db = Db::connect(&config).map_err(|e| e.to_string())?;
-    db.wait_until_ready(Duration::from_secs(2)).await;
+    db.wait_until_ready(Duration::from_secs(2))
+        .await
+        .map_err(|e| e.to_string())?;
     axum::serve(listener, app(db))
         .await
         .map_err(|e| e.to_string())

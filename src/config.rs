@@ -78,9 +78,55 @@ pub struct Config {
     #[arg(long, env = "EVENTS_BUFFER", default_value_t = 1024)]
     pub events_buffer: usize,
 
+    /// Most open `/notes/events` streams; past it a new one is answered 503 with `Retry-After`.
+    #[arg(long, env = "EVENTS_MAX_STREAMS", default_value_t = 20_000)]
+    pub events_max_streams: usize,
+
+    /// Most event-stream catch-up queries (replay pages) running at once, so that replays
+    /// cannot take the whole pool.
+    #[arg(long, env = "EVENTS_MAX_CATCHUPS", default_value_t = 4)]
+    pub events_max_catchups: usize,
+
+    /// Events read from the table per catch-up query (one page of a replay).
+    #[arg(long, env = "EVENTS_REPLAY_PAGE", default_value_t = 500)]
+    pub events_replay_page: u32,
+
+    /// Milliseconds a stream may wait for its client to take the last frame before it is
+    /// dropped (the client reconnects with `Last-Event-ID` and loses nothing).
+    #[arg(long, env = "EVENTS_STALL_TIMEOUT_MS", default_value_t = 30_000)]
+    pub events_stall_timeout_ms: u64,
+
+    /// Seconds stored events are kept for replay; older ones are pruned (0 keeps them all).
+    #[arg(long, env = "EVENTS_RETENTION_SECS", default_value_t = 7 * 24 * 3600)]
+    pub events_retention_secs: u64,
+
+    /// Seconds between pruning runs.
+    #[arg(long, env = "EVENTS_PRUNE_INTERVAL_SECS", default_value_t = 60)]
+    pub events_prune_interval_secs: u64,
+
+    /// Milliseconds between keep-alive round trips on the idle `LISTEN` connection.
+    #[arg(long, env = "EVENTS_LISTEN_PING_MS", default_value_t = 30_000)]
+    pub events_listen_ping_ms: u64,
+
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+
+    /// Milliseconds a client has, from the first byte of a request, to send all of its
+    /// headers; slower connections (slowloris) are closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+
+    /// Milliseconds a connection may sit with no request in flight and no byte of a new one
+    /// (a keep-alive connection between requests, or a new one that sends nothing) before it
+    /// is closed.
+    #[arg(long, env = "IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub idle_timeout_ms: u64,
+
+    /// Most open client connections; past it the server stops accepting until one closes.
+    /// Lowered at start-up to fit the file-descriptor limit (less a reserve for Postgres).
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
 
     /// Apply pending migrations at start-up (`MIGRATE=false` or `--no-migrate` to skip).
     #[arg(long, env = "MIGRATE", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
@@ -100,6 +146,43 @@ pub struct Config {
     #[arg(long)]
     pub healthcheck: bool,
 
+    /// TLS to Postgres when `DATABASE_URL` sets no `sslmode` (libpq's `PGSSLMODE`): disable,
+    /// allow, prefer (the default), require, verify-ca or verify-full.
+    #[arg(long = "db-sslmode", env = "PGSSLMODE", value_parser = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"])]
+    pub db_sslmode: Option<String>,
+
+    /// Root certificates (a PEM file, or `system` for the platform's) when `DATABASE_URL`
+    /// sets no `sslrootcert` (libpq's `PGSSLROOTCERT`).
+    #[arg(long = "db-sslrootcert", env = "PGSSLROOTCERT")]
+    pub db_sslrootcert: Option<String>,
+
+    // --- accounts and sessions (src/auth) ---
+    /// Seconds a session token (and its cookie) stays valid after login.
+    #[arg(long, env = "SESSION_TTL_SECS", default_value_t = 86_400)]
+    pub session_ttl_secs: u64,
+
+    /// Mark the session cookie `Secure` even when requests arrive over plain HTTP (set it
+    /// behind a TLS-terminating proxy). Requests that arrive over HTTPS always get it.
+    #[arg(long, env = "SESSION_COOKIE_SECURE", default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub session_cookie_secure: bool,
+
+    /// Failed logins per account within a window before logins to it answer 429.
+    #[arg(long, env = "LOGIN_MAX_FAILURES_PER_ACCOUNT", default_value_t = 5)]
+    pub login_max_failures_per_account: u32,
+
+    /// Failed logins per client address within a window before its logins answer 429.
+    #[arg(long, env = "LOGIN_MAX_FAILURES_PER_ADDRESS", default_value_t = 50)]
+    pub login_max_failures_per_address: u32,
+
+    /// Length of the failed-login counting window, in seconds.
+    #[arg(long, env = "LOGIN_FAILURE_WINDOW_SECS", default_value_t = 900)]
+    pub login_failure_window_secs: u64,
+
+    /// Bearer token `/metrics` requires. Unset: `/metrics` is public (keep it unset only
+    /// when the bind address is private, as the loopback default is).
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    // --- end of accounts and sessions ---
     /// Log filter, in `tracing_subscriber::EnvFilter` syntax.
     #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
     pub log_filter: String,
@@ -138,12 +221,50 @@ impl Config {
             shutdown_grace_secs: 30,
             sse_heartbeat_ms: 15_000,
             events_buffer: 1024,
+            events_max_streams: 20_000,
+            events_max_catchups: 4,
+            events_replay_page: 500,
+            events_stall_timeout_ms: 30_000,
+            events_retention_secs: 7 * 24 * 3600,
+            events_prune_interval_secs: 60,
+            events_listen_ping_ms: 30_000,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 10_000,
             migrate: true,
             no_migrate: false,
             validate_apps: false,
             healthcheck: false,
+            db_sslmode: None,
+            db_sslrootcert: None,
+            session_ttl_secs: 86_400,
+            session_cookie_secure: false,
+            login_max_failures_per_account: 5,
+            login_max_failures_per_address: 50,
+            login_failure_window_secs: 900,
+            metrics_token: None,
             log_filter: "info".into(),
         }
+    }
+
+    /// `database_url` with `PGSSLMODE`/`PGSSLROOTCERT` applied where the URL sets neither
+    /// `sslmode` nor `sslrootcert` (the URL wins, as in libpq).
+    ///
+    /// ```
+    /// let mut config = pgbridge::config::Config::new("postgres://app@db.example/app");
+    /// config.db_sslmode = Some("verify-full".into());
+    /// config.db_sslrootcert = Some("system".into());
+    /// assert_eq!(
+    ///     config.effective_database_url(),
+    ///     "postgres://app@db.example/app?sslmode=verify-full&sslrootcert=system"
+    /// );
+    /// ```
+    pub fn effective_database_url(&self) -> String {
+        crate::db::connect::with_defaults(
+            &self.database_url,
+            self.db_sslmode.as_deref(),
+            self.db_sslrootcert.as_deref(),
+        )
     }
 
     /// The pool's part of the configuration.
@@ -177,6 +298,15 @@ impl Config {
         Duration::from_millis(self.ready_timeout_ms)
     }
 
+    /// The client-connection limits, for [`crate::server`].
+    pub fn connection_limits(&self) -> crate::server::Limits {
+        crate::server::Limits {
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms.max(1)),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms.max(1)),
+            max_connections: self.max_connections.max(1),
+        }
+    }
+
     /// `shutdown_grace_secs` as a duration.
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
@@ -195,6 +325,8 @@ mod tests {
         // The environment may set these while tests run; compare what it cannot touch.
         by_hand.database_url = parsed.database_url.clone();
         by_hand.log_filter = parsed.log_filter.clone();
+        by_hand.db_sslmode = parsed.db_sslmode.clone();
+        by_hand.db_sslrootcert = parsed.db_sslrootcert.clone();
         assert_eq!(format!("{parsed:?}"), format!("{by_hand:?}"));
     }
 

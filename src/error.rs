@@ -68,6 +68,35 @@ pub enum ApiError {
     /// 503: the database is unavailable or busy; retry shortly.
     #[error("the database is unavailable; retry shortly")]
     Unavailable,
+    /// 401: no credentials, or not valid ones; answered with `WWW-Authenticate: Bearer`
+    /// (with `error="invalid_token"` when a token was sent but is unknown, expired or
+    /// revoked, as RFC 6750 says).
+    #[error("{message}")]
+    Unauthorized {
+        /// For the client.
+        message: String,
+        /// A token was sent and refused.
+        invalid_token: bool,
+    },
+    /// 429: too many failed attempts; `Retry-After` says when to try again.
+    #[error("too many failed attempts; retry in {retry_after} seconds")]
+    TooManyRequests {
+        /// Seconds until the window ends.
+        retry_after: u64,
+    },
+    /// 503: a limit of the service is reached (e.g. open event streams); retry after
+    /// `retry_after_secs`.
+    #[error("{message}")]
+    Overloaded {
+        /// What is full.
+        message: String,
+        /// The `Retry-After` header, in seconds.
+        retry_after_secs: u32,
+    },
+    /// 504: a statement ran past the database's statement timeout (or was cancelled).
+    /// No `Retry-After`: the same request would most likely take as long again.
+    #[error("the database did not answer in time")]
+    DatabaseTimeout,
     /// 500: a bug. The detail is logged where it happened.
     #[error("internal server error")]
     Internal,
@@ -96,7 +125,10 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::DatabaseTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -114,6 +146,10 @@ impl ApiError {
             Self::Invalid(_) => "invalid_fields",
             Self::PreconditionRequired(_) => "precondition_required",
             Self::Unavailable => "database_unavailable",
+            Self::Unauthorized { .. } => "unauthorized",
+            Self::TooManyRequests { .. } => "too_many_requests",
+            Self::Overloaded { .. } => "overloaded",
+            Self::DatabaseTimeout => "database_timeout",
             Self::Internal => "internal",
         }
     }
@@ -131,8 +167,22 @@ impl ApiError {
     fn extra_headers(&self) -> Option<(header::HeaderName, HeaderValue)> {
         match self {
             Self::Unavailable => Some((header::RETRY_AFTER, HeaderValue::from_static("1"))),
+            Self::Overloaded {
+                retry_after_secs, ..
+            } => Some((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs))),
             Self::MethodNotAllowed { allow } => {
                 Some((header::ALLOW, HeaderValue::from_static(allow)))
+            }
+            Self::Unauthorized { invalid_token, .. } => Some((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(if *invalid_token {
+                    "Bearer realm=\"pgbridge\", error=\"invalid_token\""
+                } else {
+                    "Bearer realm=\"pgbridge\""
+                }),
+            )),
+            Self::TooManyRequests { retry_after } => {
+                Some((header::RETRY_AFTER, HeaderValue::from(*retry_after)))
             }
             _ => None,
         }
@@ -170,9 +220,13 @@ impl ApiError {
 impl From<DbError> for ApiError {
     fn from(err: DbError) -> Self {
         match &err {
-            DbError::Unavailable(_) | DbError::Timeout(_) => {
+            DbError::Unavailable(_) | DbError::Connect(_) => {
                 tracing::warn!(error = %err, "database unavailable");
                 Self::Unavailable
+            }
+            DbError::Timeout(_) => {
+                tracing::warn!(error = %err, "statement timed out");
+                Self::DatabaseTimeout
             }
             DbError::Conflict { constraint, .. } => {
                 tracing::info!(error = %err, "write refused by a constraint");
@@ -218,8 +272,12 @@ pub fn awsgi_error_response(err: &awsgi::Error) -> Response {
             InputError::TooLarge { limit } => ApiError::PayloadTooLarge { limit: *limit },
             other => ApiError::BadRequest(other.to_string()),
         }
+    } else if let Some(request) = err.downcast_ref::<awsgi::RequestError>() {
+        ApiError::BadRequest(request.to_string())
     } else if let Some(db) = err.downcast_ref::<DbError>() {
-        if db.is_unavailable() {
+        if matches!(db, DbError::Timeout(_)) {
+            ApiError::DatabaseTimeout
+        } else if db.is_unavailable() {
             ApiError::Unavailable
         } else if matches!(db, DbError::Conflict { .. }) {
             ApiError::Conflict("the write conflicts with existing data".into())
@@ -266,5 +324,12 @@ mod tests {
         let response = ApiError::Unavailable.into_response();
         assert_eq!(response.status(), 503);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn a_statement_timeout_is_a_504_with_no_retry_after() {
+        let response = ApiError::DatabaseTimeout.into_response();
+        assert_eq!(response.status(), 504);
+        assert!(!response.headers().contains_key(header::RETRY_AFTER));
     }
 }

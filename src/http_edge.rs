@@ -1,10 +1,15 @@
 //! The tower-http stack around every route: request ids, one log line per request, the
-//! request timeout, and the JSON error shape for errors that layers answer on their own.
+//! request timeout, the JSON error shape for errors that layers answer on their own, the
+//! refusal of transfer codings the server does not decode, and the security/caching
+//! headers every response carries.
 
 use axum::Router;
+use axum::extract::Request as AxumRequest;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderName, Request, StatusCode, header};
+use http::{HeaderName, HeaderValue, Request, StatusCode, header};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -13,8 +18,13 @@ use crate::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Wraps `router` in the service's layers, outermost first: request id (set, then echoed),
-/// tracing, metrics, JSON for bare errors, timeout.
+/// Longest client-supplied `X-Request-Id` kept.
+const MAX_REQUEST_ID_LEN: usize = 64;
+
+/// Wraps `router` in the service's layers, outermost first: `nosniff` and a default
+/// `Cache-Control: no-store` on every response, an unsafe client request id dropped, request
+/// id (set, then echoed), tracing, metrics, refusal of unknown transfer codings, JSON for
+/// bare errors, timeout.
 pub(crate) fn layers(router: Router, state: &AppState) -> Router {
     let config = &state.config;
     let trace = TraceLayer::new_for_http()
@@ -43,6 +53,7 @@ pub(crate) fn layers(router: Router, state: &AppState) -> Router {
             config.request_timeout(),
         ))
         .layer(axum::middleware::map_response(json_for_bare_errors))
+        .layer(axum::middleware::from_fn(refuse_transfer_codings))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::metrics::track,
@@ -50,6 +61,73 @@ pub(crate) fn layers(router: Router, state: &AppState) -> Router {
         .layer(trace)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::map_request(drop_unsafe_request_id))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        // Responses that choose their own caching (the notes app's) keep it.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+}
+
+/// Whether a client-supplied request id may be logged and echoed as it is: short, and only
+/// characters that cannot forge a log field or a header.
+fn is_safe_request_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID_LEN
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// Removes `X-Request-Id` headers that are not [safe](is_safe_request_id) (or that come more
+/// than once), so the next layer generates a fresh id.
+async fn drop_unsafe_request_id(mut request: AxumRequest) -> AxumRequest {
+    let headers = request.headers();
+    let mut ids = headers.get_all(&REQUEST_ID).iter();
+    let keep = match (ids.next(), ids.next()) {
+        (None, _) => return request,
+        (Some(id), None) => is_safe_request_id(id.as_bytes()),
+        (Some(_), Some(_)) => false,
+    };
+    if !keep {
+        let len: usize = headers.get_all(&REQUEST_ID).iter().map(|v| v.len()).sum();
+        tracing::debug!(
+            supplied_len = len,
+            "client X-Request-Id is not a short safe token; generating a fresh one"
+        );
+        request.headers_mut().remove(&REQUEST_ID);
+    }
+    request
+}
+
+/// `Transfer-Encoding` other than `chunked` (e.g. `gzip, chunked`): hyper removes only the
+/// chunked framing, so the body would reach applications still encoded. Answered 501
+/// (RFC 9112 §6.1), in the JSON shape, before any application runs.
+async fn refuse_transfer_codings(request: AxumRequest, next: Next) -> Response {
+    let unsupported = request
+        .headers()
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|b| *b == b','))
+        .map(|coding| coding.trim_ascii())
+        .any(|coding| !coding.eq_ignore_ascii_case(b"chunked"));
+    if !unsupported {
+        return next.run(request).await;
+    }
+    let body = serde_json::json!({ "error": {
+        "code": "not_implemented",
+        "message": "transfer codings other than chunked are not supported",
+    }});
+    let mut response = (StatusCode::NOT_IMPLEMENTED, axum::Json(body)).into_response();
+    // The body was not read: the connection cannot be reused.
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// Errors answered by axum or tower-http themselves (no route, wrong method, timeout) come
@@ -83,4 +161,26 @@ async fn json_for_bare_errors(response: Response) -> Response {
         json.headers_mut().entry(name).or_insert(value);
     }
     json
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_safe_request_id;
+
+    #[test]
+    fn request_ids_must_be_short_safe_tokens() {
+        for ok in ["abc", "7f3c-11:ab.cd_EF", &"a".repeat(64)] {
+            assert!(is_safe_request_id(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "",
+            "has space",
+            "x\" request_id=forged",
+            "new\nline",
+            &"a".repeat(65),
+            "caf\u{e9}",
+        ] {
+            assert!(!is_safe_request_id(bad.as_bytes()), "{bad:?}");
+        }
+    }
 }

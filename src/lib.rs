@@ -26,17 +26,19 @@
 //! ```
 
 pub mod apps;
+pub mod auth;
 pub mod awsgi;
 pub mod config;
 pub mod db;
 pub mod error;
 mod http_edge;
 pub mod metrics;
+pub mod server;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::get;
+use axum::routing::{MethodFilter, get, on_service};
 use axum::{Extension, Router};
 use tower::Layer;
 
@@ -62,8 +64,10 @@ pub struct AppState {
 
 impl AppState {
     /// Builds the pool (opening no connection yet) and starts the note-event listener,
-    /// which connects in the background. Needs a tokio runtime.
-    pub fn new(config: Config) -> Result<Self, DbError> {
+    /// which connects in the background. Needs a tokio runtime. `PGSSLMODE`/`PGSSLROOTCERT`
+    /// are folded into `database_url` here, so every connection sees them.
+    pub fn new(mut config: Config) -> Result<Self, DbError> {
+        config.database_url = config.effective_database_url();
         let db = Db::connect(&config.db())?;
         let listener = Listener::spawn(
             ListenConfig {
@@ -72,13 +76,11 @@ impl AppState {
                 capacity: config.events_buffer,
                 connect_timeout: Duration::from_millis(config.db_connect_timeout_ms),
                 max_backoff: Duration::from_secs(5),
+                ping_interval: Duration::from_millis(config.events_listen_ping_ms),
             },
             Broadcast::parse,
         );
-        let feed = Feed {
-            listener: Arc::new(listener),
-            heartbeat: Duration::from_millis(config.sse_heartbeat_ms.max(1)),
-        };
+        let feed = Feed::start(listener, &db, &config);
         Ok(Self {
             db,
             feed,
@@ -114,22 +116,56 @@ pub fn router(state: AppState) -> Router {
         validate: state.config.validate_apps,
     };
 
+    // Each application with the methods it serves (GET also answers HEAD): any other
+    // method is a 405 with `Allow`, answered here, before the application runs.
     let routes = Router::new();
-    let routes = mount.at(routes, "/", apps::index::app);
-    let routes = mount.at(routes, "/seed/postgres-async", apps::postgres_async::app);
-    let routes = mount.at(routes, "/seed/poll-sleep", apps::poll_sleep::app);
-    let routes = mount.at(routes, "/notes", apps::notes::app);
-    let routes = mount.at(routes, "/notes/events", apps::notes::events::app);
-    let routes = mount.at(routes, "/notes/{id}", apps::notes::app);
+    let routes = mount.at(routes, "/", GET, apps::index::app);
+    let routes = mount.at(
+        routes,
+        "/seed/postgres-async",
+        GET,
+        apps::postgres_async::app,
+    );
+    let routes = mount.at(routes, "/seed/poll-sleep", GET, apps::poll_sleep::app);
+    let routes = mount.at(routes, "/notes", GET.or(POST), apps::notes::app);
+    let routes = mount.at(routes, "/notes/events", GET, apps::notes::events::app);
+    let routes = mount.at(
+        routes,
+        "/notes/{id}",
+        GET.or(PATCH).or(DELETE),
+        apps::notes::app,
+    );
+    let routes = mount.at(routes, "/accounts", POST, apps::accounts::signup);
+    let routes = mount.at(routes, "/accounts/me", GET, apps::accounts::me);
+    let routes = mount.at(routes, "/sessions", POST, apps::accounts::login);
+    let routes = mount.at(routes, "/sessions/current", DELETE, apps::accounts::logout);
+    let auth_settings = auth::AuthSettings::from_config(&state.config);
     let routes = routes
         .route("/healthz", get(apps::health::healthz))
         .route("/readyz", get(apps::health::readyz).with_state(readiness))
-        .route("/metrics", get(metrics::handler).with_state(state.clone()));
+        .route(
+            "/metrics",
+            get(metrics::handler).with_state(state.clone()).route_layer(
+                axum::middleware::from_fn_with_state(
+                    auth_settings.metrics_token.clone(),
+                    auth::require_metrics_token,
+                ),
+            ),
+        )
+        .route("/openapi.json", get(apps::web::openapi))
+        .route("/docs", get(apps::web::docs))
+        .route("/assets/{name}", get(apps::web::asset));
     let routes = routes
         .layer(Extension(state.db.clone()))
-        .layer(Extension(state.feed.clone()));
+        .layer(Extension(state.feed.clone()))
+        .layer(Extension(auth_settings));
     http_edge::layers(routes, &state)
 }
+
+const GET: MethodFilter = MethodFilter::GET;
+const POST: MethodFilter = MethodFilter::POST;
+const PATCH: MethodFilter = MethodFilter::PATCH;
+const DELETE: MethodFilter = MethodFilter::DELETE;
 
 /// Mounts applications through the layer, under the `Validator` when configured.
 struct Mount {
@@ -138,11 +174,20 @@ struct Mount {
 }
 
 impl Mount {
-    fn at<A: Application>(&self, router: Router, path: &str, app: A) -> Router {
+    fn at<A: Application>(
+        &self,
+        router: Router,
+        path: &str,
+        methods: MethodFilter,
+        app: A,
+    ) -> Router {
         if self.validate {
-            router.route_service(path, self.layer.layer(Validator::new(app)))
+            router.route(
+                path,
+                on_service(methods, self.layer.layer(Validator::new(app))),
+            )
         } else {
-            router.route_service(path, self.layer.layer(app))
+            router.route(path, on_service(methods, self.layer.layer(app)))
         }
     }
 }

@@ -2,10 +2,12 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use clap::Parser;
+use pgbridge::db::Db;
 use pgbridge::db::migrate::Migrator;
+use pgbridge::server::{self, Server, Stopped};
 use pgbridge::{AppState, config::Config, router};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -46,7 +48,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 
     // Wait for Postgres before taking traffic, unless told to stop first.
     tokio::select! {
-        () = state.db.wait_until_ready(std::time::Duration::from_secs(5)) => {}
+        ready = state.db.wait_until_ready(Duration::from_secs(5)) => ready?,
         () = shutdown_signal() => {
             tracing::info!("stopped while waiting for the database");
             return Ok(());
@@ -63,19 +65,29 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let listener = TcpListener::bind(bind).await?;
-    tracing::info!(addr = %listener.local_addr()?, "pgbridge listening");
-    // Streamed chunks (event streams, poll-sleep lines) go out as written, not held back
-    // by Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "could not set TCP_NODELAY");
-        }
-    });
+    let mut limits = state.config.connection_limits();
+    let nofile = server::raise_nofile_limit();
+    let cap = server::connection_cap(limits.max_connections, nofile, state.config.db_pool_size);
+    if cap < limits.max_connections {
+        tracing::warn!(
+            max_connections = limits.max_connections,
+            nofile,
+            lowered_to = cap,
+            "MAX_CONNECTIONS does not fit the file-descriptor limit; lowered"
+        );
+        limits.max_connections = cap;
+    }
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        max_connections = limits.max_connections,
+        nofile,
+        "pgbridge listening"
+    );
     let stopping = state.clone();
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let db = state.db.clone();
+    let stats = state.metrics.connections.clone();
+    let server = Server::new(listener, router(state), limits, stats);
+    let signal = async move {
         shutdown_signal().await;
         tracing::info!(
             ?grace,
@@ -83,23 +95,37 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         );
         // Event streams never finish on their own: end them so the drain can.
         stopping.shutdown();
-        let _ = stop_tx.send(true);
-    });
-    let deadline = async move {
-        let mut stop_rx = stop_rx;
-        // Resolves only once shutdown has begun and the grace period has passed.
-        if stop_rx.wait_for(|stopping| *stopping).await.is_ok() {
-            tokio::time::sleep(grace).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
     };
-    tokio::select! {
-        result = server => result?,
-        () = deadline => tracing::warn!("grace period over; dropping the requests still open"),
+    if let Stopped::Aborted { .. } = server.run(signal, grace).await {
+        // The dropped requests spawned cancels for their queries: let them reach Postgres
+        // before the runtime (and every task on it) stops.
+        settle(&db, CANCEL_WAIT).await;
     }
     tracing::info!("pgbridge stopped");
     Ok(())
+}
+
+/// How long, after the grace period, cancels of dropped queries get to land.
+const CANCEL_WAIT: Duration = Duration::from_secs(2);
+
+/// Waits (at most `within`) until every pooled connection is back and idle: a connection
+/// whose query was cancelled on drop returns only once the cancel has landed.
+async fn settle(db: &Db, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let status = db.status();
+        if status.available >= status.size {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                busy = status.size - status.available,
+                "queries may still be running in Postgres"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// `GET /healthz` on the bind address (loopback if it binds every interface): exit 0 on 200.

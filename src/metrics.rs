@@ -30,6 +30,8 @@ pub struct Metrics {
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
     sum_micros: AtomicU64,
+    /// Client-connection counters, kept by [`crate::server`].
+    pub connections: std::sync::Arc<crate::server::ConnectionStats>,
 }
 
 impl Metrics {
@@ -129,6 +131,27 @@ impl Metrics {
             "1 while the LISTEN connection is up.",
             usize::from(listener.is_connected()),
         );
+        let streams = &state.feed.streams;
+        gauge(
+            &mut out,
+            "pgbridge_events_open_streams",
+            "Open /notes/events streams under the cap (EVENTS_MAX_STREAMS).",
+            streams.open_streams(),
+        );
+        gauge(
+            &mut out,
+            "pgbridge_events_catch_ups",
+            "Event streams replaying from the table now.",
+            streams.catch_ups(),
+        );
+        out.push_str("# HELP pgbridge_events_dropped_slow_total Event streams dropped because their client stopped reading.\n");
+        out.push_str("# TYPE pgbridge_events_dropped_slow_total counter\n");
+        let _ = writeln!(
+            out,
+            "pgbridge_events_dropped_slow_total {}",
+            streams.dropped()
+        );
+        self.render_connections(&mut out);
         out.push_str("# HELP pgbridge_db_cancels_total Queries cancelled on the server because their request went away.\n");
         out.push_str("# TYPE pgbridge_db_cancels_total counter\n");
         let _ = writeln!(
@@ -139,6 +162,54 @@ impl Metrics {
         render_shared(&mut out, state.db.shared());
         out
     }
+}
+
+impl Metrics {
+    fn render_connections(&self, out: &mut String) {
+        use crate::server::TimedOut;
+        let c = &self.connections;
+        let _ = writeln!(
+            out,
+            "# HELP pgbridge_http_connections_open Client connections open.\n\
+             # TYPE pgbridge_http_connections_open gauge\n\
+             pgbridge_http_connections_open {}",
+            c.open()
+        );
+        counter(
+            out,
+            "pgbridge_http_connections_total",
+            "Client connections accepted.",
+            c.accepted(),
+        );
+        counter(
+            out,
+            "pgbridge_http_connections_refused_total",
+            "Accepts that failed for lack of file descriptors (retried after a back-off).",
+            c.refused(),
+        );
+        counter(
+            out,
+            "pgbridge_http_connections_cap_reached_total",
+            "Times the connection cap was reached and accepting paused.",
+            c.cap_reached(),
+        );
+        out.push_str("# HELP pgbridge_http_connections_timed_out_total Connections closed by the server: headers too slow, or idle.\n");
+        out.push_str("# TYPE pgbridge_http_connections_timed_out_total counter\n");
+        for (label, reason) in [("header", TimedOut::Header), ("idle", TimedOut::Idle)] {
+            let _ = writeln!(
+                out,
+                "pgbridge_http_connections_timed_out_total{{reason=\"{label}\"}} {}",
+                c.timed_out(reason)
+            );
+        }
+    }
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+    );
 }
 
 /// The shared, pipelined connections: per connection, statements in flight and whether

@@ -106,6 +106,53 @@ async fn environ_at_the_root_with_routing_args() {
     assert_eq!(env["wsgiorg.routing_args"]["part"], "a/b");
 }
 
+#[tokio::test]
+async fn a_path_parameter_that_does_not_decode_is_refused_before_the_app() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = {
+        let calls = calls.clone();
+        move |environ: Environ, start_response: StartResponse| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            dump(environ, start_response)
+        }
+    };
+    // The same application on the collection and the item, as the notes are mounted: a
+    // dropped parameter would make `/items/%FF` look like `/items`.
+    let layer = AwsgiLayer::new();
+    let router = Router::new()
+        .route_service("/items", layer.layer(counted.clone()))
+        .route_service("/items/{id}", layer.layer(counted.clone()));
+    let addr = serve(router).await;
+    for path in ["/items/%FF", "/items/%C3%28", "/items/a%FFb"] {
+        for method in ["GET", "POST", "DELETE"] {
+            let request = http::Request::builder()
+                .method(method)
+                .uri(path)
+                .body(String::new())
+                .unwrap();
+            let reply = send(addr, request).await.unwrap();
+            assert_eq!(reply.status, 400, "{method} {path}: {}", reply.text());
+        }
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "the application never ran");
+    // Through a JSON error responder, the refusal has the JSON shape.
+    let router = Router::new().route_service(
+        "/items/{id}",
+        AwsgiLayer::new()
+            .error_responder(pgbridge::error::awsgi_error_response)
+            .layer(dump),
+    );
+    let addr = serve(router).await;
+    let reply = http_get(addr, "/items/%FF").await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.json()["error"]["code"], "bad_request");
+    // What does decode still arrives, without parameters where the route has none.
+    assert_eq!(
+        http_get(addr, "/items/%C3%A9").await.json()["wsgiorg.routing_args"]["id"],
+        "é"
+    );
+}
+
 // Rule 2: status and header rules; nothing leaks.
 
 #[tokio::test]

@@ -190,7 +190,9 @@ async fn a_subscriber_that_lags_is_caught_up_not_skipped() {
     let client = connect(&service.database_url).await;
     client
         .batch_execute(
-            "INSERT INTO notes (title) SELECT 'bulk ' || n FROM generate_series(1, 30) AS n",
+            "INSERT INTO notes (title, owner_id) \
+             SELECT 'bulk ' || n, (SELECT id FROM accounts WHERE username = 'harness') \
+             FROM generate_series(1, 30) AS n",
         )
         .await
         .unwrap();

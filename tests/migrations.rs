@@ -99,6 +99,7 @@ async fn two_services_started_together_both_come_up() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(get(addr, "/readyz").await.status, 200);
+        common::http::authenticate_by_default(addr); // /notes needs an account's token
         assert_eq!(get(addr, "/notes").await.status, 200, "the schema is there");
     }
     for child in &mut children {
@@ -163,8 +164,11 @@ async fn sqlx_cli_agrees() {
             std::env::var_os("CI").is_none(),
             "CI must install sqlx-cli (see .ci/run)"
         );
-        eprintln!(
-            "sqlx-cli not installed; skipping (cargo install sqlx-cli --no-default-features --features postgres,rustls)"
+        common::skip_loudly(
+            "sqlx_cli_agrees",
+            "sqlx-cli is not installed, so nothing checked that it agrees with the service\n\
+             about applied migrations. To run this test:\n  \
+             cargo install sqlx-cli --locked --no-default-features --features postgres,rustls",
         );
         return;
     };

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 
-use crate::db::Db;
+use crate::db::{Db, Ready};
 
 /// What `/readyz` needs.
 #[derive(Clone, Debug)]
@@ -24,9 +24,18 @@ pub async fn healthz() -> impl IntoResponse {
 
 /// Readiness: Postgres answers `SELECT 1` within the ready timeout. 503 (JSON error shape)
 /// when it does not, so a load balancer stops sending traffic until it does.
+///
+/// A pool with every connection checked out is **busy, not down**: it answers 200 with
+/// `"status": "busy"`. Every replica's pool fills under the same load spike, so reporting
+/// that as unready would make a load balancer pull all replicas at once — turning load into
+/// an outage. The alternative, a dedicated connection per probe, would cost a Postgres
+/// backend fork per probe and add connections exactly when the server is most loaded.
+/// A database that is really gone still shows: its connections fail and leave the pool,
+/// so the next probe opens a new one and gets the connection error (503).
 pub async fn readyz(State(ready): State<Readiness>) -> Response {
-    match ready.db.ping(ready.timeout).await {
-        Ok(()) => Json(serde_json::json!({ "status": "ready" })).into_response(),
+    match ready.db.check_ready(ready.timeout).await {
+        Ok(Ready::Answered) => Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Ok(Ready::Busy) => Json(serde_json::json!({ "status": "busy" })).into_response(),
         Err(err) => {
             tracing::warn!(error = %err, "not ready");
             crate::error::ApiError::Unavailable.into_response()

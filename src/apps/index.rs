@@ -1,8 +1,15 @@
-//! `GET /` — what this service is, and its routes.
+//! `GET /` — what this service is, and its routes; for a browser, the live notes page.
+//!
+//! Content negotiation on `Accept`: a client that prefers `text/html` to `application/json`
+//! (a browser navigating) gets [`crate::apps::web::page`]; everyone else gets the JSON index.
 
 use serde::Serialize;
 
+use http::{Method, header};
+
+use crate::apps::web;
 use crate::awsgi::{Body, Environ, Error, StartResponse};
+use crate::error::ApiError;
 
 /// One route of the service.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -17,7 +24,7 @@ pub struct Route {
 pub const ROUTES: &[Route] = &[
     Route {
         route: "GET /",
-        description: "this index",
+        description: "this index (JSON); a browser gets the live notes page",
     },
     Route {
         route: "GET /healthz",
@@ -35,10 +42,51 @@ pub const ROUTES: &[Route] = &[
         route: "GET /seed/poll-sleep?seconds=N",
         description: "sleeps N seconds (0-30) through fdevent timeouts, streaming a line a second",
     },
+    Route {
+        route: "GET|POST /notes",
+        description: "the template resource: list (newest first, keyset pages) and create",
+    },
+    Route {
+        route: "GET|PATCH|DELETE /notes/{id}",
+        description: "one note: read (ETag), change with If-Match (JSON merge patch), delete",
+    },
+    Route {
+        route: "GET /notes/events",
+        description: "note changes as server-sent events, resumable with Last-Event-ID",
+    },
+    Route {
+        route: "GET /metrics",
+        description: "counters in the Prometheus text format",
+    },
+    Route {
+        route: "GET /openapi.json",
+        description: "the OpenAPI 3.1 document of every route",
+    },
+    Route {
+        route: "GET /docs",
+        description: "that document for people (works offline)",
+    },
 ];
 
 /// The application.
 pub async fn app(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
+    if !matches!(*environ.method(), Method::GET | Method::HEAD) {
+        return Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }.into());
+    }
+    let accept = environ
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    if web::prefers_html(accept) {
+        let headers = web::page_headers("text/html; charset=utf-8");
+        let mut pairs: Vec<(&str, &str)> = headers
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+            .collect();
+        pairs.push(("Vary", "Accept"));
+        start_response.start("200 OK", pairs)?;
+        return Ok(Body::from(web::page()));
+    }
     let index = serde_json::json!({
         "service": "pgbridge",
         "version": env!("CARGO_PKG_VERSION"),
@@ -48,6 +96,9 @@ pub async fn app(environ: Environ, start_response: StartResponse) -> Result<Body
         "script_name": environ.script_name(),
         "routes": ROUTES,
     });
-    start_response.start("200 OK", [("Content-Type", "application/json")])?;
+    start_response.start(
+        "200 OK",
+        [("Content-Type", "application/json"), ("Vary", "Accept")],
+    )?;
     Ok(Body::from(serde_json::to_vec_pretty(&index)?))
 }

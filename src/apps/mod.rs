@@ -1,11 +1,13 @@
 //! Applications written against the contract, one file each, plus the native health
 //! handlers. [`crate::router`] mounts them.
 
+pub mod accounts;
 pub mod health;
 pub mod index;
 pub mod notes;
 pub mod poll_sleep;
 pub mod postgres_async;
+pub mod web;
 
 use crate::awsgi::Environ;
 use crate::db::Db;

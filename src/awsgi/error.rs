@@ -51,11 +51,14 @@ impl Error {
 
     /// The status the server answers with when this error ends a request before the
     /// response is committed: 413 for a `wsgi.input` over its limit, 400 for a request
-    /// body the client broke off, 500 for everything else.
+    /// body the client broke off or a [`RequestError`], 500 for everything else.
     pub fn status(&self) -> StatusCode {
-        match self.downcast_ref::<InputError>() {
-            Some(input) => input.status(),
-            None => StatusCode::INTERNAL_SERVER_ERROR,
+        if let Some(input) = self.downcast_ref::<InputError>() {
+            input.status()
+        } else if self.downcast_ref::<RequestError>().is_some() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
         }
     }
 
@@ -97,6 +100,28 @@ impl fmt::Display for Error {
         }
         Ok(())
     }
+}
+
+/// A request the server refuses before the application runs (answered 400 through the
+/// layer's error responder), because no honest `environ` can be built from it.
+///
+/// ```
+/// use pgbridge::awsgi::{Error, RequestError};
+///
+/// let err = Error::from(RequestError::InvalidPathParam { detail: "Invalid UTF-8 in `id`".into() });
+/// assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// A path parameter the router matched does not percent-decode to UTF-8 (`/notes/%FF`).
+    /// Passing the application no routing arguments instead would make it serve another
+    /// route's meaning (the collection for an item), so the request is refused.
+    #[error("a path parameter is not valid percent-encoded UTF-8")]
+    InvalidPathParam {
+        /// The router's description, for the log.
+        detail: String,
+    },
 }
 
 /// A breach of the contract that the server detects on the application's side.

@@ -22,6 +22,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use axum::extract::rejection::RawPathParamsRejection;
 use axum::extract::{ConnectInfo, FromRequestParts, OriginalUri, RawPathParams};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -31,7 +32,7 @@ use tower::{Layer, Service};
 
 use super::{
     Application, Body, ContractError, Environ, EnvironBuilder, Error, Input, InputError,
-    StartResponse,
+    RequestError, StartResponse,
 };
 
 /// Turns an error that ended a request before its response started into the response the
@@ -256,12 +257,21 @@ async fn serve<A: Application>(
         return (config.error_responder)(&err);
     }
 
+    // No parameters (a route without any, or a service mounted outside a router) is an
+    // empty list; a parameter that does not decode is refused, never dropped.
     let routing_args = match RawPathParams::from_request_parts(&mut parts, &()).await {
         Ok(params) => params
             .iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
-        Err(_) => Vec::new(),
+        Err(RawPathParamsRejection::MissingPathParams(_)) => Vec::new(),
+        Err(rejection) => {
+            let err = Error::from(RequestError::InvalidPathParam {
+                detail: rejection.body_text(),
+            });
+            tracing::info!(error = %err, detail = %rejection.body_text(), "refused before the application ran");
+            return (config.error_responder)(&err);
+        }
     };
     let environ = build_environ(parts, body, &config, routing_args);
 

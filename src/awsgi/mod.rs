@@ -85,7 +85,7 @@ mod validate;
 
 pub use body::Body;
 pub use environ::{Environ, EnvironBuilder, VARIABLES};
-pub use error::{BoxError, ContractError, Error};
+pub use error::{BoxError, ContractError, Error, RequestError};
 pub use errors::Errors;
 pub use input::{Input, InputError};
 pub use layer::{AwsgiLayer, AwsgiService, DEFAULT_BODY_LIMIT, ErrorResponder, ResponseFuture};

@@ -14,8 +14,10 @@ use std::time::Duration;
 
 use deadpool_postgres::Object;
 use tokio::task::JoinHandle;
+use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{CancelToken, NoTls, Row, Statement};
 
+use super::connect::Tls;
 use super::{DbError, Params};
 
 /// Cancels sent for abandoned queries, process-wide, for `/metrics`.
@@ -57,23 +59,52 @@ pub struct Conn {
     cancel: Arc<Canceller>,
 }
 
-/// Where to send cancel requests: the server the pool connects to.
+/// Where to send cancel requests: the server the pool connects to, over the same TLS as
+/// the pool's connections (a cancel sent in clear text to a TLS-only server is refused).
+#[derive(Clone)]
+pub(crate) struct ServerAddr {
+    addr: Option<Addr>,
+    tls: Tls,
+}
+
 #[derive(Debug, Clone)]
-pub(crate) enum ServerAddr {
-    Tcp(String, u16),
+enum Addr {
+    /// Connect to `addr` (the `hostaddr`, or else the host), check the certificate for `host`.
+    Tcp {
+        host: String,
+        addr: String,
+        port: u16,
+    },
     Unix(std::path::PathBuf),
 }
 
 impl ServerAddr {
     /// The first host of a connection configuration.
-    pub(crate) fn of(config: &tokio_postgres::Config) -> Option<Self> {
+    pub(crate) fn of(config: &tokio_postgres::Config, tls: Tls) -> Self {
         let port = config.get_ports().first().copied().unwrap_or(5432);
-        match config.get_hosts().first()? {
-            tokio_postgres::config::Host::Tcp(host) => Some(Self::Tcp(host.clone(), port)),
-            tokio_postgres::config::Host::Unix(dir) => {
-                Some(Self::Unix(dir.join(format!(".s.PGSQL.{port}"))))
+        let addr = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(host)) => Some(Addr::Tcp {
+                host: host.clone(),
+                addr: config
+                    .get_hostaddrs()
+                    .first()
+                    .map_or_else(|| host.clone(), ToString::to_string),
+                port,
+            }),
+            Some(tokio_postgres::config::Host::Unix(dir)) => {
+                Some(Addr::Unix(dir.join(format!(".s.PGSQL.{port}"))))
             }
-        }
+            None => None,
+        };
+        Self { addr, tls }
+    }
+}
+
+impl std::fmt::Debug for ServerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerAddr")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -323,6 +354,8 @@ impl Canceller {
 /// the backend a moment later. A connection reused in that moment would have its *next*
 /// query cancelled. Postgres closes the cancel connection only after signalling the
 /// backend, so reading to end-of-stream on a connection of our own closes that window.
+/// The request goes over TLS when the pool's connections do (the token carries their
+/// `sslmode`); the socket is [lent](Lent) to the TLS stream and handed back for that read.
 pub(super) async fn cancel_and_confirm(
     token: &CancelToken,
     server: Option<&ServerAddr>,
@@ -341,24 +374,101 @@ pub(super) async fn cancel_and_confirm(
         let _ = tokio::time::timeout(SETTLE_TIMEOUT, drain).await;
     }
 
-    match server {
-        Some(ServerAddr::Tcp(host, port)) => {
-            let mut stream = tokio::net::TcpStream::connect((host.as_str(), *port))
+    match server.map(|server| (server.addr.as_ref(), server)) {
+        Some((Some(Addr::Tcp { host, addr, port }), server)) => {
+            let stream = tokio::net::TcpStream::connect((addr.as_str(), *port))
                 .await
                 .map_err(|err| DbError::Unavailable(format!("cancel: {err}")))?;
-            token.cancel_query_raw(&mut stream, NoTls).await?;
-            to_eof(&mut stream).await;
+            let mut tls = server.tls.clone();
+            let connector = <Tls as MakeTlsConnect<Lent<tokio::net::TcpStream>>>::make_tls_connect(
+                &mut tls, host,
+            )
+            .map_err(|err| DbError::Unavailable(format!("cancel: {err}")))?;
+            let (lent, back) = Lent::new(stream);
+            token.cancel_query_raw(lent, connector).await?;
+            if let Ok(mut stream) = back.await {
+                to_eof(&mut stream).await;
+            }
         }
-        Some(ServerAddr::Unix(path)) => {
+        // Postgres offers no TLS on Unix sockets.
+        Some((Some(Addr::Unix(path)), _)) => {
             let mut stream = tokio::net::UnixStream::connect(path)
                 .await
                 .map_err(|err| DbError::Unavailable(format!("cancel: {err}")))?;
             token.cancel_query_raw(&mut stream, NoTls).await?;
             to_eof(&mut stream).await;
         }
+        Some((None, server)) => token.cancel_query(server.tls.clone()).await?,
         None => token.cancel_query(NoTls).await?,
     }
     Ok(())
+}
+
+/// A stream lent to a call that takes it by value (a TLS connector needs `'static`) and
+/// handed back when that call drops it, so the caller can read on after.
+struct Lent<S> {
+    stream: Option<S>,
+    back: Option<tokio::sync::oneshot::Sender<S>>,
+}
+
+impl<S> Lent<S> {
+    fn new(stream: S) -> (Self, tokio::sync::oneshot::Receiver<S>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let lent = Self {
+            stream: Some(stream),
+            back: Some(tx),
+        };
+        (lent, rx)
+    }
+
+    fn get(&mut self) -> std::pin::Pin<&mut S>
+    where
+        S: Unpin,
+    {
+        std::pin::Pin::new(self.stream.as_mut().expect("taken only in Drop"))
+    }
+}
+
+impl<S> Drop for Lent<S> {
+    fn drop(&mut self) {
+        if let (Some(stream), Some(back)) = (self.stream.take(), self.back.take()) {
+            let _ = back.send(stream);
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Lent<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.get().poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Lent<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.get().poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.get().poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.get().poll_shutdown(cx)
+    }
 }
 
 struct CancelOnDrop<'a> {

@@ -3,6 +3,8 @@
 use deadpool_postgres::PoolError;
 use tokio_postgres::error::SqlState;
 
+use super::connect::ConnectError;
+
 /// A database failure, classified for the HTTP edge.
 ///
 /// The `Display` text is for logs: it may hold driver detail, and never goes to a client.
@@ -31,12 +33,29 @@ pub enum DbError {
     /// The configuration cannot build a pool.
     #[error("invalid database configuration: {0}")]
     Config(String),
+    /// A new connection could not be made; the error names why (refused, TLS, certificate,
+    /// authentication, missing database) and where. See [`ConnectError::is_permanent`].
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
 }
 
 impl DbError {
     /// Whether retrying later may succeed: the database is down, busy, or timed out.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unavailable(_) | Self::Timeout(_))
+        matches!(
+            self,
+            Self::Unavailable(_) | Self::Timeout(_) | Self::Connect(_)
+        )
+    }
+
+    /// Whether retrying cannot help: a connection failed for a reason that only a change
+    /// of settings, password, certificate or server can fix (see [`ConnectError`]).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Config(_) => true,
+            Self::Connect(err) => err.is_permanent(),
+            _ => false,
+        }
     }
 }
 

@@ -8,13 +8,17 @@
 //! A subscriber that falls behind the broadcast buffer gets `RecvError::Lagged` and must do
 //! the same.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::{broadcast, watch};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+
+use super::connect::PgConnect;
 
 /// What subscribers receive.
 #[derive(Debug)]
@@ -47,6 +51,9 @@ pub struct ListenConfig {
     pub connect_timeout: Duration,
     /// The longest wait between reconnection attempts.
     pub max_backoff: Duration,
+    /// How often an idle connection is checked with a round trip (it must answer within
+    /// `connect_timeout`, or the connection is dropped and reopened).
+    pub ping_interval: Duration,
 }
 
 /// The process's one `LISTEN` connection, shared by every subscriber.
@@ -63,6 +70,7 @@ pub struct ListenConfig {
 ///         capacity: 1024,
 ///         connect_timeout: Duration::from_secs(3),
 ///         max_backoff: Duration::from_secs(5),
+///         ping_interval: Duration::from_secs(30),
 ///     },
 ///     |payload: &str| Some(payload.to_owned()),
 /// );
@@ -169,11 +177,11 @@ async fn listen_once<T: Send + Sync + 'static>(
     parse: fn(&str) -> Option<T>,
     tx: &broadcast::Sender<Notice<T>>,
     connected: &AtomicBool,
-) -> Result<(), tokio_postgres::Error> {
-    let mut pg: tokio_postgres::Config = config.url.parse()?;
-    pg.connect_timeout(config.connect_timeout);
-    pg.application_name("pgbridge-listener");
-    let (client, mut connection) = pg.connect(NoTls).await?;
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let mut pg = PgConnect::parse(&config.url)?;
+    pg.config_mut().connect_timeout(config.connect_timeout);
+    pg.config_mut().application_name("pgbridge-listener");
+    let (client, mut connection) = pg.connect().await?;
     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
 
     // Drive the connection while LISTEN is sent on it.
@@ -185,7 +193,7 @@ async fn listen_once<T: Send + Sync + 'static>(
             result = &mut listen => { result?; break; }
             message = messages.next() => match message {
                 Some(Ok(_)) => {}
-                Some(Err(err)) => return Err(err),
+                Some(Err(err)) => return Err(err.into()),
                 None => return Ok(()),
             },
         }
@@ -196,9 +204,13 @@ async fn listen_once<T: Send + Sync + 'static>(
     // the first connect) is lost to LISTEN: subscribers catch up.
     let _ = tx.send(Notice::Resync);
 
-    // A periodic round trip notices a connection that died without closing.
-    let mut ping = tokio::time::interval(Duration::from_secs(30));
+    // A periodic round trip notices a connection that died without closing. The round trip
+    // is polled beside the connection's messages, never awaited on its own: its answer only
+    // arrives while the connection is being driven.
+    let mut ping = tokio::time::interval(config.ping_interval.max(Duration::from_millis(1)));
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
+    let mut pong: Option<Pin<Box<dyn Future<Output = bool> + Send + '_>>> = None;
     loop {
         tokio::select! {
             message = messages.next() => match message {
@@ -220,11 +232,24 @@ async fn listen_once<T: Send + Sync + 'static>(
                 }
                 None => return Ok(()),
             },
-            _ = ping.tick() => {
-                let alive = tokio::time::timeout(config.connect_timeout, client.simple_query("")).await;
-                if !matches!(alive, Ok(Ok(_))) {
+            alive = async {
+                match pong.as_mut() {
+                    Some(round_trip) => round_trip.await,
+                    None => std::future::pending().await,
+                }
+            }, if pong.is_some() => {
+                pong = None;
+                if !alive {
+                    tracing::warn!(channel = config.channel, "LISTEN connection did not answer a ping");
                     return Ok(());
                 }
+            }
+            _ = ping.tick(), if pong.is_none() => {
+                let timeout = config.connect_timeout;
+                let round_trip = client.simple_query("");
+                pong = Some(Box::pin(async move {
+                    matches!(tokio::time::timeout(timeout, round_trip).await, Ok(Ok(_)))
+                }));
             }
         }
     }

@@ -16,7 +16,9 @@
 use std::time::Instant;
 
 use sha2::{Digest, Sha384};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+
+use super::connect::{ConnectError, PgConnect};
 
 /// The `migrations/` folder as it was at build time: `(file name, SQL)`.
 pub const EMBEDDED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
@@ -54,6 +56,9 @@ pub enum MigrateError {
     /// Talking to Postgres failed.
     #[error("migrations: {0}")]
     Db(#[from] tokio_postgres::Error),
+    /// Connecting to Postgres failed (the error says why and where).
+    #[error("migrations: {0}")]
+    Connect(#[from] ConnectError),
 }
 
 /// One migration file.
@@ -151,7 +156,7 @@ impl Migrator {
 
     /// Connects to `database_url` and applies what is pending. Returns what it applied.
     pub async fn run_url(&self, database_url: &str) -> Result<Vec<Applied>, MigrateError> {
-        let (mut client, connection) = tokio_postgres::connect(database_url, NoTls).await?;
+        let (mut client, connection) = PgConnect::parse(database_url)?.connect().await?;
         let connection = tokio::spawn(async move {
             if let Err(err) = connection.await {
                 tracing::warn!(error = %err, "migration connection ended");

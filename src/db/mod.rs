@@ -23,15 +23,18 @@
 //! ```
 
 mod conn;
+pub mod connect;
 mod error;
 pub mod listener;
 pub mod migrate;
 mod pool;
 mod queries;
+mod scoped;
 pub mod shared;
 
 pub use conn::{Conn, Tx, cancels_sent};
 pub use error::DbError;
-pub use pool::{Db, DbConfig, PoolStatus};
+pub use pool::{Db, DbConfig, PoolStatus, Ready};
 pub use queries::{Params, Queries};
+pub use scoped::{ACCOUNT_SETTING, RLS_ROLE, Scoped};
 pub use shared::{Shared, SharedConfig, SharedConnStatus};

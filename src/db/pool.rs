@@ -1,13 +1,12 @@
 //! [`Db`]: the deadpool-postgres pool, built from [`DbConfig`].
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 
 use super::conn::ServerAddr;
+use super::connect::{Endpoint, PgConnect};
 use super::{Conn, DbError, Shared, SharedConfig};
 
 /// What the pool needs to know. The service fills it from [`crate::config::Config`].
@@ -65,8 +64,18 @@ impl DbConfig {
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: Pool,
-    server: Option<Arc<ServerAddr>>,
+    server: Arc<ServerAddr>,
+    endpoint: Arc<Endpoint>,
     shared: Shared,
+}
+
+/// What [`Db::check_ready`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    /// A pooled connection answered `SELECT 1`.
+    Answered,
+    /// Every pooled connection is in use: the database is busy, not down.
+    Busy,
 }
 
 /// A snapshot of the pool, for metrics.
@@ -83,24 +92,41 @@ pub struct PoolStatus {
 }
 
 impl Db {
-    /// Builds the pool and the shared connection set. Fails only on a malformed URL.
+    /// Builds the pool and the shared connection set. Fails only on a malformed URL or
+    /// unusable TLS settings (say, an `sslrootcert` file that cannot be read).
     pub fn connect(config: &DbConfig) -> Result<Self, DbError> {
-        let pg = pg_config(config)?;
-        let server = ServerAddr::of(&pg).map(Arc::new);
-        let mut shared_pg = pg.clone();
-        if shared_pg.get_application_name() == Some("pgbridge") {
-            shared_pg.application_name("pgbridge-shared");
+        let mut target = PgConnect::parse(&config.url)
+            .map_err(|err| DbError::Config(format!("DATABASE_URL: {err}")))?;
+        let pg = target.config_mut();
+        pg.connect_timeout(config.connect_timeout);
+        let statement_ms = config.statement_timeout.as_millis();
+        let options = match pg.get_options() {
+            Some(existing) => format!("{existing} -c statement_timeout={statement_ms}"),
+            None => format!("-c statement_timeout={statement_ms}"),
+        };
+        pg.options(options);
+        if pg.get_application_name().is_none() {
+            pg.application_name("pgbridge");
+        }
+        let server = Arc::new(ServerAddr::of(target.config(), target.tls()));
+        let endpoint = Arc::new(target.endpoint());
+        // The same settings and TLS as the pool's; a name of its own in pg_stat_activity.
+        let mut shared_target = target.clone();
+        if shared_target.config().get_application_name() == Some("pgbridge") {
+            shared_target
+                .config_mut()
+                .application_name("pgbridge-shared");
         }
         let shared = Shared::new(
             config.shared,
-            shared_pg,
-            server.clone(),
+            shared_target,
+            Some(server.clone()),
             config.pool_wait,
             config.connect_timeout,
         );
         let manager = Manager::from_config(
-            pg,
-            NoTls,
+            target.config().clone(),
+            target.tls(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -116,15 +142,17 @@ impl Db {
         Ok(Self {
             pool,
             server,
+            endpoint,
             shared,
         })
     }
 
-    /// The shared, pipelined connections: for single short statements.
+    /// The shared, pipelined connections: for single short statements that touch no
+    /// owner-protected table (see [`Shared`]).
     ///
     /// ```no_run
     /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
-    /// let n: i64 = db.shared().query_one("SELECT count(*) FROM notes", &[]).await?.get(0);
+    /// let n: i64 = db.shared().query_one("SELECT count(*) FROM pg_stat_activity", &[]).await?.get(0);
     /// # Ok(()) }
     /// ```
     pub fn shared(&self) -> &Shared {
@@ -132,10 +160,18 @@ impl Db {
     }
 
     /// An exclusive connection from the pool, within the wait timeout: for transactions,
-    /// `LISTEN`, session state, and statements that may run long.
+    /// scopes ([`Scoped`](super::Scoped)), `LISTEN`, session state, and statements that
+    /// may run long. A failure to open a new one is a [`DbError::Connect`] that says why
+    /// and where.
     pub async fn conn(&self) -> Result<Conn, DbError> {
-        let object = self.pool.get().await?;
-        Ok(Conn::new(object, self.server.clone()))
+        let object = self.pool.get().await.map_err(|err| match err {
+            PoolError::Backend(err) => DbError::Connect(super::connect::ConnectError::connecting(
+                err,
+                (*self.endpoint).clone(),
+            )),
+            other => other.into(),
+        })?;
+        Ok(Conn::new(object, Some(self.server.clone())))
     }
 
     /// `SELECT 1` within `timeout`: readiness.
@@ -149,9 +185,40 @@ impl Db {
             .map_err(|_| DbError::Unavailable(format!("no answer within {timeout:?}")))?
     }
 
+    /// Readiness: `SELECT 1` on a pooled connection within `timeout`, except that a pool
+    /// whose connections are all in use (the wait for one times out) is
+    /// [`Ready::Busy`] rather than an error: busy is not down.
+    pub async fn check_ready(&self, timeout: Duration) -> Result<Ready, DbError> {
+        let timeouts = deadpool_postgres::Timeouts {
+            wait: Some(timeout / 2),
+            create: Some(timeout),
+            recycle: Some(timeout),
+        };
+        let check = async {
+            let object = match self.pool.timeout_get(&timeouts).await {
+                Ok(object) => object,
+                Err(deadpool_postgres::PoolError::Timeout(
+                    deadpool_postgres::TimeoutType::Wait,
+                )) => {
+                    return Ok(Ready::Busy);
+                }
+                Err(err) => return Err(DbError::from(err)),
+            };
+            let conn = Conn::new(object, Some(self.server.clone()));
+            conn.query_one("SELECT 1", &[])
+                .await
+                .map(|_| Ready::Answered)
+        };
+        tokio::time::timeout(timeout, check)
+            .await
+            .map_err(|_| DbError::Unavailable(format!("no answer within {timeout:?}")))?
+    }
+
     /// Waits until Postgres answers, retrying with a backoff that doubles from 100 ms up to
-    /// `max_backoff`; logs each failure. Returns when the database is ready.
-    pub async fn wait_until_ready(&self, max_backoff: Duration) {
+    /// `max_backoff`; logs each failure. Returns when the database is ready, or at once with
+    /// the error when retrying cannot help ([`DbError::is_permanent`]: authentication, a
+    /// missing database, a certificate or TLS problem) — start-up should then fail.
+    pub async fn wait_until_ready(&self, max_backoff: Duration) -> Result<(), DbError> {
         let mut backoff = Duration::from_millis(100);
         let mut attempt = 1u32;
         loop {
@@ -160,8 +227,9 @@ impl Db {
                     if attempt > 1 {
                         tracing::info!(attempt, "database is ready");
                     }
-                    return;
+                    return Ok(());
                 }
+                Err(err) if err.is_permanent() => return Err(err),
                 Err(err) => {
                     tracing::warn!(attempt, retry_in = ?backoff, error = %err, "database not ready");
                     tokio::time::sleep(backoff).await;
@@ -182,22 +250,4 @@ impl Db {
             waiting: status.waiting,
         }
     }
-}
-
-/// The driver's configuration for every connection of `config` (pooled or shared):
-/// connect timeout, `statement_timeout`, application name.
-fn pg_config(config: &DbConfig) -> Result<tokio_postgres::Config, DbError> {
-    let mut pg = tokio_postgres::Config::from_str(&config.url)
-        .map_err(|err| DbError::Config(format!("DATABASE_URL: {err}")))?;
-    pg.connect_timeout(config.connect_timeout);
-    let statement_ms = config.statement_timeout.as_millis();
-    let options = match pg.get_options() {
-        Some(existing) => format!("{existing} -c statement_timeout={statement_ms}"),
-        None => format!("-c statement_timeout={statement_ms}"),
-    };
-    pg.options(options);
-    if pg.get_application_name().is_none() {
-        pg.application_name("pgbridge");
-    }
-    Ok(pg)
 }

@@ -1,5 +1,6 @@
-//! [`Queries`]: what [`Shared`](super::Shared), [`Conn`](super::Conn) and [`Tx`](super::Tx)
-//! have in common, so that data functions can be written once and run on either path.
+//! [`Queries`]: what [`Shared`](super::Shared), [`Conn`](super::Conn), [`Tx`](super::Tx) and
+//! [`Scoped`](super::Scoped) have in common, so that data functions can be written once and
+//! run on whichever connection the caller holds.
 
 use std::future::Future;
 
@@ -14,7 +15,8 @@ pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 /// Single statements, prepared once per connection, on whichever path the caller chose.
 ///
 /// Write data functions against `&impl Queries` and let the handler pick the path:
-/// `db.shared()` for a single short statement, `db.conn().await?` (or a transaction) for
+/// `db.shared()` for a single short statement that touches no owner-protected table,
+/// `db.conn().await?` (or a transaction, or an owner-scoped [`Scoped`](super::Scoped)) for
 /// the rest.
 ///
 /// ```no_run
@@ -25,9 +27,16 @@ pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 /// }
 ///
 /// # async fn demo(db: Db) -> Result<(), DbError> {
-/// let on_shared = count(db.shared()).await?;
-/// let on_exclusive = count(&db.conn().await?).await?;
+/// // notes has row-level security: count them in an owner's scope, on an exclusive
+/// // connection (a table without it could be counted on `db.shared()` too).
+/// let scoped = pgbridge::db::Scoped::begin(db.conn().await?, 42).await?;
+/// let owned = count(&scoped).await?;
+/// scoped.commit().await?;
+/// let backends = count_backends(db.shared()).await?;
 /// # Ok(()) }
+/// # async fn count_backends(q: &impl Queries) -> Result<i64, DbError> {
+/// #     Ok(q.query_one("SELECT count(*) FROM pg_stat_activity", &[]).await?.get(0))
+/// # }
 /// ```
 pub trait Queries {
     /// Runs `sql` and returns its rows.
@@ -56,28 +65,34 @@ pub trait Queries {
     ) -> impl Future<Output = Result<u64, DbError>> + Send;
 }
 
-/// Implements [`Queries`] by forwarding to the type's inherent methods of the same names.
+/// Implements [`Queries`] by forwarding to the inherent methods of the same names on
+/// `$target` (the type itself, or what it derefs to).
 macro_rules! forward_queries {
-    ($($ty:ty),*) => {$(
+    ($($ty:ty => $target:ty),*) => {$(
         impl Queries for $ty {
             fn query(&self, sql: &str, params: Params<'_>)
                 -> impl Future<Output = Result<Vec<Row>, DbError>> + Send {
-                <$ty>::query(self, sql, params)
+                <$target>::query(self, sql, params)
             }
             fn query_one(&self, sql: &str, params: Params<'_>)
                 -> impl Future<Output = Result<Row, DbError>> + Send {
-                <$ty>::query_one(self, sql, params)
+                <$target>::query_one(self, sql, params)
             }
             fn query_opt(&self, sql: &str, params: Params<'_>)
                 -> impl Future<Output = Result<Option<Row>, DbError>> + Send {
-                <$ty>::query_opt(self, sql, params)
+                <$target>::query_opt(self, sql, params)
             }
             fn execute(&self, sql: &str, params: Params<'_>)
                 -> impl Future<Output = Result<u64, DbError>> + Send {
-                <$ty>::execute(self, sql, params)
+                <$target>::execute(self, sql, params)
             }
         }
     )*};
 }
 
-forward_queries!(super::Conn, super::Tx<'_>, super::Shared);
+forward_queries!(
+    super::Conn => super::Conn,
+    super::Tx<'_> => super::Tx<'_>,
+    super::Shared => super::Shared,
+    super::Scoped => super::Conn
+);

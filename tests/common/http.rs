@@ -45,9 +45,87 @@ impl Reply {
     }
 }
 
+/// Services whose `/notes…` requests carry a bearer token by default, and that token once
+/// signed up (lazily: on the first such request, after the test has migrated).
+static DEFAULT_ACCOUNTS: std::sync::Mutex<
+    Vec<(SocketAddr, std::sync::Arc<tokio::sync::OnceCell<String>>)>,
+> = std::sync::Mutex::new(Vec::new());
+
+/// The harness's own account on every service it starts.
+pub const HARNESS_USER: &str = "harness";
+const HARNESS_PASSWORD: &str = "harness password";
+
+/// From now on, requests to `/notes…` on `addr` without an `Authorization` header get the
+/// harness account's token (see [`default_token`]).
+pub fn authenticate_by_default(addr: SocketAddr) {
+    let mut accounts = DEFAULT_ACCOUNTS.lock().unwrap_or_else(|p| p.into_inner());
+    accounts.retain(|(a, _)| *a != addr);
+    accounts.push((addr, Default::default()));
+}
+
+/// The token requests to `path` on `addr` carry by default: the harness account's, for
+/// `/notes…` paths of services started with [`authenticate_by_default`].
+pub async fn default_token(addr: SocketAddr, path: &str) -> Option<String> {
+    if !path.starts_with("/notes") {
+        return None;
+    }
+    let cell = DEFAULT_ACCOUNTS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .find(|(a, _)| *a == addr)
+        .map(|(_, cell)| cell.clone())?;
+    let token = cell
+        .get_or_init(|| async { account(addr, HARNESS_USER, HARNESS_PASSWORD).await })
+        .await;
+    Some(token.clone())
+}
+
+/// Signs `username` up (if it is not yet) and logs in: its bearer token.
+pub async fn account(addr: SocketAddr, username: &str, password: &str) -> String {
+    let credentials = serde_json::json!({"username": username, "password": password}).to_string();
+    let post = |path: &str| {
+        http::Request::post(path)
+            .header("Content-Type", "application/json")
+            .body(credentials.clone())
+            .expect("request")
+    };
+    let signed_up = send_as_is(addr, post("/accounts"))
+        .await
+        .expect("POST /accounts");
+    assert!(
+        signed_up.status == 201 || signed_up.status == 409,
+        "sign up: {} {}",
+        signed_up.status,
+        signed_up.text()
+    );
+    let session = send_as_is(addr, post("/sessions"))
+        .await
+        .expect("POST /sessions");
+    assert_eq!(session.status, 201, "log in: {}", session.text());
+    session.json()["token"]
+        .as_str()
+        .expect("a token")
+        .to_owned()
+}
+
 /// Sends one request on a fresh connection and reads the whole response.
-/// Fails (rather than panics) when the server aborts the response.
-pub async fn send(addr: SocketAddr, request: http::Request<String>) -> Result<Reply, String> {
+/// Fails (rather than panics) when the server aborts the response. Requests to `/notes…`
+/// without `Authorization` get the harness account's token (see [`default_token`]).
+pub async fn send(addr: SocketAddr, mut request: http::Request<String>) -> Result<Reply, String> {
+    if !request.headers().contains_key(http::header::AUTHORIZATION) {
+        if let Some(token) = default_token(addr, request.uri().path()).await {
+            let value = format!("Bearer {token}").parse().expect("header value");
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, value);
+        }
+    }
+    send_as_is(addr, request).await
+}
+
+/// [`send`] without the default token: the request goes exactly as built.
+pub async fn send_as_is(addr: SocketAddr, request: http::Request<String>) -> Result<Reply, String> {
     let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let io = hyper_util::rt::TokioIo::new(stream);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io)

@@ -14,6 +14,12 @@
 //! stops whatever postmaster runs in the data directory (`pg_ctl stop -m immediate`) and
 //! deletes the cluster's directory. A pipe, rather than polling the test's pid, cannot be
 //! fooled by pid reuse, needs no permission to signal root's processes, and acts at once.
+//!
+//! TLS: [`Cluster::start_private_tls`] starts a cluster with `ssl = on`, the given server
+//! certificate, and a `pg_hba.conf` that accepts only `hostssl` on TCP (trust for
+//! `postgres`, passwords for other roles); its URLs use `sslmode=verify-full` with the CA.
+//! `PGBRIDGE_TEST_TLS=1` makes the shared cluster such a one, so any suite (e.g.
+//! `PGBRIDGE_TEST_TLS=1 cargo test --test notes`) runs over verified TLS.
 
 use std::io::ErrorKind;
 use std::os::unix::process::CommandExt;
@@ -24,6 +30,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::OnceCell;
+
+use super::tls::{ServerTls, TestCa};
 
 /// The shared cluster, or why it could not start (so every test fails fast, and alike).
 static SHARED: OnceCell<Result<Cluster, String>> = OnceCell::const_new();
@@ -59,6 +67,8 @@ struct Private {
     user: Option<(u32, u32)>,
     /// The watchdog, and the pipe whose closing sets it off.
     watchdog: Mutex<Option<(Child, ChildStdin)>>,
+    /// The server's certificate, when it requires TLS.
+    tls: Option<ServerTls>,
 }
 
 impl Cluster {
@@ -67,9 +77,12 @@ impl Cluster {
     pub async fn shared() -> &'static Cluster {
         let shared = SHARED
             .get_or_init(|| async {
+                let tls = std::env::var("PGBRIDGE_TEST_TLS")
+                    .is_ok_and(|v| !v.is_empty() && v != "0")
+                    .then(|| TestCa::new("pgbridge shared test CA").server(&["localhost"], false));
                 let mut cluster = match std::env::var("DATABASE_URL") {
                     Ok(url) if !url.trim().is_empty() => Ok(Cluster::external(&url)),
-                    _ => Cluster::try_start().await,
+                    _ => Cluster::try_start(tls).await,
                 };
                 if let Ok(cluster) = &mut cluster {
                     cluster.shared = true;
@@ -87,9 +100,23 @@ impl Cluster {
     /// Always starts its own, even with `DATABASE_URL` set. Dropping it stops the server
     /// and deletes its files.
     pub async fn start_private() -> Cluster {
-        Cluster::try_start()
+        Cluster::try_start(None)
             .await
             .unwrap_or_else(|why| panic!("a private test cluster did not start:\n{why}"))
+    }
+
+    /// A private cluster that accepts only TLS on TCP (`hostssl`), serving `tls`'s
+    /// certificate; its URLs name `localhost` (connecting to `hostaddr=127.0.0.1`) with
+    /// `sslmode=verify-full` and `sslrootcert` set to the CA, written in its directory.
+    pub async fn start_private_tls(tls: ServerTls) -> Cluster {
+        Cluster::try_start(Some(tls))
+            .await
+            .unwrap_or_else(|why| panic!("a private TLS test cluster did not start:\n{why}"))
+    }
+
+    /// The port of a cluster this process started.
+    pub fn port(&self) -> Option<u16> {
+        self.private.as_ref().map(|p| p.port)
     }
 
     /// The server at `url` (a `postgres://` URL or a key=value connection string), as
@@ -212,7 +239,7 @@ impl Cluster {
         })
     }
 
-    async fn try_start() -> Result<Cluster, String> {
+    async fn try_start(tls: Option<ServerTls>) -> Result<Cluster, String> {
         let bin = find_bin_dir();
         let user = cluster_user();
         let dir = make_directory(user)?;
@@ -223,6 +250,7 @@ impl Cluster {
             port,
             user,
             watchdog: Mutex::new(None),
+            tls,
         };
         // From here on, dropping `cluster` (on failure too) stops and deletes everything.
         let mut cluster = Cluster {
@@ -236,15 +264,12 @@ impl Cluster {
         let private = cluster.private.as_mut().expect("just set");
         private.watch()?;
         private.initdb().await?;
+        private.write_tls_files()?;
         let mut why = String::new();
         for _ in 0..5 {
             match private.start().await {
                 Ok(()) => {
-                    let port = private.port;
-                    cluster.target = Target::Url {
-                        base: format!("postgres://postgres@127.0.0.1:{port}"),
-                        query: String::new(),
-                    };
+                    cluster.target = private.target();
                     return Ok(cluster);
                 }
                 // Most likely someone took the port between our probe and the server's
@@ -292,6 +317,52 @@ impl Drop for Cluster {
 impl Private {
     fn data(&self) -> PathBuf {
         self.dir.join("data")
+    }
+
+    /// How clients reach it: verified TLS when it has a certificate.
+    fn target(&self) -> Target {
+        let port = self.port;
+        match &self.tls {
+            None => Target::Url {
+                base: format!("postgres://postgres@127.0.0.1:{port}"),
+                query: String::new(),
+            },
+            Some(_) => Target::Url {
+                base: format!("postgres://postgres@localhost:{port}"),
+                query: format!(
+                    "?hostaddr=127.0.0.1&sslmode=verify-full&sslrootcert={}",
+                    self.dir.join("ca.pem").display()
+                ),
+            },
+        }
+    }
+
+    /// With TLS: the certificate, key and CA files, and a `pg_hba.conf` allowing only
+    /// `hostssl` on TCP.
+    fn write_tls_files(&self) -> Result<(), String> {
+        let Some(tls) = &self.tls else { return Ok(()) };
+        let write = |name: &str, text: &str, mode: u32| -> Result<(), String> {
+            use std::os::unix::fs::PermissionsExt;
+            let path = self.dir.join(name);
+            std::fs::write(&path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+            if let Some((uid, gid)) = self.user {
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                    .map_err(|e| format!("chown {}: {e}", path.display()))?;
+            }
+            Ok(())
+        };
+        write("server.crt", &tls.cert_pem, 0o644)?;
+        write("server.key", &tls.key_pem, 0o600)?;
+        write("ca.pem", &tls.ca_pem, 0o644)?;
+        write(
+            "data/pg_hba.conf",
+            "local all all trust\n\
+             hostssl all postgres 127.0.0.1/32 trust\n\
+             hostssl all all 127.0.0.1/32 scram-sha-256\n",
+            0o600,
+        )
     }
 
     fn log(&self) -> PathBuf {
@@ -392,8 +463,26 @@ rm -rf "$3"
             "-c max_connections=300".to_owned(),
             "-c shared_buffers=32MB".to_owned(),
             "-c logging_collector=off".to_owned(),
-        ]
-        .join(" ");
+        ];
+        let tls_options = match &self.tls {
+            Some(_) => vec![
+                "-c ssl=on".to_owned(),
+                format!(
+                    "-c ssl_cert_file={}",
+                    shell_quote(&self.dir.join("server.crt").to_string_lossy())
+                ),
+                format!(
+                    "-c ssl_key_file={}",
+                    shell_quote(&self.dir.join("server.key").to_string_lossy())
+                ),
+            ],
+            None => Vec::new(),
+        };
+        let options = options
+            .into_iter()
+            .chain(tls_options)
+            .collect::<Vec<_>>()
+            .join(" ");
         // `-w` notices a server that exits at once (say, its port was taken).
         let out = self
             .pg_ctl()
@@ -418,7 +507,10 @@ rm -rf "$3"
             ));
         }
 
-        let url = format!("postgres://postgres@127.0.0.1:{}/postgres", self.port);
+        let mut url = format!("postgres://postgres@127.0.0.1:{}/postgres", self.port);
+        if self.tls.is_some() {
+            url.push_str("?sslmode=require");
+        }
         let data = self.data().to_string_lossy().into_owned();
         let deadline = started + START_TIMEOUT;
         loop {
@@ -478,13 +570,14 @@ impl AsUser for std::process::Command {
     }
 }
 
-/// Connects with a short timeout and drives the connection on the current runtime.
-async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let mut config: tokio_postgres::Config = url.parse()?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(5));
+/// Connects (over TLS if the URL says so) with a short timeout and drives the connection
+/// on the current runtime.
+async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
+    let mut pg = pgbridge::db::connect::PgConnect::parse(url).map_err(|e| e.to_string())?;
+    if pg.config().get_connect_timeout().is_none() {
+        pg.config_mut().connect_timeout(Duration::from_secs(5));
     }
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+    let (client, connection) = pg.connect().await.map_err(|e| e.to_string())?;
     tokio::spawn(connection);
     Ok(client)
 }

@@ -29,6 +29,7 @@ pub async fn start_on(database_url: String, configure: impl FnOnce(&mut Config))
     configure(&mut config);
     let state = AppState::new(config).expect("valid config");
     let addr = serve(router(state.clone())).await;
+    super::http::authenticate_by_default(addr);
     TestService {
         addr,
         database_url,
@@ -36,9 +37,12 @@ pub async fn start_on(database_url: String, configure: impl FnOnce(&mut Config))
     }
 }
 
-/// A direct connection for looking at the database from outside the service.
+/// A direct connection for looking at the database from outside the service (over TLS
+/// when the URL says so).
 pub async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+    let (client, connection) = pgbridge::db::connect::PgConnect::parse(url)
+        .unwrap_or_else(|e| panic!("{url}: {e}"))
+        .connect()
         .await
         .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
     tokio::spawn(connection);

@@ -25,8 +25,22 @@ pub struct Stream {
     _sender: hyper::client::conn::http1::SendRequest<http_body_util::Empty<Bytes>>,
 }
 
-/// Opens `path` as an event stream.
+/// Opens `path` as an event stream, with the harness account's token by default.
 pub async fn open(addr: SocketAddr, path: &str, last_event_id: Option<i64>) -> Stream {
+    let auth = super::http::default_token(addr, path)
+        .await
+        .map(|token| format!("Bearer {token}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    open_with(addr, path, last_event_id, &headers).await
+}
+
+/// Opens `path` as an event stream with exactly these extra headers.
+pub async fn open_with(
+    addr: SocketAddr,
+    path: &str,
+    last_event_id: Option<i64>,
+    headers: &[(&str, &str)],
+) -> Stream {
     let tcp = TcpStream::connect(addr).await.expect("connect");
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
@@ -38,6 +52,9 @@ pub async fn open(addr: SocketAddr, path: &str, last_event_id: Option<i64>) -> S
         .header("Accept", "text/event-stream");
     if let Some(id) = last_event_id {
         request = request.header("Last-Event-ID", id.to_string());
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
     let response = sender
         .send_request(request.body(http_body_util::Empty::new()).unwrap())

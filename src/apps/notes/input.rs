@@ -124,6 +124,14 @@ fn finish(
     tags: Option<Vec<String>>,
     mut errors: Vec<FieldError>,
 ) -> Result<NoteFields, ApiError> {
+    for (name, text) in [("title", &title), ("body", &body)] {
+        if text.as_deref().is_some_and(has_nul) {
+            errors.push(field(name, NUL_MESSAGE));
+        }
+    }
+    if tags.as_ref().is_some_and(|t| t.iter().any(|t| has_nul(t))) {
+        errors.push(field("tags", NUL_MESSAGE));
+    }
     if let Some(title) = &title {
         let chars = title.chars().count();
         if title.trim().is_empty() {
@@ -173,6 +181,14 @@ fn finish(
         }
         _ => Err(ApiError::Invalid(errors)),
     }
+}
+
+/// What a 422 or 400 says of text holding U+0000, which Postgres `text` cannot store.
+pub const NUL_MESSAGE: &str = "must not contain the NUL character (\\u0000)";
+
+/// Whether `text` holds U+0000.
+pub fn has_nul(text: &str) -> bool {
+    text.contains('\0')
 }
 
 fn field(name: &str, message: &str) -> FieldError {
@@ -227,6 +243,32 @@ mod tests {
         assert_eq!(
             invalid_fields(new_note(br#"{"title":1}"#).unwrap_err()),
             ["title"]
+        );
+    }
+
+    #[test]
+    fn nul_is_refused_in_every_string_field() {
+        for json in [
+            r#"{"title":"a\u0000b"}"#,
+            r#"{"title":"a","body":"\u0000"}"#,
+            r#"{"title":"a","tags":["ok","x\u0000"]}"#,
+        ] {
+            let fields = invalid_fields(new_note(json.as_bytes()).unwrap_err());
+            assert_eq!(fields.len(), 1, "{json}: {fields:?}");
+        }
+        let err = new_note(br#"{"title":"\u0000","body":"\u0000","tags":["\u0000"]}"#).unwrap_err();
+        let mut fields = invalid_fields(err);
+        fields.sort();
+        fields.dedup();
+        assert_eq!(fields, ["body", "tags", "title"]);
+        let current = NoteFields {
+            title: "T".into(),
+            body: String::new(),
+            tags: vec![],
+        };
+        assert_eq!(
+            invalid_fields(merge_patch(br#"{"body":"x\u0000"}"#, &current).unwrap_err()),
+            ["body"]
         );
     }
 

@@ -1,12 +1,14 @@
 //! The notes' SQL. Every statement is parameterised and prepared once per connection.
 //!
-//! Single statements take `&impl Queries`: the handlers run them on the shared, pipelined
-//! path (`db.shared()`); the idempotent create runs in a transaction on an exclusive one.
+//! The functions take `&impl Queries`, so they run on whatever the caller holds; the
+//! handlers hold an owner-scoped transaction ([`Scoped`](crate::db::Scoped)) on an
+//! exclusive connection, never the shared path: the policies read a transaction-local
+//! owner that pipelined statements of other requests cannot share.
 
 use serde::Serialize;
 use tokio_postgres::Row;
 
-use crate::db::{DbError, Queries, Tx};
+use crate::db::{DbError, Queries};
 
 use super::input::NoteFields;
 
@@ -27,6 +29,9 @@ pub struct Note {
     pub updated_at: String,
     /// Bumped by every change; the ETag.
     pub version: i32,
+    /// `updated_at` in whole seconds since the Unix epoch: `Last-Modified`.
+    #[serde(skip)]
+    pub updated_epoch: i64,
 }
 
 impl Note {
@@ -48,6 +53,7 @@ impl Note {
             created_at: row.get("created_at"),
             updated_at: row.get("updated_at"),
             version: row.get("version"),
+            updated_epoch: row.get("updated_epoch"),
         }
     }
 }
@@ -57,7 +63,8 @@ macro_rules! note_columns {
     () => {
         "id, title, body, tags, version, \
          to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS created_at, \
-         to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS updated_at"
+         to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS updated_at, \
+         floor(extract(epoch FROM updated_at))::bigint AS updated_epoch"
     };
 }
 
@@ -79,8 +86,8 @@ pub struct Filter {
     pub q: Option<String>,
 }
 
-/// Inserts a note.
-pub async fn insert(tx: &Tx<'_>, note: &NoteFields) -> Result<Note, DbError> {
+/// Inserts a note, owned by the scope's account (the column's default).
+pub async fn insert(tx: &impl Queries, note: &NoteFields) -> Result<Note, DbError> {
     let row = tx
         .query_one(
             concat!(
@@ -187,12 +194,17 @@ pub struct Recorded {
     pub response: serde_json::Value,
 }
 
-/// The response recorded under `key`, if any.
-pub async fn recorded(conn: &impl Queries, key: &str) -> Result<Option<Recorded>, DbError> {
+/// The response recorded under `key` on `route`, if any (the owner's only: the policies).
+pub async fn recorded(
+    conn: &impl Queries,
+    route: &str,
+    key: &str,
+) -> Result<Option<Recorded>, DbError> {
     let row = conn
         .query_opt(
-            "SELECT request_hash, status, location, etag, response FROM idempotency_keys WHERE key = $1",
-            &[&key],
+            "SELECT request_hash, status, location, etag, response FROM idempotency_keys \
+             WHERE route = $1 AND key = $2",
+            &[&route, &key],
         )
         .await?;
     Ok(row.map(|row| Recorded {
@@ -206,11 +218,17 @@ pub async fn recorded(conn: &impl Queries, key: &str) -> Result<Option<Recorded>
 
 /// Records `response` under `key`. Fails with [`DbError::Conflict`] if another request
 /// recorded the key first.
-pub async fn record(tx: &Tx<'_>, key: &str, recorded: &Recorded) -> Result<(), DbError> {
+pub async fn record(
+    tx: &impl Queries,
+    route: &str,
+    key: &str,
+    recorded: &Recorded,
+) -> Result<(), DbError> {
     tx.execute(
-        "INSERT INTO idempotency_keys (key, request_hash, status, location, etag, response) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO idempotency_keys (route, key, request_hash, status, location, etag, response) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
         &[
+            &route,
             &key,
             &recorded.request_hash,
             &(recorded.status as i16),

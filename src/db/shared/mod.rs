@@ -12,9 +12,11 @@
 //! | `link.rs` | one connection: client, statement cache, statements in flight, the fence |
 //! | `fence.rs` | cancel fencing: an abandoned statement never cancels a neighbour's |
 //!
-//! Use it for single, short statements; use [`Db::conn`](super::Db::conn) (an exclusive
-//! connection) for transactions, `LISTEN`, session state, and anything that may run long
-//! and should be cancelled the moment its request goes away.
+//! Use it for single, short statements that touch no owner-protected table; use
+//! [`Db::conn`](super::Db::conn) (an exclusive connection) for transactions, owner-scoped
+//! statements ([`Scoped`](super::Scoped): a transaction-local owner cannot be shared by
+//! pipelined statements of other requests), `LISTEN`, session state, and anything that may
+//! run long and should be cancelled the moment its request goes away.
 
 mod fence;
 mod link;
@@ -37,14 +39,15 @@ pub use fence::abandoned_uncancelled;
 ///
 /// ```no_run
 /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
-/// // A single short statement: the shared path.
-/// let row = db.shared().query_one("SELECT title FROM notes WHERE id = $1", &[&1_i64]).await?;
-/// let title: String = row.get(0);
+/// // A single short statement on a table without row-level security: the shared path.
+/// let row = db.shared().query_one("SELECT name FROM countries WHERE code = $1", &[&"FR"]).await?;
+/// let name: String = row.get(0);
 ///
-/// // A transaction, LISTEN, or a statement that may run long: an exclusive connection.
+/// // A transaction, an owner scope, LISTEN, or a statement that may run long: an
+/// // exclusive connection.
 /// let mut conn = db.conn().await?;
 /// let tx = conn.transaction().await?;
-/// tx.execute("DELETE FROM notes WHERE id = $1", &[&1_i64]).await?;
+/// tx.execute("DELETE FROM countries WHERE code = $1", &[&"FR"]).await?;
 /// tx.commit().await?;
 /// # Ok(()) }
 /// ```
@@ -112,7 +115,7 @@ pub struct SharedConnStatus {
 impl Shared {
     pub(super) fn new(
         config: SharedConfig,
-        pg: tokio_postgres::Config,
+        pg: super::connect::PgConnect,
         server: Option<Arc<ServerAddr>>,
         wait: Duration,
         connect_timeout: Duration,

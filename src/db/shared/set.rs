@@ -6,12 +6,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
-use tokio_postgres::NoTls;
 
 use super::fence::Ticket;
 use super::link::{Link, Refusal};
 use crate::db::DbError;
 use crate::db::conn::ServerAddr;
+use crate::db::connect::PgConnect;
 
 /// After a failed connect, a slot answers with that failure for this long instead of
 /// trying again, so that a Postgres outage costs each request nothing but a lookup.
@@ -21,7 +21,7 @@ const RETRY_AFTER: Duration = Duration::from_millis(250);
 pub(super) struct Set {
     slots: Box<[Slot]>,
     next: AtomicUsize,
-    pg: tokio_postgres::Config,
+    pg: PgConnect,
     server: Option<Arc<ServerAddr>>,
     pub(super) max_in_flight: usize,
     /// Room for `slots × max_in_flight` statements; a statement holds a permit while it
@@ -51,14 +51,14 @@ impl Slot {
     }
 }
 
-/// Opens one shared connection: the only place the shared path connects to Postgres (use
-/// the service's connector here when it gains TLS).
+/// Opens one shared connection: the only place the shared path connects to Postgres, with
+/// the pool's settings and TLS ([`PgConnect`]).
 async fn open(
-    pg: &tokio_postgres::Config,
+    pg: &PgConnect,
     server: Option<Arc<ServerAddr>>,
     timeout: Duration,
 ) -> Result<Arc<Link>, DbError> {
-    let (client, connection) = tokio::time::timeout(timeout, pg.connect(NoTls))
+    let (client, connection) = tokio::time::timeout(timeout, pg.connect())
         .await
         .map_err(|_| DbError::Unavailable(format!("connect: no answer within {timeout:?}")))??;
     tokio::spawn(async move {
@@ -75,7 +75,7 @@ impl Set {
         size: usize,
         max_in_flight: usize,
         max_queued: usize,
-        pg: tokio_postgres::Config,
+        pg: PgConnect,
         server: Option<Arc<ServerAddr>>,
         wait: Duration,
         connect_timeout: Duration,

@@ -13,6 +13,18 @@
 //! way. `?note=ID` narrows the stream to one note. A comment every heartbeat interval
 //! keeps proxies from closing an idle stream and reveals a client that left, which frees
 //! its subscription.
+//!
+//! Bounds, so that no client can cost the service much: a replay reads a page at a time,
+//! only as the client drains it ([`subscriber`]), and a limited number of those queries
+//! run at once; a stream whose client stops reading is dropped after a stall timeout, and
+//! the number of open streams is capped (503 past it) ([`limits`]). Events older than the
+//! retention are pruned; a client whose `Last-Event-ID` is older than the kept history gets
+//! an `event: reset` telling it to re-read the collection, never a silent gap ([`replay`]).
+//!
+//! Each stream belongs to one account (bearer token, or the session cookie): it carries
+//! that account's events only — live ones are filtered by [`NoteEvent::owner_id`], and
+//! every replay page is read in an owner scope, so row-level security applies — and it
+//! ends within a heartbeat interval of its session being revoked or expiring.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -20,19 +32,25 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, watch};
 
+use crate::auth::{self, Carrier};
 use crate::awsgi::{Body, Environ, Error, StartResponse};
-use crate::db::listener::{Listener, Notice};
-use crate::db::{Db, DbError};
+use crate::config::Config;
+use crate::db::listener::Listener;
+use crate::db::{Db, Scoped};
 use crate::error::ApiError;
 
 use super::super::db;
 
+pub mod limits;
+pub mod replay;
+mod subscriber;
+
+use limits::{StreamLimits, Streams};
+use subscriber::Subscriber;
+
 /// The channel the trigger notifies.
 pub const CHANNEL: &str = "note_events";
-/// Events read from the table per catch-up query.
-const CATCH_UP_BATCH: i64 = 1000;
 
 /// One change to a note, as stored in `note_events` and sent to clients.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +65,9 @@ pub struct NoteEvent {
     pub version: i32,
     /// When, RFC 3339 UTC.
     pub at: String,
+    /// The note's owner: only streams of that account see the event (not sent to clients).
+    #[serde(default, skip_serializing)]
+    pub owner_id: i64,
 }
 
 impl NoteEvent {
@@ -88,7 +109,67 @@ pub struct Feed {
     pub listener: Arc<Listener<Broadcast>>,
     /// Interval between heartbeat comments.
     pub heartbeat: Duration,
+    /// Open streams, their cap and counters.
+    pub streams: Arc<Streams>,
+    /// Events per catch-up query.
+    pub replay_page: u32,
 }
+
+impl Feed {
+    /// The feed for `listener` with the event settings of `config`; starts the stall
+    /// watchdog and the pruner (which stop with the listener). Needs a tokio runtime.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use pgbridge::apps::notes::events::{Broadcast, CHANNEL, Feed};
+    /// use pgbridge::config::Config;
+    /// use pgbridge::db::Db;
+    /// use pgbridge::db::listener::{ListenConfig, Listener};
+    ///
+    /// let config = Config::new("postgres://postgres@localhost/app");
+    /// let db = Db::connect(&config.db())?;
+    /// let listener = Listener::spawn(
+    ///     ListenConfig {
+    ///         url: config.database_url.clone(),
+    ///         channel: CHANNEL,
+    ///         capacity: config.events_buffer,
+    ///         connect_timeout: Duration::from_secs(3),
+    ///         max_backoff: Duration::from_secs(5),
+    ///         ping_interval: Duration::from_millis(config.events_listen_ping_ms),
+    ///     },
+    ///     Broadcast::parse,
+    /// );
+    /// let feed = Feed::start(listener, &db, &config);
+    /// # Ok(()) }
+    /// ```
+    pub fn start(listener: Listener<Broadcast>, db: &Db, config: &Config) -> Self {
+        let streams = Arc::new(Streams::new(StreamLimits {
+            max_streams: config.events_max_streams,
+            max_catch_ups: config.events_max_catchups,
+            stall_timeout: Duration::from_millis(config.events_stall_timeout_ms),
+        }));
+        tokio::spawn(Streams::run_sweeper(
+            Arc::downgrade(&streams),
+            listener.stopped(),
+        ));
+        tokio::spawn(replay::run_pruner(
+            db.clone(),
+            Duration::from_secs(config.events_retention_secs),
+            Duration::from_secs(config.events_prune_interval_secs),
+            listener.stopped(),
+        ));
+        Self {
+            listener: Arc::new(listener),
+            heartbeat: Duration::from_millis(config.sse_heartbeat_ms.max(1)),
+            streams,
+            replay_page: config.events_replay_page.max(1),
+        }
+    }
+}
+
+/// Seconds a client turned away at the stream cap is asked to wait.
+const FULL_RETRY_AFTER_SECS: u32 = 5;
 
 /// The application.
 pub async fn app(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
@@ -96,6 +177,8 @@ pub async fn app(environ: Environ, start_response: StartResponse) -> Result<Body
         tracing::error!("no Feed in the environ");
         ApiError::Internal
     })?;
+    // The bearer header, or the session cookie (EventSource cannot send headers).
+    let principal = auth::authenticate(&environ, Carrier::HeaderOrCookie).await?;
     let db = db(&environ)?;
     let note = match environ.query("note") {
         None => None,
@@ -115,6 +198,32 @@ pub async fn app(environ: Environ, start_response: StartResponse) -> Result<Body
                 .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be an event id"))
         })
         .transpose()?;
+    if let Some(note) = note {
+        // Another owner's note is as unknown as one that never was.
+        let scope = Scoped::begin(db.conn().await?, principal.account_id).await?;
+        let known = scope
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM notes WHERE id = $1) \
+                     OR EXISTS (SELECT 1 FROM note_events WHERE note_id = $1)",
+                &[&note],
+            )
+            .await?
+            .get::<_, bool>(0);
+        scope.commit().await?;
+        if !known {
+            return Err(ApiError::not_found(format!("no note with id {note}")).into());
+        }
+    }
+    let slot = feed.streams.open().ok_or_else(|| {
+        tracing::warn!(
+            open = feed.streams.open_streams(),
+            "event stream refused: too many open streams"
+        );
+        ApiError::Overloaded {
+            message: "too many open event streams; retry later".into(),
+            retry_after_secs: FULL_RETRY_AFTER_SECS,
+        }
+    })?;
 
     // Subscribe before reading the table: whatever commits after the read is then sure to
     // arrive live, and what arrives twice is dropped by id.
@@ -126,16 +235,24 @@ pub async fn app(environ: Environ, start_response: StartResponse) -> Result<Body
             feed.heartbeat,
         ),
         db,
+        principal,
         note,
         last_id: 0,
-        backlog: VecDeque::new(),
+        page: VecDeque::new(),
+        pending: None,
+        streams: feed.streams.clone(),
+        slot,
+        page_size: i64::from(feed.replay_page),
     };
     match last_event_id {
         Some(id) => {
+            // The first page is read before the headers, so an unreachable database is a
+            // 503, not an empty stream; the rest as the client drains it.
             subscriber.last_id = id;
-            subscriber.catch_up().await?;
+            subscriber.start_catch_up();
+            subscriber.read_page().await?;
         }
-        None => subscriber.last_id = subscriber.latest_id().await?,
+        None => subscriber.start_at_latest().await?,
     }
 
     start_response.start(
@@ -157,105 +274,6 @@ pub async fn app(environ: Environ, start_response: StartResponse) -> Result<Body
     Ok(Body::from_stream(futures_util::StreamExt::chain(
         hello, events,
     )))
-}
-
-enum Woke {
-    Notice(Result<Notice<Broadcast>, broadcast::error::RecvError>),
-    Heartbeat,
-}
-
-/// One client's subscription. Dropped with the response body, which frees it.
-struct Subscriber {
-    rx: broadcast::Receiver<Notice<Broadcast>>,
-    stopped: watch::Receiver<bool>,
-    heartbeat: tokio::time::Interval,
-    db: Db,
-    note: Option<i64>,
-    /// The id of the last event sent (or skipped as before the stream began).
-    last_id: i64,
-    backlog: VecDeque<NoteEvent>,
-}
-
-impl Subscriber {
-    /// The next SSE frame, or `None` to end the stream (shutdown, or the database is
-    /// unreachable for a catch-up: the client reconnects with `Last-Event-ID`).
-    async fn next_frame(&mut self) -> Option<Bytes> {
-        loop {
-            if let Some(event) = self.backlog.pop_front() {
-                self.last_id = event.id;
-                return Some(event.frame());
-            }
-            let woke = tokio::select! {
-                biased;
-                _ = self.stopped.wait_for(|stop| *stop) => return None,
-                notice = self.rx.recv() => Woke::Notice(notice),
-                _ = self.heartbeat.tick() => Woke::Heartbeat,
-            };
-            match woke {
-                Woke::Heartbeat => return Some(Bytes::from_static(b": heartbeat\n\n")),
-                Woke::Notice(Ok(Notice::Event(live))) => {
-                    if live.event.id > self.last_id && self.wanted(&live.event) {
-                        self.last_id = live.event.id;
-                        return Some(live.frame.clone());
-                    }
-                }
-                Woke::Notice(Ok(Notice::Resync) | Err(broadcast::error::RecvError::Lagged(_))) => {
-                    // Boxed: an idle stream then carries no room for a query's state.
-                    if let Err(err) = Box::pin(self.catch_up()).await {
-                        tracing::warn!(error = %err, "event stream could not catch up; closing it");
-                        return None;
-                    }
-                }
-                Woke::Notice(Err(broadcast::error::RecvError::Closed)) => return None,
-            }
-        }
-    }
-
-    fn wanted(&self, event: &NoteEvent) -> bool {
-        self.note.is_none_or(|note| note == event.note_id)
-    }
-
-    /// Queues every stored event after `last_id` (for this note, if filtered).
-    async fn catch_up(&mut self) -> Result<(), DbError> {
-        let conn = self.db.conn().await?;
-        let mut after = self.backlog.back().map_or(self.last_id, |e| e.id);
-        loop {
-            let rows = conn
-                .query(
-                    "SELECT id, note_id, kind, version, \
-                            to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
-                     FROM note_events \
-                     WHERE id > $1 AND ($2::bigint IS NULL OR note_id = $2) \
-                     ORDER BY id LIMIT $3",
-                    &[&after, &self.note, &CATCH_UP_BATCH],
-                )
-                .await?;
-            let full = rows.len() as i64 == CATCH_UP_BATCH;
-            for row in rows {
-                let event = NoteEvent {
-                    id: row.get(0),
-                    note_id: row.get(1),
-                    kind: row.get(2),
-                    version: row.get(3),
-                    at: row.get(4),
-                };
-                after = event.id;
-                self.backlog.push_back(event);
-            }
-            if !full {
-                return Ok(());
-            }
-        }
-    }
-
-    /// The newest stored event id: where a stream with no `Last-Event-ID` begins.
-    async fn latest_id(&self) -> Result<i64, DbError> {
-        let conn = self.db.conn().await?;
-        let row = conn
-            .query_one("SELECT coalesce(max(id), 0) FROM note_events", &[])
-            .await?;
-        Ok(row.get(0))
-    }
 }
 
 #[cfg(test)]

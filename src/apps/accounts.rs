@@ -1,0 +1,253 @@
+//! Accounts and sessions on the contract.
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `POST /accounts` `{"username","password"}` | 201 `{"id","username","created_at"}`; 409 if the name is taken |
+//! | `POST /sessions` `{"username","password"}` | 201 `{"token","expires_at"}` and the stream cookie; 401; 429 + `Retry-After` |
+//! | `DELETE /sessions/current` | 204: the token is revoked at once (open streams end) |
+//! | `GET /accounts/me` | 200 `{"id","username","created_at"}` |
+//!
+//! Usernames: 3 to 32 of `a-z 0-9 . _ -` (letters are lower-cased). Passwords: 8 to 128
+//! characters. Every failed login answers the same 401, in the same time, whether or not
+//! the account exists.
+
+use http::Method;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::{self, AuthSettings, Carrier, password, throttle, token};
+use crate::awsgi::{Body, Environ, Error, StartResponse};
+use crate::db::DbError;
+use crate::error::{ApiError, FieldError};
+
+use super::db;
+
+/// Usernames' length bounds.
+pub const USERNAME_LEN: std::ops::RangeInclusive<usize> = 3..=32;
+/// Passwords' length bounds, in characters.
+pub const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 8..=128;
+
+/// `POST /accounts`: sign up.
+pub async fn signup(mut environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
+    only(&environ, Method::POST, "POST")?;
+    let credentials = read_credentials(&mut environ).await?;
+    let username = credentials.username.to_ascii_lowercase();
+    let mut errors = Vec::new();
+    if !USERNAME_LEN.contains(&username.chars().count())
+        || !username
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+    {
+        errors.push(FieldError {
+            field: "username".into(),
+            message: "must be 3 to 32 letters, digits, '.', '_' or '-'".into(),
+        });
+    }
+    if !PASSWORD_LEN.contains(&credentials.password.chars().count()) {
+        errors.push(FieldError {
+            field: "password".into(),
+            message: "must be 8 to 128 characters".into(),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors).into());
+    }
+    let hash = password::hash(credentials.password).await?;
+    let conn = db(&environ)?.conn().await?;
+    let row = conn
+        .query_one(
+            "INSERT INTO accounts (username, password_hash) VALUES ($1, $2) \
+             RETURNING id, username, \
+               to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+            &[&username, &hash],
+        )
+        .await
+        .map_err(|err| match err {
+            DbError::Conflict { .. } => ApiError::Conflict("that username is taken".into()),
+            other => other.into(),
+        })?;
+    let body = json!({"id": row.get::<_, i64>(0), "username": row.get::<_, String>(1), "created_at": row.get::<_, String>(2)});
+    send_json(
+        &start_response,
+        "201 Created",
+        vec![("Location".into(), "/accounts/me".into())],
+        &body,
+    )
+}
+
+/// `POST /sessions`: log in.
+pub async fn login(mut environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
+    only(&environ, Method::POST, "POST")?;
+    let settings = settings(&environ)?;
+    let credentials = read_credentials(&mut environ).await?;
+    let username = credentials.username.to_ascii_lowercase();
+    let scopes = throttle::Scopes::new(&username, environ.remote_addr().map(|a| a.ip()));
+    let conn = db(&environ)?.conn().await?;
+    if let Some(retry_after) = throttle::blocked(&conn, &scopes, &settings.limits).await? {
+        return Err(ApiError::TooManyRequests { retry_after }.into());
+    }
+    // Oversized input is refused like a wrong password (after the same work), so no
+    // answer says which accounts exist.
+    let plausible = USERNAME_LEN.contains(&username.len())
+        && credentials.password.chars().count() <= PASSWORD_LEN.end() * 4;
+    let account = if plausible {
+        conn.query_opt(
+            "SELECT id, password_hash FROM accounts WHERE username = $1",
+            &[&username],
+        )
+        .await?
+    } else {
+        None
+    };
+    let (account_id, stored) = match &account {
+        Some(row) => (Some(row.get::<_, i64>(0)), row.get::<_, Option<String>>(1)),
+        None => (None, None),
+    };
+    let password = if plausible {
+        credentials.password
+    } else {
+        String::new()
+    };
+    let verified = password::verify(password, stored).await?;
+    let Some(account_id) = account_id.filter(|_| verified) else {
+        throttle::record_failure(&conn, &scopes, &settings.limits).await?;
+        return Err(ApiError::Unauthorized {
+            message: "invalid username or password".into(),
+            invalid_token: false,
+        }
+        .into());
+    };
+
+    let token = token::generate()?;
+    let ttl = settings.session_ttl.as_secs_f64();
+    let row = conn
+        .query_one(
+            "INSERT INTO sessions (account_id, token_hash, expires_at) \
+             VALUES ($1, $2, now() + make_interval(secs => $3::float8)) \
+             RETURNING to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+            &[&account_id, &token::hash(&token), &ttl],
+        )
+        .await?;
+    let expires_at: String = row.get(0);
+    // Housekeeping: the account's expired sessions can never be used again.
+    conn.execute(
+        "DELETE FROM sessions WHERE account_id = $1 AND expires_at < now()",
+        &[&account_id],
+    )
+    .await?;
+    let cookie = session_cookie(&environ, &settings, &token, settings.session_ttl.as_secs());
+    send_json(
+        &start_response,
+        "201 Created",
+        vec![
+            ("Set-Cookie".into(), cookie),
+            ("Cache-Control".into(), "no-store".into()),
+        ],
+        &json!({"token": token, "expires_at": expires_at}),
+    )
+}
+
+/// `DELETE /sessions/current`: log out. The token stops working at once.
+pub async fn logout(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
+    only(&environ, Method::DELETE, "DELETE")?;
+    let settings = settings(&environ)?;
+    let principal = auth::authenticate(&environ, Carrier::Header).await?;
+    let conn = db(&environ)?.conn().await?;
+    conn.execute(
+        "UPDATE sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
+        &[&principal.session_id],
+    )
+    .await?;
+    let cookie = session_cookie(&environ, &settings, "", 0);
+    start_response.start("204 No Content", vec![("Set-Cookie".to_owned(), cookie)])?;
+    Ok(Body::empty())
+}
+
+/// `GET /accounts/me`: who the token belongs to.
+pub async fn me(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
+    if !matches!(*environ.method(), Method::GET | Method::HEAD) {
+        return Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }.into());
+    }
+    let principal = auth::authenticate(&environ, Carrier::Header).await?;
+    let conn = db(&environ)?.conn().await?;
+    let row = conn
+        .query_one(
+            "SELECT id, username, \
+               to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
+             FROM accounts WHERE id = $1",
+            &[&principal.account_id],
+        )
+        .await?;
+    let body = json!({"id": row.get::<_, i64>(0), "username": row.get::<_, String>(1), "created_at": row.get::<_, String>(2)});
+    send_json(&start_response, "200 OK", vec![], &body)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Credentials {
+    username: String,
+    password: String,
+}
+
+async fn read_credentials(environ: &mut Environ) -> Result<Credentials, ApiError> {
+    let media = environ.content_type().map(|ct| {
+        ct.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
+    if media.as_deref() != Some("application/json") {
+        return Err(ApiError::UnsupportedMediaType(
+            "send the body as application/json".into(),
+        ));
+    }
+    let bytes = environ.input().read_to_end().await?;
+    serde_json::from_slice(&bytes).map_err(|_| {
+        ApiError::bad_request(
+            "the body must be a JSON object with the strings \"username\" and \"password\"",
+        )
+    })
+}
+
+fn settings(environ: &Environ) -> Result<AuthSettings, ApiError> {
+    environ
+        .extensions()
+        .get::<AuthSettings>()
+        .cloned()
+        .ok_or_else(|| {
+            tracing::error!("no AuthSettings in the environ");
+            ApiError::Internal
+        })
+}
+
+fn only(environ: &Environ, method: Method, allow: &'static str) -> Result<(), ApiError> {
+    if *environ.method() == method {
+        Ok(())
+    } else {
+        Err(ApiError::MethodNotAllowed { allow })
+    }
+}
+
+/// The stream cookie: `HttpOnly`, `SameSite=Lax`, sent only to the event stream, `Secure`
+/// over HTTPS or when `SESSION_COOKIE_SECURE` says a proxy terminates TLS.
+fn session_cookie(environ: &Environ, settings: &AuthSettings, token: &str, max_age: u64) -> String {
+    let secure = settings.cookie_secure || environ.url_scheme() == "https";
+    format!(
+        "{}={token}; Path={}; Max-Age={max_age}; HttpOnly; SameSite=Lax{}",
+        auth::SESSION_COOKIE,
+        auth::COOKIE_PATH,
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+fn send_json(
+    start_response: &StartResponse,
+    status: &str,
+    mut headers: Vec<(String, String)>,
+    body: &serde_json::Value,
+) -> Result<Body, Error> {
+    headers.insert(0, ("Content-Type".into(), "application/json".into()));
+    start_response.start(status, headers)?;
+    Ok(Body::from(serde_json::to_vec(body)?))
+}

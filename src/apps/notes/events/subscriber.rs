@@ -1,0 +1,175 @@
+//! One client's stream: a replay from the table a page at a time, then live notices.
+//!
+//! The stream is lazy: nothing is read or rendered until the response body is polled, and
+//! the body is polled only when the connection has room for more. So a replay reads its
+//! next page only after the client has drained the previous one, holding a pool connection
+//! for one query at a time and at most a page of events in memory.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::{broadcast, watch};
+
+use crate::auth::{self, Principal};
+use crate::db::listener::Notice;
+use crate::db::{Db, DbError};
+
+use super::limits::{Slot, Streams};
+use super::replay::{self, Page};
+use super::{Broadcast, NoteEvent};
+
+/// One client's subscription. Dropped with the response body, which frees it.
+pub(super) struct Subscriber {
+    pub(super) rx: broadcast::Receiver<Notice<Broadcast>>,
+    pub(super) stopped: watch::Receiver<bool>,
+    pub(super) heartbeat: tokio::time::Interval,
+    pub(super) db: Db,
+    /// Whose events this stream carries; its session is re-checked on every heartbeat.
+    pub(super) principal: Principal,
+    pub(super) note: Option<i64>,
+    /// The id of the last event sent (or skipped as before the stream began).
+    pub(super) last_id: i64,
+    /// Events read from the table and not yet sent (at most a page).
+    pub(super) page: VecDeque<NoteEvent>,
+    /// A frame to send before anything else (the reset event).
+    pub(super) pending: Option<Bytes>,
+    pub(super) streams: Arc<Streams>,
+    pub(super) slot: Arc<Slot>,
+    pub(super) page_size: i64,
+}
+
+enum Woke {
+    Notice(Result<Notice<Broadcast>, broadcast::error::RecvError>),
+    Heartbeat,
+}
+
+impl Subscriber {
+    /// The next SSE frame, or `None` to end the stream (shutdown, dropped for not reading,
+    /// or the database is unreachable for a catch-up: the client reconnects with
+    /// `Last-Event-ID`).
+    pub(super) async fn next_frame(&mut self) -> Option<Bytes> {
+        self.slot.polled();
+        let frame = self.produce().await?;
+        self.slot.handed_over();
+        Some(frame)
+    }
+
+    async fn produce(&mut self) -> Option<Bytes> {
+        loop {
+            if self.slot.is_dropped() {
+                return None;
+            }
+            if let Some(frame) = self.pending.take() {
+                return Some(frame);
+            }
+            if let Some(event) = self.page.pop_front() {
+                self.last_id = event.id;
+                return Some(event.frame());
+            }
+            if self.slot.is_catching_up() {
+                let mut stopped = self.stopped.clone();
+                let read = tokio::select! {
+                    biased;
+                    _ = stopped.wait_for(|stop| *stop) => return None,
+                    // Boxed: an idle stream then carries no room for a query's state.
+                    read = Box::pin(self.read_page()) => read,
+                };
+                if let Err(err) = read {
+                    tracing::warn!(error = %err, "event stream could not catch up; closing it");
+                    return None;
+                }
+                continue;
+            }
+            let woke = tokio::select! {
+                biased;
+                _ = self.stopped.wait_for(|stop| *stop) => return None,
+                notice = self.rx.recv() => Woke::Notice(notice),
+                _ = self.heartbeat.tick() => Woke::Heartbeat,
+            };
+            match woke {
+                Woke::Heartbeat => {
+                    // A token revoked (or expired) while its stream is open ends the
+                    // stream within one heartbeat interval.
+                    if !Box::pin(self.session_live()).await {
+                        return None;
+                    }
+                    return Some(Bytes::from_static(b": heartbeat\n\n"));
+                }
+                Woke::Notice(Ok(Notice::Event(live))) => {
+                    if live.event.id > self.last_id && self.wanted(&live.event) {
+                        self.last_id = live.event.id;
+                        return Some(live.frame.clone());
+                    }
+                }
+                Woke::Notice(Ok(Notice::Resync) | Err(broadcast::error::RecvError::Lagged(_))) => {
+                    self.start_catch_up();
+                }
+                Woke::Notice(Err(broadcast::error::RecvError::Closed)) => return None,
+            }
+        }
+    }
+
+    fn wanted(&self, event: &NoteEvent) -> bool {
+        event.owner_id == self.principal.account_id
+            && self.note.is_none_or(|note| note == event.note_id)
+    }
+
+    /// Whether the stream's session still stands (a database error counts as no: the
+    /// client reconnects and is asked again).
+    async fn session_live(&self) -> bool {
+        match self.db.conn().await {
+            Ok(conn) => auth::still_valid(&conn, &self.principal)
+                .await
+                .unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+
+    /// Replays from the table, from `last_id`, before going live again.
+    pub(super) fn start_catch_up(&mut self) {
+        self.slot.set_catching_up(true);
+    }
+
+    /// Reads the next page after `last_id` (waiting for a turn among catch-ups); a short
+    /// page ends the catch-up. A pool connection is held for this one query.
+    pub(super) async fn read_page(&mut self) -> Result<(), DbError> {
+        let found = {
+            let _turn = self.streams.catch_up_query().await;
+            replay::page(
+                &self.db,
+                self.principal.account_id,
+                self.last_id,
+                self.note,
+                self.page_size,
+            )
+            .await?
+        };
+        match found {
+            Page::Events(events) => {
+                if (events.len() as i64) < self.page_size {
+                    self.slot.set_catching_up(false);
+                }
+                self.page.extend(events);
+            }
+            Page::Reset { latest } => {
+                tracing::info!(
+                    last_event_id = self.last_id,
+                    latest,
+                    "event stream asked for pruned events; sending reset"
+                );
+                self.slot.set_catching_up(false);
+                self.last_id = latest;
+                self.pending = Some(replay::reset_frame(latest));
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the stream at the newest stored event of its owner, or at the pruning
+    /// horizon if that is later (no `Last-Event-ID`).
+    pub(super) async fn start_at_latest(&mut self) -> Result<(), DbError> {
+        self.last_id = replay::latest(&self.db, self.principal.account_id).await?;
+        Ok(())
+    }
+}

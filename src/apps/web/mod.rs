@@ -1,0 +1,178 @@
+//! The service's own web pages and API document, embedded in the binary: nothing to build,
+//! nothing fetched from elsewhere.
+//!
+//! - `GET /` with `Accept: text/html` (a browser): the live notes page ([`page`]); JSON
+//!   clients keep the JSON index (see [`crate::apps::index`]).
+//! - `GET /openapi.json`: the OpenAPI 3.1 document of every route ([`OPENAPI`]).
+//! - `GET /docs`: that document rendered for people, offline ([`docs`]).
+//! - `GET /assets/{name}`: the pages' script and style sheet ([`asset`]).
+//!
+//! Every page carries a strict `Content-Security-Policy` (`default-src 'self'`), so its
+//! script and style come from this service only, and never inline.
+
+use axum::extract::Path;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, header};
+
+use crate::error::ApiError;
+
+/// The OpenAPI 3.1 document of every route, checked against the router by
+/// `tests/openapi.rs`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// The policy every page is served under: this origin only, no inline script or style.
+pub const CSP: &str = "default-src 'self'; img-src 'self' data:; object-src 'none'; \
+                       base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+
+const INDEX_HTML: &str = include_str!("index.html");
+const DOCS_HTML: &str = include_str!("docs.html");
+
+/// The embedded files under `/assets/`: name, media type, contents.
+const ASSETS: &[(&str, &str, &str)] = &[
+    (
+        "live.js",
+        "text/javascript; charset=utf-8",
+        include_str!("live.js"),
+    ),
+    (
+        "docs.js",
+        "text/javascript; charset=utf-8",
+        include_str!("docs.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("style.css"),
+    ),
+];
+
+/// Whether a request's `Accept` header prefers HTML to JSON (a browser navigating to
+/// the page). Compares the quality each media type gets, exact types over `type/*` over
+/// `*/*`; a tie, or no `Accept` at all, means JSON.
+///
+/// ```
+/// use pgbridge::apps::web::prefers_html;
+///
+/// assert!(prefers_html(Some("text/html,application/xhtml+xml,*/*;q=0.8")));
+/// assert!(!prefers_html(Some("*/*")));
+/// assert!(!prefers_html(Some("application/json")));
+/// assert!(!prefers_html(None));
+/// ```
+pub fn prefers_html(accept: Option<&str>) -> bool {
+    let Some(accept) = accept else {
+        return false;
+    };
+    quality(accept, "text", "html") > quality(accept, "application", "json")
+}
+
+/// The quality `accept` gives `kind/sub`: the most specific matching range wins.
+fn quality(accept: &str, kind: &str, sub: &str) -> f32 {
+    let mut best: Option<(u8, f32)> = None;
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0)
+            .clamp(0.0, 1.0);
+        let (t, s) = media.split_once('/').unwrap_or((media.as_str(), ""));
+        let specificity = match (t, s) {
+            (t, s) if t == kind && s == sub => 3,
+            (t, "*") if t == kind => 2,
+            ("*", "*") => 1,
+            _ => continue,
+        };
+        if best.is_none_or(|(spec, _)| specificity > spec) {
+            best = Some((specificity, q));
+        }
+    }
+    best.map_or(0.0, |(_, q)| q)
+}
+
+/// The live notes page's HTML.
+pub fn page() -> &'static str {
+    INDEX_HTML
+}
+
+/// Headers every page and asset gets: the CSP, no sniffing, and revalidation (the files
+/// change only with the binary).
+pub fn page_headers(content_type: &'static str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers
+}
+
+/// `GET /openapi.json`.
+pub async fn openapi() -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    (headers, OPENAPI).into_response()
+}
+
+/// `GET /docs`: the API document for people, rendered by `/assets/docs.js`.
+pub async fn docs() -> Response {
+    (page_headers("text/html; charset=utf-8"), DOCS_HTML).into_response()
+}
+
+/// `GET /assets/{name}`: one of the embedded files, or 404.
+pub async fn asset(Path(name): Path<String>) -> Response {
+    match ASSETS.iter().find(|(n, _, _)| *n == name) {
+        Some((_, media, body)) => (page_headers(media), *body).into_response(),
+        None => ApiError::not_found(format!("no asset named {name:?}")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation() {
+        // Chromium and Firefox navigating.
+        assert!(prefers_html(Some(
+            "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+        )));
+        assert!(prefers_html(Some("text/*")));
+        assert!(!prefers_html(Some("application/json, text/html;q=0.5")));
+        assert!(!prefers_html(Some("text/html;q=0.5, application/json")));
+        assert!(!prefers_html(Some("text/html, application/json")));
+        assert!(!prefers_html(Some("")));
+        assert!(!prefers_html(Some("text/html;q=0")));
+    }
+
+    #[test]
+    fn openapi_is_json_and_3_1() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("valid JSON");
+        assert_eq!(doc["openapi"].as_str().map(|v| &v[..4]), Some("3.1."));
+        assert_eq!(
+            doc["info"]["version"].as_str(),
+            Some(env!("CARGO_PKG_VERSION"))
+        );
+    }
+
+    #[test]
+    fn pages_fetch_nothing_from_elsewhere() {
+        for text in [INDEX_HTML, DOCS_HTML]
+            .into_iter()
+            .chain(ASSETS.iter().map(|(_, _, body)| *body))
+        {
+            assert!(!text.contains("http://") && !text.contains("https://"));
+            assert!(!text.contains("<script>"), "inline script breaks the CSP");
+            assert!(!text.contains("style=\""), "inline style breaks the CSP");
+        }
+    }
+}

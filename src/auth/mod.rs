@@ -1,0 +1,281 @@
+//! Who is asking: accounts' passwords, bearer tokens, sessions, and the owner scope each
+//! request's note statements run in.
+//!
+//! - [`password`]: Argon2id, off the async threads; a dummy hash for missing accounts.
+//! - [`token`]: 256-bit bearer tokens, stored as SHA-256.
+//! - [`throttle`]: failed-login limits kept in Postgres.
+//! - [`authenticate`] / [`scoped`]: the [`Principal`] from `Authorization: Bearer` (or, for
+//!   event streams only, the session cookie), and a [`Scoped`] transaction in which
+//!   row-level security shows that principal's rows and no others.
+//!
+//! Applications call it first thing:
+//!
+//! ```no_run
+//! use pgbridge::awsgi::{Body, Environ, Error, StartResponse};
+//!
+//! async fn count(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
+//!     let (_principal, conn) = pgbridge::auth::scoped(&environ).await?;
+//!     // No owner filter: the policies count this account's notes only.
+//!     let n: i64 = conn.query_one("SELECT count(*) FROM notes", &[]).await?.get(0);
+//!     conn.commit().await?;
+//!     start_response.start("200 OK", [("Content-Type", "text/plain")])?;
+//!     Ok(Body::from(format!("{n}\n")))
+//! }
+//! ```
+
+mod metrics_token;
+pub mod password;
+pub mod throttle;
+pub mod token;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use metrics_token::require_metrics_token;
+
+use crate::awsgi::Environ;
+use crate::config::Config;
+use tokio_postgres::types::Type;
+
+use crate::db::{ACCOUNT_SETTING, Conn, DbError, Scoped};
+use crate::error::ApiError;
+
+/// The session cookie `POST /sessions` sets, accepted on `GET /notes/events` only.
+pub const SESSION_COOKIE: &str = "pgbridge_session";
+/// The path the cookie is sent to: the event stream, and nothing that changes state.
+pub const COOKIE_PATH: &str = "/notes/events";
+
+/// The settings of accounts and sessions, from [`Config`]; an environ extension.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// How long a session lasts.
+    pub session_ttl: Duration,
+    /// Mark the cookie `Secure` even over plain HTTP.
+    pub cookie_secure: bool,
+    /// Failed-login limits.
+    pub limits: throttle::Limits,
+    /// `METRICS_TOKEN`.
+    pub metrics_token: Option<Arc<str>>,
+}
+
+impl AuthSettings {
+    /// The settings of `config`.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            session_ttl: Duration::from_secs(config.session_ttl_secs.max(1)),
+            cookie_secure: config.session_cookie_secure,
+            limits: throttle::Limits {
+                per_account: config.login_max_failures_per_account,
+                per_address: config.login_max_failures_per_address,
+                window: Duration::from_secs(config.login_failure_window_secs.max(1)),
+            },
+            metrics_token: config
+                .metrics_token
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .map(Arc::from),
+        }
+    }
+}
+
+/// An authenticated caller: the account, and the session its token belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Principal {
+    /// `accounts.id`: the owner of what it creates, and of all it may see.
+    pub account_id: i64,
+    /// `sessions.id`: revoking it ends the caller's access, open streams included.
+    pub session_id: i64,
+}
+
+/// Where a request may carry its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carrier {
+    /// `Authorization: Bearer` only.
+    Header,
+    /// The header, or the session cookie: for `EventSource`, which cannot send headers.
+    /// Only for requests that change nothing (a cookie rides along on cross-site
+    /// requests; `SameSite=Lax` and this rule together keep CSRF out).
+    HeaderOrCookie,
+}
+
+/// The token of `Authorization: Bearer <token>`, if the value has that form.
+pub(crate) fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+fn cookie<'a>(environ: &'a Environ, name: &str) -> Option<&'a str> {
+    environ
+        .headers()
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+fn unauthorized(message: &str, invalid_token: bool) -> ApiError {
+    ApiError::Unauthorized {
+        message: message.into(),
+        invalid_token,
+    }
+}
+
+/// The token the request presents: 401 if none, or if it cannot be a token.
+pub fn presented_token(environ: &Environ, carrier: Carrier) -> Result<&str, ApiError> {
+    let token = match environ.headers().get(http::header::AUTHORIZATION) {
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(bearer)
+            .ok_or_else(|| unauthorized("Authorization must be \"Bearer <token>\"", true))?,
+        None => match carrier {
+            Carrier::HeaderOrCookie => cookie(environ, SESSION_COOKIE),
+            Carrier::Header => None,
+        }
+        .ok_or_else(|| {
+            unauthorized(
+                "this needs Authorization: Bearer <token>; get one with POST /sessions",
+                false,
+            )
+        })?,
+    };
+    if !token::well_formed(token) {
+        return Err(unauthorized("the token is malformed", true));
+    }
+    Ok(token)
+}
+
+/// The principal whose live session `token` is: 401 if it is unknown, expired or revoked.
+pub async fn session(conn: &Conn, token: &str) -> Result<Principal, ApiError> {
+    let row = conn
+        .query_opt(
+            "SELECT id, account_id FROM sessions \
+             WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > now()",
+            &[&token::hash(token)],
+        )
+        .await?;
+    let row = row.ok_or_else(|| unauthorized("the token is unknown, expired or revoked", true))?;
+    Ok(Principal {
+        session_id: row.get(0),
+        account_id: row.get(1),
+    })
+}
+
+/// Whether the session is still live (not revoked, not expired): open streams ask again
+/// on every heartbeat.
+pub async fn still_valid(conn: &Conn, principal: &Principal) -> Result<bool, DbError> {
+    let row = conn
+        .query_opt(
+            "SELECT 1 FROM sessions WHERE id = $1 AND revoked_at IS NULL AND expires_at > now()",
+            &[&principal.session_id],
+        )
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Authenticates the request on a connection of the pool.
+///
+/// Reads what it needs from the environ before it first waits, so the future is `Send`
+/// (the environ is not `Sync`).
+pub fn authenticate(
+    environ: &Environ,
+    carrier: Carrier,
+) -> impl Future<Output = Result<Principal, ApiError>> + Send + 'static {
+    let ready = presented_token(environ, carrier)
+        .map(str::to_owned)
+        .and_then(|token| Ok((token, crate::apps::db(environ)?)));
+    async move {
+        let (token, db) = ready?;
+        let conn = db.conn().await?;
+        session(&conn, &token).await
+    }
+}
+
+/// Authenticates the request (bearer header only) and opens its owner-scoped transaction,
+/// on one pooled connection. Commit the [`Scoped`] before answering.
+pub fn scoped(
+    environ: &Environ,
+) -> impl Future<Output = Result<(Principal, Scoped), ApiError>> + Send + 'static {
+    scoped_via(environ, Carrier::Header)
+}
+
+/// [`scoped`], accepting the token from `carrier`.
+pub fn scoped_via(
+    environ: &Environ,
+    carrier: Carrier,
+) -> impl Future<Output = Result<(Principal, Scoped), ApiError>> + Send + 'static {
+    let ready = presented_token(environ, carrier)
+        .map(str::to_owned)
+        .and_then(|token| Ok((token, crate::apps::db(environ)?)));
+    async move {
+        let (token, db) = ready?;
+        let conn = db.conn().await?;
+        // The session lookup, BEGIN, the owner and the role in one round trip.
+        let hash = token::hash(&token);
+        let resolved = Scoped::begin_resolved(
+            conn,
+            "SELECT id, account_id, set_config($2, account_id::text, true) FROM sessions \
+             WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > now()",
+            &[(&hash, Type::BYTEA), (&ACCOUNT_SETTING, Type::TEXT)],
+        )
+        .await?;
+        let (scoped, row) = resolved
+            .ok_or_else(|| unauthorized("the token is unknown, expired or revoked", true))?;
+        let principal = Principal {
+            session_id: row.get(0),
+            account_id: row.get(1),
+        };
+        Ok((principal, scoped))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn environ(headers: &[(&str, &str)]) -> Environ {
+        let mut request = http::Request::get("/notes");
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        Environ::builder(request.body(()).unwrap()).build()
+    }
+
+    #[test]
+    fn tokens_come_from_the_header_or_for_streams_the_cookie() {
+        let token = token::generate().unwrap();
+        let header = format!("Bearer {token}");
+        let env = environ(&[("authorization", &header)]);
+        assert_eq!(presented_token(&env, Carrier::Header).unwrap(), token);
+
+        let cookie = format!("a=b; {SESSION_COOKIE}={token}");
+        let env = environ(&[("cookie", &cookie)]);
+        assert_eq!(
+            presented_token(&env, Carrier::HeaderOrCookie).unwrap(),
+            token
+        );
+        let err = presented_token(&env, Carrier::Header).unwrap_err();
+        assert_eq!(err.status(), 401);
+    }
+
+    #[test]
+    fn missing_and_malformed_are_401() {
+        for headers in [
+            vec![],
+            vec![("authorization", "Basic dXNlcjpwYXNz")],
+            vec![("authorization", "Bearer")],
+            vec![("authorization", "Bearer not-a-token")],
+        ] {
+            let err = presented_token(&environ(&headers), Carrier::HeaderOrCookie).unwrap_err();
+            assert_eq!(err.status(), 401, "{headers:?}");
+            assert_eq!(err.code(), "unauthorized");
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! [`Scoped`]: an exclusive pooled connection inside a short transaction that runs as the
+//! row-level-security role, with one account set as the owner of everything it touches.
+//!
+//! The owner is set with `set_config('pgbridge.account_id', …, true)` and the role with
+//! `SET LOCAL ROLE`: both end with the transaction, so nothing of one request can survive
+//! into the next borrower's, and both work through PgBouncer in transaction mode. Because
+//! they are transaction-local, statements that rely on them cannot go on a connection
+//! shared (pipelined) with other requests: a `Scoped` holds its connection alone from
+//! `BEGIN` to `COMMIT`.
+
+use std::ops::Deref;
+
+use tokio_postgres::Row;
+use tokio_postgres::types::{ToSql, Type};
+
+use super::{Conn, DbError};
+
+/// The role the policies apply to: not a superuser, not `BYPASSRLS`, not the tables'
+/// owner (created by the migration `…_accounts_and_ownership.sql`).
+pub const RLS_ROLE: &str = "pgbridge_rls";
+
+/// The transaction-local setting the policies read (through `pgbridge_current_account()`).
+pub const ACCOUNT_SETTING: &str = "pgbridge.account_id";
+
+/// A connection in a transaction scoped to one account. Derefs to [`Conn`], so the same
+/// statements run on it; [`commit`](Self::commit) ends it, and dropping it rolls back
+/// before the connection goes back to the pool.
+///
+/// ```no_run
+/// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
+/// use pgbridge::db::Scoped;
+///
+/// let scoped = Scoped::begin(db.conn().await?, 42).await?;
+/// // No owner filter in the SQL: the policies return account 42's notes only.
+/// let rows = scoped.query("SELECT id FROM notes", &[]).await?;
+/// scoped.commit().await?;
+/// # Ok(()) }
+/// ```
+pub struct Scoped {
+    conn: Option<Conn>,
+}
+
+impl Scoped {
+    /// `BEGIN`, `SET LOCAL ROLE`, and the owner, in one round trip.
+    pub async fn begin(conn: Conn, account_id: i64) -> Result<Self, DbError> {
+        // An i64 formatted by Rust: nothing a client sent reaches this text.
+        let sql = format!(
+            "BEGIN; SET LOCAL ROLE {RLS_ROLE}; \
+             SELECT set_config('{ACCOUNT_SETTING}', '{account_id}', true)"
+        );
+        let scoped = Self { conn: Some(conn) };
+        // From here a failure drops `scoped`, which rolls back whatever began.
+        scoped.guarded(scoped.client().batch_execute(&sql)).await?;
+        Ok(scoped)
+    }
+
+    /// Opens a scope for the owner that `resolve` finds, in one round trip: `BEGIN`, then
+    /// `resolve` run as the connecting user (so it may read tables the role cannot, such as
+    /// sessions), then `SET LOCAL ROLE`, pipelined. `resolve` must itself call
+    /// `set_config('pgbridge.account_id', …, true)` for the one row it returns; that row is
+    /// returned with the scope. No row: `None`, and the transaction is rolled back.
+    ///
+    /// The three are sent in this order on the first poll; `resolve` goes as an unnamed
+    /// statement with typed parameters, so no prepare round trip can reorder them.
+    pub async fn begin_resolved(
+        conn: Conn,
+        resolve: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Option<(Self, Row)>, DbError> {
+        let scoped = Self { conn: Some(conn) };
+        let set_role = format!("SET LOCAL ROLE {RLS_ROLE}");
+        let client = scoped.client();
+        let (_, rows, _) = scoped
+            .guarded(async {
+                tokio::try_join!(
+                    client.batch_execute("BEGIN"),
+                    client.query_typed(resolve, params),
+                    client.batch_execute(&set_role),
+                )
+            })
+            .await?;
+        Ok(rows.into_iter().next().map(|row| (scoped, row)))
+    }
+
+    /// Commits; the connection goes back to the pool.
+    pub async fn commit(mut self) -> Result<(), DbError> {
+        let conn = self
+            .conn
+            .take()
+            .ok_or(DbError::Config("scope already ended".into()))?;
+        let committed = conn.guarded(conn.client().batch_execute("COMMIT")).await;
+        if committed.is_err() {
+            // The connection's state is unknown: put it back only after a rollback.
+            rollback_in_background(conn);
+        }
+        committed.map_err(Into::into)
+    }
+}
+
+impl Deref for Scoped {
+    type Target = Conn;
+
+    fn deref(&self) -> &Conn {
+        self.conn
+            .as_ref()
+            .expect("the connection is only taken out by commit and drop")
+    }
+}
+
+impl Drop for Scoped {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            rollback_in_background(conn);
+        }
+    }
+}
+
+/// Rolls back (after any cancel in flight has landed) and only then releases `conn`, so
+/// the next borrower never finds this transaction, its role or its owner.
+fn rollback_in_background(conn: Conn) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        // No runtime: nothing can use the pool any more either.
+        return;
+    };
+    runtime.spawn(async move {
+        if let Err(err) = conn.guarded(conn.client().batch_execute("ROLLBACK")).await {
+            tracing::warn!(error = %err, "rollback of an abandoned scope failed");
+        }
+        drop(conn);
+    });
+}
+
+impl std::fmt::Debug for Scoped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scoped").finish_non_exhaustive()
+    }
+}

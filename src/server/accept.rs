@@ -1,0 +1,160 @@
+//! The accept loop: takes a permit under the connection cap before each accept, survives
+//! running out of file descriptors, and hands each connection to its own task.
+//!
+//! When the cap is reached, it raises *pressure*, which every connection watches: idle
+//! connections and request heads get a second at most (see `conn.rs`), so slots free
+//! quickly for clients that send requests. Pressure drops once a tenth of the slots are free.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use super::stats::ConnectionStats;
+use super::{Limits, Phase, conn};
+
+/// Longest pause between accepts while descriptors are exhausted.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Accepts until the future is dropped (that is how the server stops accepting).
+pub(crate) async fn run(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    permits: Arc<Semaphore>,
+    stats: Arc<ConnectionStats>,
+    phase: watch::Receiver<Phase>,
+) {
+    // True while at (or near) the cap: connections shed idleness and slow heads sooner.
+    let (pressure, pressure_rx) = watch::channel(false);
+    let relieved = |pressure: &watch::Sender<bool>| {
+        if *pressure.borrow() && permits.available_permits() >= (limits.max_connections / 10).max(1)
+        {
+            pressure.send_replace(false);
+        }
+    };
+    let mut backoff = Duration::from_millis(10);
+    let mut starved = false;
+    let mut cap_log = RateLimitedLog::default();
+    loop {
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                stats.on_cap_reached();
+                // Wake the watchdogs only when pressure begins, not on every hit of the cap.
+                pressure.send_if_modified(|pressed| !std::mem::replace(pressed, true));
+                let loud = cap_log.should_log();
+                if loud {
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        times_since_last_log = cap_log.take_count(),
+                        "connection cap reached; not accepting until a connection closes"
+                    );
+                }
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    return;
+                };
+                if loud {
+                    tracing::info!("below the connection cap; accepting again");
+                }
+                permit
+            }
+        };
+        let accepted = loop {
+            // Look at the pressure once a second even when no one connects.
+            match tokio::time::timeout(Duration::from_secs(1), listener.accept()).await {
+                Ok(accepted) => break accepted,
+                Err(_) => relieved(&pressure),
+            }
+        };
+        let (stream, remote) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) if is_out_of_descriptors(&err) => {
+                stats.on_refused();
+                if !starved {
+                    starved = true;
+                    tracing::warn!(
+                        error = %err,
+                        open = stats.open(),
+                        "out of file descriptors; pausing accepts (open connections keep being served)"
+                    );
+                }
+                drop(permit);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+            Err(err) => {
+                // The client went away between SYN and accept, or similar: its problem only.
+                tracing::debug!(error = %err, "accept failed");
+                continue;
+            }
+        };
+        if starved {
+            starved = false;
+            tracing::info!("file descriptors available again; accepting");
+        }
+        backoff = Duration::from_millis(10);
+        relieved(&pressure);
+        // Streamed chunks (event streams, poll-sleep lines) go out as written, not held
+        // back by Nagle's algorithm.
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(error = %err, "could not set TCP_NODELAY");
+        }
+        stats.on_open();
+        let task = conn::serve(
+            stream,
+            remote,
+            router.clone(),
+            limits.clone(),
+            stats.clone(),
+            phase.clone(),
+            pressure_rx.clone(),
+        );
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            task.await;
+            stats.on_close();
+            drop(permit);
+        });
+    }
+}
+
+/// `EMFILE`/`ENFILE` (and the kernel's out-of-memory answers): retrying at once would spin.
+fn is_out_of_descriptors(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// At most one log line a minute for an event that can repeat many times a second (a server
+/// hovering at its connection cap), with the count since the last line.
+#[derive(Debug, Default)]
+struct RateLimitedLog {
+    last: Option<tokio::time::Instant>,
+    count: u64,
+}
+
+impl RateLimitedLog {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    fn should_log(&mut self) -> bool {
+        self.count += 1;
+        let now = tokio::time::Instant::now();
+        match self.last {
+            Some(last) if now < last + Self::EVERY => false,
+            _ => {
+                self.last = Some(now);
+                true
+            }
+        }
+    }
+
+    fn take_count(&mut self) -> u64 {
+        std::mem::take(&mut self.count)
+    }
+}

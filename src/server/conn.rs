@@ -1,0 +1,388 @@
+//! One client connection: hyper's HTTP/1.1 server around the router, with the header-read
+//! and idle timeouts enforced by a watchdog, and the drain/abort signals obeyed.
+//!
+//! hyper's own `header_read_timeout` also runs while a keep-alive connection waits for its
+//! next request, so it cannot give a short header timeout and a longer idle one. Here the
+//! socket records when the first byte of a request head arrives, the service records when a
+//! request starts and when its response is done, and the connection task closes the
+//! connection when either bound is passed with no request in flight.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use pin_project_lite::pin_project;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+use super::stats::{ConnectionStats, TimedOut};
+use super::{Limits, Phase};
+
+/// Serves one connection until it ends, times out, or the server aborts it.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    remote: SocketAddr,
+    router: Router,
+    limits: Limits,
+    stats: Arc<ConnectionStats>,
+    mut phase: watch::Receiver<Phase>,
+    mut pressure: watch::Receiver<bool>,
+) {
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(Watched {
+        inner: stream,
+        activity: activity.clone(),
+    });
+    let service = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
+            let in_flight = InFlight::begin(activity.clone());
+            request.extensions_mut().insert(ConnectInfo(remote));
+            let response = router.clone().oneshot(request);
+            async move {
+                let response = match response.await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                };
+                Ok::<_, Infallible>(response.map(|body| Tracked {
+                    inner: body,
+                    _in_flight: in_flight,
+                }))
+            }
+        })
+    };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // The watchdog below does what hyper's header timer would; hyper's runs only with a timer.
+    builder.keep_alive(true).header_read_timeout(None);
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+
+    let mut draining = false;
+    let mut signals_open = true;
+    let mut pressure_open = true;
+    if *phase.borrow_and_update() != Phase::Serving {
+        return;
+    }
+    loop {
+        let pressed = *pressure.borrow_and_update();
+        let deadline = activity.deadline(&limits, pressed);
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(err) = result {
+                    tracing::debug!(%remote, error = %err, "connection ended with an error");
+                }
+                return;
+            }
+            changed = phase.changed(), if signals_open => {
+                if changed.is_err() {
+                    signals_open = false;
+                    continue;
+                }
+                match *phase.borrow_and_update() {
+                    Phase::Serving => {}
+                    Phase::Draining => {
+                        if !draining {
+                            draining = true;
+                            conn.as_mut().graceful_shutdown();
+                        }
+                    }
+                    // Dropping `conn` drops the request futures: queries are cancelled.
+                    Phase::Aborting => return,
+                }
+            }
+            // A request head began: the header deadline may be sooner than the one armed.
+            () = activity.head_started.notified() => {}
+            // At the cap, the deadlines shorten: look again.
+            changed = pressure.changed(), if pressure_open => {
+                pressure_open = changed.is_ok();
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                if let Some(reason) = activity.expired(&limits, Instant::now(), pressed) {
+                    stats.on_timeout(reason);
+                    tracing::debug!(%remote, ?reason, "closing a connection that timed out");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The header and idle timeouts while the server is at its connection cap: a client that
+/// is not trickling sends its head in one packet, well within this.
+pub(crate) const PRESSED_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What the watchdog knows about a connection.
+#[derive(Debug)]
+struct Activity {
+    state: Mutex<State>,
+    /// Signalled when the first byte of a request head arrives.
+    head_started: tokio::sync::Notify,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Requests whose responses are not finished.
+    in_flight: usize,
+    /// When the connection last became free of requests (or was opened).
+    idle_since: Instant,
+    /// When the first byte arrived since then: a request head is being read.
+    head_started: Option<Instant>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            state: Mutex::new(State {
+                in_flight: 0,
+                idle_since: Instant::now(),
+                head_started: None,
+            }),
+            head_started: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn on_read(&self) {
+        let mut state = self.lock();
+        if state.in_flight == 0 && state.head_started.is_none() {
+            state.head_started = Some(Instant::now());
+            drop(state);
+            self.head_started.notify_one();
+        }
+    }
+
+    /// The two bounds, shortened while the server is at its connection cap (`pressed`):
+    /// both become at most [`PRESSED_TIMEOUT`] (HTTP/1.1 allows closing an idle keep-alive
+    /// connection at any time; a second spares a client sending its next request at once).
+    fn bounds(limits: &Limits, pressed: bool) -> (Duration, Duration) {
+        if pressed {
+            (
+                limits.header_read_timeout.min(PRESSED_TIMEOUT),
+                limits.idle_timeout.min(PRESSED_TIMEOUT),
+            )
+        } else {
+            (limits.header_read_timeout, limits.idle_timeout)
+        }
+    }
+
+    /// When to look again.
+    fn deadline(&self, limits: &Limits, pressed: bool) -> Instant {
+        let (header, idle) = Self::bounds(limits, pressed);
+        let state = self.lock();
+        if state.in_flight > 0 {
+            // Requests are bounded by the request timeout, not here; look again later.
+            return Instant::now() + limits.idle_timeout.max(Duration::from_secs(1));
+        }
+        match state.head_started {
+            Some(started) => started + header,
+            None => state.idle_since + idle,
+        }
+    }
+
+    /// Whether the connection has passed one of its bounds at `now`.
+    fn expired(&self, limits: &Limits, now: Instant, pressed: bool) -> Option<TimedOut> {
+        let (header, idle) = Self::bounds(limits, pressed);
+        let state = self.lock();
+        if state.in_flight > 0 {
+            return None;
+        }
+        match state.head_started {
+            Some(started) if now >= started + header => Some(TimedOut::Header),
+            Some(_) => None,
+            None if now >= state.idle_since + idle => Some(TimedOut::Idle),
+            None => None,
+        }
+    }
+}
+
+/// A request in flight on its connection, from its head to the end of its response.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn begin(activity: Arc<Activity>) -> Self {
+        {
+            let mut state = activity.lock();
+            state.in_flight += 1;
+            state.head_started = None;
+        }
+        Self(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.in_flight = state.in_flight.saturating_sub(1);
+        if state.in_flight == 0 {
+            state.idle_since = Instant::now();
+            state.head_started = None;
+        }
+    }
+}
+
+pin_project! {
+    /// The response body, holding its request's [`InFlight`] until hyper is done with it.
+    struct Tracked<B> {
+        #[pin]
+        inner: B,
+        _in_flight: InFlight,
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project! {
+    /// The socket, noting when bytes arrive.
+    struct Watched {
+        #[pin]
+        inner: TcpStream,
+        activity: Arc<Activity>,
+    }
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let result = this.inner.poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.on_read();
+        }
+        result
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            header_read_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(5),
+            max_connections: 10,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_the_cap_idle_connections_and_heads_get_a_second() {
+        let long = Limits {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10,
+        };
+        let activity = Arc::new(Activity::new());
+        let now = Instant::now();
+        let later = now + PRESSED_TIMEOUT;
+        assert_eq!(activity.expired(&long, later, false), None);
+        assert_eq!(activity.expired(&long, later, true), Some(TimedOut::Idle));
+        activity.on_read();
+        assert_eq!(activity.deadline(&long, true), now + PRESSED_TIMEOUT);
+        assert_eq!(
+            activity.expired(&long, now + PRESSED_TIMEOUT, true),
+            Some(TimedOut::Header)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_started_head_is_bounded_by_the_header_timeout() {
+        let activity = Arc::new(Activity::new());
+        let start = Instant::now();
+        assert_eq!(
+            activity.deadline(&limits(), false),
+            start + Duration::from_secs(5)
+        );
+        activity.on_read();
+        assert_eq!(
+            activity.deadline(&limits(), false),
+            start + Duration::from_secs(1)
+        );
+        assert_eq!(
+            activity.expired(&limits(), start + Duration::from_secs(1), false),
+            Some(TimedOut::Header)
+        );
+        let request = InFlight::begin(activity.clone());
+        assert_eq!(
+            activity.expired(&limits(), start + Duration::from_secs(60), true),
+            None,
+            "a request in flight is never cut"
+        );
+        tokio::time::advance(Duration::from_secs(2)).await;
+        drop(request);
+        let done = Instant::now();
+        assert_eq!(
+            activity.deadline(&limits(), false),
+            done + Duration::from_secs(5)
+        );
+        assert_eq!(
+            activity.expired(&limits(), done + Duration::from_secs(5), false),
+            Some(TimedOut::Idle)
+        );
+    }
+}

@@ -1,0 +1,64 @@
+//! The HTTP server loop, in place of `axum::serve`, which has no connection limits.
+//!
+//! | file | job |
+//! | --- | --- |
+//! | `accept.rs` | accept under the connection cap; back off when out of file descriptors |
+//! | `conn.rs` | one connection: hyper HTTP/1.1, header-read and idle timeouts, drain/abort |
+//! | `shutdown.rs` | the graceful stop: stop accepting, drain, abort at the grace deadline |
+//! | `stats.rs` | connection counters for `/metrics` |
+//! | `fd_limit.rs` | raise `RLIMIT_NOFILE`; fit the cap under it |
+//!
+//! Handlers see `ConnectInfo<SocketAddr>`, and TCP_NODELAY is set on every connection, as
+//! with `axum::serve(..).into_make_service_with_connect_info::<SocketAddr>()`.
+//!
+//! ```no_run
+//! # async fn run(router: axum::Router) -> std::io::Result<()> {
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use pgbridge::server::{ConnectionStats, Limits, Server};
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let limits = Limits {
+//!     header_read_timeout: Duration::from_secs(10),
+//!     idle_timeout: Duration::from_secs(60),
+//!     max_connections: 10_000,
+//! };
+//! let stopped = Server::new(listener, router, limits, Arc::new(ConnectionStats::default()))
+//!     .run(async { let _ = tokio::signal::ctrl_c().await; }, Duration::from_secs(30))
+//!     .await;
+//! println!("{stopped:?}");
+//! # Ok(()) }
+//! ```
+
+mod accept;
+mod conn;
+mod fd_limit;
+mod shutdown;
+mod stats;
+
+use std::time::Duration;
+
+pub use fd_limit::{RESERVED_DESCRIPTORS, connection_cap, raise_nofile_limit};
+pub use shutdown::{Server, Stopped};
+pub use stats::{ConnectionStats, TimedOut};
+
+/// The bounds every client connection lives under.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// From the first byte of a request to the end of its headers.
+    pub header_read_timeout: Duration,
+    /// With no request in flight and no byte of a new one.
+    pub idle_timeout: Duration,
+    /// Most connections open at once.
+    pub max_connections: usize,
+}
+
+/// Where the server is in its life; connection tasks watch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Serving,
+    /// Finish in-flight requests, then close.
+    Draining,
+    /// The grace period is over: drop everything now.
+    Aborting,
+}

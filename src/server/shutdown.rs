@@ -1,0 +1,88 @@
+//! [`Server`]: accept until a stop signal, then drain within a grace period, then abort.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use super::stats::ConnectionStats;
+use super::{Limits, Phase, accept};
+
+/// How long aborted connections get to drop their requests (and spawn their cancels).
+const ABORT_WAIT: Duration = Duration::from_secs(2);
+
+/// The server: a listener, the router, the limits, the counters.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    stats: Arc<ConnectionStats>,
+}
+
+/// How [`Server::run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Every connection finished within the grace period.
+    Drained,
+    /// The grace period ended with `open` connections still open; they were dropped, and
+    /// their in-flight requests with them.
+    Aborted {
+        /// Connections dropped.
+        open: usize,
+    },
+}
+
+impl Server {
+    /// A server for `router` on `listener`.
+    pub fn new(
+        listener: TcpListener,
+        router: Router,
+        limits: Limits,
+        stats: Arc<ConnectionStats>,
+    ) -> Self {
+        Self {
+            listener,
+            router,
+            limits,
+            stats,
+        }
+    }
+
+    /// Serves until `signal` resolves; then stops accepting, lets open connections finish
+    /// (idle keep-alive connections close at once, in-flight requests run on) for up to
+    /// `grace`, and drops whatever is left, which drops the request futures — the
+    /// database layer cancels their queries on drop.
+    pub async fn run(self, signal: impl Future<Output = ()>, grace: Duration) -> Stopped {
+        let Self {
+            listener,
+            router,
+            limits,
+            stats,
+        } = self;
+        let max = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX >> 3);
+        let permits = Arc::new(Semaphore::new(max as usize));
+        let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
+        let accepting = accept::run(listener, router, limits, permits.clone(), stats, phase_rx);
+        tokio::select! {
+            () = accepting => {}
+            () = signal => {}
+        }
+        // The listener is dropped with `accepting`: new connections are refused from here.
+        let _ = phase_tx.send(Phase::Draining);
+        if tokio::time::timeout(grace, permits.acquire_many(max))
+            .await
+            .is_ok()
+        {
+            return Stopped::Drained;
+        }
+        let open = max as usize - permits.available_permits();
+        tracing::warn!(open, "grace period over; dropping the requests still open");
+        let _ = phase_tx.send(Phase::Aborting);
+        let _ = tokio::time::timeout(ABORT_WAIT, permits.acquire_many(max)).await;
+        Stopped::Aborted { open }
+    }
+}
