@@ -32,6 +32,14 @@ pub(super) struct State {
     /// A cancel is on its way for the connection's sole statement: admit nothing until it
     /// has landed and a round trip shows the backend idle.
     pub(super) fenced: bool,
+    /// Of `in_flight`, statements past the client-side statement timeout (transaction-pooler
+    /// mode) whose callers wait for the cancel's answer.
+    pub(super) expired: usize,
+    /// A statement expired: admit nothing until the link is empty, so that once every
+    /// statement in flight has expired a cancel can only hit an expired one.
+    pub(super) draining: bool,
+    /// The task cancelling expired statements is running.
+    pub(super) reaping: bool,
 }
 
 /// Why a statement was not admitted on a link.
@@ -76,7 +84,7 @@ impl Link {
             return Err(Refusal::Closed);
         }
         let mut state = self.lock();
-        if state.fenced {
+        if state.fenced || state.draining {
             return Err(Refusal::Fenced);
         }
         if state.in_flight >= max_in_flight {

@@ -26,10 +26,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio_postgres::Row;
+use std::future::Future;
+
+use tokio_postgres::{Client, Row, Statement};
 
 use self::set::Set;
-use super::conn::ServerAddr;
+use super::conn::{SETTLE_TIMEOUT, ServerAddr};
 use super::{DbError, Params};
 
 pub use fence::abandoned_uncancelled;
@@ -134,46 +136,38 @@ impl Shared {
 
     /// Runs `sql` (prepared once per connection) and returns its rows.
     pub async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
-        let ticket = self.set.acquire().await?;
-        let link = ticket.link();
-        let out = match link.prepare(sql).await {
-            Ok(statement) => link.client().query(&statement, params).await,
-            Err(err) => return finish(ticket, Err(err)),
-        };
-        finish(ticket, out.map_err(Into::into))
+        self.run(sql, params).await
     }
 
     /// Runs `sql` and returns its one row; no row, or several, is an error.
     pub async fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, DbError> {
-        let ticket = self.set.acquire().await?;
-        let link = ticket.link();
-        let out = match link.prepare(sql).await {
-            Ok(statement) => link.client().query_one(&statement, params).await,
-            Err(err) => return finish(ticket, Err(err)),
-        };
-        finish(ticket, out.map_err(Into::into))
+        self.run(sql, params).await
     }
 
     /// Runs `sql` and returns its row, if any.
     pub async fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
-        let ticket = self.set.acquire().await?;
-        let link = ticket.link();
-        let out = match link.prepare(sql).await {
-            Ok(statement) => link.client().query_opt(&statement, params).await,
-            Err(err) => return finish(ticket, Err(err)),
-        };
-        finish(ticket, out.map_err(Into::into))
+        self.run(sql, params).await
     }
 
     /// Runs `sql` and returns the number of rows it changed.
     pub async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
+        self.run(sql, params).await
+    }
+
+    /// One statement on a link: a place first, then the statement (prepared once per
+    /// connection), under the client-side statement timeout when there is one.
+    async fn run<T: Answer>(&self, sql: &str, params: Params<'_>) -> Result<T, DbError> {
         let ticket = self.set.acquire().await?;
-        let link = ticket.link();
-        let out = match link.prepare(sql).await {
-            Ok(statement) => link.client().execute(&statement, params).await,
+        let link = ticket.link().clone();
+        let statement = match link.prepare(sql).await {
+            Ok(statement) => statement,
             Err(err) => return finish(ticket, Err(err)),
         };
-        finish(ticket, out.map_err(Into::into))
+        let work = T::named(link.client(), &statement, params);
+        match self.set.client_timeout {
+            None => finish(ticket, work.await.map_err(Into::into)),
+            Some(timeout) => timed(ticket, timeout, work).await,
+        }
     }
 
     /// Each shared connection's state, in slot order.
@@ -187,7 +181,7 @@ impl Shared {
                     SharedConnStatus {
                         connected: !link.is_closed(),
                         in_flight: state.in_flight,
-                        fenced: state.fenced,
+                        fenced: state.fenced || state.draining,
                     }
                 }
                 None => SharedConnStatus {
@@ -210,6 +204,83 @@ impl Shared {
 fn finish<T>(ticket: fence::Ticket, out: Result<T, DbError>) -> Result<T, DbError> {
     ticket.finish();
     out
+}
+
+/// The client-side statement timeout (transaction-pooler mode, where no server-side
+/// `statement_timeout` can be set), as `Canceller::timed` does it on the pool: past
+/// `timeout` the statement [expires](fence::Ticket::expire) — it is cancelled as soon as
+/// that can hit no one else's statement — and its answer is awaited, normally the server's
+/// `57014 query_canceled` ([`DbError::Timeout`], as from a server-side timeout). No answer
+/// within [`SETTLE_TIMEOUT`]: [`DbError::Unavailable`], and the connection is replaced.
+async fn timed<T, F>(mut ticket: fence::Ticket, timeout: Duration, work: F) -> Result<T, DbError>
+where
+    F: Future<Output = Result<T, tokio_postgres::Error>>,
+{
+    tokio::pin!(work);
+    if let Ok(out) = tokio::time::timeout(timeout, &mut work).await {
+        return finish(ticket, out.map_err(Into::into));
+    }
+    ticket.expire();
+    match tokio::time::timeout(SETTLE_TIMEOUT, work).await {
+        Ok(out) => finish(ticket, out.map_err(Into::into)),
+        Err(_) => {
+            ticket.link().mark_broken();
+            Err(DbError::Unavailable(format!(
+                "a shared statement ran past the statement timeout ({timeout:?}) and did not answer its cancel"
+            )))
+        }
+    }
+}
+
+/// What a statement returns — all rows, exactly one, at most one, or the count of rows
+/// changed — and how to run it.
+trait Answer: Sized {
+    /// Runs the prepared `statement`.
+    async fn named(
+        client: &Client,
+        statement: &Statement,
+        params: Params<'_>,
+    ) -> Result<Self, tokio_postgres::Error>;
+}
+
+impl Answer for Vec<Row> {
+    async fn named(
+        client: &Client,
+        statement: &Statement,
+        params: Params<'_>,
+    ) -> Result<Self, tokio_postgres::Error> {
+        client.query(statement, params).await
+    }
+}
+
+impl Answer for Row {
+    async fn named(
+        client: &Client,
+        statement: &Statement,
+        params: Params<'_>,
+    ) -> Result<Self, tokio_postgres::Error> {
+        client.query_one(statement, params).await
+    }
+}
+
+impl Answer for Option<Row> {
+    async fn named(
+        client: &Client,
+        statement: &Statement,
+        params: Params<'_>,
+    ) -> Result<Self, tokio_postgres::Error> {
+        client.query_opt(statement, params).await
+    }
+}
+
+impl Answer for u64 {
+    async fn named(
+        client: &Client,
+        statement: &Statement,
+        params: Params<'_>,
+    ) -> Result<Self, tokio_postgres::Error> {
+        client.execute(statement, params).await
+    }
 }
 
 impl std::fmt::Debug for Shared {

@@ -34,6 +34,9 @@ pub(super) struct Set {
     wait: Duration,
     connect_timeout: Duration,
     pub(super) rejected: AtomicU64,
+    /// The statement timeout the client enforces (transaction-pooler mode); `None` when the
+    /// server's `statement_timeout` applies.
+    pub(super) client_timeout: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -94,6 +97,7 @@ impl Set {
             wait,
             connect_timeout,
             rejected: AtomicU64::new(0),
+            client_timeout: None,
         }
     }
 
