@@ -9,17 +9,29 @@ use clap::Parser;
 
 use crate::db::{DbConfig, SharedConfig};
 
-/// The database `docker compose up` starts; also right for a local Postgres with a
-/// `pgbridge` role and database.
-pub const DEFAULT_DATABASE_URL: &str = "postgres://pgbridge:pgbridge@localhost:5432/pgbridge";
-
 /// pgbridge: an asynchronous WSGI-shaped application server for Postgres web services.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "pgbridge", version, about, long_about = None)]
 pub struct Config {
-    /// Postgres connection URL.
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+    /// Postgres connection URL. Unset or empty: the service runs its own PostgreSQL
+    /// cluster in `EMBEDDED_PG_DIR` (see `embedded_pg`).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "",
+        hide_default_value = true,
+        hide_env_values = true
+    )]
     pub database_url: String,
+
+    /// Folder of the embedded PostgreSQL cluster used when `DATABASE_URL` is unset: its
+    /// data (`pgdata/`), Unix socket and log. Kept between runs.
+    #[arg(long, env = "EMBEDDED_PG_DIR", default_value = ".pgbridge")]
+    pub embedded_pg_dir: std::path::PathBuf,
+
+    /// Log line format: `text` for people, `json` (one object per line) for log shippers.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     /// Address to listen on.
     #[arg(long = "bind", env = "BIND_ADDR", default_value = "127.0.0.1:8080")]
@@ -188,6 +200,15 @@ pub struct Config {
     pub log_filter: String,
 }
 
+/// How log lines are written (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, with the span fields (request id, method, path).
+    Json,
+}
+
 impl Config {
     /// The defaults, with `database_url`, reading no flags and no environment: for tests
     /// and for embedding the service.
@@ -206,7 +227,9 @@ impl Config {
 
     fn defaults() -> Self {
         Self {
-            database_url: DEFAULT_DATABASE_URL.into(),
+            database_url: String::new(),
+            embedded_pg_dir: ".pgbridge".into(),
+            log_format: LogFormat::Text,
             bind_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             db_pool_size: 16,
             db_pool_timeout_ms: 2_000,
@@ -283,6 +306,17 @@ impl Config {
         }
     }
 
+    /// Whether the service runs its own PostgreSQL cluster (`DATABASE_URL` unset or empty).
+    ///
+    /// ```
+    /// use pgbridge::config::Config;
+    /// assert!(Config::new("").embedded_database());
+    /// assert!(!Config::new("postgres://app@db/app").embedded_database());
+    /// ```
+    pub fn embedded_database(&self) -> bool {
+        self.database_url.trim().is_empty()
+    }
+
     /// Whether to apply migrations at start-up.
     pub fn migrate_on_start(&self) -> bool {
         self.migrate && !self.no_migrate
@@ -324,6 +358,8 @@ mod tests {
         let mut by_hand = Config::defaults();
         // The environment may set these while tests run; compare what it cannot touch.
         by_hand.database_url = parsed.database_url.clone();
+        by_hand.embedded_pg_dir = parsed.embedded_pg_dir.clone();
+        by_hand.log_format = parsed.log_format;
         by_hand.log_filter = parsed.log_filter.clone();
         by_hand.db_sslmode = parsed.db_sslmode.clone();
         by_hand.db_sslrootcert = parsed.db_sslrootcert.clone();

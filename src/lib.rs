@@ -13,6 +13,8 @@
 //!   the server when the request awaiting them goes away.
 //! - [`apps`]: applications on the contract; [`router`] mounts them beside native routes.
 //! - [`config`], [`error`]: every setting in one place; one JSON error shape.
+//! - [`embedded_pg`]: a private PostgreSQL cluster from the machine's server binaries, the
+//!   database of `cargo run` with no `DATABASE_URL` and of the test harness.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -30,9 +32,11 @@ pub mod auth;
 pub mod awsgi;
 pub mod config;
 pub mod db;
+pub mod embedded_pg;
 pub mod error;
 mod http_edge;
 pub mod metrics;
+mod request_log;
 pub mod server;
 
 use std::sync::Arc;

@@ -1,12 +1,15 @@
-//! The `pgbridge` binary: read the config, wait for Postgres, serve, drain on SIGTERM/SIGINT.
+//! The `pgbridge` binary: read the config, bind, start the embedded Postgres when no
+//! `DATABASE_URL` is set, wait for Postgres, serve, drain on SIGTERM/SIGINT.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use pgbridge::config::LogFormat;
 use pgbridge::db::Db;
 use pgbridge::db::migrate::Migrator;
+use pgbridge::embedded_pg::{EmbeddedPg, EmbeddedPgError, NO_BINARIES_HELP};
 use pgbridge::server::{self, Server, Stopped};
 use pgbridge::{AppState, config::Config, router};
 use tokio::net::TcpListener;
@@ -14,25 +17,43 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = Config::parse();
+    let mut config = Config::parse();
     if config.healthcheck {
         return healthcheck(config.bind_addr).await;
     }
-    let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|err| {
-        eprintln!(
-            "invalid log filter {:?} ({err}); using \"info\"",
-            config.log_filter
-        );
-        EnvFilter::new("info")
-    });
-    // Colour only for a person at a terminal; log collectors get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .init();
+    init_logging(&config);
 
-    match run(config).await {
+    // Bind first: a busy port fails at once, naming the address, before any database work.
+    let bind = config.bind_addr;
+    let listener = match TcpListener::bind(bind).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            tracing::error!(addr = %bind, error = %err, "cannot listen on {bind}: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let embedded = if config.embedded_database() {
+        match start_embedded(&config).await {
+            Some(pg) => {
+                config.database_url = pg.url();
+                Some(pg)
+            }
+            None => return ExitCode::FAILURE,
+        }
+    } else {
+        None
+    };
+
+    let result = run(config, listener).await;
+    if let Some(pg) = embedded {
+        let data = pg.data().display().to_string();
+        match pg.stop().await {
+            Ok(()) => tracing::info!(%data, "PostgreSQL stopped; its data is kept"),
+            Err(err) => tracing::error!(%data, error = %err, "stopping PostgreSQL failed"),
+        }
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %err, "pgbridge stopped");
@@ -41,9 +62,61 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+/// Log lines to stdout, filtered by `RUST_LOG`, as text or (`LOG_FORMAT=json`) JSON.
+fn init_logging(config: &Config) {
+    let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|err| {
+        eprintln!(
+            "invalid log filter {:?} ({err}); using \"info\"",
+            config.log_filter
+        );
+        EnvFilter::new("info")
+    });
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match config.log_format {
+        // One object per line, with the request span's fields (request id, method, path).
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        // Colour only for a person at a terminal; log collectors get plain text.
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init(),
+    }
+}
+
+/// Starts (or reuses) the PostgreSQL cluster in `EMBEDDED_PG_DIR`, and says so. `None`
+/// when it cannot: the reason is already reported.
+async fn start_embedded(config: &Config) -> Option<EmbeddedPg> {
+    let dir = &config.embedded_pg_dir;
+    match EmbeddedPg::open(dir).await {
+        Ok(pg) => {
+            tracing::info!(
+                dir = %pg.dir().display(),
+                reused = pg.reused(),
+                psql = %format!("psql -h {} -U postgres {}", pg.dir().display(), EmbeddedPg::DATABASE),
+                "using the embedded PostgreSQL (DATABASE_URL is unset); its data stays in {}",
+                pg.data().display()
+            );
+            Some(pg)
+        }
+        Err(EmbeddedPgError::NoBinaries) => {
+            eprintln!("{NO_BINARIES_HELP}");
+            None
+        }
+        Err(err) => {
+            tracing::error!(
+                dir = %dir.display(),
+                "the embedded PostgreSQL did not start (set DATABASE_URL to use another server): {err}"
+            );
+            None
+        }
+    }
+}
+
+async fn run(config: Config, listener: TcpListener) -> Result<(), Box<dyn std::error::Error>> {
     let grace = config.shutdown_grace();
-    let bind = config.bind_addr;
     let state = AppState::new(config)?;
 
     // Wait for Postgres before taking traffic, unless told to stop first.
@@ -64,7 +137,6 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!("migrations skipped (MIGRATE=false)");
     }
 
-    let listener = TcpListener::bind(bind).await?;
     let mut limits = state.config.connection_limits();
     let nofile = server::raise_nofile_limit();
     let cap = server::connection_cap(limits.max_connections, nofile, state.config.db_pool_size);
@@ -77,11 +149,13 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         );
         limits.max_connections = cap;
     }
+    let addr = listener.local_addr()?;
     tracing::info!(
-        addr = %listener.local_addr()?,
+        %addr,
         max_connections = limits.max_connections,
         nofile,
-        "pgbridge listening"
+        "pgbridge listening: open {}",
+        open_url(addr)
     );
     let stopping = state.clone();
     let db = state.db.clone();
@@ -103,6 +177,18 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     }
     tracing::info!("pgbridge stopped");
     Ok(())
+}
+
+/// The URL a person opens for `addr`: loopback in place of "every interface".
+fn open_url(mut addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    format!("http://{addr}/")
 }
 
 /// How long, after the grace period, cancels of dropped queries get to land.

@@ -368,14 +368,18 @@ fn content_length(value: &HeaderValue) -> Result<u64, ContractError> {
         })
 }
 
+/// The error responder's answer, logged by the status it chose (the application's error
+/// may carry its status only in a type the responder knows): a 5xx at ERROR with the cause
+/// chain; a 4xx, the client's doing, at DEBUG (the request's own log line shows its status).
 fn fail_before_commit(config: &Config, err: &Error) -> Response<axum::body::Body> {
-    let status = err.status();
+    let response = (config.error_responder)(err);
+    let status = response.status();
     if status.is_server_error() {
-        tracing::error!(error = %err, "application failed before its response started");
+        tracing::error!(error = %err, %status, "application failed before its response started");
     } else {
-        tracing::info!(error = %err, "request refused");
+        tracing::debug!(error = %err, %status, "request refused");
     }
-    (config.error_responder)(err)
+    response
 }
 
 fn plain_error(err: &Error) -> Response<axum::body::Body> {

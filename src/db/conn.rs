@@ -213,14 +213,36 @@ impl Drop for Conn {
         // connection answers, outside any transaction; if it does not, close it.
         runtime.spawn(async move {
             let _ = handle.await;
-            let settled =
-                tokio::time::timeout(SETTLE_TIMEOUT, client.simple_query("ROLLBACK")).await;
-            if !matches!(settled, Ok(Ok(_))) {
+            let settled = tokio::time::timeout(SETTLE_TIMEOUT, outside_transaction(&client)).await;
+            if !matches!(settled, Ok(Ok(()))) {
                 tracing::warn!("connection did not settle after a cancel; closing it");
                 drop(Object::take(client));
             }
         });
     }
+}
+
+/// Makes sure the connection answers and is outside any transaction, without the
+/// `WARNING: there is no transaction in progress` a bare `ROLLBACK` logs when it is (the
+/// usual case: a dropped `Tx` has already queued its own `ROLLBACK`). Outside a
+/// transaction, `now()` (its start) equals `statement_timestamp()`; inside one it does not,
+/// and in an aborted one the `SELECT` fails: either way a `ROLLBACK` then has a transaction
+/// to end.
+async fn outside_transaction(client: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
+    let idle = match client
+        .simple_query("SELECT now() = statement_timestamp()")
+        .await
+    {
+        Ok(messages) => messages.iter().any(|message| {
+            matches!(message, tokio_postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("t"))
+        }),
+        Err(err) if err.is_closed() => return Err(err),
+        Err(_) => false,
+    };
+    if !idle {
+        client.simple_query("ROLLBACK").await?;
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for Conn {

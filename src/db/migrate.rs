@@ -190,18 +190,26 @@ impl Migrator {
     }
 
     async fn run_locked(&self, client: &mut Client) -> Result<Vec<Applied>, MigrateError> {
-        client
-            .batch_execute(
-                "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
-                    version BIGINT PRIMARY KEY,
-                    description TEXT NOT NULL,
-                    installed_on TIMESTAMPTZ NOT NULL DEFAULT now(),
-                    success BOOLEAN NOT NULL,
-                    checksum BYTEA NOT NULL,
-                    execution_time BIGINT NOT NULL
-                )",
-            )
-            .await?;
+        // Looked up first: `CREATE TABLE IF NOT EXISTS` on an existing table sends a NOTICE
+        // that would be logged at every start.
+        let exists: bool = client
+            .query_one("SELECT to_regclass('_sqlx_migrations') IS NOT NULL", &[])
+            .await?
+            .get(0);
+        if !exists {
+            client
+                .batch_execute(
+                    "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
+                        version BIGINT PRIMARY KEY,
+                        description TEXT NOT NULL,
+                        installed_on TIMESTAMPTZ NOT NULL DEFAULT now(),
+                        success BOOLEAN NOT NULL,
+                        checksum BYTEA NOT NULL,
+                        execution_time BIGINT NOT NULL
+                    )",
+                )
+                .await?;
+        }
         if let Some(row) = client
             .query_opt(
                 "SELECT version FROM _sqlx_migrations WHERE success = false ORDER BY version LIMIT 1",

@@ -1,0 +1,257 @@
+//! The binary's log lines: a person can act on them, a shipper can parse them, and there is
+//! no noise (4xx not at ERROR, no Postgres notices at every start or cancel, one line per
+//! request even when the client hangs up first, a busy port named).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use common::http::{authenticate_by_default, get, send};
+use common::pg::Cluster;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pgbridge");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn log_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("pgbridge-logs-{name}-{}.log", std::process::id()))
+}
+
+/// A started `pgbridge`, killed (SIGKILL) when dropped unless it has exited: a failing test
+/// leaves no service behind (and the watchdog then stops its cluster).
+struct Running(std::process::Child);
+
+impl std::ops::Deref for Running {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn spawn(database_url: &str, port: u16, log: &Path, env: &[(&str, &str)]) -> Running {
+    let file = std::fs::File::create(log).expect("log file");
+    let mut command = Command::new(BIN);
+    command
+        .env_clear()
+        .env("DATABASE_URL", database_url)
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "info")
+        .env("SHUTDOWN_GRACE_SECS", "10")
+        .stdout(file.try_clone().expect("log file"))
+        .stderr(file);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    Running(command.spawn().expect("start pgbridge"))
+}
+
+async fn wait_ready(addr: SocketAddr, child: &mut Running, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("pgbridge exited ({status}):\n{}", read(log));
+        }
+        if tokio::net::TcpStream::connect(addr).await.is_ok()
+            && get(addr, "/readyz").await.status == 200
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never ready:\n{}", read(log));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_exit(child: &mut Running, within: Duration) -> ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("pgbridge did not exit within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn stop(child: &mut Running) -> ExitStatus {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    wait_exit(child, Duration::from_secs(30)).await
+}
+
+fn read(log: &Path) -> String {
+    std::fs::read_to_string(log).unwrap_or_default()
+}
+
+/// Lines about requests whose path is `path`.
+fn request_lines<'a>(logged: &'a str, path: &str) -> Vec<&'a str> {
+    let needle = format!("path={path} ");
+    logged
+        .lines()
+        .filter(|line| line.contains(&needle) && line.contains("finished processing request"))
+        .collect()
+}
+
+/// 4xx answers are not errors; a cancelled query and a second start log no Postgres
+/// notices; a request whose client hung up still gets its line.
+#[tokio::test]
+async fn refusals_cancels_and_restarts_are_quiet_and_abandoned_requests_logged() {
+    let url = Cluster::shared().await.create_database().await;
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let log = log_path("quiet");
+
+    // The first start creates the migrations table; the second must not log a notice
+    // about it existing.
+    let mut child = spawn(&url, port, &log, &[]);
+    wait_ready(addr, &mut child, &log).await;
+    assert!(stop(&mut child).await.success(), "{}", read(&log));
+    let mut child = spawn(&url, port, &log, &[]);
+    wait_ready(addr, &mut child, &log).await;
+    authenticate_by_default(addr);
+
+    for path in [
+        "/seed/poll-sleep?seconds=99",
+        "/notes/abc",
+        "/notes/999999",
+        "/no-such-route",
+    ] {
+        let reply = get(addr, path).await;
+        assert!(
+            (400..500).contains(&reply.status),
+            "{path}: {}",
+            reply.status
+        );
+    }
+    let unsupported = send(
+        addr,
+        http::Request::post("/notes")
+            .header("content-type", "text/plain")
+            .body("x".to_owned())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(unsupported.status, 415);
+
+    // The client hangs up while the query sleeps in Postgres: the query is cancelled.
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(500),
+        get(addr, "/seed/postgres-async?delay=5"),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the slow request answered early");
+    // Its line, and the cancel's aftermath, come shortly after.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while request_lines(&read(&log), "/seed/postgres-async").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no line for the abandoned request:\n{}",
+            read(&log)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The connection that ran it is settled and back in the pool before we stop.
+    assert_eq!(get(addr, "/readyz").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(stop(&mut child).await.success(), "{}", read(&log));
+
+    let logged = read(&log);
+    for line in logged.lines() {
+        assert!(
+            !line.contains("ERROR"),
+            "an ERROR line for a client's mistake: {line}"
+        );
+    }
+    for noise in ["already exists", "no transaction in progress"] {
+        assert!(!logged.contains(noise), "{noise:?} logged:\n{logged}");
+    }
+    let lines = request_lines(&logged, "/seed/postgres-async");
+    assert_eq!(lines.len(), 1, "one line per request:\n{logged}");
+    for field in ["status=499", "abandoned=true", "latency=", "request_id="] {
+        assert!(lines[0].contains(field), "{field} missing: {}", lines[0]);
+    }
+    for path in ["/notes/abc", "/seed/poll-sleep", "/no-such-route"] {
+        assert_eq!(request_lines(&logged, path).len(), 1, "{path}:\n{logged}");
+    }
+    let _ = std::fs::remove_file(&log);
+}
+
+/// `LOG_FORMAT=json`: every line is one JSON object, and request lines carry the request's
+/// fields.
+#[tokio::test]
+async fn json_lines_parse() {
+    let url = Cluster::shared().await.create_database().await;
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let log = log_path("json");
+    let mut child = spawn(&url, port, &log, &[("LOG_FORMAT", "json")]);
+    wait_ready(addr, &mut child, &log).await;
+    assert_eq!(get(addr, "/healthz").await.status, 200);
+    assert!(stop(&mut child).await.success(), "{}", read(&log));
+
+    let logged = read(&log);
+    let mut requests = 0;
+    for line in logged.lines() {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(value["level"].is_string(), "{line}");
+        assert!(value["fields"]["message"].is_string(), "{line}");
+        if value["span"]["path"] == "/healthz" {
+            requests += 1;
+            assert_eq!(value["span"]["method"], "GET", "{line}");
+            assert!(value["span"]["request_id"].is_string(), "{line}");
+        }
+    }
+    assert!(requests >= 1, "no request line:\n{logged}");
+    let _ = std::fs::remove_file(&log);
+}
+
+/// A busy port: the address is named and the process exits non-zero at once, without
+/// waiting for the database first (here there is none).
+#[tokio::test]
+async fn a_busy_port_is_named_and_fails_fast() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dead_db = format!("postgres://postgres@127.0.0.1:{}/postgres", free_port());
+    let log = log_path("busy");
+    let mut child = spawn(&dead_db, port, &log, &[]);
+    let status = wait_exit(&mut child, Duration::from_secs(20)).await;
+    assert!(!status.success(), "{status:?}");
+    let logged = read(&log);
+    assert!(
+        logged.contains(&format!("127.0.0.1:{port}")) && logged.contains("in use"),
+        "{logged}"
+    );
+    assert!(!logged.contains("database not ready"), "{logged}");
+    drop(taken);
+    let _ = std::fs::remove_file(&log);
+}
