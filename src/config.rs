@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::db::{DbConfig, SharedConfig};
+use crate::db::{DbConfig, PoolMode, SharedConfig};
 
 /// pgbridge: an asynchronous WSGI-shaped application server for Postgres web services.
 #[derive(Debug, Clone, Parser)]
@@ -198,6 +198,48 @@ pub struct Config {
     /// Log filter, in `tracing_subscriber::EnvFilter` syntax.
     #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
     pub log_filter: String,
+
+    // --- Scaling out: poolers, direct URLs, standbys (README "Scaling out") ---
+    /// How DATABASE_URL reaches Postgres: `session` (directly, or a session-mode pooler)
+    /// or `transaction` (a transaction-mode pooler such as PgBouncer: no startup options,
+    /// unnamed statements, statement timeout enforced by the client).
+    #[arg(long, env = "DB_POOL_MODE", value_enum, default_value_t = PoolMode::Session)]
+    pub db_pool_mode: PoolMode,
+
+    /// Postgres URL for migrations (session advisory lock: must reach Postgres directly).
+    /// Defaults to DATABASE_URL.
+    #[arg(long, env = "MIGRATE_DATABASE_URL", hide_env_values = true)]
+    pub migrate_database_url: Option<String>,
+
+    /// Postgres URL for the `LISTEN` connection of `/notes/events` (must reach Postgres
+    /// directly or through a session-mode pooler). Defaults to DATABASE_URL.
+    #[arg(long, env = "EVENTS_DATABASE_URL", hide_env_values = true)]
+    pub events_database_url: Option<String>,
+
+    /// Hot standbys for reads that tolerate lag, comma-separated URLs. Unset: every read
+    /// goes to DATABASE_URL.
+    #[arg(long, env = "DATABASE_READ_URL", hide_env_values = true)]
+    pub database_read_url: Option<String>,
+
+    /// Most pooled connections per standby.
+    #[arg(long, env = "DB_READ_POOL_SIZE", default_value_t = 8)]
+    pub db_read_pool_size: usize,
+
+    /// Milliseconds a read carrying `Pgbridge-Min-Lsn` waits for a standby to replay that
+    /// far before it goes to the primary instead.
+    #[arg(long, env = "READ_LSN_WAIT_MS", default_value_t = 50)]
+    pub read_lsn_wait_ms: u64,
+
+    /// A standby whose replay lags more than this many milliseconds is skipped.
+    #[arg(long, env = "READ_MAX_LAG_MS", default_value_t = 5_000)]
+    pub read_max_lag_ms: u64,
+
+    /// Milliseconds between SIGTERM and closing the listener: meanwhile `/readyz` answers
+    /// 503 and every response says `Connection: close`, so a proxy stops using this
+    /// replica before it stops answering. Set it above the proxy's upstream
+    /// `keepalive_timeout` (deploy/nginx.conf: 4 s).
+    #[arg(long, env = "DRAIN_DELAY_MS", default_value_t = 0)]
+    pub drain_delay_ms: u64,
 }
 
 /// How log lines are written (`LOG_FORMAT`).
@@ -267,6 +309,14 @@ impl Config {
             login_failure_window_secs: 900,
             metrics_token: None,
             log_filter: "info".into(),
+            db_pool_mode: PoolMode::Session,
+            migrate_database_url: None,
+            events_database_url: None,
+            database_read_url: None,
+            db_read_pool_size: 8,
+            read_lsn_wait_ms: 50,
+            read_max_lag_ms: 5_000,
+            drain_delay_ms: 0,
         }
     }
 
@@ -290,6 +340,46 @@ impl Config {
         )
     }
 
+    /// Applies `PGSSLMODE`/`PGSSLROOTCERT` (as [`effective_database_url`](Self::effective_database_url)
+    /// does) to every URL the service connects with: `DATABASE_URL`, `MIGRATE_DATABASE_URL`,
+    /// `EVENTS_DATABASE_URL` and each of `DATABASE_READ_URL`, so no connection goes out in
+    /// clear text that the settings say must not.
+    ///
+    /// ```
+    /// let mut config = pgbridge::config::Config::new("postgres://app@db/app");
+    /// config.db_sslmode = Some("require".into());
+    /// config.database_read_url = Some("postgres://app@r1/app, postgres://app@r2/app?sslmode=disable".into());
+    /// config.fold_tls_defaults();
+    /// assert_eq!(config.database_url, "postgres://app@db/app?sslmode=require");
+    /// assert_eq!(
+    ///     config.read_urls(),
+    ///     ["postgres://app@r1/app?sslmode=require", "postgres://app@r2/app?sslmode=disable"]
+    /// );
+    /// ```
+    pub fn fold_tls_defaults(&mut self) {
+        let fold = |url: &str| {
+            crate::db::connect::with_defaults(
+                url,
+                self.db_sslmode.as_deref(),
+                self.db_sslrootcert.as_deref(),
+            )
+        };
+        let database_url = fold(&self.database_url);
+        let migrate = non_empty(&self.migrate_database_url).map(fold);
+        let events = non_empty(&self.events_database_url).map(fold);
+        let reads = non_empty(&self.database_read_url).map(|_| {
+            self.read_urls()
+                .iter()
+                .map(|url| fold(url))
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        self.database_url = database_url;
+        self.migrate_database_url = migrate.or(self.migrate_database_url.take());
+        self.events_database_url = events.or(self.events_database_url.take());
+        self.database_read_url = reads.or(self.database_read_url.take());
+    }
+
     /// The pool's part of the configuration.
     pub fn db(&self) -> DbConfig {
         DbConfig {
@@ -303,6 +393,73 @@ impl Config {
                 max_in_flight: self.db_shared_max_in_flight,
                 max_queued: self.db_shared_max_queued,
             },
+            pool_mode: self.db_pool_mode,
+        }
+    }
+
+    /// The URL migrations use: `MIGRATE_DATABASE_URL`, else `DATABASE_URL`.
+    pub fn migrate_url(&self) -> &str {
+        non_empty(&self.migrate_database_url).unwrap_or(&self.database_url)
+    }
+
+    /// The URL the `LISTEN` connection uses: `EVENTS_DATABASE_URL`, else `DATABASE_URL`.
+    pub fn events_url(&self) -> &str {
+        non_empty(&self.events_database_url).unwrap_or(&self.database_url)
+    }
+
+    /// The standby URLs of `DATABASE_READ_URL`, in order.
+    pub fn read_urls(&self) -> Vec<String> {
+        non_empty(&self.database_read_url)
+            .map(|urls| {
+                urls.split(',')
+                    .map(str::trim)
+                    .filter(|url| !url.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Refuses, with a message saying what to set, what cannot work through a
+    /// transaction pooler: `LISTEN` (notifications reach a server connection the pooler
+    /// has already lent to someone else) and the migrator's session advisory lock. Only
+    /// the configuration is checked: `DB_POOL_MODE=transaction` says that DATABASE_URL is
+    /// such a pooler, so the events and migration URLs must differ from it.
+    pub fn check_pooler(&self) -> Result<(), String> {
+        if self.db_pool_mode != PoolMode::Transaction {
+            return Ok(());
+        }
+        if self.events_url() == self.database_url {
+            return Err(
+                "DB_POOL_MODE=transaction: LISTEN does not work through a transaction \
+                 pooler (notifications would silently never arrive); set EVENTS_DATABASE_URL \
+                 to a URL that reaches Postgres directly"
+                    .into(),
+            );
+        }
+        if self.migrate_on_start() && self.migrate_url() == self.database_url {
+            return Err(
+                "DB_POOL_MODE=transaction: migrations take a session advisory lock, \
+                 which a transaction pooler does not keep; set MIGRATE_DATABASE_URL to a URL \
+                 that reaches Postgres directly, or MIGRATE=false"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// `drain_delay_ms` as a duration.
+    pub fn drain_delay(&self) -> Duration {
+        Duration::from_millis(self.drain_delay_ms)
+    }
+
+    /// The standbys' routing settings.
+    pub fn read_route(&self) -> crate::db::replica::ReadConfig {
+        crate::db::replica::ReadConfig {
+            urls: self.read_urls(),
+            pool_size: self.db_read_pool_size,
+            lsn_wait: Duration::from_millis(self.read_lsn_wait_ms),
+            max_lag: Duration::from_millis(self.read_max_lag_ms),
         }
     }
 
@@ -345,6 +502,10 @@ impl Config {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
     }
+}
+
+fn non_empty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
 #[cfg(test)]
@@ -400,6 +561,36 @@ mod tests {
                 .unwrap()
                 .migrate_on_start()
         );
+    }
+
+    #[test]
+    fn a_transaction_pooler_needs_direct_urls_for_listen_and_migrations() {
+        let mut config = Config::new("postgres://app@pgbouncer:6432/app");
+        assert!(config.check_pooler().is_ok(), "session mode checks nothing");
+        config.db_pool_mode = PoolMode::Transaction;
+        let err = config.check_pooler().unwrap_err();
+        assert!(err.contains("EVENTS_DATABASE_URL"), "{err}");
+        config.events_database_url = Some("postgres://app@postgres:5432/app".into());
+        let err = config.check_pooler().unwrap_err();
+        assert!(err.contains("MIGRATE_DATABASE_URL"), "{err}");
+        config.migrate = false;
+        assert!(config.check_pooler().is_ok());
+        config.migrate = true;
+        config.migrate_database_url = Some("postgres://app@postgres:5432/app".into());
+        assert!(config.check_pooler().is_ok());
+        assert_eq!(config.events_url(), "postgres://app@postgres:5432/app");
+    }
+
+    #[test]
+    fn read_urls_are_comma_separated() {
+        let config = Config::try_parse_from([
+            "pgbridge",
+            "--database-read-url",
+            "postgres://a/x, postgres://b/x,",
+        ])
+        .unwrap();
+        assert_eq!(config.read_urls(), ["postgres://a/x", "postgres://b/x"]);
+        assert!(Config::new("postgres://a/x").read_urls().is_empty());
     }
 
     #[test]

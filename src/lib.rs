@@ -32,6 +32,7 @@ pub mod auth;
 pub mod awsgi;
 pub mod config;
 pub mod db;
+mod drain;
 pub mod embedded_pg;
 pub mod error;
 mod http_edge;
@@ -40,6 +41,7 @@ mod request_log;
 pub mod server;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::routing::{MethodFilter, get, on_service};
@@ -50,6 +52,7 @@ use crate::apps::notes::events::{Broadcast, Feed};
 use crate::awsgi::{Application, AwsgiLayer, Validator};
 use crate::config::Config;
 use crate::db::listener::{ListenConfig, Listener};
+use crate::db::replica::ReadRouter;
 use crate::db::{Db, DbError};
 use crate::metrics::Metrics;
 
@@ -64,18 +67,24 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Request counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Reads that tolerate lag: standbys (`DATABASE_READ_URL`), else the primary.
+    pub reads: ReadRouter,
+    /// Set once [`shutdown`](Self::shutdown) began: `/readyz` answers 503 from then on.
+    pub draining: Arc<AtomicBool>,
 }
 
 impl AppState {
     /// Builds the pool (opening no connection yet) and starts the note-event listener,
     /// which connects in the background. Needs a tokio runtime. `PGSSLMODE`/`PGSSLROOTCERT`
-    /// are folded into `database_url` here, so every connection sees them.
+    /// are folded into every database URL here, so every connection sees them.
     pub fn new(mut config: Config) -> Result<Self, DbError> {
-        config.database_url = config.effective_database_url();
+        config.check_pooler().map_err(DbError::Config)?;
+        config.fold_tls_defaults();
         let db = Db::connect(&config.db())?;
+        let reads = ReadRouter::new(db.clone(), &config.read_route(), &config.db())?;
         let listener = Listener::spawn(
             ListenConfig {
-                url: config.database_url.clone(),
+                url: config.events_url().to_owned(),
                 channel: apps::notes::events::CHANNEL,
                 capacity: config.events_buffer,
                 connect_timeout: Duration::from_millis(config.db_connect_timeout_ms),
@@ -90,11 +99,15 @@ impl AppState {
             feed,
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
+            reads,
+            draining: Arc::new(AtomicBool::new(false)),
         })
     }
 
-    /// Begins a graceful stop: event streams end, so in-flight requests can finish.
+    /// Begins a graceful stop: `/readyz` turns 503 ("draining"), event streams end, so
+    /// in-flight requests can finish.
     pub fn shutdown(&self) {
+        self.draining.store(true, Ordering::Relaxed);
         self.feed.listener.stop();
     }
 }
@@ -113,6 +126,7 @@ pub fn router(state: AppState) -> Router {
     let readiness = apps::health::Readiness {
         db: state.db.clone(),
         timeout: state.config.ready_timeout(),
+        draining: state.draining.clone(),
     };
 
     let mount = Mount {
@@ -161,6 +175,11 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/{name}", get(apps::web::asset));
     let routes = routes
         .layer(Extension(state.db.clone()))
+        .layer(Extension(state.reads.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            state.draining.clone(),
+            drain::refuse_reads,
+        ))
         .layer(Extension(state.feed.clone()))
         .layer(Extension(auth_settings));
     http_edge::layers(routes, &state)

@@ -130,7 +130,7 @@ async fn run(config: Config, listener: TcpListener) -> Result<(), Box<dyn std::e
 
     if state.config.migrate_on_start() {
         let applied = Migrator::embedded()?
-            .run_url(&state.config.database_url)
+            .run_url(state.config.migrate_url())
             .await?;
         tracing::info!(applied = applied.len(), "migrations up to date");
     } else {
@@ -160,15 +160,15 @@ async fn run(config: Config, listener: TcpListener) -> Result<(), Box<dyn std::e
     let stopping = state.clone();
     let db = state.db.clone();
     let stats = state.metrics.connections.clone();
-    let server = Server::new(listener, router(state), limits, stats);
+    let drain_delay = state.config.drain_delay();
+    let server = Server::new(listener, router(state), limits, stats).drain_delay(drain_delay);
     let signal = async move {
         shutdown_signal().await;
-        tracing::info!(
-            ?grace,
-            "shutting down: no new connections, finishing in-flight requests"
-        );
-        // Event streams never finish on their own: end them so the drain can.
+        // Draining (src/drain.rs): not ready, `Connection: close`, GET/HEAD answered 503
+        // `draining`; event streams never finish on their own, so they end here too. The
+        // server keeps its listener open for DRAIN_DELAY_MS, then stops accepting.
         stopping.shutdown();
+        tracing::info!(?drain_delay, ?grace, "shutting down: draining");
     };
     if let Stopped::Aborted { .. } = server.run(signal, grace).await {
         // The dropped requests spawned cancels for their queries: let them reach Postgres

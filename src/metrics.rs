@@ -159,6 +159,19 @@ impl Metrics {
             "pgbridge_db_cancels_total {}",
             crate::db::cancels_sent()
         );
+        let (standby, primary) = crate::db::replica::reads_served();
+        out.push_str(
+            "# HELP pgbridge_db_reads_total Lag-tolerant reads, by the server that served them.\n",
+        );
+        out.push_str("# TYPE pgbridge_db_reads_total counter\n");
+        let _ = writeln!(
+            out,
+            "pgbridge_db_reads_total{{served_by=\"standby\"}} {standby}"
+        );
+        let _ = writeln!(
+            out,
+            "pgbridge_db_reads_total{{served_by=\"primary\"}} {primary}"
+        );
         render_shared(&mut out, state.db.shared());
         out
     }

@@ -556,3 +556,47 @@ async fn a_non_superuser_table_owner_is_confined_too() {
     let reset = stream.next_event(WAIT).await.expect("a reset event");
     assert_eq!(reset.data["reset"], true, "{:?}", reset.data);
 }
+
+/// With `DB_POOL_MODE=transaction` statements run unnamed and learn their parameter types
+/// with a prepare; inside a scope that prepare must stay in the scope's transaction. Done
+/// in a `BEGIN … COMMIT` of its own (as outside a transaction), its `COMMIT` would end the
+/// scope and the statements after it would run unscoped, as the table owner.
+#[tokio::test]
+async fn a_scope_keeps_its_owner_and_role_with_unnamed_statements() {
+    let service = service(|_| {}).await;
+    let alice = Account::new(service.addr, "alice").await;
+    let bob = Account::new(service.addr, "bob").await;
+    alice.create("a1").await;
+    bob.create("b1").await;
+    let alice_id = account_id(&service, "alice").await;
+
+    let mut config = DbConfig::new(service.database_url.clone());
+    config.pool_mode = pgbridge::db::PoolMode::Transaction;
+    let db = Db::connect(&config).unwrap();
+    let scoped = Scoped::begin(db.conn().await.unwrap(), alice_id)
+        .await
+        .unwrap();
+    // Statement texts this pool has not seen yet: each learns its types first.
+    let titles: Vec<String> = scoped
+        .query("SELECT title FROM notes WHERE id > $1", &[&0_i64])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(titles, ["a1"]);
+    let row = scoped
+        .query_one(
+            "SELECT current_user::text, current_setting($1), count(*) FROM notes",
+            &[&pgbridge::db::ACCOUNT_SETTING],
+        )
+        .await
+        .unwrap();
+    let (user, owner, n): (String, String, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(user, pgbridge::db::RLS_ROLE);
+    assert_eq!(owner, alice_id.to_string());
+    assert_eq!(n, 1, "alice's note only");
+    // The commit answers a WAL position (read-your-writes) in the same round trip.
+    let lsn = scoped.commit_lsn().await.unwrap();
+    assert!(lsn.0 > 0);
+}

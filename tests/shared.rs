@@ -348,3 +348,120 @@ async fn notes_stay_off_the_shared_path_and_metrics_show_it() {
     }
     assert!(text.contains("pgbridge_db_shared_up{connection="), "{text}");
 }
+
+/// `DB_POOL_MODE=transaction` through PgBouncer 1.18 (transaction mode, 3 server
+/// connections behind two shared client connections): no startup option (PgBouncer would
+/// refuse the connection), no named statement (one prepared on one server connection and
+/// run on another fails: "prepared statement \"s9\" does not exist"), the statement
+/// timeout enforced by the client, and a lone abandoned statement cancelled through
+/// PgBouncer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_path_works_through_a_transaction_pooler() {
+    let direct_url = Cluster::shared().await.create_database().await;
+    let bouncer =
+        common::pgbouncer::PgBouncer::start(common::standby::port_of(&direct_url), 3).await;
+    let database = direct_url.rsplit('/').next().expect("database name");
+    let mut config = DbConfig::new(bouncer.url(database));
+    config.pool_mode = pgbridge::db::PoolMode::Transaction;
+    config.statement_timeout = Duration::from_millis(800);
+    config.shared = SharedConfig {
+        connections: 2,
+        max_in_flight: 64,
+        max_queued: 1024,
+    };
+    config.pool_wait = Duration::from_secs(10);
+    let db = Db::connect(&config).unwrap();
+    let admin = connect(&direct_url).await;
+
+    // Pipelined from 16 tasks on two shared connections, over several statement texts.
+    let tasks: Vec<_> = (0..16i32)
+        .map(|w| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                for i in 0..60i32 {
+                    let value = w * 1000 + i;
+                    let sql = ["SELECT $1::int", "SELECT $1::int + 0", "SELECT $1::int * 1"]
+                        [(i % 3) as usize];
+                    let row = db.shared().query_one(sql, &[&value]).await;
+                    let row = row.unwrap_or_else(|e| panic!("{sql} with {value}: {e}"));
+                    assert_eq!(row.get::<_, i32>(0), value);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    // A statement past the timeout fails with Timeout (the server's 57014 after the
+    // client's cancel) and its backend stops. Statements sent behind it on the same
+    // connection wait for it; each either answers with its own value or, having expired
+    // itself, fails with Timeout — never earlier: no cancel hit a statement whose caller
+    // still waited.
+    let started = Instant::now();
+    let slow = {
+        let db = db.clone();
+        tokio::spawn(async move { db.shared().query("SELECT pg_sleep(10)", &[]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let behind: Vec<_> = (0..8i32)
+        .map(|i| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let sent = Instant::now();
+                let out = db.shared().query_one("SELECT $1::int", &[&i]).await;
+                (i, out, sent.elapsed())
+            })
+        })
+        .collect();
+    match slow.await.unwrap() {
+        Err(DbError::Timeout(_)) => {}
+        other => panic!("expected Timeout past the client-side timeout, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    for task in behind {
+        let (i, out, waited) = task.await.unwrap();
+        match out {
+            Ok(row) => assert_eq!(row.get::<_, i32>(0), i),
+            Err(DbError::Timeout(_)) => assert!(
+                waited >= Duration::from_millis(800),
+                "statement {i} was cancelled after {waited:?}, before its own timeout"
+            ),
+            Err(err) => panic!("statement {i}: {err}"),
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !common::service::active_sleeps(&admin).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the timed-out pg_sleep still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let row = db.shared().query_one("SELECT 3::int", &[]).await.unwrap();
+    assert_eq!(
+        row.get::<_, i32>(0),
+        3,
+        "the connection takes statements again"
+    );
+
+    // A lone abandoned statement is cancelled through PgBouncer.
+    let work = db.shared().query("SELECT pg_sleep(5)", &[]);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), work)
+            .await
+            .is_err()
+    );
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while !common::service::active_sleeps(&admin).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the abandoned statement still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,5 +1,7 @@
 //! `GET /healthz` and `GET /readyz`: native axum handlers beside the contract's apps.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Json;
@@ -15,6 +17,8 @@ pub struct Readiness {
     pub db: Db,
     /// How long the ping may take.
     pub timeout: Duration,
+    /// Set when a graceful shutdown began.
+    pub draining: Arc<AtomicBool>,
 }
 
 /// Liveness: the process is up and serving. Touches no database.
@@ -32,7 +36,16 @@ pub async fn healthz() -> impl IntoResponse {
 /// backend fork per probe and add connections exactly when the server is most loaded.
 /// A database that is really gone still shows: its connections fail and leave the pool,
 /// so the next probe opens a new one and gets the connection error (503).
+///
+/// From the start of a graceful shutdown, 503 with code `draining`, so a load balancer
+/// stops choosing this replica before it stops answering.
 pub async fn readyz(State(ready): State<Readiness>) -> Response {
+    if ready.draining.load(Ordering::Relaxed) {
+        let body = serde_json::json!({
+            "error": { "code": "draining", "message": "shutting down; use another replica" }
+        });
+        return (http::StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
     match ready.db.check_ready(ready.timeout).await {
         Ok(Ready::Answered) => Json(serde_json::json!({ "status": "ready" })).into_response(),
         Ok(Ready::Busy) => Json(serde_json::json!({ "status": "busy" })).into_response(),

@@ -2,6 +2,7 @@
 //! handlers. [`crate::router`] mounts them.
 
 pub mod accounts;
+pub mod consistency;
 pub mod health;
 pub mod index;
 pub mod notes;

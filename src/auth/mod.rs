@@ -38,6 +38,7 @@ use crate::awsgi::Environ;
 use crate::config::Config;
 use tokio_postgres::types::Type;
 
+use crate::db::replica::{ReadFrom, ScopedRead};
 use crate::db::{ACCOUNT_SETTING, Conn, DbError, Scoped};
 use crate::error::ApiError;
 
@@ -216,23 +217,62 @@ pub fn scoped_via(
         .and_then(|token| Ok((token, crate::apps::db(environ)?)));
     async move {
         let (token, db) = ready?;
-        let conn = db.conn().await?;
-        // The session lookup, BEGIN, the owner and the role in one round trip.
-        let hash = token::hash(&token);
-        let resolved = Scoped::begin_resolved(
-            conn,
-            "SELECT id, account_id, set_config($2, account_id::text, true) FROM sessions \
-             WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > now()",
-            &[(&hash, Type::BYTEA), (&ACCOUNT_SETTING, Type::TEXT)],
-        )
-        .await?;
-        let (scoped, row) = resolved
-            .ok_or_else(|| unauthorized("the token is unknown, expired or revoked", true))?;
-        let principal = Principal {
-            session_id: row.get(0),
-            account_id: row.get(1),
-        };
-        Ok((principal, scoped))
+        resolve_scope(db.conn().await?, &token).await
+    }
+}
+
+/// The session lookup, `BEGIN`, the owner and the role in one round trip on `conn`.
+async fn resolve_scope(conn: Conn, token: &str) -> Result<(Principal, Scoped), ApiError> {
+    let hash = token::hash(token);
+    let resolved = Scoped::begin_resolved(
+        conn,
+        "SELECT id, account_id, set_config($2, account_id::text, true) FROM sessions \
+         WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > now()",
+        &[(&hash, Type::BYTEA), (&ACCOUNT_SETTING, Type::TEXT)],
+    )
+    .await?;
+    let (scoped, row) =
+        resolved.ok_or_else(|| unauthorized("the token is unknown, expired or revoked", true))?;
+    let principal = Principal {
+        session_id: row.get(0),
+        account_id: row.get(1),
+    };
+    Ok((principal, scoped))
+}
+
+/// [`scoped`] for a read that tolerates replication lag: the owner-scoped transaction runs
+/// on the connection [`read_route`](crate::apps::consistency::read_route) picks — a
+/// caught-up standby (`DATABASE_READ_URL`, honouring `Pgbridge-Min-Lsn`), else the primary.
+///
+/// The session is always resolved on the **primary**: a standby may not have replayed a
+/// login (or a logout) yet, and a token must work, and stop working, at once on every
+/// replica. On the primary that is the same single round trip as [`scoped`]; for a standby
+/// it is one lookup on a primary connection (released at once), then
+/// [`ScopedRead::begin`] on the standby with the account id found.
+pub fn scoped_read(
+    environ: &Environ,
+) -> impl Future<Output = Result<(Principal, ScopedRead), ApiError>> + Send + 'static {
+    let ready = presented_token(environ, Carrier::Header)
+        .map(str::to_owned)
+        .and_then(|token| Ok((token, crate::apps::consistency::read_route(environ)?)));
+    async move {
+        let (token, route) = ready?;
+        let primary = route.primary().clone();
+        let reader = route.reader().await?;
+        match reader.from() {
+            ReadFrom::Primary => {
+                let (principal, scoped) = resolve_scope(reader.into_conn(), &token).await?;
+                Ok((principal, ScopedRead::new(scoped, ReadFrom::Primary)))
+            }
+            ReadFrom::Standby => {
+                let principal = {
+                    let conn = primary.conn().await?;
+                    session(&conn, &token).await?
+                };
+                let read = ScopedRead::begin(reader, principal.account_id).await?;
+                Ok((principal, read))
+            }
+        }
     }
 }
 

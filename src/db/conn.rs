@@ -18,6 +18,7 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{CancelToken, NoTls, Row, Statement};
 
 use super::connect::Tls;
+use super::pooler::{self, NoShutdown, NoShutdownTls, StatementTypes};
 use super::{DbError, Params};
 
 /// Cancels sent for abandoned queries, process-wide, for `/metrics`.
@@ -57,6 +58,11 @@ pub(super) const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Conn {
     client: Option<Object>,
     cancel: Arc<Canceller>,
+    /// Set in `DB_POOL_MODE=transaction`: statements run unnamed, timed by the client.
+    unnamed: Option<Arc<StatementTypes>>,
+    /// Inside a transaction opened on the raw client (a [`Scoped`](super::Scoped)): an
+    /// unnamed statement's types are then learnt in that transaction, not in one of their own.
+    in_tx: bool,
 }
 
 /// Where to send cancel requests: the server the pool connects to, over the same TLS as
@@ -109,7 +115,11 @@ impl std::fmt::Debug for ServerAddr {
 }
 
 impl Conn {
-    pub(super) fn new(client: Object, server: Option<Arc<ServerAddr>>) -> Self {
+    pub(super) fn new(
+        client: Object,
+        server: Option<Arc<ServerAddr>>,
+        unnamed: Option<Arc<StatementTypes>>,
+    ) -> Self {
         let cancel = Arc::new(Canceller {
             token: client.cancel_token(),
             server,
@@ -118,11 +128,43 @@ impl Conn {
         Self {
             client: Some(client),
             cancel,
+            unnamed,
+            in_tx: false,
         }
+    }
+
+    /// Marks the connection as inside (or outside) a transaction its owner opened with
+    /// `BEGIN` on the raw client.
+    pub(super) fn set_in_transaction(&mut self, in_tx: bool) {
+        self.in_tx = in_tx;
+    }
+
+    /// Transaction-pooler mode: `sql` unnamed in one round trip, under the client-side
+    /// statement timeout. Rows, and the number of rows changed.
+    async fn unnamed<T: pooler::Shape>(
+        &self,
+        types: &StatementTypes,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<T, DbError> {
+        let client: &tokio_postgres::Client = self.client();
+        let work = async {
+            let param_types = if self.in_tx {
+                types.in_tx(client, sql).await?
+            } else {
+                types.outside_tx(client, sql).await?
+            };
+            T::run(client, sql, pooler::typed(params, &param_types)).await
+        };
+        let guarded = self.guarded(work);
+        self.cancel.timed(types.statement_timeout, guarded).await
     }
 
     /// Runs `sql` (prepared once per connection) and returns its rows.
     pub async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+        if let Some(types) = &self.unnamed {
+            return self.unnamed(types, sql, params).await;
+        }
         let statement = self.prepare(sql).await?;
         self.guarded(self.client().query(&statement, params))
             .await
@@ -131,6 +173,9 @@ impl Conn {
 
     /// Runs `sql` and returns its one row; no row, or several, is an error.
     pub async fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, DbError> {
+        if let Some(types) = &self.unnamed {
+            return self.unnamed(types, sql, params).await;
+        }
         let statement = self.prepare(sql).await?;
         self.guarded(self.client().query_one(&statement, params))
             .await
@@ -139,6 +184,9 @@ impl Conn {
 
     /// Runs `sql` and returns its row, if any.
     pub async fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
+        if let Some(types) = &self.unnamed {
+            return self.unnamed(types, sql, params).await;
+        }
         let statement = self.prepare(sql).await?;
         self.guarded(self.client().query_opt(&statement, params))
             .await
@@ -147,13 +195,18 @@ impl Conn {
 
     /// Runs `sql` and returns the number of rows it changed.
     pub async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
+        if let Some(types) = &self.unnamed {
+            return self.unnamed(types, sql, params).await;
+        }
         let statement = self.prepare(sql).await?;
         self.guarded(self.client().execute(&statement, params))
             .await
             .map_err(Into::into)
     }
 
-    /// `sql`, prepared once per connection and cached.
+    /// `sql`, prepared once per connection and cached. The statement is named: with
+    /// `DB_POOL_MODE=transaction` it is valid only inside one transaction ([`Tx`]); the
+    /// `query*`/`execute` helpers above run unnamed statements in that mode instead.
     pub async fn prepare(&self, sql: &str) -> Result<Statement, DbError> {
         self.guarded(self.client().prepare_cached(sql))
             .await
@@ -179,7 +232,11 @@ impl Conn {
             .as_mut()
             .expect("the client is only taken out in Drop");
         let tx = cancel.guarded(client.transaction()).await?;
-        Ok(Tx { tx, cancel })
+        Ok(Tx {
+            tx,
+            cancel,
+            unnamed: self.unnamed.clone(),
+        })
     }
 
     /// Runs any future that uses this connection (a `COPY`, a raw client call) with the
@@ -255,11 +312,31 @@ impl std::fmt::Debug for Conn {
 pub struct Tx<'a> {
     tx: deadpool_postgres::Transaction<'a>,
     cancel: Arc<Canceller>,
+    unnamed: Option<Arc<StatementTypes>>,
 }
 
 impl Tx<'_> {
+    /// Transaction-pooler mode: `sql` unnamed, under the client-side statement timeout.
+    async fn unnamed<T: pooler::Shape>(
+        &self,
+        types: &StatementTypes,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<T, DbError> {
+        let tx: &tokio_postgres::Transaction<'_> = &self.tx;
+        let work = async {
+            let param_types = types.in_tx(tx, sql).await?;
+            T::run(tx, sql, pooler::typed(params, &param_types)).await
+        };
+        let guarded = self.cancel.guarded(work);
+        self.cancel.timed(types.statement_timeout, guarded).await
+    }
+
     /// Runs `sql` (prepared once per connection) and returns its rows.
     pub async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+        if let Some(types) = &self.unnamed {
+            return self.unnamed(types, sql, params).await;
+        }
         let statement = self.prepare(sql).await?;
         self.cancel
             .guarded(self.tx.query(&statement, params))
@@ -269,6 +346,9 @@ impl Tx<'_> {
 
     /// Runs `sql` and returns its one row.
     pub async fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, DbError> {
+        if let Some(types) = &self.unnamed {
+            return self.unnamed(types, sql, params).await;
+        }
         let statement = self.prepare(sql).await?;
         self.cancel
             .guarded(self.tx.query_one(&statement, params))
@@ -278,6 +358,9 @@ impl Tx<'_> {
 
     /// Runs `sql` and returns its row, if any.
     pub async fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
+        if let Some(types) = &self.unnamed {
+            return self.unnamed(types, sql, params).await;
+        }
         let statement = self.prepare(sql).await?;
         self.cancel
             .guarded(self.tx.query_opt(&statement, params))
@@ -287,6 +370,9 @@ impl Tx<'_> {
 
     /// Runs `sql` and returns the number of rows it changed.
     pub async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
+        if let Some(types) = &self.unnamed {
+            return self.unnamed(types, sql, params).await;
+        }
         let statement = self.prepare(sql).await?;
         self.cancel
             .guarded(self.tx.execute(&statement, params))
@@ -359,6 +445,28 @@ impl Canceller {
         *pending = Some(handle);
     }
 
+    /// Client-side statement timeout (transaction-pooler mode): when `work` runs past
+    /// `timeout`, a cancel is sent and `work` is awaited for the server's answer —
+    /// normally `57014 query_canceled`, the same error a server-side `statement_timeout`
+    /// gives. A server that does not answer within [`SETTLE_TIMEOUT`] makes it
+    /// [`DbError::Unavailable`].
+    async fn timed<T, F>(&self, timeout: Duration, work: F) -> Result<T, DbError>
+    where
+        F: Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        tokio::pin!(work);
+        if let Ok(result) = tokio::time::timeout(timeout, &mut work).await {
+            return result.map_err(Into::into);
+        }
+        self.cancel_in_background();
+        match tokio::time::timeout(SETTLE_TIMEOUT, work).await {
+            Ok(result) => result.map_err(Into::into),
+            Err(_) => Err(DbError::Unavailable(format!(
+                "a statement ran past the statement timeout ({timeout:?}) and did not answer its cancel"
+            ))),
+        }
+    }
+
     fn take_pending(&self) -> Option<JoinHandle<()>> {
         self.lock().take()
     }
@@ -402,21 +510,27 @@ pub(super) async fn cancel_and_confirm(
                 .await
                 .map_err(|err| DbError::Unavailable(format!("cancel: {err}")))?;
             let mut tls = server.tls.clone();
-            let connector = <Tls as MakeTlsConnect<Lent<tokio::net::TcpStream>>>::make_tls_connect(
-                &mut tls, host,
-            )
-            .map_err(|err| DbError::Unavailable(format!("cancel: {err}")))?;
-            let (lent, back) = Lent::new(stream);
-            token.cancel_query_raw(lent, connector).await?;
+            let connector =
+                <Tls as MakeTlsConnect<Lent<NoShutdown<tokio::net::TcpStream>>>>::make_tls_connect(
+                    &mut tls, host,
+                )
+                .map_err(|err| DbError::Unavailable(format!("cancel: {err}")))?;
+            // Neither the TLS session nor the socket is shut down after the request (see
+            // `NoShutdown`: PgBouncer would drop the cancel); the server closes.
+            let (lent, back) = Lent::new(NoShutdown(stream));
+            token
+                .cancel_query_raw(lent, NoShutdownTls(connector))
+                .await?;
             if let Ok(mut stream) = back.await {
                 to_eof(&mut stream).await;
             }
         }
         // Postgres offers no TLS on Unix sockets.
         Some((Some(Addr::Unix(path)), _)) => {
-            let mut stream = tokio::net::UnixStream::connect(path)
+            let stream = tokio::net::UnixStream::connect(path)
                 .await
                 .map_err(|err| DbError::Unavailable(format!("cancel: {err}")))?;
+            let mut stream = NoShutdown(stream);
             token.cancel_query_raw(&mut stream, NoTls).await?;
             to_eof(&mut stream).await;
         }

@@ -28,7 +28,7 @@ pub enum DbError {
         source: tokio_postgres::Error,
     },
     /// Any other error from Postgres: a bug in a query, most likely (500).
-    #[error("database query failed: {0}")]
+    #[error("database query failed: {}", describe(.0))]
     Query(#[source] tokio_postgres::Error),
     /// The configuration cannot build a pool.
     #[error("invalid database configuration: {0}")]
@@ -62,11 +62,11 @@ impl DbError {
 impl From<tokio_postgres::Error> for DbError {
     fn from(err: tokio_postgres::Error) -> Self {
         if err.is_closed() {
-            return Self::Unavailable(err.to_string());
+            return Self::Unavailable(describe(&err));
         }
         let Some(db) = err.as_db_error() else {
             // No server error: an I/O failure or a protocol failure on the wire.
-            return Self::Unavailable(err.to_string());
+            return Self::Unavailable(describe(&err));
         };
         let code = db.code();
         if *code == SqlState::QUERY_CANCELED {
@@ -88,10 +88,29 @@ impl From<tokio_postgres::Error> for DbError {
             || *code == SqlState::CRASH_SHUTDOWN
             || *code == SqlState::CANNOT_CONNECT_NOW
         {
-            return Self::Unavailable(err.to_string());
+            return Self::Unavailable(describe(&err));
         }
         Self::Query(err)
     }
+}
+
+/// The driver's error with its causes (tokio-postgres' `Display` says only "db error"),
+/// and a hint where the cause is a known misconfiguration.
+fn describe(err: &tokio_postgres::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    if text.contains("unsupported startup parameter") {
+        text.push_str(
+            " (a transaction pooler such as PgBouncer refuses startup options: \
+             set DB_POOL_MODE=transaction)",
+        );
+    }
+    text
 }
 
 impl From<PoolError> for DbError {

@@ -28,13 +28,16 @@ mod error;
 pub mod listener;
 pub mod migrate;
 mod pool;
+pub mod pooler;
 mod queries;
+pub mod replica;
 mod scoped;
 pub mod shared;
 
 pub use conn::{Conn, Tx, cancels_sent};
 pub use error::DbError;
 pub use pool::{Db, DbConfig, PoolStatus, Ready};
+pub use pooler::PoolMode;
 pub use queries::{Params, Queries};
 pub use scoped::{ACCOUNT_SETTING, RLS_ROLE, Scoped};
 pub use shared::{Shared, SharedConfig, SharedConnStatus};

@@ -7,6 +7,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 
 use super::conn::ServerAddr;
 use super::connect::{Endpoint, PgConnect};
+use super::pooler::{PoolMode, StatementTypes};
 use super::{Conn, DbError, Shared, SharedConfig};
 
 /// What the pool needs to know. The service fills it from [`crate::config::Config`].
@@ -24,6 +25,9 @@ pub struct DbConfig {
     pub statement_timeout: Duration,
     /// The shared, pipelined connections ([`Db::shared`]).
     pub shared: SharedConfig,
+    /// How `url` reaches Postgres: directly (or a session pooler), or through a
+    /// transaction pooler (no startup options, unnamed statements; see [`super::pooler`]).
+    pub pool_mode: PoolMode,
 }
 
 impl DbConfig {
@@ -41,6 +45,7 @@ impl DbConfig {
             connect_timeout: Duration::from_secs(3),
             statement_timeout: Duration::from_secs(15),
             shared: SharedConfig::default(),
+            pool_mode: PoolMode::Session,
         }
     }
 }
@@ -67,6 +72,8 @@ pub struct Db {
     server: Arc<ServerAddr>,
     endpoint: Arc<Endpoint>,
     shared: Shared,
+    /// `Some` in transaction-pooler mode.
+    unnamed: Option<Arc<StatementTypes>>,
 }
 
 /// What [`Db::check_ready`] found.
@@ -100,11 +107,18 @@ impl Db {
         let pg = target.config_mut();
         pg.connect_timeout(config.connect_timeout);
         let statement_ms = config.statement_timeout.as_millis();
-        let options = match pg.get_options() {
-            Some(existing) => format!("{existing} -c statement_timeout={statement_ms}"),
-            None => format!("-c statement_timeout={statement_ms}"),
+        let unnamed = match config.pool_mode {
+            PoolMode::Session => {
+                let options = match pg.get_options() {
+                    Some(existing) => format!("{existing} -c statement_timeout={statement_ms}"),
+                    None => format!("-c statement_timeout={statement_ms}"),
+                };
+                pg.options(options);
+                None
+            }
+            // A transaction pooler refuses startup options: the client times statements.
+            PoolMode::Transaction => Some(Arc::new(StatementTypes::new(config.statement_timeout))),
         };
-        pg.options(options);
         if pg.get_application_name().is_none() {
             pg.application_name("pgbridge");
         }
@@ -117,13 +131,6 @@ impl Db {
                 .config_mut()
                 .application_name("pgbridge-shared");
         }
-        let shared = Shared::new(
-            config.shared,
-            shared_target,
-            Some(server.clone()),
-            config.pool_wait,
-            config.connect_timeout,
-        );
         let manager = Manager::from_config(
             target.config().clone(),
             target.tls(),
@@ -139,11 +146,27 @@ impl Db {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|err| DbError::Config(err.to_string()))?;
+        // Through a transaction pooler the shared path runs statements unnamed too, with
+        // the pool's parameter types, learnt on a pooled connection.
+        let shared_unnamed = unnamed.clone().map(|types| super::shared::Unnamed {
+            types,
+            pool: pool.clone(),
+            server: server.clone(),
+        });
+        let shared = Shared::new(
+            config.shared,
+            shared_target,
+            Some(server.clone()),
+            config.pool_wait,
+            config.connect_timeout,
+            shared_unnamed,
+        );
         Ok(Self {
             pool,
             server,
             endpoint,
             shared,
+            unnamed,
         })
     }
 
@@ -159,6 +182,17 @@ impl Db {
         &self.shared
     }
 
+    /// How this pool reaches Postgres (`DB_POOL_MODE`): a statement path of its own must
+    /// run statements unnamed, under a client-side timeout, in
+    /// [`PoolMode::Transaction`] (see [`super::pooler`]).
+    pub fn pool_mode(&self) -> PoolMode {
+        if self.unnamed.is_some() {
+            PoolMode::Transaction
+        } else {
+            PoolMode::Session
+        }
+    }
+
     /// An exclusive connection from the pool, within the wait timeout: for transactions,
     /// scopes ([`Scoped`](super::Scoped)), `LISTEN`, session state, and statements that
     /// may run long. A failure to open a new one is a [`DbError::Connect`] that says why
@@ -171,7 +205,11 @@ impl Db {
             )),
             other => other.into(),
         })?;
-        Ok(Conn::new(object, Some(self.server.clone())))
+        Ok(Conn::new(
+            object,
+            Some(self.server.clone()),
+            self.unnamed.clone(),
+        ))
     }
 
     /// `SELECT 1` within `timeout`: readiness.
@@ -204,7 +242,7 @@ impl Db {
                 }
                 Err(err) => return Err(DbError::from(err)),
             };
-            let conn = Conn::new(object, Some(self.server.clone()));
+            let conn = Conn::new(object, Some(self.server.clone()), self.unnamed.clone());
             conn.query_one("SELECT 1", &[])
                 .await
                 .map(|_| Ready::Answered)

@@ -1,6 +1,7 @@
-//! [`Queries`]: what [`Shared`](super::Shared), [`Conn`](super::Conn), [`Tx`](super::Tx) and
-//! [`Scoped`](super::Scoped) have in common, so that data functions can be written once and
-//! run on whichever connection the caller holds.
+//! [`Queries`]: what [`Shared`](super::Shared), [`Conn`](super::Conn), [`Tx`](super::Tx),
+//! [`Scoped`](super::Scoped) and [`ScopedRead`](super::replica::ScopedRead) have in common,
+//! so that data functions can be written once and run on whichever connection the caller
+//! holds.
 
 use std::future::Future;
 
@@ -94,5 +95,6 @@ forward_queries!(
     super::Conn => super::Conn,
     super::Tx<'_> => super::Tx<'_>,
     super::Shared => super::Shared,
-    super::Scoped => super::Conn
+    super::Scoped => super::Conn,
+    super::replica::ScopedRead => super::Conn
 );

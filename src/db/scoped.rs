@@ -13,6 +13,7 @@ use std::ops::Deref;
 use tokio_postgres::Row;
 use tokio_postgres::types::{ToSql, Type};
 
+use super::replica::Lsn;
 use super::{Conn, DbError};
 
 /// The role the policies apply to: not a superuser, not `BYPASSRLS`, not the tables'
@@ -42,7 +43,8 @@ pub struct Scoped {
 
 impl Scoped {
     /// `BEGIN`, `SET LOCAL ROLE`, and the owner, in one round trip.
-    pub async fn begin(conn: Conn, account_id: i64) -> Result<Self, DbError> {
+    pub async fn begin(mut conn: Conn, account_id: i64) -> Result<Self, DbError> {
+        conn.set_in_transaction(true);
         // An i64 formatted by Rust: nothing a client sent reaches this text.
         let sql = format!(
             "BEGIN; SET LOCAL ROLE {RLS_ROLE}; \
@@ -67,6 +69,8 @@ impl Scoped {
         resolve: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<Option<(Self, Row)>, DbError> {
+        let mut conn = conn;
+        conn.set_in_transaction(true);
         let scoped = Self { conn: Some(conn) };
         let set_role = format!("SET LOCAL ROLE {RLS_ROLE}");
         let client = scoped.client();
@@ -84,7 +88,7 @@ impl Scoped {
 
     /// Commits; the connection goes back to the pool.
     pub async fn commit(mut self) -> Result<(), DbError> {
-        let conn = self
+        let mut conn = self
             .conn
             .take()
             .ok_or(DbError::Config("scope already ended".into()))?;
@@ -92,8 +96,41 @@ impl Scoped {
         if committed.is_err() {
             // The connection's state is unknown: put it back only after a rollback.
             rollback_in_background(conn);
+        } else {
+            conn.set_in_transaction(false);
         }
         committed.map_err(Into::into)
+    }
+
+    /// Commits, and returns a WAL position at or past the commit record (for
+    /// read-your-writes, see [`super::replica`]): `COMMIT` and
+    /// `pg_current_wal_insert_lsn()` in one round trip, on this connection.
+    pub async fn commit_lsn(mut self) -> Result<Lsn, DbError> {
+        let mut conn = self
+            .conn
+            .take()
+            .ok_or(DbError::Config("scope already ended".into()))?;
+        let committed = conn
+            .guarded(
+                conn.client()
+                    .simple_query("COMMIT; SELECT pg_current_wal_insert_lsn()::text"),
+            )
+            .await;
+        let messages = match committed {
+            Ok(messages) => messages,
+            Err(err) => {
+                rollback_in_background(conn);
+                return Err(err.into());
+            }
+        };
+        conn.set_in_transaction(false);
+        let text = messages.iter().find_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        });
+        text.ok_or_else(|| "no row".to_owned())
+            .and_then(|text| text.parse::<Lsn>())
+            .map_err(|why| DbError::Unavailable(format!("pg_current_wal_insert_lsn: {why}")))
     }
 }
 

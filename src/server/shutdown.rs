@@ -21,6 +21,7 @@ pub struct Server {
     router: Router,
     limits: Limits,
     stats: Arc<ConnectionStats>,
+    drain_delay: Duration,
 }
 
 /// How [`Server::run`] ended.
@@ -49,10 +50,22 @@ impl Server {
             router,
             limits,
             stats,
+            drain_delay: Duration::ZERO,
         }
     }
 
-    /// Serves until `signal` resolves; then stops accepting, lets open connections finish
+    /// Keeps accepting for `delay` after the stop signal before the listener closes
+    /// (`DRAIN_DELAY_MS`, see `src/drain.rs`): the signal future sets the application's
+    /// draining flag, so during the delay responses carry `Connection: close` and a proxy
+    /// stops choosing this replica while nothing it sends is refused at the socket.
+    #[must_use]
+    pub fn drain_delay(mut self, delay: Duration) -> Self {
+        self.drain_delay = delay;
+        self
+    }
+
+    /// Serves until `signal` resolves; then keeps serving for the [drain
+    /// delay](Self::drain_delay), if any; then stops accepting, lets open connections finish
     /// (idle keep-alive connections close at once, in-flight requests run on) for up to
     /// `grace`, and drops whatever is left, which drops the request futures — the
     /// database layer cancels their queries on drop.
@@ -62,16 +75,32 @@ impl Server {
             router,
             limits,
             stats,
+            drain_delay,
         } = self;
         let max = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX >> 3);
         let permits = Arc::new(Semaphore::new(max as usize));
         let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
-        let accepting = accept::run(listener, router, limits, permits.clone(), stats, phase_rx);
-        tokio::select! {
-            () = accepting => {}
-            () = signal => {}
+        let mut accepting = Box::pin(accept::run(
+            listener,
+            router,
+            limits,
+            permits.clone(),
+            stats,
+            phase_rx,
+        ));
+        let signalled = tokio::select! {
+            () = &mut accepting => false,
+            () = signal => true,
+        };
+        if signalled && !drain_delay.is_zero() {
+            tracing::info!(?drain_delay, "draining before closing the listener");
+            tokio::select! {
+                () = &mut accepting => {}
+                () = tokio::time::sleep(drain_delay) => {}
+            }
         }
         // The listener is dropped with `accepting`: new connections are refused from here.
+        drop(accepting);
         let _ = phase_tx.send(Phase::Draining);
         if tokio::time::timeout(grace, permits.acquire_many(max))
             .await

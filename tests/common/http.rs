@@ -53,7 +53,7 @@ static DEFAULT_ACCOUNTS: std::sync::Mutex<
 
 /// The harness's own account on every service it starts.
 pub const HARNESS_USER: &str = "harness";
-const HARNESS_PASSWORD: &str = "harness password";
+pub const HARNESS_PASSWORD: &str = "harness password";
 
 /// From now on, requests to `/notes…` on `addr` without an `Authorization` header get the
 /// harness account's token (see [`default_token`]).
@@ -61,6 +61,16 @@ pub fn authenticate_by_default(addr: SocketAddr) {
     let mut accounts = DEFAULT_ACCOUNTS.lock().unwrap_or_else(|p| p.into_inner());
     accounts.retain(|(a, _)| *a != addr);
     accounts.push((addr, Default::default()));
+}
+
+/// From now on, requests to `/notes…` on `addr` without an `Authorization` header carry
+/// `token`: one session shared by several processes of one service (sessions live in the
+/// shared database, so a token from one replica works on every replica).
+pub fn authenticate_with(addr: SocketAddr, token: &str) {
+    let cell = tokio::sync::OnceCell::new_with(Some(token.to_owned()));
+    let mut accounts = DEFAULT_ACCOUNTS.lock().unwrap_or_else(|p| p.into_inner());
+    accounts.retain(|(a, _)| *a != addr);
+    accounts.push((addr, std::sync::Arc::new(cell)));
 }
 
 /// The token requests to `path` on `addr` carry by default: the harness account's, for

@@ -3,9 +3,13 @@
 
 pub mod accounts;
 pub mod http;
+pub mod nginx;
 pub mod pg;
+pub mod pgbouncer;
+pub mod process;
 pub mod service;
 pub mod sse;
+pub mod standby;
 pub mod tls;
 
 /// Says that a test skipped, and why, where a person running `cargo test` sees it: straight

@@ -23,8 +23,21 @@ pub async fn start(configure: impl FnOnce(&mut Config)) -> TestService {
 }
 
 /// Starts the router on `database_url`.
+///
+/// With `PGBRIDGE_TEST_POOLER_URL` set (`postgres://user@pgbouncer-host:port`, a PgBouncer
+/// in transaction mode forwarding every database to the `DATABASE_URL` server), the
+/// service's pool goes through it in `DB_POOL_MODE=transaction`, while its `LISTEN`
+/// connection and the test's own connections (`database_url`) stay direct: any suite then
+/// runs through the pooler (README "Scaling out").
 pub async fn start_on(database_url: String, configure: impl FnOnce(&mut Config)) -> TestService {
     let mut config = Config::new(database_url.clone());
+    if let Ok(pooler) = std::env::var("PGBRIDGE_TEST_POOLER_URL") {
+        let database = database_url.rsplit('/').next().unwrap_or_default();
+        config.database_url = format!("{}/{database}", pooler.trim_end_matches('/'));
+        config.db_pool_mode = pgbridge::db::PoolMode::Transaction;
+        config.events_database_url = Some(database_url.clone());
+        config.migrate_database_url = Some(database_url.clone());
+    }
     config.validate_apps = true;
     configure(&mut config);
     let state = AppState::new(config).expect("valid config");

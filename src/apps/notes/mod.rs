@@ -32,6 +32,7 @@ use crate::db::{Conn, DbError};
 use crate::error::{ApiError, FieldError};
 
 use super::bounded_query;
+use super::consistency::{commit_scoped, served_by};
 use crate::auth;
 use conditional::{EntityTag, Outcome, Preconditions, Validators};
 use store::{Filter, Recorded};
@@ -85,15 +86,21 @@ async fn list(environ: Environ, start_response: StartResponse) -> Result<Body, E
         q: text_query(&environ, "q")?,
     };
     let pre = Preconditions::from_headers(environ.headers())?;
-    let (_, conn) = auth::scoped(&environ).await?;
+    // A standby's or the primary's connection (read routing), in the owner's scope.
+    let (_, conn) = auth::scoped_read(&environ).await?;
     let page = store::list(&conn, &filter, after, limit).await?;
+    let served = served_by(conn.from());
     conn.commit().await?;
     let etag = page_etag(&page);
     let validators = Validators {
         etag: &etag,
         last_modified: None,
     };
-    let headers = [("ETag", etag.as_str()), ("Cache-Control", CACHE_CONTROL)];
+    let headers = [
+        ("ETag", etag.as_str()),
+        ("Cache-Control", CACHE_CONTROL),
+        served,
+    ];
     match pre.evaluate(environ.method(), Some(&validators)) {
         Outcome::Proceed => {}
         Outcome::NotModified => return not_modified(&start_response, &headers),
@@ -110,8 +117,9 @@ async fn list(environ: Environ, start_response: StartResponse) -> Result<Body, E
 
 async fn show(environ: Environ, start_response: StartResponse, id: i64) -> Result<Body, Error> {
     let pre = Preconditions::from_headers(environ.headers())?;
-    let (_, conn) = auth::scoped(&environ).await?;
+    let (_, conn) = auth::scoped_read(&environ).await?;
     let note = store::get(&conn, id).await?.ok_or_else(|| not_found(id))?;
+    let served = served_by(conn.from());
     conn.commit().await?;
     let etag = conditional::etag(note.version);
     let last_modified = conditional::http_date(note.updated_epoch);
@@ -123,6 +131,7 @@ async fn show(environ: Environ, start_response: StartResponse, id: i64) -> Resul
         ("ETag", etag.as_str()),
         ("Last-Modified", last_modified.as_str()),
         ("Cache-Control", CACHE_CONTROL),
+        served,
     ];
     match pre.evaluate(environ.method(), Some(&validators)) {
         Outcome::Proceed => send_json(&start_response, "200 OK", &headers, &json!(note)),
@@ -153,8 +162,8 @@ async fn create(mut environ: Environ, start_response: StartResponse) -> Result<B
         }
         if let Some(key) = &key {
             if let Some(first) = store::recorded(&tx, IDEMPOTENCY_ROUTE, key).await? {
-                tx.commit().await?;
-                return replay(&start_response, first, &request_hash);
+                let lsn = commit_scoped(tx).await?;
+                return replay(&start_response, first, &request_hash, &lsn);
             }
         }
         let note = store::insert(&tx, &fields).await?;
@@ -172,8 +181,8 @@ async fn create(mut environ: Environ, start_response: StartResponse) -> Result<B
                 Err(err) => return Err(ApiError::from(err).into()),
             }
         }
-        tx.commit().await?;
-        return send_recorded(&start_response, &recorded, false);
+        let lsn = commit_scoped(tx).await?;
+        return send_recorded(&start_response, &recorded, false, &lsn);
     }
     tracing::error!("idempotency key raced twice");
     Err(ApiError::Internal.into())
@@ -234,7 +243,7 @@ async fn patch(
         Some(note) => note,
         None => return Err(gone_or_stale(&conn, id).await?.into()),
     };
-    conn.commit().await?;
+    let [lsn, cookie] = commit_scoped(conn).await?;
     let etag = conditional::etag(note.version);
     let last_modified = conditional::http_date(note.updated_epoch);
     send_json(
@@ -244,6 +253,8 @@ async fn patch(
             ("ETag", &etag),
             ("Last-Modified", &last_modified),
             ("Cache-Control", CACHE_CONTROL),
+            (lsn.0, &lsn.1),
+            (cookie.0, &cookie.1),
         ],
         &json!(note),
     )
@@ -262,8 +273,7 @@ async fn delete(environ: Environ, start_response: StartResponse, id: i64) -> Res
     if !store::delete(&conn, id, expected).await? {
         return Err(gone_or_stale(&conn, id).await?.into());
     }
-    conn.commit().await?;
-    start_response.start("204 No Content", Vec::<(String, String)>::new())?;
+    start_response.start("204 No Content", commit_scoped(conn).await?)?;
     Ok(Body::empty())
 }
 
@@ -334,6 +344,7 @@ fn replay(
     start_response: &StartResponse,
     first: Recorded,
     request_hash: &[u8],
+    lsn: &[(&str, String)],
 ) -> Result<Body, Error> {
     if first.request_hash != request_hash {
         return Err(ApiError::Invalid(vec![FieldError {
@@ -342,19 +353,21 @@ fn replay(
         }])
         .into());
     }
-    send_recorded(start_response, &first, true)
+    send_recorded(start_response, &first, true, lsn)
 }
 
 fn send_recorded(
     start_response: &StartResponse,
     recorded: &Recorded,
     replayed: bool,
+    lsn: &[(&str, String)],
 ) -> Result<Body, Error> {
     let mut headers = vec![
         ("Location", recorded.location.as_str()),
         ("ETag", recorded.etag.as_str()),
         ("Cache-Control", CACHE_CONTROL),
     ];
+    headers.extend(lsn.iter().map(|(name, value)| (*name, value.as_str())));
     if replayed {
         headers.push(("Idempotent-Replayed", "true"));
     }

@@ -178,6 +178,9 @@ impl ConnectError {
                 Some("the server accepts only TLS connections: use sslmode=require or stronger")
             }
             Failure::TlsRefused => Some("use sslmode=prefer or disable to connect without TLS"),
+            Failure::Config if detail.contains("unsupported startup parameter") => Some(
+                "a transaction pooler such as PgBouncer refuses startup options: set DB_POOL_MODE=transaction",
+            ),
             Failure::Certificate(CertProblem::WrongHost) => Some(
                 "connect with the host name the certificate names, or use sslmode=verify-ca to skip the name check",
             ),
@@ -246,7 +249,10 @@ fn error_chain(err: &tokio_postgres::Error) -> String {
 fn classify(err: &tokio_postgres::Error) -> Failure {
     if let Some(db) = err.as_db_error() {
         let code = db.code();
-        return if *code == SqlState::INVALID_PASSWORD
+        return if db.message().contains("unsupported startup parameter") {
+            // PgBouncer refusing the pool's `options`: a setting to change, not a wait.
+            Failure::Config
+        } else if *code == SqlState::INVALID_PASSWORD
             || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
         {
             Failure::Authentication

@@ -28,13 +28,42 @@ use std::time::Duration;
 
 use std::future::Future;
 
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Row, Statement};
 
 use self::set::Set;
-use super::conn::{SETTLE_TIMEOUT, ServerAddr};
+use super::conn::{Conn, SETTLE_TIMEOUT, ServerAddr};
+use super::pooler::{self, StatementTypes};
 use super::{DbError, Params};
 
 pub use fence::abandoned_uncancelled;
+
+/// Transaction-pooler mode (`DB_POOL_MODE=transaction`): what the shared path needs to run
+/// its statements unnamed, as the pool does (see [`super::pooler`]).
+pub(super) struct Unnamed {
+    /// Parameter types per statement text and the statement timeout, the pool's own.
+    pub(super) types: Arc<StatementTypes>,
+    /// Where a statement text seen for the first time is learnt: on a pooled connection,
+    /// in a transaction of its own. (Not on a shared one: a `BEGIN` there would take in
+    /// the statements of other requests pipelined behind it.)
+    pub(super) pool: deadpool_postgres::Pool,
+    /// Where the pooled connection's cancels go.
+    pub(super) server: Arc<ServerAddr>,
+}
+
+impl Unnamed {
+    /// `sql`'s parameter types: cached, or learnt now on a pooled connection.
+    async fn param_types(&self, sql: &str) -> Result<Arc<[Type]>, DbError> {
+        if let Some(types) = self.types.cached(sql) {
+            return Ok(types);
+        }
+        let object = self.pool.get().await?;
+        let conn = Conn::new(object, Some(self.server.clone()), Some(self.types.clone()));
+        conn.guarded(self.types.outside_tx(conn.client(), sql))
+            .await
+            .map_err(Into::into)
+    }
+}
 
 /// The shared, pipelined connections of a [`Db`](super::Db); get it with
 /// [`Db::shared`](super::Db::shared). Cheap to clone.
@@ -63,7 +92,10 @@ pub use fence::abandoned_uncancelled;
 ///   and is replaced by the next statement that needs it.
 /// - At most `max_in_flight` statements per connection and `max_queued` waiting for room;
 ///   past that, [`DbError::Unavailable`] at once rather than a growing queue.
-/// - `statement_timeout` applies as on the pool.
+/// - `statement_timeout` applies as on the pool: on the server; or, through a transaction
+///   pooler (`DB_POOL_MODE=transaction`: unnamed statements, no startup option), on the
+///   client, with a cancel sent only once every statement in flight on the connection has
+///   expired, so that it cannot hit a statement whose caller still waits.
 #[derive(Clone)]
 pub struct Shared {
     set: Arc<Set>,
@@ -121,6 +153,7 @@ impl Shared {
         server: Option<Arc<ServerAddr>>,
         wait: Duration,
         connect_timeout: Duration,
+        unnamed: Option<Unnamed>,
     ) -> Self {
         let set = Set::new(
             config.resolved_connections(),
@@ -130,6 +163,7 @@ impl Shared {
             server,
             wait,
             connect_timeout,
+            unnamed,
         );
         Self { set: Arc::new(set) }
     }
@@ -154,20 +188,26 @@ impl Shared {
         self.run(sql, params).await
     }
 
-    /// One statement on a link: a place first, then the statement (prepared once per
-    /// connection), under the client-side statement timeout when there is one.
+    /// One statement on a link: a place first, then the statement — prepared once per
+    /// connection; or, through a transaction pooler, unnamed (parameter types learnt once
+    /// per statement text) under the client-side statement timeout.
     async fn run<T: Answer>(&self, sql: &str, params: Params<'_>) -> Result<T, DbError> {
+        if let Some(unnamed) = &self.set.unnamed {
+            // Before taking a place: learning may borrow a pooled connection.
+            let types = unnamed.param_types(sql).await?;
+            let ticket = self.set.acquire().await?;
+            let link = ticket.link().clone();
+            let work = T::run(link.client(), sql, pooler::typed(params, &types));
+            return timed(ticket, unnamed.types.statement_timeout, work).await;
+        }
         let ticket = self.set.acquire().await?;
         let link = ticket.link().clone();
         let statement = match link.prepare(sql).await {
             Ok(statement) => statement,
             Err(err) => return finish(ticket, Err(err)),
         };
-        let work = T::named(link.client(), &statement, params);
-        match self.set.client_timeout {
-            None => finish(ticket, work.await.map_err(Into::into)),
-            Some(timeout) => timed(ticket, timeout, work).await,
-        }
+        let out = T::named(link.client(), &statement, params).await;
+        finish(ticket, out.map_err(Into::into))
     }
 
     /// Each shared connection's state, in slot order.
@@ -233,8 +273,9 @@ where
 }
 
 /// What a statement returns — all rows, exactly one, at most one, or the count of rows
-/// changed — and how to run it.
-trait Answer: Sized {
+/// changed — and how to run it, prepared ([`Answer::named`]) or unnamed
+/// ([`pooler::Shape::run`]).
+trait Answer: pooler::Shape {
     /// Runs the prepared `statement`.
     async fn named(
         client: &Client,

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
+use super::Unnamed;
 use super::fence::Ticket;
 use super::link::{Link, Refusal};
 use crate::db::DbError;
@@ -34,9 +35,8 @@ pub(super) struct Set {
     wait: Duration,
     connect_timeout: Duration,
     pub(super) rejected: AtomicU64,
-    /// The statement timeout the client enforces (transaction-pooler mode); `None` when the
-    /// server's `statement_timeout` applies.
-    pub(super) client_timeout: Option<Duration>,
+    /// Transaction-pooler mode: statements unnamed, timed by the client.
+    pub(super) unnamed: Option<Unnamed>,
 }
 
 #[derive(Default)]
@@ -82,6 +82,7 @@ impl Set {
         server: Option<Arc<ServerAddr>>,
         wait: Duration,
         connect_timeout: Duration,
+        unnamed: Option<Unnamed>,
     ) -> Self {
         let size = size.max(1);
         let max_in_flight = max_in_flight.max(1);
@@ -97,7 +98,7 @@ impl Set {
             wait,
             connect_timeout,
             rejected: AtomicU64::new(0),
-            client_timeout: None,
+            unnamed,
         }
     }
 

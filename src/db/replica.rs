@@ -1,0 +1,435 @@
+//! Reads from hot standbys, with read-your-writes: [`ReadRouter`].
+//!
+//! Writes, conditional writes and transactions use the primary pool ([`Db`]). Reads that
+//! tolerate a little lag ask [`ReadRouter::reader`] for a connection; it lends one from a
+//! standby (round robin over `DATABASE_READ_URL`) when
+//!
+//! - the standby is up and its replay lags less than `READ_MAX_LAG_MS` (a background task
+//!   checks every standby twice a second; a connection that fails marks it down at once);
+//! - and, when the request carries a WAL position (`Pgbridge-Min-Lsn`, from an earlier
+//!   write's `Pgbridge-Commit-Lsn`), the standby has replayed at least that far — waiting up
+//!   to `READ_LSN_WAIT_MS` for it.
+//!
+//! Otherwise the read goes to the primary, which always sees every committed write. A
+//! write reads its token with [`commit_lsn`] on its own connection after the commit:
+//! `pg_current_wal_insert_lsn()` is at or past the commit record even with
+//! `synchronous_commit = off`, when the commit record may not be written out yet.
+//!
+//! ```no_run
+//! # async fn demo(primary: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
+//! use pgbridge::db::DbConfig;
+//! use pgbridge::db::replica::{ReadConfig, ReadRouter};
+//!
+//! let reads = ReadRouter::new(
+//!     primary.clone(),
+//!     &ReadConfig::new(["postgres://app@standby/app"]),
+//!     &DbConfig::new("postgres://app@primary/app"),
+//! )?;
+//! let conn = primary.conn().await?;
+//! conn.execute("UPDATE notes SET title = 'x' WHERE id = 1", &[]).await?;
+//! let token = pgbridge::db::replica::commit_lsn(&conn).await?;
+//! let reader = reads.reader(Some(token)).await?; // sees the UPDATE, standby or not
+//! let row = reader.query_one("SELECT title FROM notes WHERE id = 1", &[]).await?;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use super::{Conn, Db, DbConfig, DbError, Scoped};
+
+/// How often the background task checks each standby.
+const CHECK_EVERY: Duration = Duration::from_millis(500);
+/// How often a read waiting for a WAL position asks the standby again.
+const POLL_EVERY: Duration = Duration::from_millis(5);
+
+static FROM_STANDBY: AtomicU64 = AtomicU64::new(0);
+static FROM_PRIMARY: AtomicU64 = AtomicU64::new(0);
+
+/// Reads this process has served `(from a standby, from the primary)`, for `/metrics`.
+pub fn reads_served() -> (u64, u64) {
+    (
+        FROM_STANDBY.load(Ordering::Relaxed),
+        FROM_PRIMARY.load(Ordering::Relaxed),
+    )
+}
+
+/// A WAL position (`pg_lsn`), written as Postgres writes it: `16/B374D848`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Lsn(pub u64);
+
+impl FromStr for Lsn {
+    type Err = String;
+
+    /// ```
+    /// use pgbridge::db::replica::Lsn;
+    /// let lsn: Lsn = "16/B374D848".parse().unwrap();
+    /// assert_eq!(lsn.to_string(), "16/B374D848");
+    /// assert!("16-B3".parse::<Lsn>().is_err());
+    /// ```
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?} is not a WAL position like 0/16B3748");
+        let (hi, lo) = s.trim().split_once('/').ok_or_else(bad)?;
+        let part = |p: &str| {
+            if p.is_empty() || p.len() > 8 {
+                return Err(bad());
+            }
+            u32::from_str_radix(p, 16).map_err(|_| bad())
+        };
+        Ok(Self((u64::from(part(hi)?) << 32) | u64::from(part(lo)?)))
+    }
+}
+
+impl fmt::Display for Lsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
+    }
+}
+
+/// The WAL position a read must see to include everything `conn` has committed: ask
+/// right after the commit, on the same connection.
+pub async fn commit_lsn(conn: &Conn) -> Result<Lsn, DbError> {
+    let row = conn
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .await?;
+    let text: String = row.get(0);
+    text.parse()
+        .map_err(|why: String| DbError::Unavailable(format!("pg_current_wal_insert_lsn: {why}")))
+}
+
+/// What the router needs: the standbys and its bounds.
+#[derive(Debug, Clone)]
+pub struct ReadConfig {
+    /// Standby URLs; empty: every read goes to the primary.
+    pub urls: Vec<String>,
+    /// Most pooled connections per standby.
+    pub pool_size: usize,
+    /// How long a read with a WAL position waits for a standby to replay it.
+    pub lsn_wait: Duration,
+    /// A standby lagging more than this is skipped.
+    pub max_lag: Duration,
+}
+
+impl ReadConfig {
+    /// `urls` with the service's defaults for the rest.
+    pub fn new<S: Into<String>>(urls: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            urls: urls.into_iter().map(Into::into).collect(),
+            pool_size: 8,
+            lsn_wait: Duration::from_millis(50),
+            max_lag: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Where a [`Reader`]'s connection comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// The primary pool.
+    Primary,
+    /// A standby.
+    Standby,
+}
+
+impl ReadFrom {
+    /// `primary` or `standby` (the `Pgbridge-Served-By` header).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Primary => "primary",
+            Self::Standby => "standby",
+        }
+    }
+}
+
+/// A connection for reading, and where it comes from. Derefs to [`Conn`].
+#[derive(Debug)]
+pub struct Reader {
+    conn: Conn,
+    from: ReadFrom,
+}
+
+impl Reader {
+    /// Where the connection comes from.
+    pub fn from(&self) -> ReadFrom {
+        self.from
+    }
+
+    /// The connection, for a [`ScopedRead`] or other use of its own.
+    pub fn into_conn(self) -> Conn {
+        self.conn
+    }
+}
+
+/// An owner-scoped transaction ([`Scoped`]) on a [`Reader`]'s connection: what row-level
+/// security needs on a standby as on the primary. Derefs to [`Scoped`] (and so to
+/// [`Conn`]); [`commit`](Self::commit) ends it.
+///
+/// On a hot standby the transaction is read-only; `SET LOCAL ROLE` and the transaction-local
+/// owner setting work there as on the primary.
+///
+/// ```no_run
+/// # async fn demo(reads: pgbridge::db::replica::ReadRouter) -> Result<(), pgbridge::db::DbError> {
+/// use pgbridge::db::replica::ScopedRead;
+///
+/// let read = ScopedRead::begin(reads.reader(None).await?, 42).await?;
+/// let rows = read.query("SELECT id FROM notes", &[]).await?; // account 42's only
+/// read.commit().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct ScopedRead {
+    scoped: Scoped,
+    from: ReadFrom,
+}
+
+impl ScopedRead {
+    /// Opens the scope of `account_id` on `reader`'s connection.
+    pub async fn begin(reader: Reader, account_id: i64) -> Result<Self, DbError> {
+        let from = reader.from();
+        let scoped = Scoped::begin(reader.into_conn(), account_id).await?;
+        Ok(Self { scoped, from })
+    }
+
+    /// A scope already open on a connection that came `from` there.
+    pub fn new(scoped: Scoped, from: ReadFrom) -> Self {
+        Self { scoped, from }
+    }
+
+    /// Where the connection comes from.
+    pub fn from(&self) -> ReadFrom {
+        self.from
+    }
+
+    /// Ends the (read) transaction; the connection goes back to its pool.
+    pub async fn commit(self) -> Result<(), DbError> {
+        self.scoped.commit().await
+    }
+}
+
+impl std::ops::Deref for ScopedRead {
+    type Target = Scoped;
+
+    fn deref(&self) -> &Scoped {
+        &self.scoped
+    }
+}
+
+impl std::ops::Deref for Reader {
+    type Target = Conn;
+
+    fn deref(&self) -> &Conn {
+        &self.conn
+    }
+}
+
+/// The primary pool and the standbys' pools; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ReadRouter {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    primary: Db,
+    standbys: Vec<Standby>,
+    lsn_wait: Duration,
+    max_lag: Duration,
+    next: AtomicUsize,
+}
+
+#[derive(Debug)]
+struct Standby {
+    db: Db,
+    /// Up, in recovery, and lagging less than the bound, at the last check.
+    usable: AtomicBool,
+}
+
+impl ReadRouter {
+    /// A router over `config.urls` (opening no connection yet), pools built like
+    /// `pool`'s but with `config.pool_size`, a short pool wait (a busy standby sends the
+    /// read to the primary) and a short connect timeout. With standbys, starts the task
+    /// that checks them (it needs a tokio runtime, and ends with the router).
+    pub fn new(primary: Db, config: &ReadConfig, pool: &DbConfig) -> Result<Self, DbError> {
+        let standbys = config
+            .urls
+            .iter()
+            .map(|url| {
+                let mut standby = pool.clone();
+                standby.url = url.clone();
+                standby.pool_size = config.pool_size;
+                standby.pool_wait = pool.pool_wait.min(Duration::from_millis(200));
+                standby.connect_timeout = pool.connect_timeout.min(Duration::from_secs(1));
+                Ok(Standby {
+                    db: Db::connect(&standby).map_err(|err| {
+                        DbError::Config(format!("DATABASE_READ_URL {url:?}: {err}"))
+                    })?,
+                    usable: AtomicBool::new(false),
+                })
+            })
+            .collect::<Result<Vec<_>, DbError>>()?;
+        let inner = Arc::new(Inner {
+            primary,
+            standbys,
+            lsn_wait: config.lsn_wait,
+            max_lag: config.max_lag,
+            next: AtomicUsize::new(0),
+        });
+        if !inner.standbys.is_empty() {
+            tokio::spawn(check_standbys(Arc::downgrade(&inner)));
+        }
+        Ok(Self { inner })
+    }
+
+    /// Only the primary: every read goes there.
+    pub fn primary_only(primary: Db) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                primary,
+                standbys: Vec::new(),
+                lsn_wait: Duration::ZERO,
+                max_lag: Duration::ZERO,
+                next: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// The primary pool.
+    pub fn primary(&self) -> &Db {
+        &self.inner.primary
+    }
+
+    /// A connection for a read that must see at least `min_lsn` (if given): from a usable
+    /// standby that has replayed that far within the wait, else from the primary.
+    pub async fn reader(&self, min_lsn: Option<Lsn>) -> Result<Reader, DbError> {
+        let inner = &self.inner;
+        let count = inner.standbys.len();
+        if count > 0 {
+            let deadline = Instant::now() + inner.lsn_wait;
+            let first = inner.next.fetch_add(1, Ordering::Relaxed);
+            for i in 0..count {
+                let standby = &inner.standbys[(first + i) % count];
+                if !standby.usable.load(Ordering::Relaxed) {
+                    continue;
+                }
+                match standby.reader(min_lsn, deadline).await {
+                    Ok(Some(conn)) => {
+                        FROM_STANDBY.fetch_add(1, Ordering::Relaxed);
+                        return Ok(Reader {
+                            conn,
+                            from: ReadFrom::Standby,
+                        });
+                    }
+                    Ok(None) => {} // not replayed far enough in time: try the next
+                    Err(err) => {
+                        tracing::warn!(error = %err, "standby failed; reading from the primary");
+                        standby.usable.store(false, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        FROM_PRIMARY.fetch_add(1, Ordering::Relaxed);
+        Ok(Reader {
+            conn: inner.primary.conn().await?,
+            from: ReadFrom::Primary,
+        })
+    }
+}
+
+impl Standby {
+    /// A connection once this standby has replayed `min_lsn`; `None` if it has not by
+    /// `deadline`.
+    async fn reader(
+        &self,
+        min_lsn: Option<Lsn>,
+        deadline: Instant,
+    ) -> Result<Option<Conn>, DbError> {
+        let conn = self.db.conn().await?;
+        let Some(min_lsn) = min_lsn else {
+            return Ok(Some(conn));
+        };
+        loop {
+            let row = conn
+                .query_one("SELECT pg_last_wal_replay_lsn()::text", &[])
+                .await?;
+            let replayed = row
+                .get::<_, Option<String>>(0)
+                .and_then(|text| text.parse::<Lsn>().ok());
+            if replayed.is_some_and(|replayed| replayed >= min_lsn) {
+                return Ok(Some(conn));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(POLL_EVERY.min(deadline - now)).await;
+        }
+    }
+
+    /// Whether the standby answers, is in recovery and lags less than `max_lag`.
+    async fn check(&self, max_lag: Duration) -> Result<bool, DbError> {
+        let conn = self.db.conn().await?;
+        // Lag is 0 while everything received is replayed (an idle primary sends nothing,
+        // and `pg_last_xact_replay_timestamp` would grow old); otherwise the age of the
+        // last replayed transaction.
+        let row = conn
+            .query_one(
+                "SELECT pg_is_in_recovery(), \
+                        coalesce(CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() \
+                                      THEN 0 \
+                                      ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000 \
+                                 END, 0)::float8",
+                &[],
+            )
+            .await?;
+        let in_recovery: bool = row.get(0);
+        let lag_ms: f64 = row.get(1);
+        Ok(in_recovery && lag_ms <= max_lag.as_millis() as f64)
+    }
+}
+
+/// Checks every standby every [`CHECK_EVERY`] until the router is dropped.
+async fn check_standbys(inner: Weak<Inner>) {
+    let mut tick = tokio::time::interval(CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        for (i, standby) in inner.standbys.iter().enumerate() {
+            let checked = tokio::time::timeout(CHECK_EVERY * 2, standby.check(inner.max_lag)).await;
+            let usable = matches!(checked, Ok(Ok(true)));
+            let was = standby.usable.swap(usable, Ordering::Relaxed);
+            if was != usable {
+                match checked {
+                    Ok(Ok(true)) => tracing::info!(standby = i, "standby usable for reads"),
+                    Ok(Ok(false)) => {
+                        tracing::warn!(standby = i, "standby not in recovery or lagging; skipped")
+                    }
+                    Ok(Err(err)) => {
+                        tracing::warn!(standby = i, error = %err, "standby down; skipped")
+                    }
+                    Err(_) => tracing::warn!(standby = i, "standby did not answer; skipped"),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsns_parse_print_and_order() {
+        let a: Lsn = "0/16B3748".parse().unwrap();
+        let b: Lsn = "1/0".parse().unwrap();
+        assert!(a < b);
+        assert_eq!(a.to_string(), "0/16B3748");
+        assert_eq!(b.0, 1 << 32);
+        for bad in ["", "0", "/1", "1/", "x/1", "123456789/0", "0/1/2"] {
+            assert!(bad.parse::<Lsn>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! Draining a replica behind a proxy without failing a request.
+//!
+//! On SIGTERM the service first *drains* for `DRAIN_DELAY_MS` (when set): `/readyz`
+//! answers 503 `draining`, event streams end (clients reconnect elsewhere with
+//! `Last-Event-ID`), every response carries `Connection: close`, and `GET`/`HEAD`
+//! requests are answered 503 `draining` at once — which a proxy retries on another replica
+//! (nginx: `proxy_next_upstream ... http_503`) and counts as a failure of this one, so it
+//! stops choosing it. Writes are still served. Only then does the server stop accepting
+//! and close the connections left idle.
+//!
+//! Why: a proxy writes a request on a connection at any moment — an idle keep-alive one,
+//! or a new one still in the listen backlog. A server that closes either races with that,
+//! and the proxy cannot safely retry a POST it has already sent (nginx answers 502). By the
+//! end of the delay the proxy has stopped choosing this replica, and with its upstream
+//! `keepalive_timeout` shorter than the delay, every connection still open has carried a
+//! `Connection: close` response or been closed by the proxy itself; none is left to race.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, Method, StatusCode, header};
+
+/// Response middleware: `Connection: close` once draining began.
+pub(crate) async fn connection_close(
+    State(draining): State<Arc<AtomicBool>>,
+    mut response: Response,
+) -> Response {
+    if draining.load(Ordering::Relaxed) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// Request middleware: while draining, `GET`/`HEAD` (safe to retry elsewhere; not
+/// `/healthz`) get 503 `draining`; everything else is served, with `Connection: close`.
+pub(crate) async fn refuse_reads(
+    State(draining): State<Arc<AtomicBool>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    // Liveness stays true while draining: the process is up, only leaving.
+    let refusable = matches!(*request.method(), Method::GET | Method::HEAD)
+        && request.uri().path() != "/healthz";
+    let response = if refusable && draining.load(Ordering::Relaxed) {
+        let body = serde_json::json!({
+            "error": { "code": "draining", "message": "this replica is shutting down; retry" }
+        });
+        let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("0"));
+        response
+    } else {
+        next.run(request).await
+    };
+    connection_close(State(draining), response).await
+}

@@ -1,0 +1,207 @@
+//! Real programs (pgbouncer, nginx, postgres, pgbridge) as children of the test, each
+//! stopped when the test drops it — or, if the test process dies, by a watchdog.
+//!
+//! The watchdog is the same pipe trick as `pg.rs`: the program is started by a `sh` that
+//! keeps a copy of a pipe from the test process on fd 3, starts a background `cat` on it,
+//! and then `exec`s the program (so the program keeps the shell's pid, and signals reach
+//! it directly). When the test process exits for any reason, the kernel closes the pipe,
+//! `cat` returns, and the watchdog signals the program and deletes its directory.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A running program.
+pub struct Program {
+    pub name: String,
+    child: Child,
+    /// Closing it sets the watchdog off.
+    pipe: Option<ChildStdin>,
+    /// The signal that stops it at the end (`TERM`, or `QUIT` for postgres).
+    stop_signal: &'static str,
+    log: PathBuf,
+}
+
+/// What to start.
+pub struct Spec<'a> {
+    pub name: &'a str,
+    pub program: &'a Path,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Run as this `(uid, gid)` (the postgres user, for programs that refuse root).
+    pub user: Option<(u32, u32)>,
+    /// Where its stdout and stderr go.
+    pub log: PathBuf,
+    /// The signal the watchdog and `Drop` send.
+    pub stop_signal: &'static str,
+    /// Deleted by the watchdog after the program is signalled (a temp dir), if any.
+    pub cleanup: Option<&'a Path>,
+}
+
+impl Program {
+    /// Starts `spec` under a watchdog.
+    pub fn start(spec: Spec<'_>) -> Program {
+        const SCRIPT: &str = r#"
+sig="$1"; dir="$2"; shift 2
+exec 3<&0
+( trap '' HUP INT; cat <&3 >/dev/null 2>&1; kill -"$sig" $$ 2>/dev/null; sleep 1; kill -KILL $$ 2>/dev/null; [ -n "$dir" ] && rm -rf "$dir" ) &
+exec "$@" 3<&- </dev/null
+"#;
+        let log = std::fs::File::create(&spec.log)
+            .unwrap_or_else(|e| panic!("create {}: {e}", spec.log.display()));
+        let err = log.try_clone().expect("dup log");
+        let mut command = std::process::Command::new("sh");
+        command
+            .args(["-c", SCRIPT, "watchdog", spec.stop_signal])
+            .arg(spec.cleanup.map(Path::as_os_str).unwrap_or_default())
+            .arg(spec.program)
+            .args(&spec.args)
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(log)
+            .stderr(err)
+            .process_group(0);
+        if let Some((uid, gid)) = spec.user {
+            command.uid(uid).gid(gid);
+        }
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", spec.program.display()));
+        let pipe = child.stdin.take();
+        Program {
+            name: spec.name.to_owned(),
+            child,
+            pipe,
+            stop_signal: spec.stop_signal,
+            log: spec.log,
+        }
+    }
+
+    /// Its pid (the shell `exec`ed it, so this is the program's own).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (`TERM`, `INT`, `QUIT`, ...).
+    pub fn signal(&self, signal: &str) {
+        let _ = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status();
+    }
+
+    /// Waits up to `within` for it to exit; its exit status, if it did.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The end of its log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        format!(
+            "--- {} ({}) ---\n{}",
+            self.name,
+            self.log.display(),
+            lines[lines.len().saturating_sub(30)..].join("\n")
+        )
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        if self.running() {
+            self.signal(self.stop_signal);
+            if self.wait_exit(Duration::from_secs(5)).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+        // Lets the watchdog finish (it deletes the directory, if any).
+        drop(self.pipe.take());
+    }
+}
+
+/// A new empty directory under the temp dir, owned by `user` when given.
+pub fn temp_dir(what: &str, user: Option<(u32, u32)>) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "pgbridge-{what}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    if let Some((uid, gid)) = user {
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("chown the temp dir");
+    }
+    dir
+}
+
+/// As root, the postgres user's `(uid, gid)` (pgbouncer and postgres refuse root).
+pub fn postgres_user() -> Option<(u32, u32)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let euid: u32 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .and_then(|id| id.parse().ok())?;
+    if euid != 0 {
+        return None;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() >= 4 && fields[0] == "postgres")
+            .then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))
+            .flatten()
+    })
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Waits until something accepts TCP connections on `port`.
+pub async fn wait_for_port(port: u16, within: Duration, what: &str) {
+    let deadline = Instant::now() + within;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {port} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The first of `candidates` that exists: a program's path.
+pub fn find_program(candidates: &[&str]) -> PathBuf {
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("none of {candidates:?} exists: install it (bash .ci/run does)"))
+}
