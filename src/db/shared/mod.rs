@@ -250,8 +250,10 @@ fn finish<T>(ticket: fence::Ticket, out: Result<T, DbError>) -> Result<T, DbErro
 /// `statement_timeout` can be set), as `Canceller::timed` does it on the pool: past
 /// `timeout` the statement [expires](fence::Ticket::expire) — it is cancelled as soon as
 /// that can hit no one else's statement — and its answer is awaited, normally the server's
-/// `57014 query_canceled` ([`DbError::Timeout`], as from a server-side timeout). No answer
-/// within [`SETTLE_TIMEOUT`]: [`DbError::Unavailable`], and the connection is replaced.
+/// `57014 query_canceled` ([`DbError::Timeout`], as from a server-side timeout). The
+/// statements in flight with it were all admitted before it expired, so they expire within
+/// another `timeout` and the cancel follows; no answer by then and [`SETTLE_TIMEOUT`] more:
+/// [`DbError::Unavailable`], and the connection is replaced.
 async fn timed<T, F>(mut ticket: fence::Ticket, timeout: Duration, work: F) -> Result<T, DbError>
 where
     F: Future<Output = Result<T, tokio_postgres::Error>>,
@@ -261,7 +263,7 @@ where
         return finish(ticket, out.map_err(Into::into));
     }
     ticket.expire();
-    match tokio::time::timeout(SETTLE_TIMEOUT, work).await {
+    match tokio::time::timeout(timeout + SETTLE_TIMEOUT, work).await {
         Ok(out) => finish(ticket, out.map_err(Into::into)),
         Err(_) => {
             ticket.link().mark_broken();
