@@ -9,6 +9,7 @@
 # Two runs: every operation but the slow seed routes with many examples, then the seed
 # routes (they sleep up to 10 and 30 s on purpose) with a few. `/notes/events` is left out:
 # a stream that never ends has no response to check (tests/events.rs covers it).
+# Requests authenticate as an account the script signs up (see .ci/schemathesis_hooks.py).
 # SCHEMATHESIS_ARGS adds options to both runs (e.g. "--generation-allow-x00 false").
 # Needs: schemathesis (pip install schemathesis==4.32.5, as .ci/run does), PostgreSQL server
 # binaries. Exit status: schemathesis's (0 = zero failures).
@@ -26,15 +27,33 @@ if [ -z "${PGBRIDGE_BIN:-}" ]; then cargo build --quiet --bin pgbridge; fi
 
 start_postgres
 PORT=$(free_port)
+# Every request comes from 127.0.0.1, so the per-address login limit would soon turn every
+# login into 429, the hooks' own with them: raise it (the per-account limit stays).
 DATABASE_URL="$PG_URL" BIND_ADDR="127.0.0.1:$PORT" RUST_LOG="${RUST_LOG:-warn}" \
-  VALIDATE_APPS=true "$BIN" >"$WORK/pgbridge.log" 2>&1 &
-BENCH_PIDS+=($!)
+  LOGIN_MAX_FAILURES_PER_ADDRESS=1000000 VALIDATE_APPS=true "$BIN" >"$WORK/pgbridge.log" 2>&1 &
+SERVER_PID=$!
+BENCH_PIDS+=("$SERVER_PID")
 for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break
   sleep 0.2
 done
 curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null || { cat "$WORK/pgbridge.log" >&2; exit 1; }
 echo "== pgbridge on 127.0.0.1:$PORT; schemathesis $(schemathesis --version | awk '{print $NF}')"
+
+# The run's account: sign up, log in; the hooks send its token on every request. A second
+# account is for DELETE /sessions/current: the hooks log it in afresh for each one, so
+# logging out does not revoke the first token.
+export PGBRIDGE_URL="http://127.0.0.1:$PORT" PGBRIDGE_USER=schemathesis PGBRIDGE_LOGOUT_USER=schemathesis-logout
+PGBRIDGE_PASSWORD="schemathesis $(date +%s%N)"
+export PGBRIDGE_PASSWORD
+for user in "$PGBRIDGE_LOGOUT_USER" "$PGBRIDGE_USER"; do
+  credentials=$(printf '{"username":"%s","password":"%s"}' "$user" "$PGBRIDGE_PASSWORD")
+  curl -fsS -H 'Content-Type: application/json' -d "$credentials" "$PGBRIDGE_URL/accounts" >/dev/null
+done
+PGBRIDGE_TOKEN=$(curl -fsS -H 'Content-Type: application/json' -d "$credentials" "$PGBRIDGE_URL/sessions" \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
+export PGBRIDGE_TOKEN
+curl -fsS -H "Authorization: Bearer $PGBRIDGE_TOKEN" "$PGBRIDGE_URL/accounts/me" >/dev/null
 
 run() {
   SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH=".ci${PYTHONPATH:+:$PYTHONPATH}" \
@@ -51,6 +70,12 @@ echo "== the seed routes ($SLOW_EXAMPLES examples each)"
 run --max-examples "$SLOW_EXAMPLES" --max-time "${SCHEMATHESIS_SLOW_MAX_TIME:-60}" \
   --phases examples,coverage,fuzzing --include-path-regex '^/seed/' || status=$?
 if [ "$status" != 0 ]; then
-  echo "== service log (last 50 lines)"; tail -50 "$WORK/pgbridge.log"
+  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    wait "$SERVER_PID" && code=0 || code=$?
+    echo "== pgbridge is gone (exit status $code)"
+  fi
+  echo "== service log: panics, then the last 50 lines"
+  grep -n -A5 "panicked" "$WORK/pgbridge.log" | head -40 || true
+  tail -50 "$WORK/pgbridge.log"
 fi
 exit "$status"

@@ -2,6 +2,9 @@
 # SSE fan-out benchmark: SUBSCRIBERS concurrent /notes/events streams on one LISTEN
 # connection; server RSS and PATCH-to-delivery latency. Writes its section of
 # bench/RESULTS.md. Loopback only. Usage: bash bench/sse.sh   (SUBSCRIBERS=10000 ROUNDS=20)
+# The streams need a token: the client (examples/sse_fanout.rs) signs the `bench` account up
+# and logs in first, and every stream sends `Authorization: Bearer` (each one is
+# authenticated when it opens, and its session checked again on every heartbeat).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUBSCRIBERS=${SUBSCRIBERS:-10000}

@@ -4,6 +4,8 @@
 //! a `PATCH` and times how long each subscriber takes to receive the event. Prints the
 //! server's RSS (from `/proc/PID/status`), the delivery latencies, and how many LISTEN
 //! connections Postgres sees. Run by `bench/sse.sh`, which starts Postgres and the server.
+//! Notes and their events belong to accounts: it signs the `bench` account up (if it is not
+//! yet), logs in, and sends that token on every request, streams included.
 //!
 //! ```sh
 //! PGBRIDGE=127.0.0.1:8080 SERVER_PID=1234 DATABASE_URL=postgres://... \
@@ -17,6 +19,16 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
+
+/// The bench account's bearer token, sent on every `/notes…` request.
+static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn auth_header() -> String {
+    TOKEN
+        .get()
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default()
+}
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -33,6 +45,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server_pid: u32 = env("SERVER_PID", 0);
     let database_url: String = env("DATABASE_URL", String::new());
 
+    // Notes belong to accounts: sign the bench's up and log in.
+    TOKEN
+        .set(log_in(server).await?)
+        .map_err(|_| "logged in twice")?;
     let note_id = create_note(server).await?;
     let rss_before = rss_kb(server_pid);
 
@@ -142,11 +158,11 @@ async fn subscribe(
     mut permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> std::io::Result<()> {
     let mut stream = TcpStream::connect(server).await?;
-    stream
-        .write_all(
-            b"GET /notes/events HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n",
-        )
-        .await?;
+    let request = format!(
+        "GET /notes/events HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n{}\r\n",
+        auth_header()
+    );
+    stream.write_all(request.as_bytes()).await?;
     let mut buf = vec![0u8; 4096];
     // Bytes not yet scanned, kept only while a line is incomplete.
     let mut pending: Vec<u8> = Vec::new();
@@ -158,6 +174,11 @@ async fn subscribe(
         }
         let now = Instant::now();
         pending.extend_from_slice(&buf[..n]);
+        if !announced && pending.len() >= 12 && !pending.starts_with(b"HTTP/1.1 200") {
+            let head = String::from_utf8_lossy(&pending);
+            let status = head.lines().next().unwrap_or_default().to_owned();
+            return Err(std::io::Error::other(format!("stream refused: {status}")));
+        }
         if !announced && find(&pending, b": connected").is_some() {
             announced = true;
             let _ = ready.send(());
@@ -203,10 +224,37 @@ async fn request(
     Ok(response)
 }
 
+/// Signs the `bench` account up (if it is not yet) and logs in: its token.
+async fn log_in(server: SocketAddr) -> Result<String, Box<dyn std::error::Error>> {
+    let credentials = r#"{"username":"bench","password":"bench password"}"#;
+    let head = "Content-Type: application/json\r\n";
+    request(
+        server,
+        &format!("POST /accounts HTTP/1.1\r\n{head}"),
+        credentials,
+    )
+    .await?;
+    let response = request(
+        server,
+        &format!("POST /sessions HTTP/1.1\r\n{head}"),
+        credentials,
+    )
+    .await?;
+    let body = response.split("\r\n\r\n").nth(1).ok_or("no body")?;
+    let json: serde_json::Value = serde_json::from_str(body)?;
+    json["token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("log-in failed: {response}").into())
+}
+
 async fn create_note(server: SocketAddr) -> Result<i64, Box<dyn std::error::Error>> {
     let response = request(
         server,
-        "POST /notes HTTP/1.1\r\nContent-Type: application/json\r\n",
+        &format!(
+            "POST /notes HTTP/1.1\r\nContent-Type: application/json\r\n{}",
+            auth_header()
+        ),
         r#"{"title":"fan-out"}"#,
     )
     .await?;
@@ -224,8 +272,10 @@ async fn patch_note(
     round: usize,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let body = format!(r#"{{"title":"round {round}"}}"#);
-    let head =
-        format!("PATCH /notes/{id} HTTP/1.1\r\nContent-Type: application/json\r\nIf-Match: *\r\n");
+    let head = format!(
+        "PATCH /notes/{id} HTTP/1.1\r\nContent-Type: application/json\r\nIf-Match: *\r\n{}",
+        auth_header()
+    );
     let response = request(server, &head, &body).await?;
     if !response.starts_with("HTTP/1.1 200") {
         return Err(format!("PATCH failed: {response}").into());

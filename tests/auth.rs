@@ -280,6 +280,48 @@ async fn a_failed_login_is_the_same_401_whether_or_not_the_account_exists() {
     );
 }
 
+/// Names no account can have — U+0000 (which Postgres cannot store), other characters,
+/// too long — are the same 401 as a wrong password, not a 500, and are counted without
+/// storing the name.
+#[tokio::test]
+async fn a_login_with_a_name_no_account_can_have_is_the_same_401() {
+    let service = service(|_| {}).await;
+    Account::new(service.addr, "alice").await;
+    let wrong = login(&service, "alice", "wrong password").await;
+    for name in [
+        "ali\u{0}ce",
+        "\u{0}",
+        "alice smith",
+        "é-accent",
+        &"a".repeat(5000),
+    ] {
+        let reply = login(&service, name, "wrong password").await;
+        assert_401(&reply, &format!("{name:?}"));
+        assert_eq!(reply.body, wrong.body, "{name:?}");
+    }
+    let admin = connect(&service.database_url).await;
+    let scopes: Vec<String> = admin
+        .query("SELECT scope FROM login_failures ORDER BY scope", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(
+        scopes.iter().all(|s| s.len() < 64),
+        "stored scopes: {scopes:?}"
+    );
+    assert!(scopes.contains(&"account:".to_owned()), "{scopes:?}");
+    // Sign-up refuses such names.
+    let reply = post(
+        &service,
+        "/accounts",
+        json!({"username": "ali\u{0}ce", "password": "long enough"}),
+    )
+    .await;
+    assert_eq!(reply.status, 422, "{}", reply.text());
+}
+
 #[tokio::test]
 async fn repeated_failures_are_limited_per_account_across_replicas() {
     let service = service(|c| {

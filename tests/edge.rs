@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::http::{get, raw, send};
+use common::http::{default_token, get, raw, send};
 use common::service::{TestService, active_sleeps, connect, start};
 
 async fn migrated() -> TestService {
@@ -22,20 +22,30 @@ async fn migrated() -> TestService {
 #[tokio::test]
 async fn a_transfer_coding_other_than_chunked_is_501_and_stores_nothing() {
     let service = migrated().await;
-    let request = "POST /notes HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
-                   Transfer-Encoding: gzip, chunked\r\n\r\n\
-                   10\r\n{\"title\":\"gzip\"}\r\n0\r\n\r\n";
-    let reply = raw(service.addr, request, Duration::from_secs(5)).await;
-    assert!(reply.starts_with("HTTP/1.1 501"), "{reply}");
-    assert!(reply.contains("\"code\":\"not_implemented\""), "{reply}");
+    let token = default_token(service.addr, "/notes").await.expect("token");
+    // The refusal comes before any application runs: with a valid token and without one.
+    for authorization in [format!("Authorization: Bearer {token}\r\n"), String::new()] {
+        let request = format!(
+            "POST /notes HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             {authorization}Transfer-Encoding: gzip, chunked\r\n\r\n\
+             10\r\n{{\"title\":\"gzip\"}}\r\n0\r\n\r\n"
+        );
+        let reply = raw(service.addr, &request, Duration::from_secs(5)).await;
+        assert!(reply.starts_with("HTTP/1.1 501"), "{reply}");
+        assert!(reply.contains("\"code\":\"not_implemented\""), "{reply}");
+    }
     let list = get(service.addr, "/notes").await;
+    assert_eq!(list.status, 200, "{}", list.text());
     assert!(!list.text().contains("gzip"), "stored: {}", list.text());
 
     // Plain chunked bodies are still read.
-    let request = "POST /notes HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
-                   Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
-                   11\r\n{\"title\":\"plain\"}\r\n0\r\n\r\n";
-    let reply = raw(service.addr, request, Duration::from_secs(5)).await;
+    let request = format!(
+        "POST /notes HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+         Authorization: Bearer {token}\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+         11\r\n{{\"title\":\"plain\"}}\r\n0\r\n\r\n"
+    );
+    let reply = raw(service.addr, &request, Duration::from_secs(5)).await;
     assert!(reply.starts_with("HTTP/1.1 201"), "{reply}");
 }
 
@@ -87,9 +97,12 @@ async fn every_response_has_nosniff_and_a_cache_policy() {
         assert_eq!(reply.header("cache-control"), Some("no-store"), "{path}");
     }
     // A response that sets its own Cache-Control keeps it.
+    let token = default_token(service.addr, "/notes/events")
+        .await
+        .expect("token");
     let head = raw(
         service.addr,
-        "GET /notes/events HTTP/1.1\r\nHost: t\r\n\r\n",
+        &format!("GET /notes/events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\n\r\n"),
         Duration::from_millis(500),
     )
     .await

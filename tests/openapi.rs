@@ -138,15 +138,18 @@ async fn every_documented_operation_is_served_and_nothing_else() {
 fn every_routed_path_is_documented() {
     let source = include_str!("../src/lib.rs");
     let mut routed = BTreeSet::new();
-    // A call may be split over lines by rustfmt: take the first path literal after each
-    // routing call, wherever it is.
-    for call in [".route(\"", ".route_service(\"", "mount.at("] {
+    // A call may be split over lines by rustfmt (`.route(\n "/metrics"`): the path is the
+    // first argument of `.route(`/`.route_service(`, the second of `mount.at(`.
+    for call in [".route(", ".route_service(", "mount.at("] {
         for (at, _) in source.match_indices(call) {
-            let rest = &source[at + call.len() - 1..];
-            let Some(start) = rest.find("\"/") else {
+            let rest = source[at + call.len()..].trim_start();
+            let rest = match call {
+                "mount.at(" => rest.split_once(',').map_or("", |(_, r)| r).trim_start(),
+                _ => rest,
+            };
+            let Some(rest) = rest.strip_prefix('"').filter(|r| r.starts_with('/')) else {
                 continue;
             };
-            let rest = &rest[start + 1..];
             if let Some(end) = rest.find('"') {
                 routed.insert(rest[..end].to_owned());
             }
@@ -158,6 +161,35 @@ fn every_routed_path_is_documented() {
     assert_eq!(
         routed, documented,
         "src/lib.rs's routes and openapi.json's paths differ"
+    );
+}
+
+/// The JSON index at `/` lists every documented operation (GET standing for HEAD too).
+#[test]
+fn the_index_lists_every_documented_operation() {
+    let listed: BTreeSet<(String, String)> = pgbridge::apps::index::ROUTES
+        .iter()
+        .flat_map(|route| {
+            let (methods, path) = route.route.split_once(' ').expect("METHOD /path");
+            let path = path.split('?').next().unwrap_or(path).to_owned();
+            methods
+                .split('|')
+                .map(move |m| (m.to_owned(), path.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let doc = document();
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in METHODS {
+            if item.get(method.to_ascii_lowercase()).is_some() {
+                documented.insert((method.to_string(), path.clone()));
+            }
+        }
+    }
+    assert_eq!(
+        listed, documented,
+        "apps::index::ROUTES and openapi.json differ"
     );
 }
 

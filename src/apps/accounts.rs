@@ -22,8 +22,7 @@ use crate::error::{ApiError, FieldError};
 
 use super::db;
 
-/// Usernames' length bounds.
-pub const USERNAME_LEN: std::ops::RangeInclusive<usize> = 3..=32;
+pub use crate::auth::USERNAME_LEN;
 /// Passwords' length bounds, in characters.
 pub const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 8..=128;
 
@@ -33,11 +32,7 @@ pub async fn signup(mut environ: Environ, start_response: StartResponse) -> Resu
     let credentials = read_credentials(&mut environ).await?;
     let username = credentials.username.to_ascii_lowercase();
     let mut errors = Vec::new();
-    if !USERNAME_LEN.contains(&username.chars().count())
-        || !username
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-    {
+    if !auth::valid_username(&username) {
         errors.push(FieldError {
             field: "username".into(),
             message: "must be 3 to 32 letters, digits, '.', '_' or '-'".into(),
@@ -86,9 +81,10 @@ pub async fn login(mut environ: Environ, start_response: StartResponse) -> Resul
     if let Some(retry_after) = throttle::blocked(&conn, &scopes, &settings.limits).await? {
         return Err(ApiError::TooManyRequests { retry_after }.into());
     }
-    // Oversized input is refused like a wrong password (after the same work), so no
+    // A name no account can have (U+0000, which Postgres cannot take, included) and
+    // oversized input are refused like a wrong password (after the same work), so no
     // answer says which accounts exist.
-    let plausible = USERNAME_LEN.contains(&username.len())
+    let plausible = auth::valid_username(&username)
         && credentials.password.chars().count() <= PASSWORD_LEN.end() * 4;
     let account = if plausible {
         conn.query_opt(

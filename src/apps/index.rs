@@ -44,19 +44,35 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         route: "GET|POST /notes",
-        description: "the template resource: list (newest first, keyset pages) and create",
+        description: "the template resource: list (newest first, keyset pages) and create; needs Authorization: Bearer",
     },
     Route {
         route: "GET|PATCH|DELETE /notes/{id}",
-        description: "one note: read (ETag), change with If-Match (JSON merge patch), delete",
+        description: "one note: read (ETag), change with If-Match (JSON merge patch), delete; needs Authorization: Bearer",
     },
     Route {
         route: "GET /notes/events",
-        description: "note changes as server-sent events, resumable with Last-Event-ID",
+        description: "note changes as server-sent events, resumable with Last-Event-ID; needs Authorization: Bearer or the session cookie",
+    },
+    Route {
+        route: "POST /accounts",
+        description: "sign up: {\"username\",\"password\"}",
+    },
+    Route {
+        route: "GET /accounts/me",
+        description: "the account the bearer token belongs to",
+    },
+    Route {
+        route: "POST /sessions",
+        description: "log in: a bearer token, and the cookie for /notes/events",
+    },
+    Route {
+        route: "DELETE /sessions/current",
+        description: "log out: the bearer token stops working at once",
     },
     Route {
         route: "GET /metrics",
-        description: "counters in the Prometheus text format",
+        description: "counters in the Prometheus text format; needs Authorization: Bearer <METRICS_TOKEN> when that is set",
     },
     Route {
         route: "GET /openapi.json",
@@ -65,6 +81,10 @@ pub const ROUTES: &[Route] = &[
     Route {
         route: "GET /docs",
         description: "that document for people (works offline)",
+    },
+    Route {
+        route: "GET /assets/{name}",
+        description: "the scripts and style sheet of the live page and /docs",
     },
 ];
 

@@ -100,6 +100,24 @@ pub enum Carrier {
     HeaderOrCookie,
 }
 
+/// Usernames' length bounds, in characters.
+pub const USERNAME_LEN: std::ops::RangeInclusive<usize> = 3..=32;
+
+/// Whether `name` (already lower-cased) can be a username: 3 to 32 of `a-z 0-9 . _ -`.
+/// Sign-up refuses any other name, so no account has one.
+///
+/// ```
+/// assert!(pgbridge::auth::valid_username("ada.l"));
+/// assert!(!pgbridge::auth::valid_username("Ada"));
+/// assert!(!pgbridge::auth::valid_username("a\u{0}b"));
+/// ```
+pub fn valid_username(name: &str) -> bool {
+    USERNAME_LEN.contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+}
+
 /// The token of `Authorization: Bearer <token>`, if the value has that form.
 pub(crate) fn bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;

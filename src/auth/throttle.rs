@@ -31,8 +31,16 @@ pub struct Scopes {
 }
 
 impl Scopes {
-    /// The scopes of an attempt on `username` from `address`.
+    /// The scopes of an attempt on `username` from `address`. A name no account can have
+    /// (not [`valid_username`](super::valid_username)) is charged to the one scope
+    /// `account:`: it protects no account, and it never reaches the database (where U+0000
+    /// cannot be stored, and a long name would only grow the table).
     pub fn new(username: &str, address: Option<std::net::IpAddr>) -> Self {
+        let username = if super::valid_username(username) {
+            username
+        } else {
+            ""
+        };
         Self {
             account: format!("account:{username}"),
             address: match address {

@@ -3,10 +3,12 @@
 
     python3 tests/browser/test_live_page.py http://127.0.0.1:8080/
 
-Two pages (separate browser contexts) open the service. A note created in one appears in
+Two pages (separate browser contexts) open the service and sign in as the same user: A
+signs up and logs in, B logs in (each has its own session and token). A note created in one appears in
 the other within 1 s, through /notes/events; an edit made on a stale copy is refused (412)
 and shown as "changed elsewhere — reload"; reloading and saving again succeeds; /docs
-renders the API document. The pages must log no errors (a CSP violation is one). With SCREENSHOT=path, saves a PNG of the
+renders the API document; logging out in B shows the sign-in form again, and A, on its
+own session, stays live. The pages must log no errors (a CSP violation is one). With SCREENSHOT=path, saves a PNG of the
 second page showing the conflict. Run by tests/browser.rs against a test service.
 """
 
@@ -39,8 +41,10 @@ def main(url: str) -> None:
             args=CHROMIUM_ARGS,
             headless=True,
         )
+        username = f"live{time.time_ns() % 10**12}"
+        password = "correct horse battery"
         pages = []
-        for name in ("A", "B"):
+        for name, action in (("A", "signup"), ("B", "login")):
             context = browser.new_context(viewport={"width": 900, "height": 760})
             page = context.new_page()
             page.on(
@@ -51,6 +55,13 @@ def main(url: str) -> None:
             )
             page.on("pageerror", lambda exc, name=name: errors.append(f"page {name}: {exc}"))
             page.goto(url)
+            # Signed out: the sign-in form, and no notes.
+            expect(page.locator("#auth")).to_be_visible(timeout=15_000)
+            expect(page.locator("#new-note")).to_be_hidden()
+            page.fill("#auth [name=username]", username)
+            page.fill("#auth [name=password]", password)
+            page.click(f"#auth button[value={action}]")
+            expect(page.locator("#username")).to_have_text(username, timeout=15_000)
             expect(page.locator("#live")).to_have_text("live", timeout=15_000)
             pages.append(page)
         a, b = pages
@@ -96,9 +107,21 @@ def main(url: str) -> None:
             timeout=5_000
         )
 
+        # Logging out in B ends B's session only: B shows the form, A stays live and
+        # still sees changes.
+        b.click("#logout")
+        expect(b.locator("#auth")).to_be_visible(timeout=5_000)
+        expect(b.locator("#notes li")).to_have_count(0)
+        b.reload()
+        expect(b.locator("#auth")).to_be_visible(timeout=5_000)
+        expect(a.locator("#live")).to_have_text("live")
+        a.fill("#new-note [name=title]", "after B logged out")
+        a.click("#new-note button[type=submit]")
+        expect(a.locator("#notes li", has_text="after B logged out")).to_be_visible(timeout=5_000)
+
         # The API document renders offline, from the service alone, under the same CSP.
         a.goto(url.rstrip("/") + "/docs")
-        expect(a.locator("details.op")).to_have_count(15, timeout=5_000)
+        expect(a.locator("details.op")).to_have_count(19, timeout=5_000)
         expect(a.locator("#operations")).to_contain_text("/notes/{id}")
         browser.close()
 

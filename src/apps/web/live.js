@@ -1,5 +1,8 @@
-// The live notes page: lists notes, creates and edits them (edits carry If-Match, so a
-// stale one is refused with 412 and shown as a conflict), and follows /notes/events.
+// The live notes page: signs in (POST /accounts, POST /sessions), lists notes, creates and
+// edits them (edits carry If-Match, so a stale one is refused with 412 and shown as a
+// conflict), and follows /notes/events. Requests carry the session's bearer token (kept in
+// sessionStorage, so per tab); the EventSource, which cannot send headers, is signed in by
+// the cookie POST /sessions sets for /notes/events. A 401 anywhere shows the sign-in form.
 // No framework and no build step; served from the binary under a strict CSP.
 "use strict";
 
@@ -8,8 +11,13 @@
   const empty = document.getElementById("empty");
   const message = document.getElementById("message");
   const live = document.getElementById("live");
+  const authForm = document.getElementById("auth");
+  const app = document.getElementById("app");
+  const who = document.getElementById("who");
+  const TOKEN = "pgbridge.token";
   const notes = new Map(); // id -> note, as last read
   let editing = null; // { id, version, element } while a note is being edited
+  let events = null; // the EventSource while signed in
 
   function say(text, kind = "info") {
     message.textContent = text;
@@ -21,13 +29,20 @@
     return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
   }
 
-  async function api(method, path, { body, headers = {} } = {}) {
+  // One API request, with the bearer token when there is one. A 401 (other than a failed
+  // log-in) means the session is gone: back to the sign-in form.
+  async function api(method, path, { body, headers = {}, anonymous = false } = {}) {
     const init = { method, headers: { Accept: "application/json", ...headers } };
+    const token = sessionStorage.getItem(TOKEN);
+    if (token && !anonymous) init.headers.Authorization = `Bearer ${token}`;
     if (body !== undefined) init.body = JSON.stringify(body);
     const res = await fetch(path, init);
     let data = null;
     if (res.status !== 204 && res.status !== 304) {
       try { data = await res.json(); } catch (_) { data = null; }
+    }
+    if (res.status === 401 && !anonymous) {
+      signedOut("Your session has ended: sign in again.");
     }
     return { res, data };
   }
@@ -239,30 +254,104 @@
 
   // Live updates. EventSource reconnects by itself and sends Last-Event-ID, so the
   // service replays whatever happened meanwhile; `reset` means "read everything again".
-  let first = true;
-  const events = new EventSource("notes/events");
-  events.addEventListener("open", () => {
-    live.textContent = "live";
-    live.dataset.state = "live";
-    if (first) {
-      first = false;
-      loadAll();
+  // A refused stream (401: the session ended) closes it for good: then ask who we are.
+  function follow() {
+    let first = true;
+    const source = new EventSource("notes/events");
+    events = source;
+    live.hidden = false;
+    live.textContent = "connecting…";
+    live.dataset.state = "connecting";
+    source.addEventListener("open", () => {
+      live.textContent = "live";
+      live.dataset.state = "live";
+      if (first) {
+        first = false;
+        loadAll();
+      }
+    });
+    source.addEventListener("error", async () => {
+      live.textContent = "reconnecting…";
+      live.dataset.state = "reconnecting";
+      if (source.readyState !== EventSource.CLOSED || events !== source) return;
+      const { res } = await api("GET", "accounts/me");
+      if (res.ok && events === source) setTimeout(() => events === source && follow(), 2000);
+    });
+    source.addEventListener("note", (event) => {
+      let change;
+      try { change = JSON.parse(event.data); } catch (_) { return; }
+      const known = notes.get(change.note_id);
+      if (change.kind === "deleted") {
+        notes.delete(change.note_id);
+        render();
+      } else if (!known || known.version < change.version) {
+        refresh(change.note_id);
+      }
+    });
+    source.addEventListener("reset", () => loadAll());
+  }
+
+  function signedIn(username) {
+    document.getElementById("username").textContent = username;
+    who.hidden = false;
+    authForm.hidden = true;
+    app.hidden = false;
+    follow();
+  }
+
+  function signedOut(why) {
+    sessionStorage.removeItem(TOKEN);
+    if (events) events.close();
+    events = null;
+    editing = null;
+    notes.clear();
+    list.replaceChildren();
+    app.hidden = true;
+    who.hidden = true;
+    live.hidden = true;
+    authForm.hidden = false;
+    if (why) say(why, "error");
+  }
+
+  authForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const action = event.submitter ? event.submitter.value : "login";
+    const credentials = {
+      username: authForm.elements.username.value,
+      password: authForm.elements.password.value,
+    };
+    const json = { "Content-Type": "application/json" };
+    if (action === "signup") {
+      const { res, data } = await api("POST", "accounts", { body: credentials, headers: json, anonymous: true });
+      if (!res.ok) {
+        say(problem(data, `could not sign up (${res.status})`), "error");
+        return;
+      }
     }
-  });
-  events.addEventListener("error", () => {
-    live.textContent = "reconnecting…";
-    live.dataset.state = "reconnecting";
-  });
-  events.addEventListener("note", (event) => {
-    let change;
-    try { change = JSON.parse(event.data); } catch (_) { return; }
-    const known = notes.get(change.note_id);
-    if (change.kind === "deleted") {
-      notes.delete(change.note_id);
-      render();
-    } else if (!known || known.version < change.version) {
-      refresh(change.note_id);
+    // Logging in also sets the cookie that signs in the event stream.
+    const { res, data } = await api("POST", "sessions", { body: credentials, headers: json, anonymous: true });
+    if (!res.ok) {
+      say(problem(data, `could not log in (${res.status})`), "error");
+      return;
     }
+    sessionStorage.setItem(TOKEN, data.token);
+    authForm.reset();
+    say(action === "signup" ? "Account created; you are signed in." : "Signed in.");
+    signedIn(credentials.username.toLowerCase());
   });
-  events.addEventListener("reset", () => loadAll());
+
+  document.getElementById("logout").addEventListener("click", async () => {
+    const { res } = await api("DELETE", "sessions/current");
+    if (res.ok || res.status === 401) signedOut();
+    say("Signed out.");
+  });
+
+  (async () => {
+    if (!sessionStorage.getItem(TOKEN)) {
+      signedOut();
+      return;
+    }
+    const { res, data } = await api("GET", "accounts/me");
+    if (res.ok) signedIn(data.username);
+  })();
 })();
