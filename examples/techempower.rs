@@ -10,9 +10,14 @@
 //! curl localhost:8080/db; curl localhost:8080/native/fortunes
 //! ```
 //!
+//! Single statements go on the shared, pipelined connections (`db.shared()`, one per core);
+//! `/sequential/queries` uses an exclusive pooled connection.
+//!
 //! Settings (this program's own): `DATABASE_URL`, `BIND_ADDR` (default `127.0.0.1:8080`),
-//! `DB_POOL_SIZE` (default 32: enough to keep 64 client connections' queries in flight on
-//! 2 cores without making Postgres juggle more backends than it has cores for).
+//! `DB_POOL_SIZE` (default 32), `DB_SHARED_CONNECTIONS` (default 0: one per core),
+//! `DB_SHARED_MAX_IN_FLIGHT` (default 256),
+//! `RUNTIME=percore` (one current-thread runtime per core with `SO_REUSEPORT` listeners,
+//! each with its own `Db`; default: one multi-threaded runtime).
 
 use std::cell::Cell;
 use std::time::Duration;
@@ -83,18 +88,19 @@ fn query_count(raw: Option<&str>) -> usize {
         .clamp(1, 500) as usize
 }
 
+/// One row, on the shared pipelined connections: a single short statement.
 async fn one_world(db: &Db) -> Result<World, DbError> {
-    let conn = db.conn().await?;
-    let row = conn.query_one(SELECT_WORLD, &[&random_id()]).await?;
+    let row = db.shared().query_one(SELECT_WORLD, &[&random_id()]).await?;
     Ok(World {
         id: row.get(0),
         random_number: row.get(1),
     })
 }
 
-/// `n` rows on one connection, all in flight at once: tokio-postgres pipelines them.
+/// `n` rows, all in flight at once on the shared connections, pipelined with every other
+/// request's statements.
 async fn many_worlds(db: &Db, n: usize) -> Result<Vec<World>, DbError> {
-    let conn = db.conn().await?;
+    let conn = db.shared();
     let ids: Vec<i32> = (0..n).map(|_| random_id()).collect();
     let params: Vec<[&(dyn ToSql + Sync); 1]> =
         ids.iter().map(|id| [id as &(dyn ToSql + Sync)]).collect();
@@ -108,7 +114,7 @@ async fn many_worlds(db: &Db, n: usize) -> Result<Vec<World>, DbError> {
         .collect())
 }
 
-/// The obvious version: one query after another.
+/// The obvious version: one query after another, on an exclusive connection.
 async fn many_worlds_sequentially(db: &Db, n: usize) -> Result<Vec<World>, DbError> {
     let conn = db.conn().await?;
     let mut worlds = Vec::with_capacity(n);
@@ -134,8 +140,10 @@ async fn update_worlds(db: &Db, n: usize) -> Result<Vec<World>, DbError> {
     sorted.dedup_by_key(|w| w.id);
     let ids: Vec<i32> = sorted.iter().map(|w| w.id).collect();
     let numbers: Vec<i32> = sorted.iter().map(|w| w.random_number).collect();
-    let conn = db.conn().await?;
-    conn.execute(UPDATE_WORLDS, &[&ids, &numbers]).await?;
+    // One statement: the shared path too.
+    db.shared()
+        .execute(UPDATE_WORLDS, &[&ids, &numbers])
+        .await?;
     // A repeated id was written once, with its last number: answer consistently.
     for world in &mut worlds {
         if let Some(written) = sorted.iter().find(|w| w.id == world.id) {
@@ -147,8 +155,7 @@ async fn update_worlds(db: &Db, n: usize) -> Result<Vec<World>, DbError> {
 
 /// The fortunes page: the rows, one more added now, sorted by message, escaped.
 async fn fortunes_html(db: &Db) -> Result<String, DbError> {
-    let conn = db.conn().await?;
-    let rows = conn.query(SELECT_FORTUNES, &[]).await?;
+    let rows = db.shared().query(SELECT_FORTUNES, &[]).await?;
     let mut fortunes: Vec<Fortune> = rows
         .iter()
         .map(|r| Fortune {
@@ -313,27 +320,9 @@ fn contract<A: Application>(layer: &AwsgiLayer, app: A) -> pgbridge::awsgi::Awsg
     layer.layer(app)
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter("warn")
-        .with_ansi(false)
-        .init();
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let bind = std::env::var("BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
-    let pool_size = std::env::var("DB_POOL_SIZE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(32);
-    let mut config = DbConfig::new(url);
-    config.pool_size = pool_size;
-    config.pool_wait = Duration::from_secs(5);
-    let db = Db::connect(&config)?;
-    db.wait_until_ready(Duration::from_secs(2)).await?;
-
+fn app(db: Db) -> Router {
     let layer = AwsgiLayer::new();
-    let app = Router::new()
+    Router::new()
         .route_service("/plaintext", contract(&layer, plaintext))
         .route_service("/json", contract(&layer, json))
         .route_service("/db", contract(&layer, self::db))
@@ -348,10 +337,91 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/native/queries", get(native_queries))
         .route("/native/updates", get(native_updates))
         .route("/native/fortunes", get(native_fortunes))
-        .with_state(db);
+        .with_state(db)
+}
 
-    let listener = tokio::net::TcpListener::bind(&bind).await?;
-    println!("techempower listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app).await?;
-    Ok(())
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Serves on `listener` with its own `Db` (its shared connections belong to this runtime).
+async fn serve(config: DbConfig, listener: tokio::net::TcpListener) -> Result<(), String> {
+    let db = Db::connect(&config).map_err(|e| e.to_string())?;
+    db.wait_until_ready(Duration::from_secs(2))
+        .await
+        .map_err(|e| e.to_string())?;
+    axum::serve(listener, app(db))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// A `SO_REUSEPORT` listener, so that one per core can share the address.
+fn reuseport_listener(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// `RUNTIME=percore`: one current-thread runtime per core, each with its own `SO_REUSEPORT`
+/// listener and its own `Db` (one shared connection, the pool divided between cores).
+/// Otherwise one multi-threaded runtime.
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_ansi(false)
+        .init();
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let bind: std::net::SocketAddr = std::env::var("BIND_ADDR")
+        .unwrap_or_else(|_| "127.0.0.1:8080".into())
+        .parse()?;
+    let mut config = DbConfig::new(url);
+    config.pool_size = env_or("DB_POOL_SIZE", 32);
+    config.pool_wait = Duration::from_secs(5);
+    config.shared.connections = env_or("DB_SHARED_CONNECTIONS", 0);
+    config.shared.max_in_flight = env_or("DB_SHARED_MAX_IN_FLIGHT", 256);
+
+    if std::env::var("RUNTIME").as_deref() == Ok("percore") {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        config.shared.connections = 1;
+        config.pool_size = (config.pool_size / cores).max(1);
+        println!("techempower (per core x {cores}) listening on http://{bind}");
+        let threads: Vec<_> = (0..cores)
+            .map(|_| {
+                let config = config.clone();
+                std::thread::spawn(move || -> Result<(), String> {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| e.to_string())?;
+                    runtime.block_on(async {
+                        let listener = reuseport_listener(bind).map_err(|e| e.to_string())?;
+                        serve(config, listener).await
+                    })
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().map_err(|_| "a server thread panicked")??;
+        }
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(bind).await?;
+        println!("techempower listening on http://{}", listener.local_addr()?);
+        serve(config, listener).await?;
+        Ok(())
+    })
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::db::{DbConfig, PoolMode};
+use crate::db::{DbConfig, PoolMode, SharedConfig};
 
 /// pgbridge: an asynchronous WSGI-shaped application server for Postgres web services.
 #[derive(Debug, Clone, Parser)]
@@ -52,6 +52,22 @@ pub struct Config {
     /// Postgres `statement_timeout`, in milliseconds, set on every connection.
     #[arg(long, env = "DB_STATEMENT_TIMEOUT_MS", default_value_t = 15_000)]
     pub db_statement_timeout_ms: u64,
+
+    /// Shared, pipelined Postgres connections for single short statements (`db.shared()`);
+    /// `0`: one per CPU core.
+    #[arg(long, env = "DB_SHARED_CONNECTIONS", default_value_t = 0)]
+    pub db_shared_connections: usize,
+
+    /// Most statements in flight on one shared connection; past that on all of them,
+    /// statements wait in a bounded queue.
+    #[arg(long, env = "DB_SHARED_MAX_IN_FLIGHT", default_value_t = 256)]
+    pub db_shared_max_in_flight: usize,
+
+    /// Most statements waiting for room on the shared connections; past that, 503 at once
+    /// (backpressure, bounded memory). A waiting statement gets 503 after
+    /// `DB_POOL_TIMEOUT_MS`.
+    #[arg(long, env = "DB_SHARED_MAX_QUEUED", default_value_t = 4096)]
+    pub db_shared_max_queued: usize,
 
     /// Milliseconds until a request without response headers is answered 408 (its query
     /// is then cancelled on the server). Streaming bodies are not cut by it.
@@ -261,6 +277,9 @@ impl Config {
             db_pool_timeout_ms: 2_000,
             db_connect_timeout_ms: 3_000,
             db_statement_timeout_ms: 15_000,
+            db_shared_connections: 0,
+            db_shared_max_in_flight: 256,
+            db_shared_max_queued: 4096,
             request_timeout_ms: 30_000,
             body_limit_bytes: 1024 * 1024,
             ready_timeout_ms: 1_000,
@@ -369,6 +388,11 @@ impl Config {
             pool_wait: Duration::from_millis(self.db_pool_timeout_ms),
             connect_timeout: Duration::from_millis(self.db_connect_timeout_ms),
             statement_timeout: Duration::from_millis(self.db_statement_timeout_ms),
+            shared: SharedConfig {
+                connections: self.db_shared_connections,
+                max_in_flight: self.db_shared_max_in_flight,
+                max_queued: self.db_shared_max_queued,
+            },
             pool_mode: self.db_pool_mode,
         }
     }

@@ -8,8 +8,9 @@
 //!
 //! - [`awsgi`]: the contract (PEP 3333's rules, the fdevent extension) and the tower layer
 //!   that serves it on axum. It knows nothing of Postgres.
-//! - [`db`]: a deadpool-postgres pool whose queries are cancelled on the server when the
-//!   request awaiting them goes away.
+//! - [`db`]: shared, pipelined connections for single statements (`db.shared()`) and a
+//!   deadpool-postgres pool of exclusive ones (`db.conn()`), with statements dealt with on
+//!   the server when the request awaiting them goes away.
 //! - [`apps`]: applications on the contract; [`router`] mounts them beside native routes.
 //! - [`config`], [`error`]: every setting in one place; one JSON error shape.
 //! - [`embedded_pg`]: a private PostgreSQL cluster from the machine's server binaries, the

@@ -172,6 +172,7 @@ impl Metrics {
             out,
             "pgbridge_db_reads_total{{served_by=\"primary\"}} {primary}"
         );
+        render_shared(&mut out, state.db.shared());
         out
     }
 }
@@ -221,6 +222,46 @@ fn counter(out: &mut String, name: &str, help: &str, value: u64) {
     let _ = writeln!(
         out,
         "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+    );
+}
+
+/// The shared, pipelined connections: per connection, statements in flight and whether
+/// it is up; refusals (503) and statements abandoned without a cancel.
+fn render_shared(out: &mut String, shared: &crate::db::Shared) {
+    let status = shared.status();
+    out.push_str(
+        "# HELP pgbridge_db_shared_in_flight Statements in flight on each shared connection.\n",
+    );
+    out.push_str("# TYPE pgbridge_db_shared_in_flight gauge\n");
+    for (i, conn) in status.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "pgbridge_db_shared_in_flight{{connection=\"{i}\"}} {}",
+            conn.in_flight
+        );
+    }
+    out.push_str("# HELP pgbridge_db_shared_up 1 while the shared connection is open.\n");
+    out.push_str("# TYPE pgbridge_db_shared_up gauge\n");
+    for (i, conn) in status.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "pgbridge_db_shared_up{{connection=\"{i}\"}} {}",
+            u8::from(conn.connected)
+        );
+    }
+    out.push_str("# HELP pgbridge_db_shared_rejected_total Statements refused (503) because every shared connection was full.\n");
+    out.push_str("# TYPE pgbridge_db_shared_rejected_total counter\n");
+    let _ = writeln!(
+        out,
+        "pgbridge_db_shared_rejected_total {}",
+        shared.rejected()
+    );
+    out.push_str("# HELP pgbridge_db_shared_abandoned_total Abandoned shared statements left to finish, not cancelled, because others shared the connection.\n");
+    out.push_str("# TYPE pgbridge_db_shared_abandoned_total counter\n");
+    let _ = writeln!(
+        out,
+        "pgbridge_db_shared_abandoned_total {}",
+        crate::db::shared::abandoned_uncancelled()
     );
 }
 

@@ -231,6 +231,60 @@ async fn a_hung_up_clients_query_is_cancelled_over_tls_within_a_second() {
     assert_eq!(reply.status, 200, "{}", reply.text());
 }
 
+/// The shared, pipelined connections go through the same TLS as the pool: against a
+/// TLS-only front they connect, and the cancel for a lone abandoned shared statement goes
+/// over TLS too and idles its backend within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_path_connects_and_cancels_over_tls() {
+    let cluster = tls_cluster().await;
+    let url = cluster.create_database().await;
+    let port = cluster.port().expect("a private cluster");
+    let (proxy, tls, plain) = tls_only_proxy(port).await;
+    let mut config =
+        pgbridge::db::DbConfig::new(swap(&url, &format!(":{port}/"), &format!(":{proxy}/")));
+    config.shared.connections = 1;
+    let db = pgbridge::db::Db::connect(&config).unwrap();
+    let admin = connect(&url).await;
+
+    let one: i32 = db.shared().query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    let encrypted: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.datname = current_database() AND a.application_name = 'pgbridge-shared' \
+               AND s.ssl",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(encrypted, 1, "the shared connection, encrypted");
+
+    let tls_before = tls.load(Ordering::SeqCst);
+    let work = db.shared().query("SELECT pg_sleep(5)", &[]);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), work)
+            .await
+            .is_err()
+    );
+    let dropped = Instant::now();
+    while !active_sleeps(&admin).await.is_empty() {
+        assert!(
+            dropped.elapsed() < Duration::from_secs(1),
+            "the abandoned shared statement still runs (plain-text attempts: {})",
+            plain.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(plain.load(Ordering::SeqCst), 0, "a connection without TLS");
+    assert!(
+        tls.load(Ordering::SeqCst) > tls_before,
+        "the cancel request came over TLS"
+    );
+    let two: i32 = db.shared().query_one("SELECT 2", &[]).await.unwrap().get(0);
+    assert_eq!(two, 2, "the fence came down");
+}
+
 /// Runs the binary against `url`; it must exit within 30 s with a failure status. Returns
 /// what it printed.
 async fn startup_fails(url: &str) -> String {

@@ -15,12 +15,11 @@ use std::time::Duration;
 use deadpool_postgres::Object;
 use tokio::task::JoinHandle;
 use tokio_postgres::tls::MakeTlsConnect;
-use tokio_postgres::types::ToSql;
 use tokio_postgres::{CancelToken, NoTls, Row, Statement};
 
-use super::DbError;
 use super::connect::Tls;
 use super::pooler::{self, NoShutdown, NoShutdownTls, StatementTypes};
+use super::{DbError, Params};
 
 /// Cancels sent for abandoned queries, process-wide, for `/metrics`.
 static CANCELS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -31,10 +30,13 @@ pub fn cancels_sent() -> u64 {
     CANCELS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// How long the clean-up after a cancel may take before the connection is thrown away.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Counts one cancel sent (the shared path's too).
+pub(super) fn count_cancel() {
+    CANCELS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
 
-type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+/// How long the clean-up after a cancel may take before the connection is thrown away.
+pub(super) const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A connection from the [`Db`](super::Db) pool, with cancel-on-drop queries.
 ///
@@ -484,7 +486,7 @@ impl Canceller {
 /// backend, so reading to end-of-stream on a connection of our own closes that window.
 /// The request goes over TLS when the pool's connections do (the token carries their
 /// `sslmode`); the socket is [lent](Lent) to the TLS stream and handed back for that read.
-async fn cancel_and_confirm(
+pub(super) async fn cancel_and_confirm(
     token: &CancelToken,
     server: Option<&ServerAddr>,
 ) -> Result<(), DbError> {

@@ -1,5 +1,9 @@
-//! Postgres, non-blocking: a pool from config, a connection whose queries are cancelled on
-//! the server when the request awaiting them goes away, error mapping, and start-up waiting.
+//! Postgres, non-blocking: two paths. [`Db::shared`] pipelines single short statements
+//! from every request on a few long-lived connections ([`shared`]); [`Db::conn`] lends an
+//! exclusive connection for transactions, `LISTEN` and long or cancellable statements.
+//! On both, a statement whose request goes away is dealt with on the server (cancelled, or
+//! on the shared path left to finish when cancelling could hit a neighbour); errors are
+//! mapped for the HTTP edge; start-up waits for Postgres.
 //!
 //! Applications reach the [`Db`] through the environ's extensions, as a WSGI server
 //! extension key would carry it:
@@ -10,8 +14,8 @@
 //!
 //! async fn count(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
 //!     let db = environ.extensions().get::<Db>().ok_or_else(|| Error::msg("no Db extension"))?;
-//!     let conn = db.conn().await?;
-//!     let row = conn.query_one("SELECT count(*) FROM pg_stat_activity", &[]).await?;
+//!     // One short statement: the shared, pipelined path.
+//!     let row = db.shared().query_one("SELECT count(*) FROM pg_stat_activity", &[]).await?;
 //!     let n: i64 = row.get(0);
 //!     start_response.start("200 OK", [("Content-Type", "text/plain")])?;
 //!     Ok(Body::from(format!("{n} backends\n")))
@@ -25,11 +29,15 @@ pub mod listener;
 pub mod migrate;
 mod pool;
 pub mod pooler;
+mod queries;
 pub mod replica;
 mod scoped;
+pub mod shared;
 
 pub use conn::{Conn, Tx, cancels_sent};
 pub use error::DbError;
 pub use pool::{Db, DbConfig, PoolStatus, Ready};
 pub use pooler::PoolMode;
+pub use queries::{Params, Queries};
 pub use scoped::{ACCOUNT_SETTING, RLS_ROLE, Scoped};
+pub use shared::{Shared, SharedConfig, SharedConnStatus};

@@ -8,7 +8,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 use super::conn::ServerAddr;
 use super::connect::{Endpoint, PgConnect};
 use super::pooler::{PoolMode, StatementTypes};
-use super::{Conn, DbError};
+use super::{Conn, DbError, Shared, SharedConfig};
 
 /// What the pool needs to know. The service fills it from [`crate::config::Config`].
 #[derive(Debug, Clone)]
@@ -23,6 +23,8 @@ pub struct DbConfig {
     pub connect_timeout: Duration,
     /// `statement_timeout`, set on every connection: no statement runs longer.
     pub statement_timeout: Duration,
+    /// The shared, pipelined connections ([`Db::shared`]).
+    pub shared: SharedConfig,
     /// How `url` reaches Postgres: directly (or a session pooler), or through a
     /// transaction pooler (no startup options, unnamed statements; see [`super::pooler`]).
     pub pool_mode: PoolMode,
@@ -42,6 +44,7 @@ impl DbConfig {
             pool_wait: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(3),
             statement_timeout: Duration::from_secs(15),
+            shared: SharedConfig::default(),
             pool_mode: PoolMode::Session,
         }
     }
@@ -68,6 +71,7 @@ pub struct Db {
     pool: Pool,
     server: Arc<ServerAddr>,
     endpoint: Arc<Endpoint>,
+    shared: Shared,
     /// `Some` in transaction-pooler mode.
     unnamed: Option<Arc<StatementTypes>>,
 }
@@ -95,12 +99,12 @@ pub struct PoolStatus {
 }
 
 impl Db {
-    /// Builds the pool. Fails only on a malformed URL or unusable TLS settings (say, an
-    /// `sslrootcert` file that cannot be read).
+    /// Builds the pool and the shared connection set. Fails only on a malformed URL or
+    /// unusable TLS settings (say, an `sslrootcert` file that cannot be read).
     pub fn connect(config: &DbConfig) -> Result<Self, DbError> {
-        let target = PgConnect::parse(&config.url)
+        let mut target = PgConnect::parse(&config.url)
             .map_err(|err| DbError::Config(format!("DATABASE_URL: {err}")))?;
-        let mut pg = target.config().clone();
+        let pg = target.config_mut();
         pg.connect_timeout(config.connect_timeout);
         let statement_ms = config.statement_timeout.as_millis();
         let unnamed = match config.pool_mode {
@@ -118,10 +122,17 @@ impl Db {
         if pg.get_application_name().is_none() {
             pg.application_name("pgbridge");
         }
-        let server = Arc::new(ServerAddr::of(&pg, target.tls()));
+        let server = Arc::new(ServerAddr::of(target.config(), target.tls()));
         let endpoint = Arc::new(target.endpoint());
+        // The same settings and TLS as the pool's; a name of its own in pg_stat_activity.
+        let mut shared_target = target.clone();
+        if shared_target.config().get_application_name() == Some("pgbridge") {
+            shared_target
+                .config_mut()
+                .application_name("pgbridge-shared");
+        }
         let manager = Manager::from_config(
-            pg,
+            target.config().clone(),
             target.tls(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -135,12 +146,40 @@ impl Db {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|err| DbError::Config(err.to_string()))?;
+        // Through a transaction pooler the shared path runs statements unnamed too, with
+        // the pool's parameter types, learnt on a pooled connection.
+        let shared_unnamed = unnamed.clone().map(|types| super::shared::Unnamed {
+            types,
+            pool: pool.clone(),
+            server: server.clone(),
+        });
+        let shared = Shared::new(
+            config.shared,
+            shared_target,
+            Some(server.clone()),
+            config.pool_wait,
+            config.connect_timeout,
+            shared_unnamed,
+        );
         Ok(Self {
             pool,
             server,
             endpoint,
+            shared,
             unnamed,
         })
+    }
+
+    /// The shared, pipelined connections: for single short statements that touch no
+    /// owner-protected table (see [`Shared`]).
+    ///
+    /// ```no_run
+    /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
+    /// let n: i64 = db.shared().query_one("SELECT count(*) FROM pg_stat_activity", &[]).await?.get(0);
+    /// # Ok(()) }
+    /// ```
+    pub fn shared(&self) -> &Shared {
+        &self.shared
     }
 
     /// How this pool reaches Postgres (`DB_POOL_MODE`): a statement path of its own must
@@ -154,8 +193,10 @@ impl Db {
         }
     }
 
-    /// A pooled connection, within the wait timeout. A failure to open a new one is a
-    /// [`DbError::Connect`] that says why and where.
+    /// An exclusive connection from the pool, within the wait timeout: for transactions,
+    /// scopes ([`Scoped`](super::Scoped)), `LISTEN`, session state, and statements that
+    /// may run long. A failure to open a new one is a [`DbError::Connect`] that says why
+    /// and where.
     pub async fn conn(&self) -> Result<Conn, DbError> {
         let object = self.pool.get().await.map_err(|err| match err {
             PoolError::Backend(err) => DbError::Connect(super::connect::ConnectError::connecting(

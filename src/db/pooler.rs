@@ -76,7 +76,7 @@ impl StatementTypes {
         }
     }
 
-    fn cached(&self, sql: &str) -> Option<Arc<[Type]>> {
+    pub(crate) fn cached(&self, sql: &str) -> Option<Arc<[Type]>> {
         self.lock().get(sql).cloned()
     }
 

@@ -1,9 +1,14 @@
 //! The notes' SQL. Every statement is parameterised and prepared once per connection.
+//!
+//! The functions take `&impl Queries`, so they run on whatever the caller holds; the
+//! handlers hold an owner-scoped transaction ([`Scoped`](crate::db::Scoped)) on an
+//! exclusive connection, never the shared path: the policies read a transaction-local
+//! owner that pipelined statements of other requests cannot share.
 
 use serde::Serialize;
 use tokio_postgres::Row;
 
-use crate::db::{Conn, DbError};
+use crate::db::{DbError, Queries};
 
 use super::input::NoteFields;
 
@@ -82,7 +87,7 @@ pub struct Filter {
 }
 
 /// Inserts a note, owned by the scope's account (the column's default).
-pub async fn insert(tx: &Conn, note: &NoteFields) -> Result<Note, DbError> {
+pub async fn insert(tx: &impl Queries, note: &NoteFields) -> Result<Note, DbError> {
     let row = tx
         .query_one(
             concat!(
@@ -96,7 +101,7 @@ pub async fn insert(tx: &Conn, note: &NoteFields) -> Result<Note, DbError> {
 }
 
 /// One note.
-pub async fn get(conn: &Conn, id: i64) -> Result<Option<Note>, DbError> {
+pub async fn get(conn: &impl Queries, id: i64) -> Result<Option<Note>, DbError> {
     let row = conn
         .query_opt(
             concat!("SELECT ", note_columns!(), " FROM notes WHERE id = $1"),
@@ -109,7 +114,7 @@ pub async fn get(conn: &Conn, id: i64) -> Result<Option<Note>, DbError> {
 /// A page, newest first, starting after the note `after` (keyset pagination: stable under
 /// inserts and deletes, and as fast on page 1,000 as on page 1).
 pub async fn list(
-    conn: &Conn,
+    conn: &impl Queries,
     filter: &Filter,
     after: Option<i64>,
     limit: i64,
@@ -143,7 +148,7 @@ pub async fn list(
 /// Replaces a note's fields if its version is still `expected` (`None`: any version).
 /// `Ok(None)`: no such note at that version.
 pub async fn update(
-    conn: &Conn,
+    conn: &impl Queries,
     id: i64,
     expected: Option<i32>,
     note: &NoteFields,
@@ -164,7 +169,7 @@ pub async fn update(
 }
 
 /// Deletes a note if its version is still `expected` (`None`: any). Whether it did.
-pub async fn delete(conn: &Conn, id: i64, expected: Option<i32>) -> Result<bool, DbError> {
+pub async fn delete(conn: &impl Queries, id: i64, expected: Option<i32>) -> Result<bool, DbError> {
     let deleted = conn
         .execute(
             "DELETE FROM notes WHERE id = $1 AND ($2::int IS NULL OR version = $2)",
@@ -190,7 +195,11 @@ pub struct Recorded {
 }
 
 /// The response recorded under `key` on `route`, if any (the owner's only: the policies).
-pub async fn recorded(conn: &Conn, route: &str, key: &str) -> Result<Option<Recorded>, DbError> {
+pub async fn recorded(
+    conn: &impl Queries,
+    route: &str,
+    key: &str,
+) -> Result<Option<Recorded>, DbError> {
     let row = conn
         .query_opt(
             "SELECT request_hash, status, location, etag, response FROM idempotency_keys \
@@ -209,7 +218,12 @@ pub async fn recorded(conn: &Conn, route: &str, key: &str) -> Result<Option<Reco
 
 /// Records `response` under `key`. Fails with [`DbError::Conflict`] if another request
 /// recorded the key first.
-pub async fn record(tx: &Conn, route: &str, key: &str, recorded: &Recorded) -> Result<(), DbError> {
+pub async fn record(
+    tx: &impl Queries,
+    route: &str,
+    key: &str,
+    recorded: &Recorded,
+) -> Result<(), DbError> {
     tx.execute(
         "INSERT INTO idempotency_keys (route, key, request_hash, status, location, etag, response) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",

@@ -1,0 +1,336 @@
+//! The shared path: a few long-lived connections on which single statements from any
+//! number of concurrent requests are pipelined.
+//!
+//! Each connection carries many statements at once (tokio-postgres writes a statement as
+//! soon as it is submitted and matches answers in order), and prepares each SQL text once.
+//! A handful of busy backends instead of one per request: Postgres spends its cores on
+//! queries rather than on switching between backends.
+//!
+//! | file | job |
+//! | --- | --- |
+//! | `set.rs` | the connection set: lazy opening, replacement, round-robin choice, backpressure |
+//! | `link.rs` | one connection: client, statement cache, statements in flight, the fence |
+//! | `fence.rs` | cancel fencing: an abandoned statement never cancels a neighbour's |
+//!
+//! Use it for single, short statements that touch no owner-protected table; use
+//! [`Db::conn`](super::Db::conn) (an exclusive connection) for transactions, owner-scoped
+//! statements ([`Scoped`](super::Scoped): a transaction-local owner cannot be shared by
+//! pipelined statements of other requests), `LISTEN`, session state, and anything that may
+//! run long and should be cancelled the moment its request goes away.
+
+mod fence;
+mod link;
+mod set;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use std::future::Future;
+
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, Row, Statement};
+
+use self::set::Set;
+use super::conn::{Conn, SETTLE_TIMEOUT, ServerAddr};
+use super::pooler::{self, StatementTypes};
+use super::{DbError, Params};
+
+pub use fence::abandoned_uncancelled;
+
+/// Transaction-pooler mode (`DB_POOL_MODE=transaction`): what the shared path needs to run
+/// its statements unnamed, as the pool does (see [`super::pooler`]).
+pub(super) struct Unnamed {
+    /// Parameter types per statement text and the statement timeout, the pool's own.
+    pub(super) types: Arc<StatementTypes>,
+    /// Where a statement text seen for the first time is learnt: on a pooled connection,
+    /// in a transaction of its own. (Not on a shared one: a `BEGIN` there would take in
+    /// the statements of other requests pipelined behind it.)
+    pub(super) pool: deadpool_postgres::Pool,
+    /// Where the pooled connection's cancels go.
+    pub(super) server: Arc<ServerAddr>,
+}
+
+impl Unnamed {
+    /// `sql`'s parameter types: cached, or learnt now on a pooled connection.
+    async fn param_types(&self, sql: &str) -> Result<Arc<[Type]>, DbError> {
+        if let Some(types) = self.types.cached(sql) {
+            return Ok(types);
+        }
+        let object = self.pool.get().await?;
+        let conn = Conn::new(object, Some(self.server.clone()), Some(self.types.clone()));
+        conn.guarded(self.types.outside_tx(conn.client(), sql))
+            .await
+            .map_err(Into::into)
+    }
+}
+
+/// The shared, pipelined connections of a [`Db`](super::Db); get it with
+/// [`Db::shared`](super::Db::shared). Cheap to clone.
+///
+/// ```no_run
+/// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
+/// // A single short statement on a table without row-level security: the shared path.
+/// let row = db.shared().query_one("SELECT name FROM countries WHERE code = $1", &[&"FR"]).await?;
+/// let name: String = row.get(0);
+///
+/// // A transaction, an owner scope, LISTEN, or a statement that may run long: an
+/// // exclusive connection.
+/// let mut conn = db.conn().await?;
+/// let tx = conn.transaction().await?;
+/// tx.execute("DELETE FROM countries WHERE code = $1", &[&"FR"]).await?;
+/// tx.commit().await?;
+/// # Ok(()) }
+/// ```
+///
+/// Guarantees:
+/// - A statement whose future is dropped is cancelled on the server only when it is the
+///   connection's sole statement in flight (new statements are held back until the cancel
+///   has landed); otherwise it runs to its end and its answer is discarded. It never
+///   cancels another request's statement.
+/// - A connection that dies fails its statements at once ([`DbError::Unavailable`], 503)
+///   and is replaced by the next statement that needs it.
+/// - At most `max_in_flight` statements per connection and `max_queued` waiting for room;
+///   past that, [`DbError::Unavailable`] at once rather than a growing queue.
+/// - `statement_timeout` applies as on the pool: on the server; or, through a transaction
+///   pooler (`DB_POOL_MODE=transaction`: unnamed statements, no startup option), on the
+///   client, with a cancel sent only once every statement in flight on the connection has
+///   expired, so that it cannot hit a statement whose caller still waits.
+#[derive(Clone)]
+pub struct Shared {
+    set: Arc<Set>,
+}
+
+/// Settings of the shared path; part of [`DbConfig`](super::DbConfig).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedConfig {
+    /// Shared connections; `0` means one per CPU core.
+    pub connections: usize,
+    /// Most statements in flight on one shared connection.
+    pub max_in_flight: usize,
+    /// Most statements waiting for room when every shared connection has `max_in_flight`;
+    /// past that, a statement fails at once with [`DbError::Unavailable`] (503). A waiting
+    /// statement gets 503 too if no room comes within the pool's wait timeout.
+    pub max_queued: usize,
+}
+
+impl Default for SharedConfig {
+    fn default() -> Self {
+        Self {
+            connections: 0,
+            max_in_flight: 256,
+            max_queued: 4096,
+        }
+    }
+}
+
+impl SharedConfig {
+    /// The number of connections, `0` resolved to the number of cores.
+    pub fn resolved_connections(&self) -> usize {
+        if self.connections > 0 {
+            self.connections
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+/// One shared connection's state, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedConnStatus {
+    /// Whether the connection is open.
+    pub connected: bool,
+    /// Statements in flight on it.
+    pub in_flight: usize,
+    /// Whether a cancel is settling on it (new statements held back).
+    pub fenced: bool,
+}
+
+impl Shared {
+    pub(super) fn new(
+        config: SharedConfig,
+        pg: super::connect::PgConnect,
+        server: Option<Arc<ServerAddr>>,
+        wait: Duration,
+        connect_timeout: Duration,
+        unnamed: Option<Unnamed>,
+    ) -> Self {
+        let set = Set::new(
+            config.resolved_connections(),
+            config.max_in_flight,
+            config.max_queued,
+            pg,
+            server,
+            wait,
+            connect_timeout,
+            unnamed,
+        );
+        Self { set: Arc::new(set) }
+    }
+
+    /// Runs `sql` (prepared once per connection) and returns its rows.
+    pub async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
+        self.run(sql, params).await
+    }
+
+    /// Runs `sql` and returns its one row; no row, or several, is an error.
+    pub async fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, DbError> {
+        self.run(sql, params).await
+    }
+
+    /// Runs `sql` and returns its row, if any.
+    pub async fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
+        self.run(sql, params).await
+    }
+
+    /// Runs `sql` and returns the number of rows it changed.
+    pub async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
+        self.run(sql, params).await
+    }
+
+    /// One statement on a link: a place first, then the statement — prepared once per
+    /// connection; or, through a transaction pooler, unnamed (parameter types learnt once
+    /// per statement text) under the client-side statement timeout.
+    async fn run<T: Answer>(&self, sql: &str, params: Params<'_>) -> Result<T, DbError> {
+        if let Some(unnamed) = &self.set.unnamed {
+            // Before taking a place: learning may borrow a pooled connection.
+            let types = unnamed.param_types(sql).await?;
+            let ticket = self.set.acquire().await?;
+            let link = ticket.link().clone();
+            let work = T::run(link.client(), sql, pooler::typed(params, &types));
+            return timed(ticket, unnamed.types.statement_timeout, work).await;
+        }
+        let ticket = self.set.acquire().await?;
+        let link = ticket.link().clone();
+        let statement = match link.prepare(sql).await {
+            Ok(statement) => statement,
+            Err(err) => return finish(ticket, Err(err)),
+        };
+        let out = T::named(link.client(), &statement, params).await;
+        finish(ticket, out.map_err(Into::into))
+    }
+
+    /// Each shared connection's state, in slot order.
+    pub fn status(&self) -> Vec<SharedConnStatus> {
+        self.set
+            .slots()
+            .iter()
+            .map(|slot| match slot.current() {
+                Some(link) => {
+                    let state = link.state();
+                    SharedConnStatus {
+                        connected: !link.is_closed(),
+                        in_flight: state.in_flight,
+                        fenced: state.fenced || state.draining,
+                    }
+                }
+                None => SharedConnStatus {
+                    connected: false,
+                    in_flight: 0,
+                    fenced: false,
+                },
+            })
+            .collect()
+    }
+
+    /// Statements refused with 503 because the shared connections were saturated (queue
+    /// full or no room in time) or fenced for too long.
+    pub fn rejected(&self) -> u64 {
+        self.set.rejected.load(Ordering::Relaxed)
+    }
+}
+
+/// The statement has its answer: stop counting it, whatever the answer.
+fn finish<T>(ticket: fence::Ticket, out: Result<T, DbError>) -> Result<T, DbError> {
+    ticket.finish();
+    out
+}
+
+/// The client-side statement timeout (transaction-pooler mode, where no server-side
+/// `statement_timeout` can be set), as `Canceller::timed` does it on the pool: past
+/// `timeout` the statement [expires](fence::Ticket::expire) — it is cancelled as soon as
+/// that can hit no one else's statement — and its answer is awaited, normally the server's
+/// `57014 query_canceled` ([`DbError::Timeout`], as from a server-side timeout). The
+/// statements in flight with it were all admitted before it expired, so they expire within
+/// another `timeout` and the cancel follows; no answer by then and [`SETTLE_TIMEOUT`] more:
+/// [`DbError::Unavailable`], and the connection is replaced.
+async fn timed<T, F>(mut ticket: fence::Ticket, timeout: Duration, work: F) -> Result<T, DbError>
+where
+    F: Future<Output = Result<T, tokio_postgres::Error>>,
+{
+    tokio::pin!(work);
+    if let Ok(out) = tokio::time::timeout(timeout, &mut work).await {
+        return finish(ticket, out.map_err(Into::into));
+    }
+    ticket.expire();
+    match tokio::time::timeout(timeout + SETTLE_TIMEOUT, work).await {
+        Ok(out) => finish(ticket, out.map_err(Into::into)),
+        Err(_) => {
+            ticket.link().mark_broken();
+            Err(DbError::Unavailable(format!(
+                "a shared statement ran past the statement timeout ({timeout:?}) and did not answer its cancel"
+            )))
+        }
+    }
+}
+
+/// What a statement returns — all rows, exactly one, at most one, or the count of rows
+/// changed — and how to run it, prepared ([`Answer::named`]) or unnamed
+/// ([`pooler::Shape::run`]).
+trait Answer: pooler::Shape {
+    /// Runs the prepared `statement`.
+    async fn named(
+        client: &Client,
+        statement: &Statement,
+        params: Params<'_>,
+    ) -> Result<Self, tokio_postgres::Error>;
+}
+
+impl Answer for Vec<Row> {
+    async fn named(
+        client: &Client,
+        statement: &Statement,
+        params: Params<'_>,
+    ) -> Result<Self, tokio_postgres::Error> {
+        client.query(statement, params).await
+    }
+}
+
+impl Answer for Row {
+    async fn named(
+        client: &Client,
+        statement: &Statement,
+        params: Params<'_>,
+    ) -> Result<Self, tokio_postgres::Error> {
+        client.query_one(statement, params).await
+    }
+}
+
+impl Answer for Option<Row> {
+    async fn named(
+        client: &Client,
+        statement: &Statement,
+        params: Params<'_>,
+    ) -> Result<Self, tokio_postgres::Error> {
+        client.query_opt(statement, params).await
+    }
+}
+
+impl Answer for u64 {
+    async fn named(
+        client: &Client,
+        statement: &Statement,
+        params: Params<'_>,
+    ) -> Result<Self, tokio_postgres::Error> {
+        client.execute(statement, params).await
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("connections", &self.set.slots().len())
+            .field("max_in_flight", &self.set.max_in_flight)
+            .finish_non_exhaustive()
+    }
+}
