@@ -10,6 +10,7 @@
 #
 #   bash bench/hostile.sh                      # about 3 minutes
 #   FLOOD_SECS=20 bash bench/hostile.sh        # shorter floods
+#   SKIP_REPLAY=1 bash bench/hostile.sh        # without the replay half (bench/hostile_replay.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FLOOD_SECS=${FLOOD_SECS:-45}
@@ -38,8 +39,16 @@ start_server() {
   SERVER_PID=$!
   BENCH_PIDS+=("$SERVER_PID")
   BASE="http://127.0.0.1:$PORT"
-  for _ in $(seq 200); do curl -sf "$BASE/healthz" >/dev/null && return; sleep 0.1; done
+  for _ in $(seq 200); do curl -sf "$BASE/healthz" >/dev/null && { login; return; }; sleep 0.1; done
   echo "server did not start" >&2; cat "$WORK/server-$PORT.log" >&2; exit 1
+}
+# The normal client's account (/notes needs a bearer token): signed up once per database,
+# logged in again after each restart.
+login() {
+  local credentials='{"username":"bench-normal","password":"bench-normal-password"}'
+  curl -s -o /dev/null -H 'Content-Type: application/json' -d "$credentials" "$BASE/accounts"
+  TOKEN=$(curl -fsS -H 'Content-Type: application/json' -d "$credentials" "$BASE/sessions" \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
 }
 stop_server() { kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; }
 rss_mb() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
@@ -57,14 +66,15 @@ peaks() {
 }
 to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
 wrk_p99() { # p99 in ms of 10 s of GET /notes on 4 keep-alive connections
-  local out; out=$(wrk -t1 -c4 -d10s --timeout 30s --latency "$BASE/notes" 2>&1)
+  local out; out=$(wrk -t1 -c4 -d10s --timeout 30s --latency -H "Authorization: Bearer $TOKEN" "$BASE/notes" 2>&1)
   echo "$out" >> "$WORK/wrk.log"
   to_ms "$(echo "$out" | awk '$1 == "99%" {print $2}')"
 }
 fresh_requests() { # 20 GET /notes, each on a new connection: "served/20, max ms"
   local ok=0 max=0 t
   for _ in $(seq 20); do
-    if t=$(curl -s -o /dev/null -m 30 -w '%{http_code} %{time_total}' "$BASE/notes"); then
+    if t=$(curl -s -o /dev/null -m 30 -w '%{http_code} %{time_total}' \
+      -H "Authorization: Bearer $TOKEN" "$BASE/notes"); then
       [ "${t%% *}" = 200 ] && ok=$((ok + 1))
       max=$(awk -v a="$max" -v b="${t##* }" 'BEGIN {print (b * 1000 > a) ? b * 1000 : a}')
     fi
@@ -134,7 +144,7 @@ $(printf '%s\n' "${ROWS[@]}")"
 write_section hostile "$SECTION"
 echo "== written to bench/RESULTS.md"
 
-if [ -f bench/hostile_replay.sh ]; then
+if [ -z "${SKIP_REPLAY:-}" ] && [ -f bench/hostile_replay.sh ]; then
   echo "== bench/hostile_replay.sh"
   bash bench/hostile_replay.sh
 fi
