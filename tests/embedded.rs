@@ -9,16 +9,9 @@ use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use common::http::{authenticate_by_default, get, send};
+use common::process::{KillOnDrop, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pgbridge");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A folder for the cluster that the `postgres` user can reach when we are root.
 fn temp_dir(name: &str) -> PathBuf {
@@ -27,33 +20,7 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// A started `pgbridge`, killed (SIGKILL) when dropped unless it has exited: a failing test
-/// leaves no service behind (and the watchdog then stops its cluster).
-struct Running(std::process::Child);
-
-impl std::ops::Deref for Running {
-    type Target = std::process::Child;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Running {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn spawn(pg_dir: &Path, port: u16, log: &Path) -> Running {
+fn spawn(pg_dir: &Path, port: u16, log: &Path) -> KillOnDrop {
     let log = std::fs::File::create(log).expect("log file");
     let mut command = Command::new(BIN);
     command
@@ -67,27 +34,10 @@ fn spawn(pg_dir: &Path, port: u16, log: &Path) -> Running {
     if let Some(path) = std::env::var_os("PATH") {
         command.env("PATH", path);
     }
-    Running(command.spawn().expect("start pgbridge"))
+    KillOnDrop(command.spawn().expect("start pgbridge"))
 }
 
-async fn wait_ready(addr: std::net::SocketAddr, child: &mut Running, log: &Path) {
-    // initdb on a loaded 2-core machine can take a while.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("pgbridge exited ({status}):\n{}", read(log));
-        }
-        if tokio::net::TcpStream::connect(addr).await.is_ok()
-            && get(addr, "/readyz").await.status == 200
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "never ready:\n{}", read(log));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn terminate(child: &mut Running) -> ExitStatus {
+async fn terminate(child: &mut KillOnDrop) -> ExitStatus {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -150,7 +100,7 @@ async fn no_database_url_runs_its_own_postgres_and_keeps_the_data() {
     // harness signs one up (it is kept with the data, like the note).
     authenticate_by_default(addr);
     let mut child = spawn(&pg_dir, port, &log);
-    wait_ready(addr, &mut child, &log).await;
+    child.wait_ready(addr, Duration::from_secs(120), &log).await;
     assert!(
         data.join("PG_VERSION").is_file(),
         "no cluster in {}",
@@ -181,7 +131,9 @@ async fn no_database_url_runs_its_own_postgres_and_keeps_the_data() {
     let log2 = pg_dir.with_extension("second.log");
     authenticate_by_default(addr2);
     let mut second = spawn(&pg_dir, port2, &log2);
-    wait_ready(addr2, &mut second, &log2).await;
+    second
+        .wait_ready(addr2, Duration::from_secs(120), &log2)
+        .await;
     assert_eq!(get(addr2, &location).await.status, 200);
     assert!(
         read(&log2).contains("another pgbridge owns"),
@@ -208,7 +160,7 @@ async fn no_database_url_runs_its_own_postgres_and_keeps_the_data() {
 
     // Second run: the same data, no new cluster.
     let mut child = spawn(&pg_dir, port, &log);
-    wait_ready(addr, &mut child, &log).await;
+    child.wait_ready(addr, Duration::from_secs(120), &log).await;
     let note = get(addr, &location).await;
     assert_eq!(note.status, 200, "{}", note.text());
     assert_eq!(note.json()["title"], "kept");
@@ -233,7 +185,7 @@ async fn no_database_url_runs_its_own_postgres_and_keeps_the_data() {
     // Killed with its watchdog: the cluster is left running, and the next start reuses it
     // (and stops it at exit).
     let mut child = spawn(&pg_dir, port, &log);
-    wait_ready(addr, &mut child, &log).await;
+    child.wait_ready(addr, Duration::from_secs(120), &log).await;
     let watchdogs = processes_with(&["pgbridge-pg-watchdog", &data.to_string_lossy()]);
     assert_eq!(watchdogs.len(), 1, "{watchdogs:?}");
     for pid in watchdogs {
@@ -244,7 +196,7 @@ async fn no_database_url_runs_its_own_postgres_and_keeps_the_data() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(postmaster_running(&data), "nothing left running to reuse");
     let mut child = spawn(&pg_dir, port, &log);
-    wait_ready(addr, &mut child, &log).await;
+    child.wait_ready(addr, Duration::from_secs(120), &log).await;
     assert!(
         read(&log).contains("reusing the PostgreSQL cluster"),
         "{}",

@@ -7,30 +7,18 @@ use std::time::{Duration, Instant};
 
 use common::accounts::Account;
 use common::http::{HARNESS_USER, default_token, send};
-use common::service::{TestService, connect, start};
+use common::service::{TestService, connect, start_live};
 use common::sse::{self, Event};
 use pgbridge::apps::notes::events::{Broadcast, replay};
 use pgbridge::config::Config;
 use pgbridge::db::listener::{ListenConfig, Listener};
-use pgbridge::db::migrate::Migrator;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WAIT: Duration = Duration::from_secs(10);
 
 async fn service(configure: impl FnOnce(&mut Config)) -> TestService {
-    let service = start(configure).await;
-    Migrator::embedded()
-        .unwrap()
-        .run_url(&service.database_url)
-        .await
-        .expect("migrate");
-    let deadline = Instant::now() + WAIT;
-    while !service.state.feed.listener.is_connected() {
-        assert!(Instant::now() < deadline, "the listener never connected");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    service
+    start_live(configure, WAIT).await
 }
 
 async fn create(service: &TestService, title: &str) -> i64 {

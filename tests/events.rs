@@ -5,28 +5,15 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::http::send;
-use common::service::{TestService, connect, start};
+use common::service::{TestService, connect, start_live};
 use common::sse::{self, Event};
 use pgbridge::config::Config;
-use pgbridge::db::migrate::Migrator;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(5);
 
 async fn service(configure: impl FnOnce(&mut Config)) -> TestService {
-    let service = start(configure).await;
-    Migrator::embedded()
-        .unwrap()
-        .run_url(&service.database_url)
-        .await
-        .expect("migrate");
-    // The listener connects in the background; wait for it so tests start from "live".
-    let deadline = Instant::now() + WAIT;
-    while !service.state.feed.listener.is_connected() {
-        assert!(Instant::now() < deadline, "the listener never connected");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    service
+    start_live(configure, WAIT).await
 }
 
 async fn create(service: &TestService, title: &str) -> i64 {

@@ -11,48 +11,15 @@ use std::time::{Duration, Instant};
 
 use common::http::{authenticate_by_default, get, send};
 use common::pg::Cluster;
+use common::process::{KillOnDrop, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pgbridge");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn log_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("pgbridge-logs-{name}-{}.log", std::process::id()))
 }
 
-/// A started `pgbridge`, killed (SIGKILL) when dropped unless it has exited: a failing test
-/// leaves no service behind (and the watchdog then stops its cluster).
-struct Running(std::process::Child);
-
-impl std::ops::Deref for Running {
-    type Target = std::process::Child;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Running {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn spawn(database_url: &str, port: u16, log: &Path, env: &[(&str, &str)]) -> Running {
+fn spawn(database_url: &str, port: u16, log: &Path, env: &[(&str, &str)]) -> KillOnDrop {
     let file = std::fs::File::create(log).expect("log file");
     let mut command = Command::new(BIN);
     command
@@ -66,26 +33,10 @@ fn spawn(database_url: &str, port: u16, log: &Path, env: &[(&str, &str)]) -> Run
     for (name, value) in env {
         command.env(name, value);
     }
-    Running(command.spawn().expect("start pgbridge"))
+    KillOnDrop(command.spawn().expect("start pgbridge"))
 }
 
-async fn wait_ready(addr: SocketAddr, child: &mut Running, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("pgbridge exited ({status}):\n{}", read(log));
-        }
-        if tokio::net::TcpStream::connect(addr).await.is_ok()
-            && get(addr, "/readyz").await.status == 200
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "never ready:\n{}", read(log));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn wait_exit(child: &mut Running, within: Duration) -> ExitStatus {
+async fn wait_exit(child: &mut KillOnDrop, within: Duration) -> ExitStatus {
     let deadline = Instant::now() + within;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -99,7 +50,7 @@ async fn wait_exit(child: &mut Running, within: Duration) -> ExitStatus {
     }
 }
 
-async fn stop(child: &mut Running) -> ExitStatus {
+async fn stop(child: &mut KillOnDrop) -> ExitStatus {
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -132,10 +83,10 @@ async fn refusals_cancels_and_restarts_are_quiet_and_abandoned_requests_logged()
     // The first start creates the migrations table; the second must not log a notice
     // about it existing.
     let mut child = spawn(&url, port, &log, &[]);
-    wait_ready(addr, &mut child, &log).await;
+    child.wait_ready(addr, Duration::from_secs(60), &log).await;
     assert!(stop(&mut child).await.success(), "{}", read(&log));
     let mut child = spawn(&url, port, &log, &[]);
-    wait_ready(addr, &mut child, &log).await;
+    child.wait_ready(addr, Duration::from_secs(60), &log).await;
     authenticate_by_default(addr);
 
     for path in [
@@ -214,7 +165,7 @@ async fn json_lines_parse() {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let log = log_path("json");
     let mut child = spawn(&url, port, &log, &[("LOG_FORMAT", "json")]);
-    wait_ready(addr, &mut child, &log).await;
+    child.wait_ready(addr, Duration::from_secs(60), &log).await;
     assert_eq!(get(addr, "/healthz").await.status, 200);
     assert!(stop(&mut child).await.success(), "{}", read(&log));
 

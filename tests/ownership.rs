@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::accounts::{Account, assert_401};
-use common::service::{TestService, connect, start};
+use common::service::{TestService, connect, start_live};
 use common::sse;
 use pgbridge::apps::notes::events::replay;
 use pgbridge::config::Config;
@@ -19,18 +19,7 @@ use sha2::Digest;
 const WAIT: Duration = Duration::from_secs(5);
 
 async fn service(configure: impl FnOnce(&mut Config)) -> TestService {
-    let service = start(configure).await;
-    Migrator::embedded()
-        .unwrap()
-        .run_url(&service.database_url)
-        .await
-        .expect("migrate");
-    let deadline = Instant::now() + WAIT;
-    while !service.state.feed.listener.is_connected() {
-        assert!(Instant::now() < deadline, "the listener never connected");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    service
+    start_live(configure, WAIT).await
 }
 
 async fn account_id(service: &TestService, username: &str) -> i64 {

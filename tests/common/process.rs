@@ -205,3 +205,59 @@ pub fn find_program(candidates: &[&str]) -> PathBuf {
         .find(|p| p.is_file())
         .unwrap_or_else(|| panic!("none of {candidates:?} exists: install it (bash .ci/run does)"))
 }
+
+/// A child process killed (SIGKILL) when dropped unless it has exited, so a failing test
+/// leaves no process behind (a `pgbridge`'s watchdog then stops its embedded cluster).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl KillOnDrop {
+    /// Waits until the service at `addr` answers `/readyz` 200, failing with its log (the
+    /// file at `log`) if it exits or is not ready `within`.
+    pub async fn wait_ready(
+        &mut self,
+        addr: std::net::SocketAddr,
+        within: Duration,
+        log: &std::path::Path,
+    ) {
+        let read = || std::fs::read_to_string(log).unwrap_or_default();
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                panic!("pgbridge exited ({status}):\n{}", read());
+            }
+            if tokio::net::TcpStream::connect(addr).await.is_ok()
+                && super::http::get(addr, "/readyz").await.status == 200
+            {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never ready:\n{}",
+                read()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

@@ -22,6 +22,29 @@ pub async fn start(configure: impl FnOnce(&mut Config)) -> TestService {
     start_on(database_url, configure).await
 }
 
+/// [`start`], then the migrations, then waits (at most `wait`) until the event listener is
+/// connected, so a test starts from "live".
+pub async fn start_live(
+    configure: impl FnOnce(&mut Config),
+    wait: std::time::Duration,
+) -> TestService {
+    let service = start(configure).await;
+    pgbridge::db::migrate::Migrator::embedded()
+        .expect("embedded migrations")
+        .run_url(&service.database_url)
+        .await
+        .expect("migrate");
+    let deadline = std::time::Instant::now() + wait;
+    while !service.state.feed.listener.is_connected() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the listener never connected"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    service
+}
+
 /// Starts the router on `database_url`.
 ///
 /// With `PGBRIDGE_TEST_POOLER_URL` set (`postgres://user@pgbouncer-host:port`, a PgBouncer
