@@ -96,7 +96,7 @@ impl From<tokio_postgres::Error> for DbError {
 
 /// The driver's error with its causes (tokio-postgres' `Display` says only "db error"),
 /// and a hint where the cause is a known misconfiguration.
-fn describe(err: &tokio_postgres::Error) -> String {
+pub(crate) fn describe(err: &tokio_postgres::Error) -> String {
     let mut text = err.to_string();
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {

@@ -227,7 +227,8 @@ async fn listen_once<T: Send + Sync + 'static>(
                 }
                 Some(Ok(_)) => {}
                 Some(Err(err)) => {
-                    tracing::warn!(error = %err, "LISTEN connection error");
+                    let error = super::error::describe(&err);
+                    tracing::warn!(%error, "LISTEN connection error");
                     return Ok(());
                 }
                 None => return Ok(()),
