@@ -15,8 +15,25 @@ use pgbridge::{AppState, config::Config, router};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Socket activation (systemd `.socket` units, `systemfd`, the tests): a listening socket
+    // passed as fd 3 with `LISTEN_FDS=1`. Taken before the runtime starts its threads, since
+    // taking it removes `LISTEN_FDS`/`LISTEN_PID` from the environment.
+    let inherited = listenfd::ListenFd::from_env().take_tcp_listener(0);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(start(inherited))
+}
+
+async fn start(inherited: std::io::Result<Option<std::net::TcpListener>>) -> ExitCode {
     let mut config = Config::parse();
     if config.healthcheck {
         return healthcheck(config.bind_addr).await;
@@ -24,13 +41,8 @@ async fn main() -> ExitCode {
     init_logging(&config);
 
     // Bind first: a busy port fails at once, naming the address, before any database work.
-    let bind = config.bind_addr;
-    let listener = match TcpListener::bind(bind).await {
-        Ok(listener) => listener,
-        Err(err) => {
-            tracing::error!(addr = %bind, error = %err, "cannot listen on {bind}: {err}");
-            return ExitCode::FAILURE;
-        }
+    let Some(listener) = listen(config.bind_addr, inherited).await else {
+        return ExitCode::FAILURE;
     };
 
     let embedded = if config.embedded_database() {
@@ -58,6 +70,42 @@ async fn main() -> ExitCode {
         Err(err) => {
             tracing::error!(error = %err, "pgbridge stopped");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The listening socket: the one passed by a service manager (`LISTEN_FDS`), else a new one
+/// bound to `bind`. `None` when neither works; the reason is logged.
+async fn listen(
+    bind: SocketAddr,
+    inherited: std::io::Result<Option<std::net::TcpListener>>,
+) -> Option<TcpListener> {
+    let adopted = match inherited {
+        Ok(Some(listener)) => listener
+            .set_nonblocking(true)
+            .and_then(|()| TcpListener::from_std(listener)),
+        Ok(None) => {
+            return TcpListener::bind(bind)
+                .await
+                .inspect_err(|err| {
+                    tracing::error!(addr = %bind, error = %err, "cannot listen on {bind}: {err}");
+                })
+                .ok();
+        }
+        Err(err) => Err(err),
+    };
+    match adopted {
+        Ok(listener) => {
+            let addr = listener.local_addr().ok();
+            tracing::info!(
+                addr = ?addr,
+                "using the listening socket passed in LISTEN_FDS (BIND_ADDR is not used)"
+            );
+            Some(listener)
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "LISTEN_FDS is set, but fd 3 is not a usable TCP listener: {err}");
+            None
         }
     }
 }

@@ -178,3 +178,36 @@ async fn waits_for_a_database_that_is_down_and_does_not_crash() {
     assert!(!logged.contains("panicked"), "{logged}");
     let _ = std::fs::remove_file(log);
 }
+
+#[tokio::test]
+async fn serves_on_a_socket_passed_in_listen_fds_instead_of_binding() {
+    let url = Cluster::shared().await.create_database().await;
+    // BIND_ADDR names a port that is taken: binding it would fail at once.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = common::process::loopback_listener();
+    let addr = listener.local_addr().unwrap();
+    let log = temp_log("listenfds");
+    let file = std::fs::File::create(&log).expect("log file");
+    let mut command = Command::new(BIN);
+    command
+        .env_clear()
+        .env("DATABASE_URL", &url)
+        .env("BIND_ADDR", taken.local_addr().unwrap().to_string())
+        .env("RUST_LOG", "info")
+        .stdout(file.try_clone().expect("log file"))
+        .stderr(file);
+    common::process::pass_listener(&mut command, listener);
+    let mut child = common::process::KillOnDrop(command.spawn().expect("start pgbridge"));
+    drop(command);
+    let reply = tokio::time::timeout(Duration::from_secs(30), get(addr, "/healthz"))
+        .await
+        .expect("served on the passed socket");
+    assert_eq!(reply.status, 200);
+    terminate(&child);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("passed in LISTEN_FDS"), "{logged}");
+    assert!(!logged.contains("cannot listen"), "{logged}");
+    let _ = std::fs::remove_file(log);
+}

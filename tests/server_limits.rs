@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use common::http::get;
+use common::http::{get, send};
 use common::pg::Cluster;
+use common::process::{loopback_listener, pass_listener};
 use common::service::{active_sleeps, connect};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pgbridge");
@@ -34,6 +35,24 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// Waits until the server answers `/healthz` (migrations done, accepting), failing with
+    /// its log if it exits or takes more than 30 s.
+    async fn wait_serving(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                panic!("pgbridge exited ({status}):\n{}", self.log());
+            }
+            let request = http::Request::get("/healthz").body(String::new()).unwrap();
+            let probe = tokio::time::timeout(Duration::from_secs(2), send(self.addr, request));
+            if matches!(probe.await, Ok(Ok(reply)) if reply.status == 200) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "never served:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -48,18 +67,11 @@ impl Server {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts the binary on a fresh database with `env`, optionally under `prlimit --nofile=N`.
 async fn spawn(name: &str, env: &[(&str, &str)], nofile: Option<u64>) -> (Server, String) {
     let url = Cluster::shared().await.create_database().await;
-    let port = free_port();
+    let listener = loopback_listener();
+    let addr = listener.local_addr().unwrap();
     let log =
         std::env::temp_dir().join(format!("pgbridge-limits-{name}-{}.log", std::process::id()));
     let file = std::fs::File::create(&log).unwrap();
@@ -74,23 +86,15 @@ async fn spawn(name: &str, env: &[(&str, &str)], nofile: Option<u64>) -> (Server
     command
         .env_clear()
         .env("DATABASE_URL", &url)
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "info")
         .envs(env.iter().copied())
         .stdout(file.try_clone().unwrap())
         .stderr(file);
+    pass_listener(&mut command, listener);
     let child = command.spawn().expect("start pgbridge");
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let server = Server { child, addr, log };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(addr).await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "did not listen:\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    drop(command);
+    let mut server = Server { child, addr, log };
+    server.wait_serving().await;
     (server, url)
 }
 

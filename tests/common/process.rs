@@ -174,6 +174,30 @@ pub fn postgres_user() -> Option<(u32, u32)> {
     })
 }
 
+/// A listening socket on a fresh loopback port, to hand to a child with [`pass_listener`].
+///
+/// Better than [`free_port`] for servers under test: the port is held from this moment, so a
+/// server started by a test running beside this one cannot take it (then this test would
+/// talk to that server), and connecting before the child is ready queues instead of failing.
+pub fn loopback_listener() -> std::net::TcpListener {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback listener")
+}
+
+/// Hands `listener` to the child as fd 3 with `LISTEN_FDS=1`, as systemd's socket activation
+/// does; pgbridge then serves on it instead of binding `BIND_ADDR`. Call it after any
+/// `env_clear`. The parent's copy closes with `command`.
+pub fn pass_listener(command: &mut std::process::Command, listener: std::net::TcpListener) {
+    use command_fds::{CommandFdExt, FdMapping};
+    command
+        .env("LISTEN_FDS", "1")
+        .env_remove("LISTEN_PID")
+        .fd_mappings(vec![FdMapping {
+            parent_fd: listener.into(),
+            child_fd: 3,
+        }])
+        .expect("fd 3 is free in the child");
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
