@@ -24,6 +24,7 @@
 
 mod conn;
 pub mod connect;
+pub mod defaults;
 mod error;
 pub mod listener;
 pub mod migrate;

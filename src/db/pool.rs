@@ -8,7 +8,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 use super::conn::ServerAddr;
 use super::connect::{Endpoint, PgConnect};
 use super::pooler::{PoolMode, StatementTypes};
-use super::{Conn, DbError, Shared, SharedConfig};
+use super::{Conn, DbError, Shared, SharedConfig, defaults};
 
 /// What the pool needs to know. The service fills it from [`crate::config::Config`].
 #[derive(Debug, Clone)]
@@ -40,12 +40,12 @@ impl DbConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
-            pool_size: 16,
-            pool_wait: Duration::from_secs(2),
-            connect_timeout: Duration::from_secs(3),
-            statement_timeout: Duration::from_secs(15),
+            pool_size: defaults::POOL_SIZE,
+            pool_wait: Duration::from_millis(defaults::POOL_TIMEOUT_MS),
+            connect_timeout: Duration::from_millis(defaults::CONNECT_TIMEOUT_MS),
+            statement_timeout: Duration::from_millis(defaults::STATEMENT_TIMEOUT_MS),
             shared: SharedConfig::default(),
-            pool_mode: PoolMode::Session,
+            pool_mode: PoolMode::default(),
         }
     }
 }
