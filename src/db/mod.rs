@@ -34,6 +34,7 @@ mod queries;
 pub mod replica;
 mod scoped;
 pub mod shared;
+mod sql;
 
 pub use conn::{Conn, Tx, cancels_sent};
 pub use error::DbError;
