@@ -3,7 +3,8 @@
 //! Nothing else in the crate reads the environment. `pgbridge --help` lists all of these.
 //!
 //! Each default is written once: in the flag's attribute below, or, for the database's,
-//! in [`crate::db::defaults`], which the attribute names. [`Config::new`] takes them from
+//! in [`crate::db::defaults`] (the body limit: the contract's `DEFAULT_BODY_LIMIT`), which
+//! the attribute names. [`Config::new`] takes them from
 //! the flags (parsing an empty argument list with the environment ignored), so there is
 //! no second list to keep in step. The accessors that turn settings into the parts'
 //! configurations are beside the parts: the database's in `db.rs`, the server's in
@@ -84,7 +85,7 @@ pub struct Config {
     pub request_timeout_ms: u64,
 
     /// Largest request body, in bytes; larger ones are answered 413.
-    #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
+    #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = crate::awsgi::DEFAULT_BODY_LIMIT)]
     pub body_limit_bytes: usize,
 
     /// Milliseconds `/readyz` waits for Postgres to answer.
