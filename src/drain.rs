@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::{HeaderValue, Method, StatusCode, header};
 
 /// Response middleware: `Connection: close` once draining began.
@@ -47,10 +47,11 @@ pub(crate) async fn refuse_reads(
     let refusable = matches!(*request.method(), Method::GET | Method::HEAD)
         && request.uri().path() != "/healthz";
     let response = if refusable && draining.load(Ordering::Relaxed) {
-        let body = serde_json::json!({
-            "error": { "code": "draining", "message": "this replica is shutting down; retry" }
-        });
-        let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+        let mut response = crate::error::error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "this replica is shutting down; retry",
+        );
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("0"));

@@ -8,6 +8,40 @@ use serde::Serialize;
 use crate::awsgi::{self, InputError};
 use crate::db::DbError;
 
+/// The one JSON error shape: `{"error": {"code": code, "message": message}}`.
+///
+/// [`ApiError::body`] starts from it, and so does every error a layer answers on its own
+/// ([`error_response`]).
+///
+/// ```
+/// let body = pgbridge::error::error_body("not_found", "no route for this path");
+/// assert_eq!(
+///     body.to_string(),
+///     r#"{"error":{"code":"not_found","message":"no route for this path"}}"#
+/// );
+/// ```
+pub fn error_body(code: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({ "error": { "code": code, "message": message } })
+}
+
+/// A response with `status` and the [one JSON error shape](error_body), for errors that
+/// are not an [`ApiError`] (a layer's own refusal, with a code of its own).
+///
+/// ```
+/// use http::StatusCode;
+///
+/// let response = pgbridge::error::error_response(
+///     StatusCode::SERVICE_UNAVAILABLE,
+///     "draining",
+///     "this replica is shutting down; retry",
+/// );
+/// assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+/// assert_eq!(response.headers()["content-type"], "application/json");
+/// ```
+pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, axum::Json(error_body(code, message))).into_response()
+}
+
 /// One field that failed validation, for 422 answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
@@ -156,11 +190,11 @@ impl ApiError {
 
     /// The JSON body.
     pub fn body(&self) -> serde_json::Value {
-        let mut error = serde_json::json!({ "code": self.code(), "message": self.to_string() });
+        let mut body = error_body(self.code(), &self.to_string());
         if let Self::Invalid(fields) = self {
-            error["fields"] = serde_json::json!(fields);
+            body["error"]["fields"] = serde_json::json!(fields);
         }
-        serde_json::json!({ "error": error })
+        body
     }
 
     /// The response headers besides `Content-Type`.

@@ -6,7 +6,7 @@
 use axum::Router;
 use axum::extract::Request as AxumRequest;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::{HeaderName, HeaderValue, Request, StatusCode, header};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -15,6 +15,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::AppState;
+use crate::error::error_response;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -119,11 +120,11 @@ async fn refuse_transfer_codings(request: AxumRequest, next: Next) -> Response {
     if !unsupported {
         return next.run(request).await;
     }
-    let body = serde_json::json!({ "error": {
-        "code": "not_implemented",
-        "message": "transfer codings other than chunked are not supported",
-    }});
-    let mut response = (StatusCode::NOT_IMPLEMENTED, axum::Json(body)).into_response();
+    let mut response = error_response(
+        StatusCode::NOT_IMPLEMENTED,
+        "not_implemented",
+        "transfer codings other than chunked are not supported",
+    );
     // The body was not read: the connection cannot be reused.
     response
         .headers_mut()
@@ -155,9 +156,7 @@ async fn json_for_bare_errors(response: Response) -> Response {
     };
     let (mut parts, _) = response.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
-    let body = axum::Json(serde_json::json!({ "error": { "code": code, "message": message } }));
-    let mut json = body.into_response();
-    *json.status_mut() = status;
+    let mut json = error_response(status, code, message);
     for (name, value) in parts.headers.drain().filter_map(|(n, v)| Some((n?, v))) {
         json.headers_mut().entry(name).or_insert(value);
     }

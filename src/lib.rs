@@ -30,6 +30,7 @@
 pub mod apps;
 pub mod auth;
 pub mod awsgi;
+pub mod backoff;
 pub mod config;
 pub mod db;
 mod drain;

@@ -51,9 +51,11 @@ pub async fn signup(mut environ: Environ, start_response: StartResponse) -> Resu
     let conn = db(&environ)?.conn().await?;
     let row = conn
         .query_one(
-            "INSERT INTO accounts (username, password_hash) VALUES ($1, $2) \
-             RETURNING id, username, \
-               to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+            concat!(
+                "INSERT INTO accounts (username, password_hash) VALUES ($1, $2) \
+                 RETURNING id, username, ",
+                crate::utc_text!("created_at")
+            ),
             &[&username, &hash],
         )
         .await
@@ -118,9 +120,12 @@ pub async fn login(mut environ: Environ, start_response: StartResponse) -> Resul
     let ttl = settings.session_ttl.as_secs_f64();
     let row = conn
         .query_one(
-            "INSERT INTO sessions (account_id, token_hash, expires_at) \
-             VALUES ($1, $2, now() + make_interval(secs => $3::float8)) \
-             RETURNING to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+            concat!(
+                "INSERT INTO sessions (account_id, token_hash, expires_at) \
+                 VALUES ($1, $2, now() + make_interval(secs => $3::float8)) \
+                 RETURNING ",
+                crate::utc_text!("expires_at")
+            ),
             &[&account_id, &token::hash(&token), &ttl],
         )
         .await?;
@@ -168,9 +173,11 @@ pub async fn me(environ: Environ, start_response: StartResponse) -> Result<Body,
     let conn = db(&environ)?.conn().await?;
     let row = conn
         .query_one(
-            "SELECT id, username, \
-               to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
-             FROM accounts WHERE id = $1",
+            concat!(
+                "SELECT id, username, ",
+                crate::utc_text!("created_at"),
+                " FROM accounts WHERE id = $1"
+            ),
             &[&principal.account_id],
         )
         .await?;

@@ -41,10 +41,11 @@ pub async fn healthz() -> impl IntoResponse {
 /// stops choosing this replica before it stops answering.
 pub async fn readyz(State(ready): State<Readiness>) -> Response {
     if ready.draining.load(Ordering::Relaxed) {
-        let body = serde_json::json!({
-            "error": { "code": "draining", "message": "shutting down; use another replica" }
-        });
-        return (http::StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+        return crate::error::error_response(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "shutting down; use another replica",
+        );
     }
     match ready.db.check_ready(ready.timeout).await {
         Ok(Ready::Answered) => Json(serde_json::json!({ "status": "ready" })).into_response(),

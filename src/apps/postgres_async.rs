@@ -63,10 +63,13 @@ pub async fn sleep_in_postgres(db: &Db, delay: f64) -> Result<Vec<SleepRow>, DbE
     let conn = db.conn().await?;
     let rows = conn
         .query(
-            "SELECT pg_backend_pid(), \
-                    to_char(statement_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
-                    to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
-             FROM pg_sleep($1::float8)",
+            concat!(
+                "SELECT pg_backend_pid(), ",
+                crate::utc_text!("statement_timestamp()"),
+                ", ",
+                crate::utc_text!("clock_timestamp()"),
+                " FROM pg_sleep($1::float8)"
+            ),
             &[&delay],
         )
         .await?;

@@ -19,6 +19,7 @@ use tokio::sync::{broadcast, watch};
 use tokio_postgres::AsyncMessage;
 
 use super::connect::PgConnect;
+use crate::backoff::Backoff;
 
 /// What subscribers receive.
 #[derive(Debug)]
@@ -143,7 +144,7 @@ async fn run<T: Send + Sync + 'static>(
     connected: Arc<AtomicBool>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), config.max_backoff);
     loop {
         let result = tokio::select! {
             result = listen_once(&config, parse, &tx, &connected) => result,
@@ -152,19 +153,19 @@ async fn run<T: Send + Sync + 'static>(
         connected.store(false, Ordering::Relaxed);
         match result {
             Ok(()) => {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 tracing::warn!(
                     channel = config.channel,
                     "LISTEN connection lost; reconnecting"
                 );
             }
             Err(err) => {
-                tracing::warn!(channel = config.channel, error = %err, retry_in = ?backoff, "LISTEN connection failed");
+                let delay = backoff.next_delay();
+                tracing::warn!(channel = config.channel, error = %err, retry_in = ?delay, "LISTEN connection failed");
                 tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(delay) => {}
                     _ = stopped.wait_for(|stop| *stop) => return,
                 }
-                backoff = (backoff * 2).min(config.max_backoff);
             }
         }
     }

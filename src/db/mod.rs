@@ -24,6 +24,7 @@
 
 mod conn;
 pub mod connect;
+pub mod defaults;
 mod error;
 pub mod listener;
 pub mod migrate;
@@ -33,6 +34,7 @@ mod queries;
 pub mod replica;
 mod scoped;
 pub mod shared;
+mod sql;
 
 pub use conn::{Conn, Tx, cancels_sent};
 pub use error::DbError;

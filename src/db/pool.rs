@@ -8,7 +8,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 use super::conn::ServerAddr;
 use super::connect::{Endpoint, PgConnect};
 use super::pooler::{PoolMode, StatementTypes};
-use super::{Conn, DbError, Shared, SharedConfig};
+use super::{Conn, DbError, Shared, SharedConfig, defaults};
+use crate::backoff::Backoff;
 
 /// What the pool needs to know. The service fills it from [`crate::config::Config`].
 #[derive(Debug, Clone)]
@@ -40,12 +41,12 @@ impl DbConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
-            pool_size: 16,
-            pool_wait: Duration::from_secs(2),
-            connect_timeout: Duration::from_secs(3),
-            statement_timeout: Duration::from_secs(15),
+            pool_size: defaults::POOL_SIZE,
+            pool_wait: Duration::from_millis(defaults::POOL_TIMEOUT_MS),
+            connect_timeout: Duration::from_millis(defaults::CONNECT_TIMEOUT_MS),
+            statement_timeout: Duration::from_millis(defaults::STATEMENT_TIMEOUT_MS),
             shared: SharedConfig::default(),
-            pool_mode: PoolMode::Session,
+            pool_mode: PoolMode::default(),
         }
     }
 }
@@ -257,7 +258,7 @@ impl Db {
     /// the error when retrying cannot help ([`DbError::is_permanent`]: authentication, a
     /// missing database, a certificate or TLS problem) — start-up should then fail.
     pub async fn wait_until_ready(&self, max_backoff: Duration) -> Result<(), DbError> {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), max_backoff);
         let mut attempt = 1u32;
         loop {
             match self.ping(Duration::from_secs(5)).await {
@@ -269,9 +270,9 @@ impl Db {
                 }
                 Err(err) if err.is_permanent() => return Err(err),
                 Err(err) => {
-                    tracing::warn!(attempt, retry_in = ?backoff, error = %err, "database not ready");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(max_backoff);
+                    let delay = backoff.next_delay();
+                    tracing::warn!(attempt, retry_in = ?delay, error = %err, "database not ready");
+                    tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
             }

@@ -118,9 +118,9 @@ impl ReadConfig {
     pub fn new<S: Into<String>>(urls: impl IntoIterator<Item = S>) -> Self {
         Self {
             urls: urls.into_iter().map(Into::into).collect(),
-            pool_size: 8,
-            lsn_wait: Duration::from_millis(50),
-            max_lag: Duration::from_secs(5),
+            pool_size: super::defaults::READ_POOL_SIZE,
+            lsn_wait: Duration::from_millis(super::defaults::READ_LSN_WAIT_MS),
+            max_lag: Duration::from_millis(super::defaults::READ_MAX_LAG_MS),
         }
     }
 }

@@ -15,9 +15,10 @@ use tokio::sync::{Semaphore, watch};
 
 use super::stats::ConnectionStats;
 use super::{Limits, Phase, conn};
+use crate::backoff::Backoff;
 
-/// Longest pause between accepts while descriptors are exhausted.
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Pauses between accepts while descriptors are exhausted: from 10 ms, doubling, up to 1 s.
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
 
 /// Accepts until the future is dropped (that is how the server stops accepting).
 pub(crate) async fn run(
@@ -36,7 +37,7 @@ pub(crate) async fn run(
             pressure.send_replace(false);
         }
     };
-    let mut backoff = Duration::from_millis(10);
+    let mut backoff = BACKOFF;
     let mut starved = false;
     let mut cap_log = RateLimitedLog::default();
     loop {
@@ -83,8 +84,7 @@ pub(crate) async fn run(
                     );
                 }
                 drop(permit);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
             Err(err) => {
@@ -97,7 +97,7 @@ pub(crate) async fn run(
             starved = false;
             tracing::info!("file descriptors available again; accepting");
         }
-        backoff = Duration::from_millis(10);
+        backoff.reset();
         relieved(&pressure);
         // Streamed chunks (event streams, poll-sleep lines) go out as written, not held
         // back by Nagle's algorithm.

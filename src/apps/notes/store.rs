@@ -61,10 +61,13 @@ impl Note {
 /// The columns of [`Note`], timestamps formatted by Postgres as RFC 3339 in UTC.
 macro_rules! note_columns {
     () => {
-        "id, title, body, tags, version, \
-         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS created_at, \
-         to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS updated_at, \
-         floor(extract(epoch FROM updated_at))::bigint AS updated_epoch"
+        concat!(
+            "id, title, body, tags, version, ",
+            $crate::utc_text!("created_at"),
+            " AS created_at, ",
+            $crate::utc_text!("updated_at"),
+            " AS updated_at, floor(extract(epoch FROM updated_at))::bigint AS updated_epoch"
+        )
     };
 }
 

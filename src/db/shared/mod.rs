@@ -117,9 +117,9 @@ pub struct SharedConfig {
 impl Default for SharedConfig {
     fn default() -> Self {
         Self {
-            connections: 0,
-            max_in_flight: 256,
-            max_queued: 4096,
+            connections: super::defaults::SHARED_CONNECTIONS,
+            max_in_flight: super::defaults::SHARED_MAX_IN_FLIGHT,
+            max_queued: super::defaults::SHARED_MAX_QUEUED,
         }
     }
 }

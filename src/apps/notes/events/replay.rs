@@ -48,18 +48,20 @@ pub async fn page(
     // told to reset again.
     let rows = conn
         .query(
-            "SELECT h.pruned_through, \
-                    greatest(h.pruned_through, \
-                             (SELECT coalesce(max(id), 0) FROM note_events)), \
-                    e.id, e.note_id, e.kind, e.version, \
-                    to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
-             FROM note_events_horizon h \
-             LEFT JOIN LATERAL ( \
-                 SELECT * FROM note_events \
-                 WHERE id > $1 AND ($2::bigint IS NULL OR note_id = $2) \
-                 ORDER BY id LIMIT $3 \
-             ) e ON true \
-             ORDER BY e.id",
+            concat!(
+                "SELECT h.pruned_through, \
+                        greatest(h.pruned_through, \
+                                 (SELECT coalesce(max(id), 0) FROM note_events)), \
+                        e.id, e.note_id, e.kind, e.version, ",
+                crate::utc_text!("e.at"),
+                " FROM note_events_horizon h \
+                 LEFT JOIN LATERAL ( \
+                     SELECT * FROM note_events \
+                     WHERE id > $1 AND ($2::bigint IS NULL OR note_id = $2) \
+                     ORDER BY id LIMIT $3 \
+                 ) e ON true \
+                 ORDER BY e.id"
+            ),
             &[&after, &note, &limit],
         )
         .await?;

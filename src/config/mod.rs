@@ -1,13 +1,23 @@
 //! Every setting of the service, in one place: flags, environment variables, defaults.
 //!
 //! Nothing else in the crate reads the environment. `pgbridge --help` lists all of these.
+//!
+//! Each default is written once: in the flag's attribute below, or, for the database's,
+//! in [`crate::db::defaults`] (the body limit: the contract's `DEFAULT_BODY_LIMIT`), which
+//! the attribute names. [`Config::new`] takes them from
+//! the flags (parsing an empty argument list with the environment ignored), so there is
+//! no second list to keep in step. The accessors that turn settings into the parts'
+//! configurations are beside the parts: the database's in `db.rs`, the server's in
+//! `server.rs`.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
-use crate::db::{DbConfig, PoolMode, SharedConfig};
+use crate::db::{PoolMode, defaults};
+
+mod db;
+mod server;
 
 /// pgbridge: an asynchronous WSGI-shaped application server for Postgres web services.
 #[derive(Debug, Clone, Parser)]
@@ -38,35 +48,35 @@ pub struct Config {
     pub bind_addr: SocketAddr,
 
     /// Most pooled Postgres connections.
-    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16)]
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = defaults::POOL_SIZE)]
     pub db_pool_size: usize,
 
     /// Milliseconds a request waits for a pooled connection before it gets 503.
-    #[arg(long, env = "DB_POOL_TIMEOUT_MS", default_value_t = 2_000)]
+    #[arg(long, env = "DB_POOL_TIMEOUT_MS", default_value_t = defaults::POOL_TIMEOUT_MS)]
     pub db_pool_timeout_ms: u64,
 
     /// Milliseconds opening one Postgres connection may take.
-    #[arg(long, env = "DB_CONNECT_TIMEOUT_MS", default_value_t = 3_000)]
+    #[arg(long, env = "DB_CONNECT_TIMEOUT_MS", default_value_t = defaults::CONNECT_TIMEOUT_MS)]
     pub db_connect_timeout_ms: u64,
 
     /// Postgres `statement_timeout`, in milliseconds, set on every connection.
-    #[arg(long, env = "DB_STATEMENT_TIMEOUT_MS", default_value_t = 15_000)]
+    #[arg(long, env = "DB_STATEMENT_TIMEOUT_MS", default_value_t = defaults::STATEMENT_TIMEOUT_MS)]
     pub db_statement_timeout_ms: u64,
 
     /// Shared, pipelined Postgres connections for single short statements (`db.shared()`);
     /// `0`: one per CPU core.
-    #[arg(long, env = "DB_SHARED_CONNECTIONS", default_value_t = 0)]
+    #[arg(long, env = "DB_SHARED_CONNECTIONS", default_value_t = defaults::SHARED_CONNECTIONS)]
     pub db_shared_connections: usize,
 
     /// Most statements in flight on one shared connection; past that on all of them,
     /// statements wait in a bounded queue.
-    #[arg(long, env = "DB_SHARED_MAX_IN_FLIGHT", default_value_t = 256)]
+    #[arg(long, env = "DB_SHARED_MAX_IN_FLIGHT", default_value_t = defaults::SHARED_MAX_IN_FLIGHT)]
     pub db_shared_max_in_flight: usize,
 
     /// Most statements waiting for room on the shared connections; past that, 503 at once
     /// (backpressure, bounded memory). A waiting statement gets 503 after
     /// `DB_POOL_TIMEOUT_MS`.
-    #[arg(long, env = "DB_SHARED_MAX_QUEUED", default_value_t = 4096)]
+    #[arg(long, env = "DB_SHARED_MAX_QUEUED", default_value_t = defaults::SHARED_MAX_QUEUED)]
     pub db_shared_max_queued: usize,
 
     /// Milliseconds until a request without response headers is answered 408 (its query
@@ -75,7 +85,7 @@ pub struct Config {
     pub request_timeout_ms: u64,
 
     /// Largest request body, in bytes; larger ones are answered 413.
-    #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
+    #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = crate::awsgi::DEFAULT_BODY_LIMIT)]
     pub body_limit_bytes: usize,
 
     /// Milliseconds `/readyz` waits for Postgres to answer.
@@ -203,7 +213,7 @@ pub struct Config {
     /// How DATABASE_URL reaches Postgres: `session` (directly, or a session-mode pooler)
     /// or `transaction` (a transaction-mode pooler such as PgBouncer: no startup options,
     /// unnamed statements, statement timeout enforced by the client).
-    #[arg(long, env = "DB_POOL_MODE", value_enum, default_value_t = PoolMode::Session)]
+    #[arg(long, env = "DB_POOL_MODE", value_enum, default_value_t = PoolMode::default())]
     pub db_pool_mode: PoolMode,
 
     /// Postgres URL for migrations (session advisory lock: must reach Postgres directly).
@@ -222,16 +232,16 @@ pub struct Config {
     pub database_read_url: Option<String>,
 
     /// Most pooled connections per standby.
-    #[arg(long, env = "DB_READ_POOL_SIZE", default_value_t = 8)]
+    #[arg(long, env = "DB_READ_POOL_SIZE", default_value_t = defaults::READ_POOL_SIZE)]
     pub db_read_pool_size: usize,
 
     /// Milliseconds a read carrying `Pgbridge-Min-Lsn` waits for a standby to replay that
     /// far before it goes to the primary instead.
-    #[arg(long, env = "READ_LSN_WAIT_MS", default_value_t = 50)]
+    #[arg(long, env = "READ_LSN_WAIT_MS", default_value_t = defaults::READ_LSN_WAIT_MS)]
     pub read_lsn_wait_ms: u64,
 
     /// A standby whose replay lags more than this many milliseconds is skipped.
-    #[arg(long, env = "READ_MAX_LAG_MS", default_value_t = 5_000)]
+    #[arg(long, env = "READ_MAX_LAG_MS", default_value_t = defaults::READ_MAX_LAG_MS)]
     pub read_max_lag_ms: u64,
 
     /// Milliseconds between SIGTERM and closing the listener: meanwhile `/readyz` answers
@@ -267,264 +277,49 @@ impl Config {
         config
     }
 
+    /// Every field at its flag's default: the flags parsed from an empty argument list with
+    /// their environment variables ignored, so the defaults are written only in the flags.
     fn defaults() -> Self {
-        Self {
-            database_url: String::new(),
-            embedded_pg_dir: ".pgbridge".into(),
-            log_format: LogFormat::Text,
-            bind_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            db_pool_size: 16,
-            db_pool_timeout_ms: 2_000,
-            db_connect_timeout_ms: 3_000,
-            db_statement_timeout_ms: 15_000,
-            db_shared_connections: 0,
-            db_shared_max_in_flight: 256,
-            db_shared_max_queued: 4096,
-            request_timeout_ms: 30_000,
-            body_limit_bytes: 1024 * 1024,
-            ready_timeout_ms: 1_000,
-            shutdown_grace_secs: 30,
-            sse_heartbeat_ms: 15_000,
-            events_buffer: 1024,
-            events_max_streams: 20_000,
-            events_max_catchups: 4,
-            events_replay_page: 500,
-            events_stall_timeout_ms: 30_000,
-            events_retention_secs: 7 * 24 * 3600,
-            events_prune_interval_secs: 60,
-            events_listen_ping_ms: 30_000,
-            header_read_timeout_ms: 10_000,
-            idle_timeout_ms: 60_000,
-            max_connections: 10_000,
-            migrate: true,
-            no_migrate: false,
-            validate_apps: false,
-            healthcheck: false,
-            db_sslmode: None,
-            db_sslrootcert: None,
-            session_ttl_secs: 86_400,
-            session_cookie_secure: false,
-            login_max_failures_per_account: 5,
-            login_max_failures_per_address: 50,
-            login_failure_window_secs: 900,
-            metrics_token: None,
-            log_filter: "info".into(),
-            db_pool_mode: PoolMode::Session,
-            migrate_database_url: None,
-            events_database_url: None,
-            database_read_url: None,
-            db_read_pool_size: 8,
-            read_lsn_wait_ms: 50,
-            read_max_lag_ms: 5_000,
-            drain_delay_ms: 0,
-        }
+        let matches = Self::command()
+            .mut_args(|arg| arg.env(None::<&'static str>))
+            .try_get_matches_from(["pgbridge"])
+            .expect("every flag's default parses (tested)");
+        Self::from_arg_matches(&matches).expect("the flags match the fields (tested)")
     }
-
-    /// `database_url` with `PGSSLMODE`/`PGSSLROOTCERT` applied where the URL sets neither
-    /// `sslmode` nor `sslrootcert` (the URL wins, as in libpq).
-    ///
-    /// ```
-    /// let mut config = pgbridge::config::Config::new("postgres://app@db.example/app");
-    /// config.db_sslmode = Some("verify-full".into());
-    /// config.db_sslrootcert = Some("system".into());
-    /// assert_eq!(
-    ///     config.effective_database_url(),
-    ///     "postgres://app@db.example/app?sslmode=verify-full&sslrootcert=system"
-    /// );
-    /// ```
-    pub fn effective_database_url(&self) -> String {
-        crate::db::connect::with_defaults(
-            &self.database_url,
-            self.db_sslmode.as_deref(),
-            self.db_sslrootcert.as_deref(),
-        )
-    }
-
-    /// Applies `PGSSLMODE`/`PGSSLROOTCERT` (as [`effective_database_url`](Self::effective_database_url)
-    /// does) to every URL the service connects with: `DATABASE_URL`, `MIGRATE_DATABASE_URL`,
-    /// `EVENTS_DATABASE_URL` and each of `DATABASE_READ_URL`, so no connection goes out in
-    /// clear text that the settings say must not.
-    ///
-    /// ```
-    /// let mut config = pgbridge::config::Config::new("postgres://app@db/app");
-    /// config.db_sslmode = Some("require".into());
-    /// config.database_read_url = Some("postgres://app@r1/app, postgres://app@r2/app?sslmode=disable".into());
-    /// config.fold_tls_defaults();
-    /// assert_eq!(config.database_url, "postgres://app@db/app?sslmode=require");
-    /// assert_eq!(
-    ///     config.read_urls(),
-    ///     ["postgres://app@r1/app?sslmode=require", "postgres://app@r2/app?sslmode=disable"]
-    /// );
-    /// ```
-    pub fn fold_tls_defaults(&mut self) {
-        let fold = |url: &str| {
-            crate::db::connect::with_defaults(
-                url,
-                self.db_sslmode.as_deref(),
-                self.db_sslrootcert.as_deref(),
-            )
-        };
-        let database_url = fold(&self.database_url);
-        let migrate = non_empty(&self.migrate_database_url).map(fold);
-        let events = non_empty(&self.events_database_url).map(fold);
-        let reads = non_empty(&self.database_read_url).map(|_| {
-            self.read_urls()
-                .iter()
-                .map(|url| fold(url))
-                .collect::<Vec<_>>()
-                .join(",")
-        });
-        self.database_url = database_url;
-        self.migrate_database_url = migrate.or(self.migrate_database_url.take());
-        self.events_database_url = events.or(self.events_database_url.take());
-        self.database_read_url = reads.or(self.database_read_url.take());
-    }
-
-    /// The pool's part of the configuration.
-    pub fn db(&self) -> DbConfig {
-        DbConfig {
-            url: self.database_url.clone(),
-            pool_size: self.db_pool_size,
-            pool_wait: Duration::from_millis(self.db_pool_timeout_ms),
-            connect_timeout: Duration::from_millis(self.db_connect_timeout_ms),
-            statement_timeout: Duration::from_millis(self.db_statement_timeout_ms),
-            shared: SharedConfig {
-                connections: self.db_shared_connections,
-                max_in_flight: self.db_shared_max_in_flight,
-                max_queued: self.db_shared_max_queued,
-            },
-            pool_mode: self.db_pool_mode,
-        }
-    }
-
-    /// The URL migrations use: `MIGRATE_DATABASE_URL`, else `DATABASE_URL`.
-    pub fn migrate_url(&self) -> &str {
-        non_empty(&self.migrate_database_url).unwrap_or(&self.database_url)
-    }
-
-    /// The URL the `LISTEN` connection uses: `EVENTS_DATABASE_URL`, else `DATABASE_URL`.
-    pub fn events_url(&self) -> &str {
-        non_empty(&self.events_database_url).unwrap_or(&self.database_url)
-    }
-
-    /// The standby URLs of `DATABASE_READ_URL`, in order.
-    pub fn read_urls(&self) -> Vec<String> {
-        non_empty(&self.database_read_url)
-            .map(|urls| {
-                urls.split(',')
-                    .map(str::trim)
-                    .filter(|url| !url.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Refuses, with a message saying what to set, what cannot work through a
-    /// transaction pooler: `LISTEN` (notifications reach a server connection the pooler
-    /// has already lent to someone else) and the migrator's session advisory lock. Only
-    /// the configuration is checked: `DB_POOL_MODE=transaction` says that DATABASE_URL is
-    /// such a pooler, so the events and migration URLs must differ from it.
-    pub fn check_pooler(&self) -> Result<(), String> {
-        if self.db_pool_mode != PoolMode::Transaction {
-            return Ok(());
-        }
-        if self.events_url() == self.database_url {
-            return Err(
-                "DB_POOL_MODE=transaction: LISTEN does not work through a transaction \
-                 pooler (notifications would silently never arrive); set EVENTS_DATABASE_URL \
-                 to a URL that reaches Postgres directly"
-                    .into(),
-            );
-        }
-        if self.migrate_on_start() && self.migrate_url() == self.database_url {
-            return Err(
-                "DB_POOL_MODE=transaction: migrations take a session advisory lock, \
-                 which a transaction pooler does not keep; set MIGRATE_DATABASE_URL to a URL \
-                 that reaches Postgres directly, or MIGRATE=false"
-                    .into(),
-            );
-        }
-        Ok(())
-    }
-
-    /// `drain_delay_ms` as a duration.
-    pub fn drain_delay(&self) -> Duration {
-        Duration::from_millis(self.drain_delay_ms)
-    }
-
-    /// The standbys' routing settings.
-    pub fn read_route(&self) -> crate::db::replica::ReadConfig {
-        crate::db::replica::ReadConfig {
-            urls: self.read_urls(),
-            pool_size: self.db_read_pool_size,
-            lsn_wait: Duration::from_millis(self.read_lsn_wait_ms),
-            max_lag: Duration::from_millis(self.read_max_lag_ms),
-        }
-    }
-
-    /// Whether the service runs its own PostgreSQL cluster (`DATABASE_URL` unset or empty).
-    ///
-    /// ```
-    /// use pgbridge::config::Config;
-    /// assert!(Config::new("").embedded_database());
-    /// assert!(!Config::new("postgres://app@db/app").embedded_database());
-    /// ```
-    pub fn embedded_database(&self) -> bool {
-        self.database_url.trim().is_empty()
-    }
-
-    /// Whether to apply migrations at start-up.
-    pub fn migrate_on_start(&self) -> bool {
-        self.migrate && !self.no_migrate
-    }
-
-    /// `request_timeout_ms` as a duration.
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_millis(self.request_timeout_ms)
-    }
-
-    /// `ready_timeout_ms` as a duration.
-    pub fn ready_timeout(&self) -> Duration {
-        Duration::from_millis(self.ready_timeout_ms)
-    }
-
-    /// The client-connection limits, for [`crate::server`].
-    pub fn connection_limits(&self) -> crate::server::Limits {
-        crate::server::Limits {
-            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms.max(1)),
-            idle_timeout: Duration::from_millis(self.idle_timeout_ms.max(1)),
-            max_connections: self.max_connections.max(1),
-        }
-    }
-
-    /// `shutdown_grace_secs` as a duration.
-    pub fn shutdown_grace(&self) -> Duration {
-        Duration::from_secs(self.shutdown_grace_secs)
-    }
-}
-
-fn non_empty(value: &Option<String>) -> Option<&str> {
-    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The hand-written defaults agree with the ones `--help` shows.
+    /// The flags' defaults (what `--help` shows and `Config::new` takes) are what the
+    /// database's own constructors give.
     #[test]
     fn defaults_match_the_flags() {
-        let parsed = Config::try_parse_from(["pgbridge"]).unwrap();
-        let mut by_hand = Config::defaults();
-        // The environment may set these while tests run; compare what it cannot touch.
-        by_hand.database_url = parsed.database_url.clone();
-        by_hand.embedded_pg_dir = parsed.embedded_pg_dir.clone();
-        by_hand.log_format = parsed.log_format;
-        by_hand.log_filter = parsed.log_filter.clone();
-        by_hand.db_sslmode = parsed.db_sslmode.clone();
-        by_hand.db_sslrootcert = parsed.db_sslrootcert.clone();
-        assert_eq!(format!("{parsed:?}"), format!("{by_hand:?}"));
+        let config = Config::new("postgres://app@db/app");
+        assert_eq!(
+            format!("{:?}", config.db()),
+            format!("{:?}", crate::db::DbConfig::new("postgres://app@db/app"))
+        );
+        assert_eq!(
+            format!("{:?}", config.read_route()),
+            format!(
+                "{:?}",
+                crate::db::replica::ReadConfig::new(Vec::<String>::new())
+            )
+        );
+    }
+
+    /// `Config::new` reads no environment: every flag loses its variable.
+    #[test]
+    fn defaults_ignore_the_environment() {
+        let command = Config::command().mut_args(|arg| arg.env(None::<&'static str>));
+        assert!(command.get_arguments().all(|arg| arg.get_env().is_none()));
+        assert!(
+            Config::command()
+                .get_arguments()
+                .any(|arg| arg.get_env().is_some())
+        );
     }
 
     #[test]
@@ -561,36 +356,6 @@ mod tests {
                 .unwrap()
                 .migrate_on_start()
         );
-    }
-
-    #[test]
-    fn a_transaction_pooler_needs_direct_urls_for_listen_and_migrations() {
-        let mut config = Config::new("postgres://app@pgbouncer:6432/app");
-        assert!(config.check_pooler().is_ok(), "session mode checks nothing");
-        config.db_pool_mode = PoolMode::Transaction;
-        let err = config.check_pooler().unwrap_err();
-        assert!(err.contains("EVENTS_DATABASE_URL"), "{err}");
-        config.events_database_url = Some("postgres://app@postgres:5432/app".into());
-        let err = config.check_pooler().unwrap_err();
-        assert!(err.contains("MIGRATE_DATABASE_URL"), "{err}");
-        config.migrate = false;
-        assert!(config.check_pooler().is_ok());
-        config.migrate = true;
-        config.migrate_database_url = Some("postgres://app@postgres:5432/app".into());
-        assert!(config.check_pooler().is_ok());
-        assert_eq!(config.events_url(), "postgres://app@postgres:5432/app");
-    }
-
-    #[test]
-    fn read_urls_are_comma_separated() {
-        let config = Config::try_parse_from([
-            "pgbridge",
-            "--database-read-url",
-            "postgres://a/x, postgres://b/x,",
-        ])
-        .unwrap();
-        assert_eq!(config.read_urls(), ["postgres://a/x", "postgres://b/x"]);
-        assert!(Config::new("postgres://a/x").read_urls().is_empty());
     }
 
     #[test]
