@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 
-use super::conn::ServerAddr;
+use super::cancel::{CancelCount, CancelTarget};
 use super::connect::{Endpoint, PgConnect};
 use super::pooler::{PoolMode, StatementTypes};
 use super::{Conn, DbError, Shared, SharedConfig};
@@ -69,7 +69,8 @@ impl DbConfig {
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: Pool,
-    server: Arc<ServerAddr>,
+    /// Where this pool's cancels go, and their count.
+    server: Arc<CancelTarget>,
     endpoint: Arc<Endpoint>,
     shared: Shared,
     /// `Some` in transaction-pooler mode.
@@ -102,6 +103,15 @@ impl Db {
     /// Builds the pool and the shared connection set. Fails only on a malformed URL or
     /// unusable TLS settings (say, an `sslrootcert` file that cannot be read).
     pub fn connect(config: &DbConfig) -> Result<Self, DbError> {
+        Self::connect_counting(config, CancelCount::default())
+    }
+
+    /// [`connect`](Self::connect), counting the cancels this pool sends in `cancels` (a
+    /// standby's pool counts in its primary's).
+    pub(crate) fn connect_counting(
+        config: &DbConfig,
+        cancels: CancelCount,
+    ) -> Result<Self, DbError> {
         let mut target = PgConnect::parse(&config.url)
             .map_err(|err| DbError::Config(format!("DATABASE_URL: {err}")))?;
         let pg = target.config_mut();
@@ -122,7 +132,7 @@ impl Db {
         if pg.get_application_name().is_none() {
             pg.application_name("pgbridge");
         }
-        let server = Arc::new(ServerAddr::of(target.config(), target.tls()));
+        let server = Arc::new(CancelTarget::of(target.config(), target.tls(), cancels));
         let endpoint = Arc::new(target.endpoint());
         // The same settings and TLS as the pool's; a name of its own in pg_stat_activity.
         let mut shared_target = target.clone();
@@ -156,7 +166,7 @@ impl Db {
         let shared = Shared::new(
             config.shared,
             shared_target,
-            Some(server.clone()),
+            server.clone(),
             config.pool_wait,
             config.connect_timeout,
             shared_unnamed,
@@ -205,11 +215,7 @@ impl Db {
             )),
             other => other.into(),
         })?;
-        Ok(Conn::new(
-            object,
-            Some(self.server.clone()),
-            self.unnamed.clone(),
-        ))
+        Ok(Conn::new(object, self.server.clone(), self.unnamed.clone()))
     }
 
     /// `SELECT 1` within `timeout`: readiness.
@@ -242,7 +248,7 @@ impl Db {
                 }
                 Err(err) => return Err(DbError::from(err)),
             };
-            let conn = Conn::new(object, Some(self.server.clone()), self.unnamed.clone());
+            let conn = Conn::new(object, self.server.clone(), self.unnamed.clone());
             conn.query_one("SELECT 1", &[])
                 .await
                 .map(|_| Ready::Answered)
@@ -276,6 +282,26 @@ impl Db {
                 }
             }
         }
+    }
+
+    /// How many statements this pool (and the standbys' pools of a
+    /// [`ReadRouter`](super::replica::ReadRouter) built on it) has cancelled on the server
+    /// because the future awaiting them was dropped, or ran past a client-side statement
+    /// timeout; the shared path's cancels included. Shown on `/metrics` as
+    /// `pgbridge_db_cancels_total`.
+    ///
+    /// ```no_run
+    /// # fn demo(db: pgbridge::db::Db) {
+    /// println!("{} cancels sent", db.cancels_sent());
+    /// # }
+    /// ```
+    pub fn cancels_sent(&self) -> u64 {
+        self.server.sent.get()
+    }
+
+    /// The cancel counter, for a pool that counts with this one.
+    pub(crate) fn cancel_count(&self) -> CancelCount {
+        self.server.sent.clone()
     }
 
     /// The pool's current state.

@@ -263,7 +263,7 @@ impl ReadRouter {
                 standby.pool_wait = pool.pool_wait.min(Duration::from_millis(200));
                 standby.connect_timeout = pool.connect_timeout.min(Duration::from_secs(1));
                 Ok(Standby {
-                    db: Db::connect(&standby).map_err(|err| {
+                    db: Db::connect_counting(&standby, primary.cancel_count()).map_err(|err| {
                         DbError::Config(format!("DATABASE_READ_URL {url:?}: {err}"))
                     })?,
                     usable: AtomicBool::new(false),
