@@ -80,6 +80,13 @@ impl Conn {
     /// The underlying client, for what [`Statements`] does not cover. Work issued on it
     /// directly is not cancelled on drop unless wrapped in
     /// [`guarded`](Statements::guarded).
+    ///
+    /// ```no_run
+    /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
+    /// let conn = db.conn().await?;
+    /// conn.guarded(conn.client().batch_execute("SET search_path TO app")).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn client(&self) -> &deadpool_postgres::ClientWrapper {
         self.session()
     }

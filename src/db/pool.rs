@@ -207,6 +207,14 @@ impl Db {
     /// scopes ([`Scoped`](super::Scoped)), `LISTEN`, session state, and statements that
     /// may run long. A failure to open a new one is a [`DbError::Connect`] that says why
     /// and where.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
+    /// let conn = db.conn().await?;
+    /// // Cancelled on the server if this future is dropped (the client hung up).
+    /// conn.execute("SELECT pg_sleep(1)", &[]).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn conn(&self) -> Result<Conn, DbError> {
         let object = self.pool.get().await.map_err(|err| match err {
             PoolError::Backend(err) => DbError::Connect(super::connect::ConnectError::connecting(
@@ -219,6 +227,12 @@ impl Db {
     }
 
     /// `SELECT 1` within `timeout`: readiness.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: pgbridge::db::Db) {
+    /// let up = db.ping(std::time::Duration::from_secs(1)).await.is_ok();
+    /// # }
+    /// ```
     pub async fn ping(&self, timeout: Duration) -> Result<(), DbError> {
         let ping = async {
             let conn = self.conn().await?;
@@ -232,6 +246,17 @@ impl Db {
     /// Readiness: `SELECT 1` on a pooled connection within `timeout`, except that a pool
     /// whose connections are all in use (the wait for one times out) is
     /// [`Ready::Busy`] rather than an error: busy is not down.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: pgbridge::db::Db) {
+    /// use pgbridge::db::Ready;
+    ///
+    /// let ready = matches!(
+    ///     db.check_ready(std::time::Duration::from_secs(1)).await,
+    ///     Ok(Ready::Answered | Ready::Busy)
+    /// );
+    /// # }
+    /// ```
     pub async fn check_ready(&self, timeout: Duration) -> Result<Ready, DbError> {
         let timeouts = deadpool_postgres::Timeouts {
             wait: Some(timeout / 2),
@@ -262,6 +287,15 @@ impl Db {
     /// `max_backoff`; logs each failure. Returns when the database is ready, or at once with
     /// the error when retrying cannot help ([`DbError::is_permanent`]: authentication, a
     /// missing database, a certificate or TLS problem) — start-up should then fail.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), pgbridge::db::DbError> {
+    /// use pgbridge::db::{Db, DbConfig};
+    ///
+    /// let db = Db::connect(&DbConfig::new("postgres://app@localhost/app"))?;
+    /// db.wait_until_ready(std::time::Duration::from_secs(5)).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn wait_until_ready(&self, max_backoff: Duration) -> Result<(), DbError> {
         let mut backoff = Duration::from_millis(100);
         let mut attempt = 1u32;
@@ -305,6 +339,13 @@ impl Db {
     }
 
     /// The pool's current state.
+    ///
+    /// ```no_run
+    /// # fn demo(db: pgbridge::db::Db) {
+    /// let status = db.status();
+    /// println!("{} of {} connections in use", status.size - status.available, status.max_size);
+    /// # }
+    /// ```
     pub fn status(&self) -> PoolStatus {
         let status = self.pool.status();
         PoolStatus {

@@ -175,6 +175,14 @@ impl<S: Session> Statements<S> {
     /// `DB_POOL_MODE=transaction` it is valid only inside one transaction
     /// ([`Tx`](super::Tx)); the `query*`/`execute` methods run unnamed statements in that
     /// mode instead.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
+    /// let conn = db.conn().await?;
+    /// let statement = conn.prepare("SELECT title FROM notes WHERE id = $1").await?;
+    /// let rows = conn.guarded(conn.client().query(&statement, &[&1_i64])).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn prepare(&self, sql: &str) -> Result<Statement, DbError> {
         self.guarded(self.session.prepare_cached(sql))
             .await

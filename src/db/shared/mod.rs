@@ -171,21 +171,49 @@ impl Shared {
     }
 
     /// Runs `sql` (prepared once per connection) and returns its rows.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
+    /// let rows = db.shared().query("SELECT id, message FROM fortune", &[]).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
         self.run(sql, params).await
     }
 
     /// Runs `sql` and returns its one row; no row, or several, is an error.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
+    /// let row = db.shared().query_one("SELECT randomnumber FROM world WHERE id = $1", &[&7_i32]).await?;
+    /// let n: i32 = row.get(0);
+    /// # Ok(()) }
+    /// ```
     pub async fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, DbError> {
         self.run(sql, params).await
     }
 
     /// Runs `sql` and returns its row, if any.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
+    /// let found = db.shared().query_opt("SELECT 1 FROM world WHERE id = $1", &[&7_i32]).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
         self.run(sql, params).await
     }
 
     /// Runs `sql` and returns the number of rows it changed.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
+    /// let changed = db
+    ///     .shared()
+    ///     .execute("UPDATE world SET randomnumber = $1 WHERE id = $2", &[&42_i32, &7_i32])
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
         self.run(sql, params).await
     }
