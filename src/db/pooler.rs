@@ -16,7 +16,7 @@
 //!   process's `s3` "already exists"). Here every statement runs **unnamed**, with
 //!   `query_typed`: Parse, Bind, Describe, Execute and Sync in one round trip, which
 //!   PgBouncer keeps on one server connection. Its parameter types are learnt once per
-//!   statement text and pool ([`StatementTypes`]) by preparing it inside a `BEGIN …
+//!   statement text and pool (`StatementTypes`) by preparing it inside a `BEGIN …
 //!   COMMIT` (so the Parse and the Close reach the same server connection).
 //! - **Session state** (`LISTEN`, session advisory locks, `SET`). The service's own uses
 //!   have URLs of their own (`EVENTS_DATABASE_URL`, `MIGRATE_DATABASE_URL`) that must reach
