@@ -154,11 +154,7 @@ impl Metrics {
         self.render_connections(&mut out);
         out.push_str("# HELP pgbridge_db_cancels_total Queries cancelled on the server because their request went away.\n");
         out.push_str("# TYPE pgbridge_db_cancels_total counter\n");
-        let _ = writeln!(
-            out,
-            "pgbridge_db_cancels_total {}",
-            crate::db::cancels_sent()
-        );
+        let _ = writeln!(out, "pgbridge_db_cancels_total {}", state.db.cancels_sent());
         let (standby, primary) = crate::db::replica::reads_served();
         out.push_str(
             "# HELP pgbridge_db_reads_total Lag-tolerant reads, by the server that served them.\n",

@@ -162,3 +162,50 @@ async fn a_cancel_never_hits_the_next_borrower() {
         "the test abandoned too few queries ({abandoned}) to mean anything"
     );
 }
+
+/// A statement abandoned inside a transaction must never cancel the transaction's next
+/// statement. The abandoned statement ends on its own at about the moment it is dropped, so
+/// a cancel written but not yet acted on by the server would land on whatever the
+/// transaction runs next — unless that waits for the cancel to be settled. The next
+/// statement may fail because the cancel aborted the transaction (`25P02`), never with the
+/// cancel itself (`57014`, "canceling statement due to user request").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_inside_a_transaction_never_hits_its_next_statement() {
+    let url = Cluster::shared().await.create_database().await;
+    let mut config = pgbridge::db::DbConfig::new(url);
+    config.pool_size = 1;
+    let db = pgbridge::db::Db::connect(&config).unwrap();
+    let (mut abandoned, mut aborted) = (0, 0);
+    for round in 0..200u64 {
+        let mut conn = db.conn().await.unwrap();
+        let tx = conn.transaction().await.unwrap();
+        // Warm the statement cache, so the abandoned call is one round trip.
+        tx.query("SELECT pg_sleep(0.01)", &[]).await.unwrap();
+        // Abandon it at 8-12 ms: just before, at, or just after it finishes.
+        let at = Duration::from_micros(8_000 + (round * 137) % 4_000);
+        if tokio::time::timeout(at, tx.query("SELECT pg_sleep(0.01)", &[]))
+            .await
+            .is_err()
+        {
+            abandoned += 1;
+        }
+        match tx.query_one("SELECT pg_sleep(0.005), 1::int", &[]).await {
+            Ok(row) => assert_eq!(row.get::<_, i32>(1), 1),
+            Err(pgbridge::db::DbError::Query(err))
+                if err.code()
+                    == Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION) =>
+            {
+                aborted += 1;
+            }
+            Err(err) => panic!(
+                "round {round}: the cancel landed on the transaction's next statement: {err:?}"
+            ),
+        }
+        drop(tx);
+    }
+    eprintln!("abandoned {abandoned}, transactions aborted by their cancel {aborted}");
+    assert!(
+        abandoned > 50,
+        "the test abandoned too few statements ({abandoned}) to mean anything"
+    );
+}

@@ -51,7 +51,7 @@ async fn dropped_pipelined_statements_never_cancel_a_neighbour() {
     let db = shared_db(url, 2, 1024);
     let dropped = Arc::new(AtomicUsize::new(0));
     let completed = Arc::new(AtomicUsize::new(0));
-    let cancels_before = pgbridge::db::cancels_sent();
+    let cancels_before = db.cancels_sent();
     let workers: Vec<_> = (0..24u64)
         .map(|w| {
             let db = db.clone();
@@ -99,7 +99,7 @@ async fn dropped_pipelined_statements_never_cancel_a_neighbour() {
     }
     let dropped = dropped.load(Ordering::Relaxed);
     let completed = completed.load(Ordering::Relaxed);
-    let cancels = pgbridge::db::cancels_sent() - cancels_before;
+    let cancels = db.cancels_sent() - cancels_before;
     eprintln!(
         "dropped {dropped}, completed {completed}, cancels sent {cancels}, left to finish {}",
         pgbridge::db::shared::abandoned_uncancelled()

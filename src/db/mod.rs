@@ -22,6 +22,7 @@
 //! }
 //! ```
 
+mod cancel;
 mod conn;
 pub mod connect;
 pub mod defaults;
@@ -33,13 +34,16 @@ pub mod pooler;
 mod queries;
 pub mod replica;
 mod scoped;
+mod shape;
 pub mod shared;
 mod sql;
+mod statements;
 
-pub use conn::{Conn, Tx, cancels_sent};
+pub use conn::{Conn, Tx};
 pub use error::DbError;
 pub use pool::{Db, DbConfig, PoolStatus, Ready};
 pub use pooler::PoolMode;
 pub use queries::{Params, Queries};
 pub use scoped::{ACCOUNT_SETTING, RLS_ROLE, Scoped};
 pub use shared::{Shared, SharedConfig, SharedConnStatus};
+pub use statements::{Session, Statements};

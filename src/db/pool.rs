@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 
-use super::conn::ServerAddr;
+use super::cancel::{CancelCount, CancelTarget};
 use super::connect::{Endpoint, PgConnect};
 use super::pooler::{PoolMode, StatementTypes};
 use super::{Conn, DbError, Shared, SharedConfig, defaults};
@@ -70,7 +70,8 @@ impl DbConfig {
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: Pool,
-    server: Arc<ServerAddr>,
+    /// Where this pool's cancels go, and their count.
+    server: Arc<CancelTarget>,
     endpoint: Arc<Endpoint>,
     shared: Shared,
     /// `Some` in transaction-pooler mode.
@@ -103,6 +104,15 @@ impl Db {
     /// Builds the pool and the shared connection set. Fails only on a malformed URL or
     /// unusable TLS settings (say, an `sslrootcert` file that cannot be read).
     pub fn connect(config: &DbConfig) -> Result<Self, DbError> {
+        Self::connect_counting(config, CancelCount::default())
+    }
+
+    /// [`connect`](Self::connect), counting the cancels this pool sends in `cancels` (a
+    /// standby's pool counts in its primary's).
+    pub(crate) fn connect_counting(
+        config: &DbConfig,
+        cancels: CancelCount,
+    ) -> Result<Self, DbError> {
         let mut target = PgConnect::parse(&config.url)
             .map_err(|err| DbError::Config(format!("DATABASE_URL: {err}")))?;
         let pg = target.config_mut();
@@ -123,7 +133,7 @@ impl Db {
         if pg.get_application_name().is_none() {
             pg.application_name("pgbridge");
         }
-        let server = Arc::new(ServerAddr::of(target.config(), target.tls()));
+        let server = Arc::new(CancelTarget::of(target.config(), target.tls(), cancels));
         let endpoint = Arc::new(target.endpoint());
         // The same settings and TLS as the pool's; a name of its own in pg_stat_activity.
         let mut shared_target = target.clone();
@@ -157,7 +167,7 @@ impl Db {
         let shared = Shared::new(
             config.shared,
             shared_target,
-            Some(server.clone()),
+            server.clone(),
             config.pool_wait,
             config.connect_timeout,
             shared_unnamed,
@@ -198,6 +208,14 @@ impl Db {
     /// scopes ([`Scoped`](super::Scoped)), `LISTEN`, session state, and statements that
     /// may run long. A failure to open a new one is a [`DbError::Connect`] that says why
     /// and where.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
+    /// let conn = db.conn().await?;
+    /// // Cancelled on the server if this future is dropped (the client hung up).
+    /// conn.execute("SELECT pg_sleep(1)", &[]).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn conn(&self) -> Result<Conn, DbError> {
         let object = self.pool.get().await.map_err(|err| match err {
             PoolError::Backend(err) => DbError::Connect(super::connect::ConnectError::connecting(
@@ -206,14 +224,16 @@ impl Db {
             )),
             other => other.into(),
         })?;
-        Ok(Conn::new(
-            object,
-            Some(self.server.clone()),
-            self.unnamed.clone(),
-        ))
+        Ok(Conn::new(object, self.server.clone(), self.unnamed.clone()))
     }
 
     /// `SELECT 1` within `timeout`: readiness.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: pgbridge::db::Db) {
+    /// let up = db.ping(std::time::Duration::from_secs(1)).await.is_ok();
+    /// # }
+    /// ```
     pub async fn ping(&self, timeout: Duration) -> Result<(), DbError> {
         let ping = async {
             let conn = self.conn().await?;
@@ -227,6 +247,17 @@ impl Db {
     /// Readiness: `SELECT 1` on a pooled connection within `timeout`, except that a pool
     /// whose connections are all in use (the wait for one times out) is
     /// [`Ready::Busy`] rather than an error: busy is not down.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: pgbridge::db::Db) {
+    /// use pgbridge::db::Ready;
+    ///
+    /// let ready = matches!(
+    ///     db.check_ready(std::time::Duration::from_secs(1)).await,
+    ///     Ok(Ready::Answered | Ready::Busy)
+    /// );
+    /// # }
+    /// ```
     pub async fn check_ready(&self, timeout: Duration) -> Result<Ready, DbError> {
         let timeouts = deadpool_postgres::Timeouts {
             wait: Some(timeout / 2),
@@ -243,7 +274,7 @@ impl Db {
                 }
                 Err(err) => return Err(DbError::from(err)),
             };
-            let conn = Conn::new(object, Some(self.server.clone()), self.unnamed.clone());
+            let conn = Conn::new(object, self.server.clone(), self.unnamed.clone());
             conn.query_one("SELECT 1", &[])
                 .await
                 .map(|_| Ready::Answered)
@@ -257,6 +288,15 @@ impl Db {
     /// `max_backoff`; logs each failure. Returns when the database is ready, or at once with
     /// the error when retrying cannot help ([`DbError::is_permanent`]: authentication, a
     /// missing database, a certificate or TLS problem) — start-up should then fail.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), pgbridge::db::DbError> {
+    /// use pgbridge::db::{Db, DbConfig};
+    ///
+    /// let db = Db::connect(&DbConfig::new("postgres://app@localhost/app"))?;
+    /// db.wait_until_ready(std::time::Duration::from_secs(5)).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn wait_until_ready(&self, max_backoff: Duration) -> Result<(), DbError> {
         let mut backoff = Backoff::new(Duration::from_millis(100), max_backoff);
         let mut attempt = 1u32;
@@ -279,7 +319,34 @@ impl Db {
         }
     }
 
+    /// How many statements this pool (and the standbys' pools of a
+    /// [`ReadRouter`](super::replica::ReadRouter) built on it) has cancelled on the server
+    /// because the future awaiting them was dropped, or ran past a client-side statement
+    /// timeout; the shared path's cancels included. Shown on `/metrics` as
+    /// `pgbridge_db_cancels_total`.
+    ///
+    /// ```no_run
+    /// # fn demo(db: pgbridge::db::Db) {
+    /// println!("{} cancels sent", db.cancels_sent());
+    /// # }
+    /// ```
+    pub fn cancels_sent(&self) -> u64 {
+        self.server.sent.get()
+    }
+
+    /// The cancel counter, for a pool that counts with this one.
+    pub(crate) fn cancel_count(&self) -> CancelCount {
+        self.server.sent.clone()
+    }
+
     /// The pool's current state.
+    ///
+    /// ```no_run
+    /// # fn demo(db: pgbridge::db::Db) {
+    /// let status = db.status();
+    /// println!("{} of {} connections in use", status.size - status.available, status.max_size);
+    /// # }
+    /// ```
     pub fn status(&self) -> PoolStatus {
         let status = self.pool.status();
         PoolStatus {

@@ -16,7 +16,7 @@
 //!   process's `s3` "already exists"). Here every statement runs **unnamed**, with
 //!   `query_typed`: Parse, Bind, Describe, Execute and Sync in one round trip, which
 //!   PgBouncer keeps on one server connection. Its parameter types are learnt once per
-//!   statement text and pool ([`StatementTypes`]) by preparing it inside a `BEGIN …
+//!   statement text and pool (`StatementTypes`) by preparing it inside a `BEGIN …
 //!   COMMIT` (so the Parse and the Close reach the same server connection).
 //! - **Session state** (`LISTEN`, session advisory locks, `SET`). The service's own uses
 //!   have URLs of their own (`EVENTS_DATABASE_URL`, `MIGRATE_DATABASE_URL`) that must reach
@@ -30,8 +30,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio_postgres::GenericClient;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{GenericClient, Row};
 
 /// How `DATABASE_URL` reaches Postgres.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -99,7 +99,7 @@ impl StatementTypes {
     /// and the `Close` that dropping it sends, stay on one server connection.
     pub(crate) async fn outside_tx(
         &self,
-        client: &tokio_postgres::Client,
+        client: &(impl GenericClient + Sync),
         sql: &str,
     ) -> Result<Arc<[Type]>, tokio_postgres::Error> {
         if let Some(types) = self.cached(sql) {
@@ -119,7 +119,7 @@ impl StatementTypes {
     /// `sql`'s parameter types, learnt inside a transaction already open on `client`.
     pub(crate) async fn in_tx(
         &self,
-        client: &impl GenericClient,
+        client: &(impl GenericClient + Sync),
         sql: &str,
     ) -> Result<Arc<[Type]>, tokio_postgres::Error> {
         if let Some(types) = self.cached(sql) {
@@ -141,62 +141,6 @@ pub(crate) fn typed<'a>(
         .zip(types.iter().chain(std::iter::repeat(&Type::UNKNOWN)))
         .map(|(param, ty)| (*param, ty.clone()))
         .collect()
-}
-
-/// What a query returns: all rows, exactly one, at most one, or the count of rows changed.
-/// Each runs `sql` unnamed with `query_typed*`, in one round trip.
-pub(crate) trait Shape: Sized {
-    /// Runs `sql` with typed `params` on `client`.
-    async fn run(
-        client: &impl GenericClient,
-        sql: &str,
-        params: Vec<(&(dyn ToSql + Sync), Type)>,
-    ) -> Result<Self, tokio_postgres::Error>;
-}
-
-impl Shape for Vec<Row> {
-    async fn run(
-        client: &impl GenericClient,
-        sql: &str,
-        params: Vec<(&(dyn ToSql + Sync), Type)>,
-    ) -> Result<Self, tokio_postgres::Error> {
-        client.query_typed(sql, &params).await
-    }
-}
-
-impl Shape for Row {
-    async fn run(
-        client: &impl GenericClient,
-        sql: &str,
-        params: Vec<(&(dyn ToSql + Sync), Type)>,
-    ) -> Result<Self, tokio_postgres::Error> {
-        client.query_typed_one(sql, &params).await
-    }
-}
-
-impl Shape for Option<Row> {
-    async fn run(
-        client: &impl GenericClient,
-        sql: &str,
-        params: Vec<(&(dyn ToSql + Sync), Type)>,
-    ) -> Result<Self, tokio_postgres::Error> {
-        client.query_typed_opt(sql, &params).await
-    }
-}
-
-impl Shape for u64 {
-    async fn run(
-        client: &impl GenericClient,
-        sql: &str,
-        params: Vec<(&(dyn ToSql + Sync), Type)>,
-    ) -> Result<Self, tokio_postgres::Error> {
-        use futures_util::TryStreamExt;
-
-        let stream = client.query_typed_raw(sql, params).await?;
-        futures_util::pin_mut!(stream);
-        while stream.try_next().await?.is_some() {}
-        Ok(stream.rows_affected().unwrap_or(0))
-    }
 }
 
 /// A stream whose `shutdown` does nothing: for sending a cancel request.

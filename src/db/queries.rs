@@ -92,9 +92,9 @@ macro_rules! forward_queries {
 }
 
 forward_queries!(
-    super::Conn => super::Conn,
-    super::Tx<'_> => super::Tx<'_>,
+    super::Conn => super::Statements<deadpool_postgres::Object>,
+    super::Tx<'_> => super::Statements<deadpool_postgres::Transaction<'_>>,
     super::Shared => super::Shared,
-    super::Scoped => super::Conn,
-    super::replica::ScopedRead => super::Conn
+    super::Scoped => super::Statements<deadpool_postgres::Object>,
+    super::replica::ScopedRead => super::Statements<deadpool_postgres::Object>
 );

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::link::{Link, State};
-use crate::db::conn::{SETTLE_TIMEOUT, cancel_and_confirm, count_cancel};
+use crate::db::cancel::{SETTLE_TIMEOUT, cancel_and_confirm};
 
 /// Abandoned statements left to finish because others shared their connection.
 static ABANDONED: AtomicU64 = AtomicU64::new(0);
@@ -157,8 +157,8 @@ async fn reap(link: Arc<Link>) {
             state.reaping = false;
             return;
         }
-        count_cancel();
-        if let Err(err) = cancel_and_confirm(&link.cancel, link.server.as_deref()).await {
+        link.server.sent.add_one();
+        if let Err(err) = cancel_and_confirm(&link.cancel, &link.server).await {
             tracing::warn!(error = %err, "could not cancel an expired shared statement");
         }
         // Let the cancelled statement's answer reach its caller and the next one start.
@@ -199,8 +199,8 @@ impl Drop for Ticket {
 /// Cancels the link's sole (abandoned) statement, waits for the backend to be idle, and
 /// lowers the fence.
 async fn settle(link: Arc<Link>) {
-    count_cancel();
-    if let Err(err) = cancel_and_confirm(&link.cancel, link.server.as_deref()).await {
+    link.server.sent.add_one();
+    if let Err(err) = cancel_and_confirm(&link.cancel, &link.server).await {
         tracing::warn!(error = %err, "could not cancel an abandoned shared statement");
     }
     let idle = tokio::time::timeout(SETTLE_TIMEOUT, link.client().simple_query("")).await;

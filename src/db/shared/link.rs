@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use tokio_postgres::{CancelToken, Client, Statement};
 
 use crate::db::DbError;
-use crate::db::conn::ServerAddr;
+use crate::db::cancel::CancelTarget;
 
 /// One shared connection.
 pub(super) struct Link {
@@ -21,7 +21,7 @@ pub(super) struct Link {
     /// Set when the connection must not take new statements (a cancel did not settle).
     broken: AtomicBool,
     pub(super) cancel: CancelToken,
-    pub(super) server: Option<Arc<ServerAddr>>,
+    pub(super) server: Arc<CancelTarget>,
 }
 
 /// Statements in flight, and whether new ones are held back.
@@ -53,7 +53,7 @@ pub(super) enum Refusal {
 }
 
 impl Link {
-    pub(super) fn new(client: Client, server: Option<Arc<ServerAddr>>) -> Self {
+    pub(super) fn new(client: Client, server: Arc<CancelTarget>) -> Self {
         Self {
             cancel: client.cancel_token(),
             client,

@@ -28,12 +28,14 @@ use std::time::Duration;
 
 use std::future::Future;
 
+use tokio_postgres::Row;
 use tokio_postgres::types::Type;
-use tokio_postgres::{Client, Row, Statement};
 
 use self::set::Set;
-use super::conn::{Conn, SETTLE_TIMEOUT, ServerAddr};
+use super::Conn;
+use super::cancel::{CancelTarget, SETTLE_TIMEOUT};
 use super::pooler::{self, StatementTypes};
+use super::shape::Shape;
 use super::{DbError, Params};
 
 pub use fence::abandoned_uncancelled;
@@ -48,7 +50,7 @@ pub(super) struct Unnamed {
     /// the statements of other requests pipelined behind it.)
     pub(super) pool: deadpool_postgres::Pool,
     /// Where the pooled connection's cancels go.
-    pub(super) server: Arc<ServerAddr>,
+    pub(super) server: Arc<CancelTarget>,
 }
 
 impl Unnamed {
@@ -58,8 +60,8 @@ impl Unnamed {
             return Ok(types);
         }
         let object = self.pool.get().await?;
-        let conn = Conn::new(object, Some(self.server.clone()), Some(self.types.clone()));
-        conn.guarded(self.types.outside_tx(conn.client(), sql))
+        let conn = Conn::new(object, self.server.clone(), Some(self.types.clone()));
+        conn.guarded(self.types.outside_tx(&**conn.client(), sql))
             .await
             .map_err(Into::into)
     }
@@ -150,7 +152,7 @@ impl Shared {
     pub(super) fn new(
         config: SharedConfig,
         pg: super::connect::PgConnect,
-        server: Option<Arc<ServerAddr>>,
+        server: Arc<CancelTarget>,
         wait: Duration,
         connect_timeout: Duration,
         unnamed: Option<Unnamed>,
@@ -169,21 +171,49 @@ impl Shared {
     }
 
     /// Runs `sql` (prepared once per connection) and returns its rows.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
+    /// let rows = db.shared().query("SELECT id, message FROM fortune", &[]).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
         self.run(sql, params).await
     }
 
     /// Runs `sql` and returns its one row; no row, or several, is an error.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
+    /// let row = db.shared().query_one("SELECT randomnumber FROM world WHERE id = $1", &[&7_i32]).await?;
+    /// let n: i32 = row.get(0);
+    /// # Ok(()) }
+    /// ```
     pub async fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, DbError> {
         self.run(sql, params).await
     }
 
     /// Runs `sql` and returns its row, if any.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
+    /// let found = db.shared().query_opt("SELECT 1 FROM world WHERE id = $1", &[&7_i32]).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
         self.run(sql, params).await
     }
 
     /// Runs `sql` and returns the number of rows it changed.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
+    /// let changed = db
+    ///     .shared()
+    ///     .execute("UPDATE world SET randomnumber = $1 WHERE id = $2", &[&42_i32, &7_i32])
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
         self.run(sql, params).await
     }
@@ -191,13 +221,13 @@ impl Shared {
     /// One statement on a link: a place first, then the statement — prepared once per
     /// connection; or, through a transaction pooler, unnamed (parameter types learnt once
     /// per statement text) under the client-side statement timeout.
-    async fn run<T: Answer>(&self, sql: &str, params: Params<'_>) -> Result<T, DbError> {
+    async fn run<T: Shape>(&self, sql: &str, params: Params<'_>) -> Result<T, DbError> {
         if let Some(unnamed) = &self.set.unnamed {
             // Before taking a place: learning may borrow a pooled connection.
             let types = unnamed.param_types(sql).await?;
             let ticket = self.set.acquire().await?;
             let link = ticket.link().clone();
-            let work = T::run(link.client(), sql, pooler::typed(params, &types));
+            let work = T::unnamed(link.client(), sql, pooler::typed(params, &types));
             return timed(ticket, unnamed.types.statement_timeout, work).await;
         }
         let ticket = self.set.acquire().await?;
@@ -271,58 +301,6 @@ where
                 "a shared statement ran past the statement timeout ({timeout:?}) and did not answer its cancel"
             )))
         }
-    }
-}
-
-/// What a statement returns — all rows, exactly one, at most one, or the count of rows
-/// changed — and how to run it, prepared ([`Answer::named`]) or unnamed
-/// ([`pooler::Shape::run`]).
-trait Answer: pooler::Shape {
-    /// Runs the prepared `statement`.
-    async fn named(
-        client: &Client,
-        statement: &Statement,
-        params: Params<'_>,
-    ) -> Result<Self, tokio_postgres::Error>;
-}
-
-impl Answer for Vec<Row> {
-    async fn named(
-        client: &Client,
-        statement: &Statement,
-        params: Params<'_>,
-    ) -> Result<Self, tokio_postgres::Error> {
-        client.query(statement, params).await
-    }
-}
-
-impl Answer for Row {
-    async fn named(
-        client: &Client,
-        statement: &Statement,
-        params: Params<'_>,
-    ) -> Result<Self, tokio_postgres::Error> {
-        client.query_one(statement, params).await
-    }
-}
-
-impl Answer for Option<Row> {
-    async fn named(
-        client: &Client,
-        statement: &Statement,
-        params: Params<'_>,
-    ) -> Result<Self, tokio_postgres::Error> {
-        client.query_opt(statement, params).await
-    }
-}
-
-impl Answer for u64 {
-    async fn named(
-        client: &Client,
-        statement: &Statement,
-        params: Params<'_>,
-    ) -> Result<Self, tokio_postgres::Error> {
-        client.execute(statement, params).await
     }
 }
 

@@ -11,7 +11,7 @@ use super::Unnamed;
 use super::fence::Ticket;
 use super::link::{Link, Refusal};
 use crate::db::DbError;
-use crate::db::conn::ServerAddr;
+use crate::db::cancel::CancelTarget;
 use crate::db::connect::PgConnect;
 
 /// After a failed connect, a slot answers with that failure for this long instead of
@@ -23,7 +23,7 @@ pub(super) struct Set {
     slots: Box<[Slot]>,
     next: AtomicUsize,
     pg: PgConnect,
-    server: Option<Arc<ServerAddr>>,
+    server: Arc<CancelTarget>,
     pub(super) max_in_flight: usize,
     /// Room for `slots × max_in_flight` statements; a statement holds a permit while it
     /// runs, and waits for one (a bounded queue) when all are taken.
@@ -58,7 +58,7 @@ impl Slot {
 /// the pool's settings and TLS ([`PgConnect`]).
 async fn open(
     pg: &PgConnect,
-    server: Option<Arc<ServerAddr>>,
+    server: Arc<CancelTarget>,
     timeout: Duration,
 ) -> Result<Arc<Link>, DbError> {
     let (client, connection) = tokio::time::timeout(timeout, pg.connect())
@@ -79,7 +79,7 @@ impl Set {
         max_in_flight: usize,
         max_queued: usize,
         pg: PgConnect,
-        server: Option<Arc<ServerAddr>>,
+        server: Arc<CancelTarget>,
         wait: Duration,
         connect_timeout: Duration,
         unnamed: Option<Unnamed>,

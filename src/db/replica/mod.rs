@@ -33,13 +33,17 @@
 //! # Ok(()) }
 //! ```
 
-use std::fmt;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use super::{Conn, Db, DbConfig, DbError, Scoped};
+mod lsn;
+mod read;
+
+pub use lsn::{Lsn, commit_lsn};
+pub use read::{ReadFrom, Reader, ScopedRead};
+
+use super::{Conn, Db, DbConfig, DbError};
 
 /// How often the background task checks each standby.
 const CHECK_EVERY: Duration = Duration::from_millis(500);
@@ -55,49 +59,6 @@ pub fn reads_served() -> (u64, u64) {
         FROM_STANDBY.load(Ordering::Relaxed),
         FROM_PRIMARY.load(Ordering::Relaxed),
     )
-}
-
-/// A WAL position (`pg_lsn`), written as Postgres writes it: `16/B374D848`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Lsn(pub u64);
-
-impl FromStr for Lsn {
-    type Err = String;
-
-    /// ```
-    /// use pgbridge::db::replica::Lsn;
-    /// let lsn: Lsn = "16/B374D848".parse().unwrap();
-    /// assert_eq!(lsn.to_string(), "16/B374D848");
-    /// assert!("16-B3".parse::<Lsn>().is_err());
-    /// ```
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("{s:?} is not a WAL position like 0/16B3748");
-        let (hi, lo) = s.trim().split_once('/').ok_or_else(bad)?;
-        let part = |p: &str| {
-            if p.is_empty() || p.len() > 8 {
-                return Err(bad());
-            }
-            u32::from_str_radix(p, 16).map_err(|_| bad())
-        };
-        Ok(Self((u64::from(part(hi)?) << 32) | u64::from(part(lo)?)))
-    }
-}
-
-impl fmt::Display for Lsn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
-    }
-}
-
-/// The WAL position a read must see to include everything `conn` has committed: ask
-/// right after the commit, on the same connection.
-pub async fn commit_lsn(conn: &Conn) -> Result<Lsn, DbError> {
-    let row = conn
-        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
-        .await?;
-    let text: String = row.get(0);
-    text.parse()
-        .map_err(|why: String| DbError::Unavailable(format!("pg_current_wal_insert_lsn: {why}")))
 }
 
 /// What the router needs: the standbys and its bounds.
@@ -122,106 +83,6 @@ impl ReadConfig {
             lsn_wait: Duration::from_millis(super::defaults::READ_LSN_WAIT_MS),
             max_lag: Duration::from_millis(super::defaults::READ_MAX_LAG_MS),
         }
-    }
-}
-
-/// Where a [`Reader`]'s connection comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadFrom {
-    /// The primary pool.
-    Primary,
-    /// A standby.
-    Standby,
-}
-
-impl ReadFrom {
-    /// `primary` or `standby` (the `Pgbridge-Served-By` header).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Primary => "primary",
-            Self::Standby => "standby",
-        }
-    }
-}
-
-/// A connection for reading, and where it comes from. Derefs to [`Conn`].
-#[derive(Debug)]
-pub struct Reader {
-    conn: Conn,
-    from: ReadFrom,
-}
-
-impl Reader {
-    /// Where the connection comes from.
-    pub fn from(&self) -> ReadFrom {
-        self.from
-    }
-
-    /// The connection, for a [`ScopedRead`] or other use of its own.
-    pub fn into_conn(self) -> Conn {
-        self.conn
-    }
-}
-
-/// An owner-scoped transaction ([`Scoped`]) on a [`Reader`]'s connection: what row-level
-/// security needs on a standby as on the primary. Derefs to [`Scoped`] (and so to
-/// [`Conn`]); [`commit`](Self::commit) ends it.
-///
-/// On a hot standby the transaction is read-only; `SET LOCAL ROLE` and the transaction-local
-/// owner setting work there as on the primary.
-///
-/// ```no_run
-/// # async fn demo(reads: pgbridge::db::replica::ReadRouter) -> Result<(), pgbridge::db::DbError> {
-/// use pgbridge::db::replica::ScopedRead;
-///
-/// let read = ScopedRead::begin(reads.reader(None).await?, 42).await?;
-/// let rows = read.query("SELECT id FROM notes", &[]).await?; // account 42's only
-/// read.commit().await?;
-/// # Ok(()) }
-/// ```
-#[derive(Debug)]
-pub struct ScopedRead {
-    scoped: Scoped,
-    from: ReadFrom,
-}
-
-impl ScopedRead {
-    /// Opens the scope of `account_id` on `reader`'s connection.
-    pub async fn begin(reader: Reader, account_id: i64) -> Result<Self, DbError> {
-        let from = reader.from();
-        let scoped = Scoped::begin(reader.into_conn(), account_id).await?;
-        Ok(Self { scoped, from })
-    }
-
-    /// A scope already open on a connection that came `from` there.
-    pub fn new(scoped: Scoped, from: ReadFrom) -> Self {
-        Self { scoped, from }
-    }
-
-    /// Where the connection comes from.
-    pub fn from(&self) -> ReadFrom {
-        self.from
-    }
-
-    /// Ends the (read) transaction; the connection goes back to its pool.
-    pub async fn commit(self) -> Result<(), DbError> {
-        self.scoped.commit().await
-    }
-}
-
-impl std::ops::Deref for ScopedRead {
-    type Target = Scoped;
-
-    fn deref(&self) -> &Scoped {
-        &self.scoped
-    }
-}
-
-impl std::ops::Deref for Reader {
-    type Target = Conn;
-
-    fn deref(&self) -> &Conn {
-        &self.conn
     }
 }
 
@@ -263,7 +124,7 @@ impl ReadRouter {
                 standby.pool_wait = pool.pool_wait.min(Duration::from_millis(200));
                 standby.connect_timeout = pool.connect_timeout.min(Duration::from_secs(1));
                 Ok(Standby {
-                    db: Db::connect(&standby).map_err(|err| {
+                    db: Db::connect_counting(&standby, primary.cancel_count()).map_err(|err| {
                         DbError::Config(format!("DATABASE_READ_URL {url:?}: {err}"))
                     })?,
                     usable: AtomicBool::new(false),
@@ -413,23 +274,6 @@ async fn check_standbys(inner: Weak<Inner>) {
                     Err(_) => tracing::warn!(standby = i, "standby did not answer; skipped"),
                 }
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lsns_parse_print_and_order() {
-        let a: Lsn = "0/16B3748".parse().unwrap();
-        let b: Lsn = "1/0".parse().unwrap();
-        assert!(a < b);
-        assert_eq!(a.to_string(), "0/16B3748");
-        assert_eq!(b.0, 1 << 32);
-        for bad in ["", "0", "/1", "1/", "x/1", "123456789/0", "0/1/2"] {
-            assert!(bad.parse::<Lsn>().is_err(), "{bad}");
         }
     }
 }
