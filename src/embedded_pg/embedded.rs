@@ -241,23 +241,19 @@ async fn create(server: &PgServer) -> Result<(), EmbeddedPgError> {
 /// process now holds it, `(file, false)` if another live process does. The kernel drops
 /// the lock when the process ends, however it ends.
 fn lock(path: &Path) -> Result<(File, bool), EmbeddedPgError> {
-    use std::os::fd::AsRawFd;
     let file = File::options()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)
         .map_err(|e| EmbeddedPgError::io(format!("open {}", path.display()), e))?;
-    // SAFETY: flock on a file descriptor this function owns; no memory is involved.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok((file, true));
-    }
-    let err = std::io::Error::last_os_error();
-    if err.kind() == std::io::ErrorKind::WouldBlock {
-        Ok((file, false))
-    } else {
-        Err(EmbeddedPgError::io(format!("lock {}", path.display()), err))
+    // `flock(LOCK_EX | LOCK_NB)` on Linux.
+    match file.try_lock() {
+        Ok(()) => Ok((file, true)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok((file, false)),
+        Err(std::fs::TryLockError::Error(err)) => {
+            Err(EmbeddedPgError::io(format!("lock {}", path.display()), err))
+        }
     }
 }
 
