@@ -29,7 +29,7 @@
 
 pub mod apps;
 pub mod auth;
-pub mod awsgi;
+pub use awsgi;
 pub mod config;
 pub mod db;
 mod drain;
@@ -49,12 +49,12 @@ use axum::{Extension, Router};
 use tower::Layer;
 
 use crate::apps::notes::events::{Broadcast, Feed};
-use crate::awsgi::{Application, AwsgiLayer, Validator};
 use crate::config::Config;
 use crate::db::listener::{ListenConfig, Listener};
 use crate::db::replica::ReadRouter;
 use crate::db::{Db, DbError};
 use crate::metrics::Metrics;
+use awsgi::{Application, AwsgiLayer, Validator};
 
 /// What the router's handlers share: the pool, the note-event feed, the configuration.
 #[derive(Clone, Debug)]

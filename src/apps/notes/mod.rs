@@ -27,9 +27,9 @@ use http::Method;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::awsgi::{Body, Environ, Error, StartResponse};
 use crate::db::{Conn, DbError};
 use crate::error::{ApiError, FieldError};
+use awsgi::{Body, Environ, Error, StartResponse};
 
 use super::bounded_query;
 use super::consistency::{commit_scoped, served_by};

@@ -6,9 +6,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{Extensions, HeaderMap, Method, Version, header};
-use percent_encoding::percent_decode_str;
 
-use super::{Errors, Input};
+use crate::{Errors, Input};
+
+mod builder;
+mod cgi;
+
+pub use builder::EnvironBuilder;
+use cgi::{cgi_name, form_decode, protocol, split_host};
 
 /// The environment of one request: PEP 3333's `environ` dict, typed.
 ///
@@ -21,7 +26,7 @@ use super::{Errors, Input};
 /// `http::Extensions` (e.g. from axum's `Extension` layer) is there.
 ///
 /// ```
-/// use pgbridge::awsgi::Environ;
+/// use awsgi::Environ;
 ///
 /// let request = http::Request::get("/shop/items/caf%C3%A9?page=2")
 ///     .header("Accept", "text/html")
@@ -110,7 +115,7 @@ impl Environ {
     ///
     /// ```
     /// let request = http::Request::get("/?q=a+b&n=%31").body(()).unwrap();
-    /// let environ = pgbridge::awsgi::Environ::builder(request).build();
+    /// let environ = awsgi::Environ::builder(request).build();
     /// assert_eq!(environ.query("q").as_deref(), Some("a b"));
     /// assert_eq!(environ.query("n").as_deref(), Some("1"));
     /// assert_eq!(environ.query("missing"), None);
@@ -148,8 +153,7 @@ impl Environ {
     pub fn content_length(&self) -> Option<u64> {
         self.headers
             .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
+            .and_then(crate::head::content_length)
     }
 
     /// `REMOTE_ADDR`/`REMOTE_PORT`, when the server knows the peer.
@@ -315,132 +319,6 @@ impl Environ {
             }
         }
         joined.map(Cow::Owned)
-    }
-}
-
-/// Builds an [`Environ`]. The layer uses it for every request; tests and examples use it to
-/// call an application directly.
-#[derive(Debug)]
-pub struct EnvironBuilder {
-    environ: Environ,
-}
-
-impl EnvironBuilder {
-    pub(crate) fn from_parts(parts: http::request::Parts) -> Self {
-        let path = parts.uri.path();
-        let environ = Environ {
-            path_info: path.contains('%').then(|| decode_path(path)),
-            script_name: String::new(),
-            server_fallback: (Arc::from("localhost"), 80),
-            url_scheme: if parts.uri.scheme_str() == Some("https") {
-                "https"
-            } else {
-                "http"
-            },
-            method: parts.method,
-            uri: parts.uri,
-            version: parts.version,
-            remote_addr: None,
-            headers: parts.headers,
-            routing_args: Vec::new(),
-            extensions: parts.extensions,
-            input: Input::empty(),
-            errors: Errors::default(),
-        };
-        Self { environ }
-    }
-
-    /// Takes `prefix` (raw, as in the URI) off the front of the path as `SCRIPT_NAME`.
-    /// A prefix the path does not start with is ignored.
-    pub fn script_name(mut self, prefix: &str) -> Self {
-        let prefix = prefix.trim_end_matches('/');
-        let decoded = decode_path(prefix);
-        if let Some(rest) = self.environ.path_info().strip_prefix(decoded.as_str()) {
-            if rest.is_empty() || rest.starts_with('/') {
-                self.environ.path_info = Some(rest.to_owned());
-                self.environ.script_name = decoded;
-            }
-        }
-        self
-    }
-
-    /// Sets `SERVER_NAME` and `SERVER_PORT` for requests that carry no `Host`.
-    pub fn server(mut self, name: impl Into<Arc<str>>, port: u16) -> Self {
-        self.environ.server_fallback = (name.into(), port);
-        self
-    }
-
-    /// Sets `wsgi.url_scheme`.
-    pub fn https(mut self, https: bool) -> Self {
-        self.environ.url_scheme = if https { "https" } else { "http" };
-        self
-    }
-
-    /// Sets `REMOTE_ADDR` and `REMOTE_PORT`.
-    pub fn remote_addr(mut self, addr: SocketAddr) -> Self {
-        self.environ.remote_addr = Some(addr);
-        self
-    }
-
-    /// Sets `wsgiorg.routing_args`.
-    pub fn routing_args(mut self, args: Vec<(String, String)>) -> Self {
-        self.environ.routing_args = args;
-        self
-    }
-
-    /// Sets `wsgi.input`.
-    pub fn input(mut self, input: Input) -> Self {
-        self.environ.input = input;
-        self
-    }
-
-    /// The finished environ.
-    pub fn build(self) -> Environ {
-        self.environ
-    }
-}
-
-/// `example.com:8080` → (`example.com`, 8080); `[::1]:80` → (`[::1]`, 80).
-fn split_host(host: &str) -> (&str, Option<u16>) {
-    if let Some(end) = host.rfind(']') {
-        let port = host[end + 1..]
-            .strip_prefix(':')
-            .and_then(|p| p.parse().ok());
-        return (&host[..=end], port);
-    }
-    match host.rsplit_once(':') {
-        Some((name, port)) => (name, port.parse().ok()),
-        None => (host, None),
-    }
-}
-
-/// `Accept-Language` → `HTTP_ACCEPT_LANGUAGE`.
-fn cgi_name(header: &str) -> String {
-    let mut name = String::with_capacity(header.len() + 5);
-    name.push_str("HTTP_");
-    name.extend(header.chars().map(|c| match c {
-        '-' => '_',
-        c => c.to_ascii_uppercase(),
-    }));
-    name
-}
-
-fn decode_path(path: &str) -> String {
-    percent_decode_str(path).decode_utf8_lossy().into_owned()
-}
-
-fn form_decode(s: &str) -> String {
-    let spaced = s.replace('+', " ");
-    percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
-}
-
-fn protocol(version: Version) -> &'static str {
-    match version {
-        Version::HTTP_09 => "HTTP/0.9",
-        Version::HTTP_10 => "HTTP/1.0",
-        Version::HTTP_2 => "HTTP/2.0",
-        Version::HTTP_3 => "HTTP/3.0",
-        _ => "HTTP/1.1",
     }
 }
 

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_util::Stream;
 
-use super::Error;
+use crate::Error;
 
 type BoxStream = Pin<Box<dyn Stream<Item = Result<Bytes, Error>> + Send + 'static>>;
 
@@ -24,7 +24,7 @@ type BoxStream = Pin<Box<dyn Stream<Item = Result<Bytes, Error>> + Send + 'stati
 ///
 /// ```
 /// use futures_util::stream;
-/// use pgbridge::awsgi::{Body, Error};
+/// use awsgi::{Body, Error};
 ///
 /// let whole = Body::from("hello\n");
 /// let chunks = Body::from_stream(stream::iter([
@@ -70,7 +70,7 @@ impl Body {
     ///
     /// ```
     /// use std::sync::{Arc, atomic::{AtomicBool, Ordering}};
-    /// use pgbridge::awsgi::Body;
+    /// use awsgi::Body;
     ///
     /// let closed = Arc::new(AtomicBool::new(false));
     /// let flag = closed.clone();

@@ -36,7 +36,7 @@ pub enum Readiness {
 ///
 /// ```
 /// use std::time::Duration;
-/// use pgbridge::awsgi::fdevent::{self, Readiness};
+/// use awsgi::fdevent::{self, Readiness};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> std::io::Result<()> {
@@ -62,7 +62,7 @@ pub fn writable(fd: &impl AsFd, timeout: Option<Duration>) -> FdWait {
 ///
 /// ```
 /// use std::time::Duration;
-/// use pgbridge::awsgi::fdevent::{self, Readiness};
+/// use awsgi::fdevent::{self, Readiness};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
@@ -123,8 +123,10 @@ impl Future for FdWait {
             else {
                 unreachable!("checked above")
             };
+            // The crate's one unsafe call (`unsafe_code` is denied everywhere else).
             // SAFETY: `fd` is an `OwnedFd` moved into the `AsyncFd`: it stays open, and
             // `as_raw_fd` returns the same descriptor, until the `AsyncFd` is dropped.
+            #[allow(unsafe_code)]
             let registered = unsafe { AsyncFd::register_with_interest(fd, interest) };
             this.state = match registered {
                 Ok(watch) => State::Waiting {

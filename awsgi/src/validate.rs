@@ -7,7 +7,8 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use http::{StatusCode, header};
 
-use super::{Application, Body, Environ, Error, StartResponse};
+use crate::head::content_length;
+use crate::{Application, Body, Environ, Error, StartResponse};
 
 /// A breach of the contract found by the [`Validator`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,10 +33,13 @@ pub enum ValidationError {
 /// declared `Content-Length`. A breach is logged at `ERROR` (target `wsgi.validate`) and
 /// fails the request: 500 before the commit, an aborted connection after it.
 ///
+/// A whole body ([`Body::from`] bytes) passes through unchanged once checked, so a
+/// validated response is framed as production frames it: with its exact `Content-Length`.
+///
 /// Run it in tests and development; it costs a little per chunk.
 ///
 /// ```
-/// use pgbridge::awsgi::{AwsgiService, Body, Environ, Error, StartResponse, Validator};
+/// use awsgi::{AwsgiService, Body, Environ, Error, StartResponse, Validator};
 /// use tower::ServiceExt;
 ///
 /// async fn forgets_content_type(_: Environ, start_response: StartResponse) -> Result<Body, Error> {
@@ -68,6 +72,21 @@ impl<A: Application> Application for Validator<A> {
         check_environ(&environ).map_err(report)?;
         start_response.retain_head();
         let body = self.app.call(environ, start_response.clone()).await?;
+        if let Some(len) = body.exact_len() {
+            // A whole body: check it now and hand it on as it is, so its exact length — and
+            // so the framing production sends (`Content-Length`, not chunks) — survives.
+            // A body that breaks its declared length is left to the streaming checks below,
+            // which fail it at the same point of the exchange as before.
+            let head = start_response.head().ok_or_else(|| {
+                report(ValidationError::Response(
+                    "the body started before start_response was called".into(),
+                ))
+            })?;
+            let declared = check_head(head.status, &head.headers).map_err(report)?;
+            if declared.is_none_or(|declared| declared == len) {
+                return Ok(body);
+            }
+        }
         Ok(Body::from_stream(CheckedBody {
             body,
             start_response,
@@ -165,14 +184,9 @@ fn check_head(
     }
     match headers.get(header::CONTENT_LENGTH) {
         None => Ok(None),
-        Some(value) => value
-            .to_str()
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map(Some)
-            .ok_or_else(|| {
-                ValidationError::Response(format!("Content-Length {value:?} is not a number"))
-            }),
+        Some(value) => content_length(value).map(Some).ok_or_else(|| {
+            ValidationError::Response(format!("Content-Length {value:?} is not a number"))
+        }),
     }
 }
 

@@ -8,14 +8,14 @@ use std::fmt;
 /// request's span, so it carries the request id of the line that logs the request.
 ///
 /// ```
-/// use pgbridge::awsgi::{Body, Environ, Error, StartResponse};
+/// use awsgi::{Body, Environ, Error, StartResponse};
 ///
 /// async fn app(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
 ///     environ.errors().write("cache miss, falling back to the database");
 ///     start_response.start("204 No Content", Vec::<(String, String)>::new())?;
 ///     Ok(Body::empty())
 /// }
-/// # let _ = pgbridge::awsgi::AwsgiService::new(app);
+/// # let _ = awsgi::AwsgiService::new(app);
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Errors {

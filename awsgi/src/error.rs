@@ -4,12 +4,12 @@ use std::fmt;
 
 use http::StatusCode;
 
-use super::input::InputError;
+use crate::InputError;
 
 /// A boxed error, as carried inside [`Error`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// The error an [`Application`](super::Application) returns, or a body yields.
+/// The error an [`Application`](crate::Application) returns, or a body yields.
 ///
 /// Any `std::error::Error + Send + Sync + 'static` converts into it, so `?` works on
 /// whatever an application awaits. Before the response is committed the server answers
@@ -20,7 +20,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// original with [`Error::downcast_ref`].
 ///
 /// ```
-/// use pgbridge::awsgi::Error;
+/// use awsgi::Error;
 ///
 /// let err: Error = std::io::Error::other("disk on fire").into();
 /// assert_eq!(err.to_string(), "disk on fire");
@@ -33,6 +33,11 @@ pub struct Error {
 
 impl Error {
     /// Wraps any boxed error.
+    ///
+    /// ```
+    /// let err = awsgi::Error::new("a plain message");
+    /// assert_eq!(err.to_string(), "a plain message");
+    /// ```
     pub fn new(err: impl Into<BoxError>) -> Self {
         Self { inner: err.into() }
     }
@@ -40,7 +45,7 @@ impl Error {
     /// An error from a message, for failures that have no error type of their own.
     ///
     /// ```
-    /// let err = pgbridge::awsgi::Error::msg("no such widget");
+    /// let err = awsgi::Error::msg("no such widget");
     /// assert_eq!(err.to_string(), "no such widget");
     /// ```
     pub fn msg(message: impl fmt::Display) -> Self {
@@ -63,11 +68,21 @@ impl Error {
     }
 
     /// The original error, if it is an `E`.
+    ///
+    /// ```
+    /// let err = awsgi::Error::from(std::fmt::Error);
+    /// assert!(err.downcast_ref::<std::fmt::Error>().is_some());
+    /// ```
     pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
         self.inner.downcast_ref::<E>()
     }
 
     /// The boxed original error.
+    ///
+    /// ```
+    /// let boxed: awsgi::BoxError = awsgi::Error::msg("gone").into_inner();
+    /// assert_eq!(boxed.to_string(), "gone");
+    /// ```
     pub fn into_inner(self) -> BoxError {
         self.inner
     }
@@ -102,11 +117,17 @@ impl fmt::Display for Error {
     }
 }
 
+impl From<Error> for BoxError {
+    fn from(err: Error) -> Self {
+        err.into_inner()
+    }
+}
+
 /// A request the server refuses before the application runs (answered 400 through the
 /// layer's error responder), because no honest `environ` can be built from it.
 ///
 /// ```
-/// use pgbridge::awsgi::{Error, RequestError};
+/// use awsgi::{Error, RequestError};
 ///
 /// let err = Error::from(RequestError::InvalidPathParam { detail: "Invalid UTF-8 in `id`".into() });
 /// assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
