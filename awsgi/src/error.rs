@@ -7,6 +7,12 @@ use http::StatusCode;
 use crate::InputError;
 
 /// A boxed error, as carried inside [`Error`].
+///
+/// ```
+/// let boxed: awsgi::BoxError = "not found".into();
+/// let err = awsgi::Error::new(boxed);
+/// assert_eq!(err.to_string(), "not found");
+/// ```
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The error an [`Application`](crate::Application) returns, or a body yields.
@@ -57,6 +63,14 @@ impl Error {
     /// The status the server answers with when this error ends a request before the
     /// response is committed: 413 for a `wsgi.input` over its limit, 400 for a request
     /// body the client broke off or a [`RequestError`], 500 for everything else.
+    ///
+    /// ```
+    /// use awsgi::{Error, InputError};
+    ///
+    /// let err = Error::from(InputError::TooLarge { limit: 1024 });
+    /// assert_eq!(err.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
+    /// assert_eq!(Error::msg("bug").status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+    /// ```
     pub fn status(&self) -> StatusCode {
         if let Some(input) = self.downcast_ref::<InputError>() {
             input.status()
@@ -149,6 +163,13 @@ pub enum RequestError {
 ///
 /// These are the application's bugs. The client sees a plain 500 (or an aborted connection
 /// after the commit); the detail goes to the log.
+///
+/// ```
+/// use awsgi::{ContractError, Error};
+///
+/// let err = Error::from(ContractError::NotStarted);
+/// assert!(matches!(err.downcast_ref::<ContractError>(), Some(ContractError::NotStarted)));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ContractError {

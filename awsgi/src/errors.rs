@@ -24,6 +24,12 @@ pub struct Errors {
 
 impl Errors {
     /// Writes one message to the log.
+    ///
+    /// ```
+    /// let request = http::Request::get("/").body(()).unwrap();
+    /// let environ = awsgi::Environ::builder(request).build();
+    /// environ.errors().write(format_args!("retrying after {} ms", 50));
+    /// ```
     pub fn write(&self, message: impl fmt::Display) {
         tracing::warn!(target: "wsgi.errors", "{message}");
     }

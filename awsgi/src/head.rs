@@ -8,6 +8,17 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 /// Each of these is the application's bug. The call returns the error so the application
 /// can see it; if the application carries on regardless, the server still answers a plain
 /// 500 and logs this detail, never sending it to the client.
+///
+/// ```
+/// use awsgi::{Body, Environ, Error, StartResponse, StartResponseError};
+///
+/// async fn app(_: Environ, start_response: StartResponse) -> Result<Body, Error> {
+///     let refused = start_response.start("200 OK", [("Connection", "close")]).unwrap_err();
+///     assert!(matches!(refused, StartResponseError::HopByHop(_)));
+///     Err(refused.into()) // the server answers a plain 500 either way
+/// }
+/// # let _ = awsgi::AwsgiService::new(app);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartResponseError {

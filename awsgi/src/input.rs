@@ -11,6 +11,22 @@ use crate::BoxError;
 type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Why reading `wsgi.input` failed.
+///
+/// ```
+/// use awsgi::{Body, Environ, Error, InputError, StartResponse};
+///
+/// async fn upload(mut environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
+///     match environ.input().read_to_end().await {
+///         Ok(bytes) => {
+///             start_response.start("200 OK", [("Content-Type", "text/plain")])?;
+///             Ok(Body::from(format!("{} bytes\n", bytes.len())))
+///         }
+///         Err(err @ InputError::TooLarge { .. }) => Err(err.into()), // answered 413
+///         Err(err) => Err(err.into()),                              // answered 400
+///     }
+/// }
+/// # let _ = awsgi::AwsgiService::new(upload);
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum InputError {
@@ -27,6 +43,11 @@ pub enum InputError {
 
 impl InputError {
     /// The status the server answers when this error ends a request: 413 or 400.
+    ///
+    /// ```
+    /// let err = awsgi::InputError::TooLarge { limit: 10 };
+    /// assert_eq!(err.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
+    /// ```
     pub fn status(&self) -> StatusCode {
         match self {
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -137,6 +158,16 @@ impl Input {
     }
 
     /// The whole (remaining) body.
+    ///
+    /// ```
+    /// use http_body_util::Full;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut input = awsgi::Input::new(Full::new(bytes::Bytes::from("{}")), 1024);
+    /// assert_eq!(input.read_to_end().await.unwrap(), "{}");
+    /// # }
+    /// ```
     pub async fn read_to_end(&mut self) -> Result<Bytes, InputError> {
         let mut buf = BytesMut::new();
         while let Some(chunk) = self.chunk().await? {

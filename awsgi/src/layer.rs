@@ -26,9 +26,27 @@ use crate::{Application, AwsgiService, BoxError, Error, ResponseBody};
 /// Turns an error that ended a request before its response started into the response the
 /// client gets. The default answers [`Error::status`] with a plain-text reason phrase; set
 /// another with [`AwsgiLayer::error_responder`].
+///
+/// ```
+/// use awsgi::{AwsgiLayer, Error};
+///
+/// // Any `Fn(&Error) -> http::Response<B>` becomes the layer's `ErrorResponder`.
+/// fn terse(err: &Error) -> http::Response<String> {
+///     let mut response = http::Response::new(String::from("sorry\n"));
+///     *response.status_mut() = err.status();
+///     response
+/// }
+/// let layer = AwsgiLayer::new().error_responder(terse);
+/// # let _ = layer;
+/// ```
 pub type ErrorResponder = Arc<dyn Fn(&Error) -> Response<ResponseBody> + Send + Sync>;
 
 /// Default request body limit for `wsgi.input`: 1 MiB.
+///
+/// ```
+/// let layer = awsgi::AwsgiLayer::new().body_limit(4 * awsgi::DEFAULT_BODY_LIMIT);
+/// # let _ = layer;
+/// ```
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 
 /// A tower [`Layer`] that serves an [`Application`] as an HTTP service.

@@ -15,7 +15,7 @@
 //! | `wsgi.input`, `wsgi.errors` | [`Input`], [`Errors`] |
 //! | `x-wsgiorg.fdevent.readable/writable` | [`fdevent::readable`], [`fdevent::writable`], [`fdevent::timeout`] |
 //! | `wsgiref.validate` | [`Validator`] |
-//! | the server | [`AwsgiLayer`]/[`AwsgiService`]: a tower service for axum |
+//! | the server | [`AwsgiLayer`]/[`AwsgiService`]: a tower service over any `http_body::Body` request (axum, hyper) |
 //!
 //! This crate knows nothing of Postgres or of the applications built on it. It serves any
 //! `http_body::Body` request and builds without axum; the `axum` feature reads axum's
@@ -62,7 +62,7 @@
 //!    end); until then `start_with_exc_info` replaces the response. After the commit it
 //!    re-raises, and the connection is aborted.
 //! 4. **Body**: empty chunks are skipped; a declared `Content-Length` is never exceeded, and
-//!    a short body aborts the connection.
+//!    a short body aborts the connection. A whole body is sent with its `Content-Length`.
 //! 5. **close()** is dropping the [`Body`] (or the application's future): at the end of the
 //!    response *and* when the client goes away.
 //! 6. **write()** output goes before the body's chunks and commits the headers.
@@ -71,7 +71,8 @@
 //!    disturbing the descriptor's owner.
 //! 9. **Faults** — an `Err` or a panic — give a 500 before the commit and an aborted
 //!    connection after it; the server goes on.
-//! 10. **Validator** checks both sides at runtime.
+//! 10. **Validator** checks both sides at runtime, and keeps a whole body's exact length, so
+//!     validated tests see the framing production sends.
 
 #![warn(
     missing_docs,
@@ -90,6 +91,16 @@ mod error;
 mod errors;
 mod exchange;
 mod extract;
+///
+/// ```
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let waited = awsgi::fdevent::timeout(Duration::from_millis(1)).await.unwrap();
+/// assert_eq!(waited, awsgi::fdevent::Readiness::TimedOut);
+/// # }
+/// ```
 pub mod fdevent;
 mod future;
 mod head;

@@ -64,6 +64,19 @@ impl StartResponse {
     ///
     /// Fails if the status or a header breaks the rules, or if the response was already
     /// started; the server will then answer 500 whatever the application does next.
+    ///
+    /// ```
+    /// use awsgi::{Body, Environ, Error, StartResponse};
+    ///
+    /// async fn created(_: Environ, start_response: StartResponse) -> Result<Body, Error> {
+    ///     start_response.start(
+    ///         "201 Created",
+    ///         [("Content-Type", "application/json"), ("Location", "/items/1")],
+    ///     )?;
+    ///     Ok(Body::from(r#"{"id":1}"#))
+    /// }
+    /// # let _ = awsgi::AwsgiService::new(created);
+    /// ```
     pub fn start<I, K, V>(&self, status: &str, headers: I) -> Result<Write, StartResponseError>
     where
         I: IntoIterator<Item = (K, V)>,
@@ -129,12 +142,36 @@ impl StartResponse {
     }
 
     /// Whether `start_response` has been called successfully.
+    ///
+    /// ```
+    /// use awsgi::{Body, Environ, Error, StartResponse};
+    ///
+    /// async fn app(_: Environ, start_response: StartResponse) -> Result<Body, Error> {
+    ///     if !start_response.is_started() {
+    ///         start_response.start("200 OK", [("Content-Type", "text/plain")])?;
+    ///     }
+    ///     Ok(Body::from("ok"))
+    /// }
+    /// # let _ = awsgi::AwsgiService::new(app);
+    /// ```
     pub fn is_started(&self) -> bool {
         let state = self.lock();
         state.head.is_some() || state.committed
     }
 
     /// Whether the headers have been sent.
+    ///
+    /// ```
+    /// use awsgi::{Body, Environ, Error, StartResponse};
+    ///
+    /// async fn app(_: Environ, start_response: StartResponse) -> Result<Body, Error> {
+    ///     let write = start_response.start("200 OK", [("Content-Type", "text/plain")])?;
+    ///     assert!(!start_response.is_committed()); // nothing sent yet: exc_info could replace it
+    ///     write.write("first bytes\n").await?;
+    ///     Ok(Body::empty())
+    /// }
+    /// # let _ = awsgi::AwsgiService::new(app);
+    /// ```
     pub fn is_committed(&self) -> bool {
         self.lock().committed
     }

@@ -11,6 +11,14 @@ use crate::head::content_length;
 use crate::{Application, Body, Environ, Error, StartResponse};
 
 /// A breach of the contract found by the [`Validator`].
+///
+/// ```
+/// let request = http::Request::get("/").body(()).unwrap();
+/// let environ = awsgi::Environ::builder(request).build();
+/// assert_eq!(awsgi::check_environ(&environ), Ok(()));
+/// let err = awsgi::ValidationError::Response("no Content-Type".into());
+/// assert_eq!(err.to_string(), "invalid response: no Content-Type");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ValidationError {
@@ -62,6 +70,18 @@ pub struct Validator<A> {
 
 impl<A: Application> Validator<A> {
     /// Wraps `app`.
+    ///
+    /// ```
+    /// use awsgi::{AwsgiLayer, Body, Environ, Error, StartResponse, Validator};
+    /// use tower::Layer;
+    ///
+    /// async fn app(_: Environ, start_response: StartResponse) -> Result<Body, Error> {
+    ///     start_response.start("200 OK", [("Content-Type", "text/plain")])?;
+    ///     Ok(Body::from("checked\n"))
+    /// }
+    /// let service = AwsgiLayer::new().layer(Validator::new(app));
+    /// # let _ = service;
+    /// ```
     pub fn new(app: A) -> Self {
         Self { app }
     }
@@ -103,6 +123,12 @@ fn report(err: ValidationError) -> Error {
 }
 
 /// The environ checks of `wsgiref.validate.check_environ`, on the typed environ.
+///
+/// ```
+/// let request = http::Request::get("/items").body(()).unwrap();
+/// let environ = awsgi::Environ::builder(request).build();
+/// assert_eq!(awsgi::check_environ(&environ), Ok(()));
+/// ```
 pub fn check_environ(environ: &Environ) -> Result<(), ValidationError> {
     let fail = |msg: String| Err(ValidationError::Environ(msg));
     let (script, path) = (environ.script_name(), environ.path_info());

@@ -105,6 +105,19 @@ pub struct Write {
 
 /// `write()` was called after the response ended: the client went away, or the
 /// application had already returned.
+///
+/// ```
+/// use awsgi::{Body, Environ, Error, StartResponse};
+///
+/// async fn app(_: Environ, start_response: StartResponse) -> Result<Body, Error> {
+///     let write = start_response.start("200 OK", [("Content-Type", "text/plain")])?;
+///     if write.write("hello\n").await.is_err() {
+///         return Ok(Body::empty()); // the client is gone: nothing more to do
+///     }
+///     Ok(Body::empty())
+/// }
+/// # let _ = awsgi::AwsgiService::new(app);
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[error("write() after the response ended")]
 pub struct WriteError;

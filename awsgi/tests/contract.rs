@@ -579,7 +579,7 @@ async fn input_over_the_limit_is_413() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
-// Rule 8 (fdevent) is unit-tested in src/awsgi/fdevent.rs; here, many waits at once.
+// Rule 8 (fdevent) is unit-tested in src/fdevent.rs; here, many waits at once.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_requests_wait_at_once_without_threads() {
