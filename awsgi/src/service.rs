@@ -141,7 +141,12 @@ where
             return (config.error_responder)(&err);
         }
     };
-    let input = Input::new(body, config.body_limit);
+    // A body that is over before it starts (most GETs) is not boxed: an empty one is free.
+    let input = if body.is_end_stream() {
+        Input::new(http_body_util::Empty::<Bytes>::new(), config.body_limit)
+    } else {
+        Input::new(body, config.body_limit)
+    };
     let environ = build_environ(parts, input, &config, routing_args);
 
     let start_response = StartResponse::new();
