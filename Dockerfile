@@ -4,7 +4,7 @@
 # a non-root user. Built in two layers so that a source change does not rebuild every crate:
 #   1. the dependencies, compiled against a dummy crate with the real Cargo.toml/Cargo.lock
 #      (rebuilt only when those change);
-#   2. the crate itself.
+#   2. the crates themselves (pgbridge and the workspace's `awsgi`).
 # BuildKit keeps the crates.io downloads in a cache mount between builds.
 
 ARG RUST_VERSION=1
@@ -12,18 +12,22 @@ ARG RUST_VERSION=1
 FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
+COPY awsgi/Cargo.toml awsgi/
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    mkdir -p src migrations \
+    mkdir -p src migrations awsgi/src \
  && echo 'fn main() {}' > src/main.rs \
  && : > src/lib.rs \
+ && : > awsgi/src/lib.rs \
  && cargo build --release --locked --bin pgbridge \
- && rm -rf src migrations target/release/pgbridge* \
-      target/release/.fingerprint/pgbridge-* \
-      target/release/deps/pgbridge-* target/release/deps/libpgbridge-*
+ && rm -rf src migrations awsgi/src target/release/pgbridge* \
+      target/release/.fingerprint/pgbridge-* target/release/.fingerprint/awsgi-* \
+      target/release/deps/pgbridge-* target/release/deps/libpgbridge-* \
+      target/release/deps/awsgi-* target/release/deps/libawsgi-*
+COPY awsgi awsgi
 COPY src src
 COPY migrations migrations
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    touch src/main.rs src/lib.rs \
+    touch src/main.rs src/lib.rs awsgi/src/lib.rs \
  && cargo build --release --locked --bin pgbridge
 
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime

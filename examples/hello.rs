@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
+use awsgi::{AwsgiLayer, Body, Environ, Error, StartResponse};
 use axum::{Router, routing::get};
-use pgbridge::awsgi::{AwsgiLayer, Body, Environ, Error, StartResponse};
 use tower::Layer;
 use tower_http::timeout::TimeoutLayer;
 

@@ -22,13 +22,13 @@
 use std::cell::Cell;
 use std::time::Duration;
 
+use awsgi::{Application, AwsgiLayer, Body, Environ, Error, StartResponse};
 use axum::extract::{Query, State};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use futures_util::future::try_join_all;
 use http::{HeaderValue, StatusCode, header};
-use pgbridge::awsgi::{Application, AwsgiLayer, Body, Environ, Error, StartResponse};
 use pgbridge::db::{Db, DbConfig, DbError};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::types::ToSql;
@@ -316,7 +316,7 @@ async fn native_fortunes(State(db): State<Db>) -> Result<Response, Failure> {
     Ok(server(Html(fortunes_html(&db).await?).into_response()))
 }
 
-fn contract<A: Application>(layer: &AwsgiLayer, app: A) -> pgbridge::awsgi::AwsgiService<A> {
+fn contract<A: Application>(layer: &AwsgiLayer, app: A) -> awsgi::AwsgiService<A> {
     layer.layer(app)
 }
 

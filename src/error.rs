@@ -5,8 +5,8 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 
-use crate::awsgi::{self, InputError};
 use crate::db::DbError;
+use awsgi::InputError;
 
 /// The one JSON error shape: `{"error": {"code": code, "message": message}}`.
 ///

@@ -7,7 +7,8 @@
 //! `async`/`await` removes that flaw. This crate is that contract, done in Rust:
 //!
 //! - [`awsgi`]: the contract (PEP 3333's rules, the fdevent extension) and the tower layer
-//!   that serves it on axum. It knows nothing of Postgres.
+//!   that serves it on axum — the workspace crate `awsgi/`, re-exported here. It knows
+//!   nothing of Postgres.
 //! - [`db`]: shared, pipelined connections for single statements (`db.shared()`) and a
 //!   deadpool-postgres pool of exclusive ones (`db.conn()`), with statements dealt with on
 //!   the server when the request awaiting them goes away.
@@ -29,7 +30,9 @@
 
 pub mod apps;
 pub mod auth;
-pub mod awsgi;
+/// The contract crate (`awsgi/` in this workspace), re-exported so that a user of pgbridge
+/// names it `pgbridge::awsgi` without a second dependency.
+pub use awsgi;
 pub mod backoff;
 pub mod config;
 pub mod db;
@@ -50,12 +53,12 @@ use axum::{Extension, Router};
 use tower::Layer;
 
 use crate::apps::notes::events::{Broadcast, Feed};
-use crate::awsgi::{Application, AwsgiLayer, Validator};
 use crate::config::Config;
 use crate::db::listener::{ListenConfig, Listener};
 use crate::db::replica::ReadRouter;
 use crate::db::{Db, DbError};
 use crate::metrics::Metrics;
+use awsgi::{Application, AwsgiLayer, Validator};
 
 /// What the router's handlers share: the pool, the note-event feed, the configuration.
 #[derive(Clone, Debug)]

@@ -16,9 +16,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::{self, AuthSettings, Carrier, password, throttle, token};
-use crate::awsgi::{Body, Environ, Error, StartResponse};
 use crate::db::DbError;
 use crate::error::{ApiError, FieldError};
+use awsgi::{Body, Environ, Error, StartResponse};
 
 use super::db;
 

@@ -11,10 +11,10 @@
 //! pgbridge-served-by: standby        # once the standby has replayed 0/1A2B3C4; else primary
 //! ```
 
-use crate::awsgi::Environ;
 use crate::db::replica::{Lsn, ReadFrom, ReadRouter, Reader, commit_lsn};
 use crate::db::{Conn, Scoped};
 use crate::error::ApiError;
+use awsgi::Environ;
 
 /// Response header (and cookie name) carrying a write's commit position.
 pub const COMMIT_LSN: &str = "Pgbridge-Commit-Lsn";

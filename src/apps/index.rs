@@ -8,8 +8,8 @@ use serde::Serialize;
 use http::{Method, header};
 
 use crate::apps::web;
-use crate::awsgi::{Body, Environ, Error, StartResponse};
 use crate::error::ApiError;
+use awsgi::{Body, Environ, Error, StartResponse};
 
 /// One route of the service.
 #[derive(Debug, Clone, Copy, Serialize)]

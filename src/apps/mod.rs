@@ -10,9 +10,9 @@ pub mod poll_sleep;
 pub mod postgres_async;
 pub mod web;
 
-use crate::awsgi::Environ;
 use crate::db::Db;
 use crate::error::ApiError;
+use awsgi::Environ;
 
 /// The database handle from the environ's extensions.
 pub fn db(environ: &Environ) -> Result<Db, ApiError> {

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream;
 
-use crate::awsgi::fdevent::{self, Readiness};
-use crate::awsgi::{Body, Environ, Error, StartResponse};
+use awsgi::fdevent::{self, Readiness};
+use awsgi::{Body, Environ, Error, StartResponse};
 
 use super::bounded_query;
 

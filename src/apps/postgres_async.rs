@@ -9,8 +9,8 @@
 
 use serde::Serialize;
 
-use crate::awsgi::{Body, Environ, Error, StartResponse};
 use crate::db::{Db, DbError};
+use awsgi::{Body, Environ, Error, StartResponse};
 
 use super::{bounded_query, db};
 

@@ -11,7 +11,7 @@
 //! Applications call it first thing:
 //!
 //! ```no_run
-//! use pgbridge::awsgi::{Body, Environ, Error, StartResponse};
+//! use awsgi::{Body, Environ, Error, StartResponse};
 //!
 //! async fn count(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
 //!     let (_principal, conn) = pgbridge::auth::scoped(&environ).await?;
@@ -34,8 +34,8 @@ use std::time::Duration;
 
 pub use metrics_token::require_metrics_token;
 
-use crate::awsgi::Environ;
 use crate::config::Config;
+use awsgi::Environ;
 use tokio_postgres::types::Type;
 
 use crate::db::replica::{ReadFrom, ScopedRead};

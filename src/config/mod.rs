@@ -85,7 +85,7 @@ pub struct Config {
     pub request_timeout_ms: u64,
 
     /// Largest request body, in bytes; larger ones are answered 413.
-    #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = crate::awsgi::DEFAULT_BODY_LIMIT)]
+    #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = awsgi::DEFAULT_BODY_LIMIT)]
     pub body_limit_bytes: usize,
 
     /// Milliseconds `/readyz` waits for Postgres to answer.

@@ -9,7 +9,7 @@
 //! extension key would carry it:
 //!
 //! ```no_run
-//! use pgbridge::awsgi::{Body, Environ, Error, StartResponse};
+//! use awsgi::{Body, Environ, Error, StartResponse};
 //! use pgbridge::db::Db;
 //!
 //! async fn count(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {

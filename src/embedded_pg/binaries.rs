@@ -23,10 +23,10 @@ pub fn find_bin_dir() -> Result<PathBuf, EmbeddedPgError> {
 /// [`find_bin_dir`] with `path` for `$PATH` and `versions` for `/usr/lib/postgresql`.
 fn find_in(path: Option<&std::ffi::OsStr>, versions: &Path) -> Option<PathBuf> {
     let has_tools = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
-    if let Some(path) = path {
-        if let Some(dir) = std::env::split_paths(path).find(|dir| has_tools(dir)) {
-            return Some(dir);
-        }
+    if let Some(path) = path
+        && let Some(dir) = std::env::split_paths(path).find(|dir| has_tools(dir))
+    {
+        return Some(dir);
     }
     let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir(versions)
         .into_iter()

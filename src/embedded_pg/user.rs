@@ -24,15 +24,14 @@ pub fn cluster_user() -> Result<Option<(u32, u32)>, EmbeddedPgError> {
 
 fn effective_uid() -> Result<u32, EmbeddedPgError> {
     // `Uid:` real, effective, saved, filesystem.
-    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
-        if let Some(euid) = status
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status")
+        && let Some(euid) = status
             .lines()
             .find_map(|line| line.strip_prefix("Uid:"))
             .and_then(|ids| ids.split_whitespace().nth(1))
             .and_then(|euid| euid.parse().ok())
-        {
-            return Ok(euid);
-        }
+    {
+        return Ok(euid);
     }
     let out = std::process::Command::new("id")
         .arg("-u")

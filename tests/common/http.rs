@@ -123,13 +123,13 @@ pub async fn account(addr: SocketAddr, username: &str, password: &str) -> String
 /// Fails (rather than panics) when the server aborts the response. Requests to `/notes…`
 /// without `Authorization` get the harness account's token (see [`default_token`]).
 pub async fn send(addr: SocketAddr, mut request: http::Request<String>) -> Result<Reply, String> {
-    if !request.headers().contains_key(http::header::AUTHORIZATION) {
-        if let Some(token) = default_token(addr, request.uri().path()).await {
-            let value = format!("Bearer {token}").parse().expect("header value");
-            request
-                .headers_mut()
-                .insert(http::header::AUTHORIZATION, value);
-        }
+    if !request.headers().contains_key(http::header::AUTHORIZATION)
+        && let Some(token) = default_token(addr, request.uri().path()).await
+    {
+        let value = format!("Bearer {token}").parse().expect("header value");
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, value);
     }
     send_as_is(addr, request).await
 }

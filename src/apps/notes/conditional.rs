@@ -269,10 +269,10 @@ impl Preconditions {
     pub fn evaluate(&self, method: &Method, current: Option<&Validators<'_>>) -> Outcome {
         let tag = current.and_then(|c| EntityTag::parse(c.etag));
         let read = method == Method::GET || method == Method::HEAD;
-        if let Some(if_match) = &self.if_match {
-            if !if_match.matches_strong(tag.as_ref()) {
-                return Outcome::PreconditionFailed;
-            }
+        if let Some(if_match) = &self.if_match
+            && !if_match.matches_strong(tag.as_ref())
+        {
+            return Outcome::PreconditionFailed;
         }
         if let Some(if_none_match) = &self.if_none_match {
             if if_none_match.matches_weak(tag.as_ref()) {
@@ -286,10 +286,9 @@ impl Preconditions {
             read,
             self.if_modified_since,
             current.and_then(|c| c.last_modified),
-        ) {
-            if modified <= since {
-                return Outcome::NotModified;
-            }
+        ) && modified <= since
+        {
+            return Outcome::NotModified;
         }
         Outcome::Proceed
     }

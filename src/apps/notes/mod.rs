@@ -27,9 +27,9 @@ use http::Method;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::awsgi::{Body, Environ, Error, StartResponse};
 use crate::db::{Conn, DbError};
 use crate::error::{ApiError, FieldError};
+use awsgi::{Body, Environ, Error, StartResponse};
 
 use super::bounded_query;
 use super::consistency::{commit_scoped, served_by};
@@ -160,11 +160,11 @@ async fn create(mut environ: Environ, start_response: StartResponse) -> Result<B
             // Against the owner's collection, once, before any replay (as without a race).
             collection_preconditions(&tx, &pre).await?;
         }
-        if let Some(key) = &key {
-            if let Some(first) = store::recorded(&tx, IDEMPOTENCY_ROUTE, key).await? {
-                let lsn = commit_scoped(tx).await?;
-                return replay(&start_response, first, &request_hash, &lsn);
-            }
+        if let Some(key) = &key
+            && let Some(first) = store::recorded(&tx, IDEMPOTENCY_ROUTE, key).await?
+        {
+            let lsn = commit_scoped(tx).await?;
+            return replay(&start_response, first, &request_hash, &lsn);
         }
         let note = store::insert(&tx, &fields).await?;
         let recorded = Recorded {

@@ -120,11 +120,11 @@ fn after_change(link: &Arc<Link>, state: &mut State) -> bool {
         state.draining = false;
         return !state.fenced;
     }
-    if state.expired >= state.in_flight {
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            state.reaping = true;
-            runtime.spawn(reap(link.clone()));
-        }
+    if state.expired >= state.in_flight
+        && let Ok(runtime) = tokio::runtime::Handle::try_current()
+    {
+        state.reaping = true;
+        runtime.spawn(reap(link.clone()));
     }
     false
 }

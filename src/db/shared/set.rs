@@ -231,10 +231,10 @@ impl Set {
         if let Some(link) = slot.current().filter(|l| !l.is_closed()) {
             return Ok(link);
         }
-        if let Some((at, why)) = &*slot.last_failure.lock().unwrap_or_else(|p| p.into_inner()) {
-            if at.elapsed() < RETRY_AFTER {
-                return Err(DbError::Unavailable(why.clone()));
-            }
+        if let Some((at, why)) = &*slot.last_failure.lock().unwrap_or_else(|p| p.into_inner())
+            && at.elapsed() < RETRY_AFTER
+        {
+            return Err(DbError::Unavailable(why.clone()));
         }
         match open(&self.pg, self.server.clone(), self.connect_timeout).await {
             Ok(link) => {

@@ -34,11 +34,11 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{self, Carrier};
-use crate::awsgi::{Body, Environ, Error, StartResponse};
 use crate::config::Config;
 use crate::db::listener::Listener;
 use crate::db::{Db, Scoped};
 use crate::error::ApiError;
+use awsgi::{Body, Environ, Error, StartResponse};
 
 use super::super::db;
 

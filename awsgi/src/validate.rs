@@ -7,9 +7,18 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use http::{StatusCode, header};
 
-use super::{Application, Body, Environ, Error, StartResponse};
+use crate::head::content_length;
+use crate::{Application, Body, Environ, Error, StartResponse};
 
 /// A breach of the contract found by the [`Validator`].
+///
+/// ```
+/// let request = http::Request::get("/").body(()).unwrap();
+/// let environ = awsgi::Environ::builder(request).build();
+/// assert_eq!(awsgi::check_environ(&environ), Ok(()));
+/// let err = awsgi::ValidationError::Response("no Content-Type".into());
+/// assert_eq!(err.to_string(), "invalid response: no Content-Type");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ValidationError {
@@ -32,10 +41,13 @@ pub enum ValidationError {
 /// declared `Content-Length`. A breach is logged at `ERROR` (target `wsgi.validate`) and
 /// fails the request: 500 before the commit, an aborted connection after it.
 ///
+/// A whole body ([`Body::from`] bytes) passes through unchanged once checked, so a
+/// validated response is framed as production frames it: with its exact `Content-Length`.
+///
 /// Run it in tests and development; it costs a little per chunk.
 ///
 /// ```
-/// use pgbridge::awsgi::{AwsgiService, Body, Environ, Error, StartResponse, Validator};
+/// use awsgi::{AwsgiService, Body, Environ, Error, StartResponse, Validator};
 /// use tower::ServiceExt;
 ///
 /// async fn forgets_content_type(_: Environ, start_response: StartResponse) -> Result<Body, Error> {
@@ -58,6 +70,18 @@ pub struct Validator<A> {
 
 impl<A: Application> Validator<A> {
     /// Wraps `app`.
+    ///
+    /// ```
+    /// use awsgi::{AwsgiLayer, Body, Environ, Error, StartResponse, Validator};
+    /// use tower::Layer;
+    ///
+    /// async fn app(_: Environ, start_response: StartResponse) -> Result<Body, Error> {
+    ///     start_response.start("200 OK", [("Content-Type", "text/plain")])?;
+    ///     Ok(Body::from("checked\n"))
+    /// }
+    /// let service = AwsgiLayer::new().layer(Validator::new(app));
+    /// # let _ = service;
+    /// ```
     pub fn new(app: A) -> Self {
         Self { app }
     }
@@ -68,6 +92,21 @@ impl<A: Application> Application for Validator<A> {
         check_environ(&environ).map_err(report)?;
         start_response.retain_head();
         let body = self.app.call(environ, start_response.clone()).await?;
+        if let Some(len) = body.exact_len() {
+            // A whole body: check it now and hand it on as it is, so its exact length — and
+            // so the framing production sends (`Content-Length`, not chunks) — survives.
+            // A body that breaks its declared length is left to the streaming checks below,
+            // which fail it at the same point of the exchange as before.
+            let head = start_response.head().ok_or_else(|| {
+                report(ValidationError::Response(
+                    "the body started before start_response was called".into(),
+                ))
+            })?;
+            let declared = check_head(head.status, &head.headers).map_err(report)?;
+            if declared.is_none_or(|declared| declared == len) {
+                return Ok(body);
+            }
+        }
         Ok(Body::from_stream(CheckedBody {
             body,
             start_response,
@@ -84,6 +123,12 @@ fn report(err: ValidationError) -> Error {
 }
 
 /// The environ checks of `wsgiref.validate.check_environ`, on the typed environ.
+///
+/// ```
+/// let request = http::Request::get("/items").body(()).unwrap();
+/// let environ = awsgi::Environ::builder(request).build();
+/// assert_eq!(awsgi::check_environ(&environ), Ok(()));
+/// ```
 pub fn check_environ(environ: &Environ) -> Result<(), ValidationError> {
     let fail = |msg: String| Err(ValidationError::Environ(msg));
     let (script, path) = (environ.script_name(), environ.path_info());
@@ -165,14 +210,9 @@ fn check_head(
     }
     match headers.get(header::CONTENT_LENGTH) {
         None => Ok(None),
-        Some(value) => value
-            .to_str()
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map(Some)
-            .ok_or_else(|| {
-                ValidationError::Response(format!("Content-Length {value:?} is not a number"))
-            }),
+        Some(value) => content_length(value).map(Some).ok_or_else(|| {
+            ValidationError::Response(format!("Content-Length {value:?} is not a number"))
+        }),
     }
 }
 

@@ -1,50 +1,15 @@
-//! [`StartResponse`]: WSGI's `start_response` callable, with its status and header rules,
-//! `exc_info`, the deferred commit, and the legacy [`Write`] handle.
+//! [`StartResponse`]: WSGI's `start_response` callable as a state machine — started,
+//! replaced by `exc_info`, committed, rejected — and the deferred commit. The status and
+//! header rules are in `head.rs`, the legacy [`Write`] queue in `write.rs`.
 
-use std::collections::VecDeque;
-use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use super::Error;
-
-/// How many `write()` chunks may wait for the client before `write` suspends.
-const WRITE_BUFFER: usize = 8;
-
-/// Why a `start_response` call was refused.
-///
-/// Each of these is the application's bug. The call returns the error so the application
-/// can see it; if the application carries on regardless, the server still answers a plain
-/// 500 and logs this detail, never sending it to the client.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum StartResponseError {
-    /// The status is not `"NNN Reason"`.
-    #[error("invalid status {0:?}: expected \"NNN Reason\", e.g. \"200 OK\"")]
-    InvalidStatus(String),
-    /// A header name is not an HTTP token.
-    #[error("invalid header name {0:?}")]
-    InvalidHeaderName(String),
-    /// A header value holds CR, LF or another control byte.
-    #[error("invalid value for header {0:?}: control characters are not allowed")]
-    InvalidHeaderValue(String),
-    /// A hop-by-hop header, which belongs to the server, not the application.
-    #[error("hop-by-hop header {0:?} is the server's to set")]
-    HopByHop(String),
-    /// `start_response` was called a second time without `exc_info`.
-    #[error("start_response called twice without exc_info")]
-    AlreadyStarted,
-}
-
-/// The response head an application has chosen.
-#[derive(Debug, Clone)]
-pub(crate) struct Head {
-    pub(crate) status: StatusCode,
-    pub(crate) headers: HeaderMap,
-}
+use crate::head::{Head, StartResponseError, parse_head};
+use crate::write::{Write, WriteQueue};
+use crate::{ContractError, Error};
 
 #[derive(Debug, Default)]
 struct State {
@@ -53,25 +18,6 @@ struct State {
     rejected: Option<StartResponseError>,
     /// Keep a copy of the head after the commit (the Validator inspects it then).
     retain_head: bool,
-}
-
-#[derive(Debug)]
-struct Shared {
-    state: Mutex<State>,
-    writes: Mutex<Writes>,
-}
-
-/// `write()` output waiting for the server: a small queue that allocates nothing until an
-/// application actually writes (most never do).
-#[derive(Debug, Default)]
-struct Writes {
-    queue: VecDeque<Bytes>,
-    /// No more writes: the application returned, or the response is gone.
-    closed: bool,
-    /// The server, waiting for output.
-    reader: Option<Waker>,
-    /// Writers waiting for room.
-    writers: Vec<Waker>,
 }
 
 /// WSGI's `start_response`: the application chooses its status and headers here.
@@ -91,33 +37,46 @@ struct Writes {
 /// response late.
 ///
 /// ```
-/// use pgbridge::awsgi::{Body, Environ, Error, StartResponse};
+/// use awsgi::{Body, Environ, Error, StartResponse};
 ///
 /// async fn app(_environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
 ///     start_response.start("200 OK", [("Content-Type", "text/plain")])?;
 ///     Ok(Body::from("hello\n"))
 /// }
-/// # let _ = pgbridge::awsgi::AwsgiService::new(app);
+/// # let _ = awsgi::AwsgiService::new(app);
 /// ```
 #[derive(Debug, Clone)]
 pub struct StartResponse {
-    shared: Arc<Shared>,
+    state: Arc<Mutex<State>>,
+    writes: Arc<WriteQueue>,
 }
 
 impl StartResponse {
     /// A fresh handle, for the server.
     pub(crate) fn new() -> Self {
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
-            writes: Mutex::new(Writes::default()),
-        });
-        Self { shared }
+        Self {
+            state: Arc::default(),
+            writes: Arc::default(),
+        }
     }
 
     /// Sets the status and headers. Returns the legacy [`Write`] handle.
     ///
     /// Fails if the status or a header breaks the rules, or if the response was already
     /// started; the server will then answer 500 whatever the application does next.
+    ///
+    /// ```
+    /// use awsgi::{Body, Environ, Error, StartResponse};
+    ///
+    /// async fn created(_: Environ, start_response: StartResponse) -> Result<Body, Error> {
+    ///     start_response.start(
+    ///         "201 Created",
+    ///         [("Content-Type", "application/json"), ("Location", "/items/1")],
+    ///     )?;
+    ///     Ok(Body::from(r#"{"id":1}"#))
+    /// }
+    /// # let _ = awsgi::AwsgiService::new(created);
+    /// ```
     pub fn start<I, K, V>(&self, status: &str, headers: I) -> Result<Write, StartResponseError>
     where
         I: IntoIterator<Item = (K, V)>,
@@ -142,7 +101,7 @@ impl StartResponse {
     /// connection, so the client cannot mistake the cut response for a whole one.
     ///
     /// ```
-    /// use pgbridge::awsgi::{Body, Environ, Error, StartResponse};
+    /// use awsgi::{Body, Environ, Error, StartResponse};
     ///
     /// async fn app(_environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
     ///     start_response.start("200 OK", [("Content-Type", "text/plain")])?;
@@ -158,7 +117,7 @@ impl StartResponse {
     ///         }
     ///     }
     /// }
-    /// # let _ = pgbridge::awsgi::AwsgiService::new(app);
+    /// # let _ = awsgi::AwsgiService::new(app);
     /// ```
     pub fn start_with_exc_info<I, K, V>(
         &self,
@@ -183,12 +142,36 @@ impl StartResponse {
     }
 
     /// Whether `start_response` has been called successfully.
+    ///
+    /// ```
+    /// use awsgi::{Body, Environ, Error, StartResponse};
+    ///
+    /// async fn app(_: Environ, start_response: StartResponse) -> Result<Body, Error> {
+    ///     if !start_response.is_started() {
+    ///         start_response.start("200 OK", [("Content-Type", "text/plain")])?;
+    ///     }
+    ///     Ok(Body::from("ok"))
+    /// }
+    /// # let _ = awsgi::AwsgiService::new(app);
+    /// ```
     pub fn is_started(&self) -> bool {
         let state = self.lock();
         state.head.is_some() || state.committed
     }
 
     /// Whether the headers have been sent.
+    ///
+    /// ```
+    /// use awsgi::{Body, Environ, Error, StartResponse};
+    ///
+    /// async fn app(_: Environ, start_response: StartResponse) -> Result<Body, Error> {
+    ///     let write = start_response.start("200 OK", [("Content-Type", "text/plain")])?;
+    ///     assert!(!start_response.is_committed()); // nothing sent yet: exc_info could replace it
+    ///     write.write("first bytes\n").await?;
+    ///     Ok(Body::empty())
+    /// }
+    /// # let _ = awsgi::AwsgiService::new(app);
+    /// ```
     pub fn is_committed(&self) -> bool {
         self.lock().committed
     }
@@ -201,9 +184,7 @@ impl StartResponse {
         match result {
             Ok(head) => {
                 state.head = Some(head);
-                Ok(Write {
-                    shared: self.shared.clone(),
-                })
+                Ok(Write::new(self.writes.clone()))
             }
             Err(err) => {
                 state.rejected.get_or_insert_with(|| err.clone());
@@ -214,10 +195,10 @@ impl StartResponse {
 
     /// Commits the response: returns the head to send, or why there is none. After this,
     /// only `start_with_exc_info` (which re-raises) is meaningful.
-    pub(crate) fn commit(&self) -> Result<Head, super::ContractError> {
+    pub(crate) fn commit(&self) -> Result<Head, ContractError> {
         let mut state = self.lock();
         if let Some(rejected) = &state.rejected {
-            return Err(super::ContractError::Rejected(rejected.to_string()));
+            return Err(ContractError::Rejected(rejected.to_string()));
         }
         // Taken, not cloned, unless the Validator asked: a long-lived stream should not keep
         // a second copy.
@@ -226,7 +207,7 @@ impl StartResponse {
         } else {
             state.head.take()
         };
-        let head = head.ok_or(super::ContractError::NotStarted)?;
+        let head = head.ok_or(ContractError::NotStarted)?;
         state.committed = true;
         Ok(head)
     }
@@ -234,42 +215,23 @@ impl StartResponse {
     /// The next `write()` chunk: `Ready(Some)`, `Ready(None)` once closed and drained, or
     /// `Pending` (and a wake-up when a chunk comes).
     pub(crate) fn poll_written(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
-        let mut writes = self.writes();
-        match writes.pop() {
-            Some(chunk) => Poll::Ready(Some(chunk)),
-            None if writes.closed => Poll::Ready(None),
-            None => {
-                writes.reader = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
+        self.writes.poll_written(cx)
     }
 
     /// Whether `write()` output is queued.
     pub(crate) fn has_written(&self) -> bool {
-        !self.writes().queue.is_empty()
+        self.writes.has_written()
     }
 
     /// The next `write()` chunk already queued, without waiting.
     pub(crate) fn take_written(&self) -> Option<Bytes> {
-        self.writes().pop()
+        self.writes.take_written()
     }
 
     /// Ends `write()`: the application returned, or the response is gone. Later writes
     /// fail; what is queued can still be taken.
     pub(crate) fn close_writes(&self) {
-        let mut writes = self.writes();
-        writes.closed = true;
-        for writer in writes.writers.drain(..) {
-            writer.wake();
-        }
-    }
-
-    fn writes(&self) -> MutexGuard<'_, Writes> {
-        self.shared
-            .writes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.writes.close();
     }
 
     /// A rejected call made after the commit, which must abort the response.
@@ -290,142 +252,17 @@ impl StartResponse {
     fn lock(&self) -> MutexGuard<'_, State> {
         // The lock is never held across a call that can panic, but a poisoned lock only
         // means another thread panicked between two plain field writes: the state is sound.
-        self.shared
-            .state
+        self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
-/// The legacy imperative `write` that `start_response` returns, for ported applications.
-///
-/// Bytes written go out before the body's own chunks, and the first non-empty write commits
-/// the headers. `write` suspends while the client is slow (a small buffer sits between), and
-/// fails with [`WriteError`] once the client is gone or the application has returned.
-///
-/// ```
-/// use pgbridge::awsgi::{Body, Environ, Error, StartResponse};
-///
-/// async fn legacy(_environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
-///     let write = start_response.start("200 OK", [("Content-Type", "text/plain")])?;
-///     write.write("written first, ").await?;
-///     Ok(Body::from("then the body\n"))
-/// }
-/// # let _ = pgbridge::awsgi::AwsgiService::new(legacy);
-/// ```
-#[derive(Debug, Clone)]
-pub struct Write {
-    shared: Arc<Shared>,
-}
-
-/// `write()` was called after the response ended: the client went away, or the
-/// application had already returned.
-#[derive(Debug, thiserror::Error)]
-#[error("write() after the response ended")]
-pub struct WriteError;
-
-impl Write {
-    /// Sends `data` to the client, committing the headers if this is the first output.
-    pub async fn write(&self, data: impl Into<Bytes>) -> Result<(), WriteError> {
-        let mut data = Some(data.into()).filter(|d| !d.is_empty());
-        poll_fn(|cx| {
-            let mut writes = self
-                .shared
-                .writes
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if writes.closed {
-                return Poll::Ready(Err(WriteError));
-            }
-            let Some(chunk) = data.take() else {
-                return Poll::Ready(Ok(()));
-            };
-            if writes.queue.len() < WRITE_BUFFER {
-                writes.queue.push_back(chunk);
-                if let Some(reader) = writes.reader.take() {
-                    reader.wake();
-                }
-                Poll::Ready(Ok(()))
-            } else {
-                data = Some(chunk);
-                writes.writers.push(cx.waker().clone());
-                Poll::Pending
-            }
-        })
-        .await
-    }
-}
-
-impl Writes {
-    fn pop(&mut self) -> Option<Bytes> {
-        let chunk = self.queue.pop_front()?;
-        // Room again: let blocked writers retry.
-        for writer in self.writers.drain(..) {
-            writer.wake();
-        }
-        Some(chunk)
-    }
-}
-
-fn parse_head<I, K, V>(status: &str, headers: I) -> Result<Head, StartResponseError>
-where
-    I: IntoIterator<Item = (K, V)>,
-    K: AsRef<str>,
-    V: AsRef<str>,
-{
-    let status = parse_status(status)?;
-    let mut map = HeaderMap::new();
-    for (name, value) in headers {
-        let (name, value) = (name.as_ref(), value.as_ref());
-        let header = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| StartResponseError::InvalidHeaderName(name.to_owned()))?;
-        if is_hop_by_hop(&header) {
-            return Err(StartResponseError::HopByHop(name.to_owned()));
-        }
-        let value = HeaderValue::from_bytes(value.as_bytes())
-            .map_err(|_| StartResponseError::InvalidHeaderValue(name.to_owned()))?;
-        map.append(header, value);
-    }
-    Ok(Head {
-        status,
-        headers: map,
-    })
-}
-
-fn parse_status(status: &str) -> Result<StatusCode, StartResponseError> {
-    let invalid = || StartResponseError::InvalidStatus(status.to_owned());
-    let (code, reason) = status.split_once(' ').ok_or_else(invalid)?;
-    let well_formed = code.len() == 3
-        && code.bytes().all(|b| b.is_ascii_digit())
-        && !reason.is_empty()
-        && reason.trim() == reason
-        && !reason.bytes().any(|b| b.is_ascii_control());
-    if !well_formed {
-        return Err(invalid());
-    }
-    StatusCode::from_bytes(code.as_bytes())
-        .ok()
-        .filter(|s| s.as_u16() >= 200)
-        .ok_or_else(invalid)
-}
-
-/// Hop-by-hop headers (RFC 9110 §7.6.1, PEP 3333): the server's, not the application's.
-pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "transfer-encoding"
-            | "upgrade"
-            | "te"
-            | "trailer"
-            | "trailers"
-    ) || name.as_str().starts_with("proxy-")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::write::WRITE_BUFFER;
+    use http::StatusCode;
     use std::future::Future;
 
     const OK: [(&str, &str); 1] = [("Content-Type", "text/plain")];
@@ -469,7 +306,7 @@ mod tests {
             );
             assert!(matches!(
                 sr.commit(),
-                Err(super::super::ContractError::Rejected(_))
+                Err(super::ContractError::Rejected(_))
             ));
         }
     }

@@ -1,26 +1,26 @@
 //! The contract's ten rules, each shown over real TCP against an axum server.
-//! No database: `awsgi` is tested on its own.
+//! No database: `awsgi` is tested on its own (`cargo test -p awsgi`).
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use awsgi::{AwsgiLayer, Body, Environ, Error, StartResponse, Validator, fdevent};
 use axum::routing::get;
 use axum::{Extension, Router};
 use futures_util::stream;
-use pgbridge::awsgi::{AwsgiLayer, Body, Environ, Error, StartResponse, Validator, fdevent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tower::Layer;
 
-use common::http::{get as http_get, raw, read_until, send, serve};
+use support::{get as http_get, raw, read_until, send, serve};
 
 const TEXT: [(&str, &str); 1] = [("Content-Type", "text/plain")];
 
-async fn mount(path: &str, app: impl pgbridge::awsgi::Application) -> std::net::SocketAddr {
+async fn mount(path: &str, app: impl awsgi::Application) -> std::net::SocketAddr {
     serve(Router::new().route_service(path, AwsgiLayer::new().layer(Validator::new(app)))).await
 }
 
@@ -135,12 +135,24 @@ async fn a_path_parameter_that_does_not_decode_is_refused_before_the_app() {
         }
     }
     assert_eq!(calls.load(Ordering::SeqCst), 0, "the application never ran");
-    // Through a JSON error responder, the refusal has the JSON shape.
+    // Through a JSON error responder, the refusal has the JSON shape (pgbridge's own
+    // responder is checked the same way in its tests/notes.rs).
+    let json_error = |err: &Error| {
+        let code = if err.downcast_ref::<awsgi::RequestError>().is_some() {
+            "bad_request"
+        } else {
+            "internal"
+        };
+        let body = serde_json::json!({"error": {"code": code, "message": "refused"}});
+        http::Response::builder()
+            .status(err.status())
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .expect("a valid response")
+    };
     let router = Router::new().route_service(
         "/items/{id}",
-        AwsgiLayer::new()
-            .error_responder(pgbridge::error::awsgi_error_response)
-            .layer(dump),
+        AwsgiLayer::new().error_responder(json_error).layer(dump),
     );
     let addr = serve(router).await;
     let reply = http_get(addr, "/items/%FF").await;
@@ -567,7 +579,7 @@ async fn input_over_the_limit_is_413() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
-// Rule 8 (fdevent) is unit-tested in src/awsgi/fdevent.rs; here, many waits at once.
+// Rule 8 (fdevent) is unit-tested in src/fdevent.rs; here, many waits at once.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_requests_wait_at_once_without_threads() {
@@ -697,4 +709,30 @@ async fn plain_functions_are_applications() {
         Some("6"),
         "a whole body gets a length"
     );
+}
+
+/// Issue 9, item 7: the Validator keeps a whole body's exact length, so a validated
+/// response is framed as production frames it — `Content-Length`, not chunks.
+#[tokio::test]
+async fn validated_whole_body_keeps_its_content_length() {
+    async fn hello(_: Environ, sr: StartResponse) -> Result<Body, Error> {
+        sr.start("200 OK", TEXT)?;
+        Ok(Body::from("hello\n"))
+    }
+    let addr = mount("/", hello).await;
+    let wire = raw(
+        addr,
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    let head = wire
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200 ok"), "{wire:?}");
+    assert!(head.contains("content-length: 6"), "{wire:?}");
+    assert!(!head.contains("transfer-encoding"), "{wire:?}");
+    assert!(wire.ends_with("\r\n\r\nhello\n"), "{wire:?}");
 }

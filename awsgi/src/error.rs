@@ -4,12 +4,18 @@ use std::fmt;
 
 use http::StatusCode;
 
-use super::input::InputError;
+use crate::InputError;
 
 /// A boxed error, as carried inside [`Error`].
+///
+/// ```
+/// let boxed: awsgi::BoxError = "not found".into();
+/// let err = awsgi::Error::new(boxed);
+/// assert_eq!(err.to_string(), "not found");
+/// ```
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// The error an [`Application`](super::Application) returns, or a body yields.
+/// The error an [`Application`](crate::Application) returns, or a body yields.
 ///
 /// Any `std::error::Error + Send + Sync + 'static` converts into it, so `?` works on
 /// whatever an application awaits. Before the response is committed the server answers
@@ -20,7 +26,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// original with [`Error::downcast_ref`].
 ///
 /// ```
-/// use pgbridge::awsgi::Error;
+/// use awsgi::Error;
 ///
 /// let err: Error = std::io::Error::other("disk on fire").into();
 /// assert_eq!(err.to_string(), "disk on fire");
@@ -33,6 +39,11 @@ pub struct Error {
 
 impl Error {
     /// Wraps any boxed error.
+    ///
+    /// ```
+    /// let err = awsgi::Error::new("a plain message");
+    /// assert_eq!(err.to_string(), "a plain message");
+    /// ```
     pub fn new(err: impl Into<BoxError>) -> Self {
         Self { inner: err.into() }
     }
@@ -40,7 +51,7 @@ impl Error {
     /// An error from a message, for failures that have no error type of their own.
     ///
     /// ```
-    /// let err = pgbridge::awsgi::Error::msg("no such widget");
+    /// let err = awsgi::Error::msg("no such widget");
     /// assert_eq!(err.to_string(), "no such widget");
     /// ```
     pub fn msg(message: impl fmt::Display) -> Self {
@@ -52,6 +63,14 @@ impl Error {
     /// The status the server answers with when this error ends a request before the
     /// response is committed: 413 for a `wsgi.input` over its limit, 400 for a request
     /// body the client broke off or a [`RequestError`], 500 for everything else.
+    ///
+    /// ```
+    /// use awsgi::{Error, InputError};
+    ///
+    /// let err = Error::from(InputError::TooLarge { limit: 1024 });
+    /// assert_eq!(err.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
+    /// assert_eq!(Error::msg("bug").status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+    /// ```
     pub fn status(&self) -> StatusCode {
         if let Some(input) = self.downcast_ref::<InputError>() {
             input.status()
@@ -63,11 +82,21 @@ impl Error {
     }
 
     /// The original error, if it is an `E`.
+    ///
+    /// ```
+    /// let err = awsgi::Error::from(std::fmt::Error);
+    /// assert!(err.downcast_ref::<std::fmt::Error>().is_some());
+    /// ```
     pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
         self.inner.downcast_ref::<E>()
     }
 
     /// The boxed original error.
+    ///
+    /// ```
+    /// let boxed: awsgi::BoxError = awsgi::Error::msg("gone").into_inner();
+    /// assert_eq!(boxed.to_string(), "gone");
+    /// ```
     pub fn into_inner(self) -> BoxError {
         self.inner
     }
@@ -102,11 +131,17 @@ impl fmt::Display for Error {
     }
 }
 
+impl From<Error> for BoxError {
+    fn from(err: Error) -> Self {
+        err.into_inner()
+    }
+}
+
 /// A request the server refuses before the application runs (answered 400 through the
 /// layer's error responder), because no honest `environ` can be built from it.
 ///
 /// ```
-/// use pgbridge::awsgi::{Error, RequestError};
+/// use awsgi::{Error, RequestError};
 ///
 /// let err = Error::from(RequestError::InvalidPathParam { detail: "Invalid UTF-8 in `id`".into() });
 /// assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
@@ -128,6 +163,13 @@ pub enum RequestError {
 ///
 /// These are the application's bugs. The client sees a plain 500 (or an aborted connection
 /// after the commit); the detail goes to the log.
+///
+/// ```
+/// use awsgi::{ContractError, Error};
+///
+/// let err = Error::from(ContractError::NotStarted);
+/// assert!(matches!(err.downcast_ref::<ContractError>(), Some(ContractError::NotStarted)));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ContractError {

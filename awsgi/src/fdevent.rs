@@ -24,6 +24,20 @@ use tokio::io::unix::AsyncFd;
 use tokio::time::Sleep;
 
 /// What ended a wait: `x-wsgiorg.fdevent.timeout`, as a value.
+///
+/// ```
+/// use std::time::Duration;
+/// use awsgi::fdevent::{self, Readiness};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let (socket, _peer) = std::os::unix::net::UnixStream::pair()?;
+/// match fdevent::readable(&socket, Some(Duration::from_millis(5))).await? {
+///     Readiness::Ready => println!("data to read"),
+///     Readiness::TimedOut => println!("nothing yet"),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Readiness {
     /// The descriptor became ready.
@@ -36,7 +50,7 @@ pub enum Readiness {
 ///
 /// ```
 /// use std::time::Duration;
-/// use pgbridge::awsgi::fdevent::{self, Readiness};
+/// use awsgi::fdevent::{self, Readiness};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> std::io::Result<()> {
@@ -53,6 +67,18 @@ pub fn readable(fd: &impl AsFd, timeout: Option<Duration>) -> FdWait {
 }
 
 /// Waits until `fd` is writable, or `timeout` passes.
+///
+/// ```
+/// use std::time::Duration;
+/// use awsgi::fdevent::{self, Readiness};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let (socket, _peer) = std::os::unix::net::UnixStream::pair()?;
+/// let waited = fdevent::writable(&socket, Some(Duration::from_secs(5))).await?;
+/// assert_eq!(waited, Readiness::Ready);
+/// # Ok(()) }
+/// ```
 pub fn writable(fd: &impl AsFd, timeout: Option<Duration>) -> FdWait {
     FdWait::new(fd, Interest::WRITABLE, timeout)
 }
@@ -62,7 +88,7 @@ pub fn writable(fd: &impl AsFd, timeout: Option<Duration>) -> FdWait {
 ///
 /// ```
 /// use std::time::Duration;
-/// use pgbridge::awsgi::fdevent::{self, Readiness};
+/// use awsgi::fdevent::{self, Readiness};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
@@ -77,11 +103,33 @@ pub fn timeout(duration: Duration) -> FdWait {
 }
 
 /// Suspends the request for `duration`: a timeout with no descriptor.
+///
+/// ```
+/// use std::time::Duration;
+/// use awsgi::{fdevent, Body, Environ, Error, StartResponse};
+///
+/// async fn slow(_: Environ, start_response: StartResponse) -> Result<Body, Error> {
+///     fdevent::sleep(Duration::from_millis(10)).await;
+///     start_response.start("200 OK", [("Content-Type", "text/plain")])?;
+///     Ok(Body::from("waited\n"))
+/// }
+/// # let _ = awsgi::AwsgiService::new(slow);
+/// ```
 pub async fn sleep(duration: Duration) {
     tokio::time::sleep(duration).await;
 }
 
 /// The future [`readable`], [`writable`] and [`timeout`] return.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let wait: awsgi::fdevent::FdWait = awsgi::fdevent::timeout(Duration::from_millis(1));
+/// assert!(wait.await.is_ok());
+/// # }
+/// ```
 #[must_use = "a wait does nothing unless awaited"]
 #[derive(Debug)]
 pub struct FdWait {
@@ -123,8 +171,10 @@ impl Future for FdWait {
             else {
                 unreachable!("checked above")
             };
+            // The crate's one unsafe call (`unsafe_code` is denied everywhere else).
             // SAFETY: `fd` is an `OwnedFd` moved into the `AsyncFd`: it stays open, and
             // `as_raw_fd` returns the same descriptor, until the `AsyncFd` is dropped.
+            #[allow(unsafe_code)]
             let registered = unsafe { AsyncFd::register_with_interest(fd, interest) };
             this.state = match registered {
                 Ok(watch) => State::Waiting {

@@ -15,10 +15,12 @@
 //! | `wsgi.input`, `wsgi.errors` | [`Input`], [`Errors`] |
 //! | `x-wsgiorg.fdevent.readable/writable` | [`fdevent::readable`], [`fdevent::writable`], [`fdevent::timeout`] |
 //! | `wsgiref.validate` | [`Validator`] |
-//! | the server | [`AwsgiLayer`]/[`AwsgiService`]: a tower service for axum |
+//! | the server | [`AwsgiLayer`]/[`AwsgiService`]: a tower service over any `http_body::Body` request (axum, hyper) |
 //!
-//! This module knows nothing of Postgres or of the applications built on it: lift the folder
-//! out and it is a crate of its own.
+//! This crate knows nothing of Postgres or of the applications built on it. It serves any
+//! `http_body::Body` request and builds without axum; the `axum` feature reads axum's
+//! extractors (routing arguments from `RawPathParams`, the mount prefix under
+//! `nest_service` from `OriginalUri`, the peer from `ConnectInfo`).
 //!
 //! # A worked example
 //!
@@ -29,7 +31,7 @@
 //! use std::time::Duration;
 //! use axum::{Router, routing::get};
 //! use futures_util::stream;
-//! use pgbridge::awsgi::{fdevent, AwsgiLayer, Body, Environ, Error, StartResponse};
+//! use awsgi::{fdevent, AwsgiLayer, Body, Environ, Error, StartResponse};
 //! use tower::Layer;
 //!
 //! async fn countdown(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
@@ -60,7 +62,7 @@
 //!    end); until then `start_with_exc_info` replaces the response. After the commit it
 //!    re-raises, and the connection is aborted.
 //! 4. **Body**: empty chunks are skipped; a declared `Content-Length` is never exceeded, and
-//!    a short body aborts the connection.
+//!    a short body aborts the connection. A whole body is sent with its `Content-Length`.
 //! 5. **close()** is dropping the [`Body`] (or the application's future): at the end of the
 //!    response *and* when the client goes away.
 //! 6. **write()** output goes before the body's chunks and commits the headers.
@@ -69,7 +71,17 @@
 //!    disturbing the descriptor's owner.
 //! 9. **Faults** — an `Err` or a panic — give a 500 before the commit and an aborted
 //!    connection after it; the server goes on.
-//! 10. **Validator** checks both sides at runtime.
+//! 10. **Validator** checks both sides at runtime, and keeps a whole body's exact length, so
+//!     validated tests see the framing production sends.
+
+#![warn(
+    missing_docs,
+    unreachable_pub,
+    rust_2018_idioms,
+    missing_debug_implementations
+)]
+// One justified site, in `fdevent`, allows it locally with its SAFETY note.
+#![deny(unsafe_code)]
 
 use std::future::Future;
 
@@ -77,20 +89,42 @@ mod body;
 mod environ;
 mod error;
 mod errors;
+mod exchange;
+mod extract;
+///
+/// ```
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let waited = awsgi::fdevent::timeout(Duration::from_millis(1)).await.unwrap();
+/// assert_eq!(waited, awsgi::fdevent::Readiness::TimedOut);
+/// # }
+/// ```
 pub mod fdevent;
+mod future;
+mod head;
 mod input;
 mod layer;
+mod response_body;
+mod service;
 mod start_response;
 mod validate;
+mod write;
 
 pub use body::Body;
 pub use environ::{Environ, EnvironBuilder, VARIABLES};
 pub use error::{BoxError, ContractError, Error, RequestError};
 pub use errors::Errors;
+pub use future::ResponseFuture;
+pub use head::StartResponseError;
 pub use input::{Input, InputError};
-pub use layer::{AwsgiLayer, AwsgiService, DEFAULT_BODY_LIMIT, ErrorResponder, ResponseFuture};
-pub use start_response::{StartResponse, StartResponseError, Write, WriteError};
+pub use layer::{AwsgiLayer, DEFAULT_BODY_LIMIT, ErrorResponder};
+pub use response_body::ResponseBody;
+pub use service::AwsgiService;
+pub use start_response::StartResponse;
 pub use validate::{ValidationError, Validator, check_environ};
+pub use write::{Write, WriteError};
 
 /// An application on the contract: WSGI's `app(environ, start_response)`, asynchronous.
 ///
@@ -99,7 +133,7 @@ pub use validate::{ValidationError, Validator, check_environ};
 /// `Application` already.
 ///
 /// ```
-/// use pgbridge::awsgi::{Application, Body, Environ, Error, StartResponse};
+/// use awsgi::{Application, Body, Environ, Error, StartResponse};
 ///
 /// struct Greeter {
 ///     greeting: String,
@@ -112,7 +146,7 @@ pub use validate::{ValidationError, Validator, check_environ};
 ///         Ok(Body::from(format!("{}, {name}!\n", self.greeting)))
 ///     }
 /// }
-/// # let _ = pgbridge::awsgi::AwsgiService::new(Greeter { greeting: "Hello".into() });
+/// # let _ = awsgi::AwsgiService::new(Greeter { greeting: "Hello".into() });
 /// ```
 pub trait Application: Send + Sync + 'static {
     /// Handles one request. It may await before it returns, and the returned [`Body`] may

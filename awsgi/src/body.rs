@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_util::Stream;
 
-use super::Error;
+use crate::Error;
 
 type BoxStream = Pin<Box<dyn Stream<Item = Result<Bytes, Error>> + Send + 'static>>;
 
@@ -24,7 +24,7 @@ type BoxStream = Pin<Box<dyn Stream<Item = Result<Bytes, Error>> + Send + 'stati
 ///
 /// ```
 /// use futures_util::stream;
-/// use pgbridge::awsgi::{Body, Error};
+/// use awsgi::{Body, Error};
 ///
 /// let whole = Body::from("hello\n");
 /// let chunks = Body::from_stream(stream::iter([
@@ -46,12 +46,26 @@ enum Kind {
 
 impl Body {
     /// A body with no bytes.
+    ///
+    /// ```
+    /// let body = awsgi::Body::empty();
+    /// assert_eq!(body.exact_len(), Some(0));
+    /// ```
     pub fn empty() -> Self {
         Self::from_kind(Kind::Full(None))
     }
 
     /// A body from a stream of chunks. Each chunk is anything that becomes [`Bytes`]
     /// (`&'static str`, `String`, `Vec<u8>`, …); each error anything that becomes [`Error`].
+    ///
+    /// ```
+    /// use futures_util::stream;
+    /// use awsgi::{Body, Error};
+    ///
+    /// let lines = stream::iter(["one\n", "two\n"].map(Ok::<_, Error>));
+    /// let body = Body::from_stream(lines);
+    /// assert_eq!(body.exact_len(), None);
+    /// ```
     pub fn from_stream<S, B, E>(stream: S) -> Self
     where
         S: Stream<Item = Result<B, E>> + Send + 'static,
@@ -70,7 +84,7 @@ impl Body {
     ///
     /// ```
     /// use std::sync::{Arc, atomic::{AtomicBool, Ordering}};
-    /// use pgbridge::awsgi::Body;
+    /// use awsgi::Body;
     ///
     /// let closed = Arc::new(AtomicBool::new(false));
     /// let flag = closed.clone();
@@ -90,6 +104,10 @@ impl Body {
     }
 
     /// The exact length, when the body is one known chunk.
+    ///
+    /// ```
+    /// assert_eq!(awsgi::Body::from("four").exact_len(), Some(4));
+    /// ```
     pub fn exact_len(&self) -> Option<u64> {
         match &self.kind {
             Kind::Full(bytes) => Some(bytes.as_ref().map_or(0, |b| b.len() as u64)),

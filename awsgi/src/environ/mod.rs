@@ -6,9 +6,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{Extensions, HeaderMap, Method, Version, header};
-use percent_encoding::percent_decode_str;
 
-use super::{Errors, Input};
+use crate::{Errors, Input};
+
+mod builder;
+mod cgi;
+
+pub use builder::EnvironBuilder;
+use cgi::{cgi_name, form_decode, protocol, split_host};
 
 /// The environment of one request: PEP 3333's `environ` dict, typed.
 ///
@@ -21,7 +26,7 @@ use super::{Errors, Input};
 /// `http::Extensions` (e.g. from axum's `Extension` layer) is there.
 ///
 /// ```
-/// use pgbridge::awsgi::Environ;
+/// use awsgi::Environ;
 ///
 /// let request = http::Request::get("/shop/items/caf%C3%A9?page=2")
 ///     .header("Accept", "text/html")
@@ -56,6 +61,15 @@ pub struct Environ {
 }
 
 /// The names [`Environ::get`] answers for besides the `HTTP_*` ones, in CGI order.
+///
+/// ```
+/// let request = http::Request::get("/").body(()).unwrap();
+/// let environ = awsgi::Environ::builder(request).build();
+/// for name in awsgi::VARIABLES {
+///     let _value = environ.get(name); // REMOTE_ADDR/PORT are None without a peer
+/// }
+/// assert!(awsgi::VARIABLES.contains(&"PATH_INFO"));
+/// ```
 pub const VARIABLES: &[&str] = &[
     "REQUEST_METHOD",
     "SCRIPT_NAME",
@@ -81,27 +95,57 @@ impl Environ {
     /// The request's URI path becomes `PATH_INFO` (percent-decoded) unless
     /// [`EnvironBuilder::script_name`] takes a prefix off it; its extensions become the
     /// environ's.
+    ///
+    /// ```
+    /// let request = http::Request::get("/items").body(()).unwrap();
+    /// let environ = awsgi::Environ::builder(request).build();
+    /// assert_eq!(environ.path_info(), "/items");
+    /// ```
     pub fn builder<B>(request: http::Request<B>) -> EnvironBuilder {
         let (parts, _) = request.into_parts();
         EnvironBuilder::from_parts(parts)
     }
 
     /// `REQUEST_METHOD`.
+    ///
+    /// ```
+    /// let request = http::Request::delete("/items/1").body(()).unwrap();
+    /// let environ = awsgi::Environ::builder(request).build();
+    /// assert_eq!(environ.method(), http::Method::DELETE);
+    /// ```
     pub fn method(&self) -> &Method {
         &self.method
     }
 
     /// `SCRIPT_NAME`: the mount prefix, percent-decoded; empty at the root.
+    ///
+    /// ```
+    /// let request = http::Request::get("/api/items").body(()).unwrap();
+    /// let environ = awsgi::Environ::builder(request).script_name("/api").build();
+    /// assert_eq!(environ.script_name(), "/api");
+    /// ```
     pub fn script_name(&self) -> &str {
         &self.script_name
     }
 
     /// `PATH_INFO`: the path below the mount point, percent-decoded as CGI does.
+    ///
+    /// ```
+    /// let request = http::Request::get("/caf%C3%A9").body(()).unwrap();
+    /// let environ = awsgi::Environ::builder(request).build();
+    /// assert_eq!(environ.path_info(), "/café");
+    /// ```
     pub fn path_info(&self) -> &str {
         self.path_info.as_deref().unwrap_or_else(|| self.uri.path())
     }
 
     /// `QUERY_STRING`, raw (not decoded), without the `?`.
+    ///
+    /// ```
+    /// let request = http::Request::get("/?q=a+b").body(()).unwrap();
+    /// let environ = awsgi::Environ::builder(request).build();
+    /// assert_eq!(environ.query_string(), "q=a+b");
+    /// ```
     pub fn query_string(&self) -> &str {
         self.uri.query().unwrap_or("")
     }
@@ -110,7 +154,7 @@ impl Environ {
     ///
     /// ```
     /// let request = http::Request::get("/?q=a+b&n=%31").body(()).unwrap();
-    /// let environ = pgbridge::awsgi::Environ::builder(request).build();
+    /// let environ = awsgi::Environ::builder(request).build();
     /// assert_eq!(environ.query("q").as_deref(), Some("a b"));
     /// assert_eq!(environ.query("n").as_deref(), Some("1"));
     /// assert_eq!(environ.query("missing"), None);
@@ -122,6 +166,17 @@ impl Environ {
     }
 
     /// All decoded query pairs, in order.
+    ///
+    /// ```
+    /// let request = http::Request::get("/?tag=a&tag=b").body(()).unwrap();
+    /// let environ = awsgi::Environ::builder(request).build();
+    /// let tags: Vec<String> = environ
+    ///     .query_pairs()
+    ///     .filter(|(k, _)| k == "tag")
+    ///     .map(|(_, v)| v)
+    ///     .collect();
+    /// assert_eq!(tags, ["a", "b"]);
+    /// ```
     pub fn query_pairs(&self) -> impl Iterator<Item = (String, String)> + '_ {
         self.query_string()
             .split('&')
@@ -133,11 +188,26 @@ impl Environ {
     }
 
     /// The request headers.
+    ///
+    /// ```
+    /// let request = http::Request::get("/").header("Accept", "text/html").body(()).unwrap();
+    /// let environ = awsgi::Environ::builder(request).build();
+    /// assert_eq!(environ.headers()["accept"], "text/html");
+    /// ```
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
     }
 
     /// `CONTENT_TYPE`, if the client sent one.
+    ///
+    /// ```
+    /// let request = http::Request::post("/")
+    ///     .header("Content-Type", "application/json")
+    ///     .body(())
+    ///     .unwrap();
+    /// let environ = awsgi::Environ::builder(request).build();
+    /// assert_eq!(environ.content_type(), Some("application/json"));
+    /// ```
     pub fn content_type(&self) -> Option<&str> {
         self.headers
             .get(header::CONTENT_TYPE)
@@ -145,24 +215,48 @@ impl Environ {
     }
 
     /// `CONTENT_LENGTH`, if the client sent a valid one.
+    ///
+    /// ```
+    /// let request = http::Request::post("/").header("Content-Length", "12").body(()).unwrap();
+    /// let environ = awsgi::Environ::builder(request).build();
+    /// assert_eq!(environ.content_length(), Some(12));
+    /// ```
     pub fn content_length(&self) -> Option<u64> {
         self.headers
             .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
+            .and_then(crate::head::content_length)
     }
 
     /// `REMOTE_ADDR`/`REMOTE_PORT`, when the server knows the peer.
+    ///
+    /// ```
+    /// let peer: std::net::SocketAddr = "192.0.2.7:40000".parse().unwrap();
+    /// let request = http::Request::get("/").body(()).unwrap();
+    /// let environ = awsgi::Environ::builder(request).remote_addr(peer).build();
+    /// assert_eq!(environ.remote_addr(), Some(peer));
+    /// ```
     pub fn remote_addr(&self) -> Option<SocketAddr> {
         self.remote_addr
     }
 
     /// `wsgi.url_scheme`: `"http"` or `"https"`.
+    ///
+    /// ```
+    /// let request = http::Request::get("/").body(()).unwrap();
+    /// let environ = awsgi::Environ::builder(request).build();
+    /// assert_eq!(environ.url_scheme(), "http");
+    /// ```
     pub fn url_scheme(&self) -> &'static str {
         self.url_scheme
     }
 
     /// `SERVER_NAME`: the host the client asked for (`Host`), else the server's own name.
+    ///
+    /// ```
+    /// let request = http::Request::get("/").header("Host", "example.com:8080").body(()).unwrap();
+    /// let environ = awsgi::Environ::builder(request).build();
+    /// assert_eq!(environ.server_name(), "example.com");
+    /// ```
     pub fn server_name(&self) -> &str {
         match self.host() {
             Some(host) => split_host(host).0,
@@ -172,6 +266,12 @@ impl Environ {
 
     /// `SERVER_PORT`: the port the client asked for, else the scheme's default, else the
     /// server's own port when the client named no host.
+    ///
+    /// ```
+    /// let request = http::Request::get("/").header("Host", "example.com:8080").body(()).unwrap();
+    /// let environ = awsgi::Environ::builder(request).build();
+    /// assert_eq!(environ.server_port(), 8080);
+    /// ```
     pub fn server_port(&self) -> u16 {
         match self.host() {
             Some(host) => {
@@ -193,11 +293,26 @@ impl Environ {
 
     /// `wsgiorg.routing_args`: the named path parameters a router matched, e.g. `id` for a
     /// route `/notes/{id}`, percent-decoded.
+    ///
+    /// ```
+    /// let request = http::Request::get("/a/1/b/2").body(()).unwrap();
+    /// let args = vec![("a".into(), "1".into()), ("b".into(), "2".into())];
+    /// let environ = awsgi::Environ::builder(request).routing_args(args).build();
+    /// assert_eq!(environ.routing_args().len(), 2);
+    /// ```
     pub fn routing_args(&self) -> &[(String, String)] {
         &self.routing_args
     }
 
     /// One routing argument by name.
+    ///
+    /// ```
+    /// let request = http::Request::get("/notes/7").body(()).unwrap();
+    /// let args = vec![("id".into(), "7".into())];
+    /// let environ = awsgi::Environ::builder(request).routing_args(args).build();
+    /// assert_eq!(environ.routing_arg("id"), Some("7"));
+    /// assert_eq!(environ.routing_arg("missing"), None);
+    /// ```
     pub fn routing_arg(&self, name: &str) -> Option<&str> {
         self.routing_args
             .iter()
@@ -207,27 +322,76 @@ impl Environ {
 
     /// Server extensions: typed values the server (or an axum layer) attached to the
     /// request, such as the database pool.
+    ///
+    /// ```
+    /// #[derive(Clone)]
+    /// struct Pool(&'static str);
+    ///
+    /// let mut request = http::Request::get("/").body(()).unwrap();
+    /// request.extensions_mut().insert(Pool("primary"));
+    /// let environ = awsgi::Environ::builder(request).build();
+    /// assert_eq!(environ.extensions().get::<Pool>().map(|p| p.0), Some("primary"));
+    /// ```
     pub fn extensions(&self) -> &Extensions {
         &self.extensions
     }
 
     /// A mutable view of the extensions, for middleware written as applications.
+    ///
+    /// ```
+    /// let request = http::Request::get("/").body(()).unwrap();
+    /// let mut environ = awsgi::Environ::builder(request).build();
+    /// environ.extensions_mut().insert(42u32);
+    /// assert_eq!(environ.extensions().get::<u32>(), Some(&42));
+    /// ```
     pub fn extensions_mut(&mut self) -> &mut Extensions {
         &mut self.extensions
     }
 
     /// `wsgi.input`: the request body.
+    ///
+    /// ```
+    /// use awsgi::{Body, Environ, Error, StartResponse};
+    ///
+    /// async fn echo(mut environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
+    ///     let body = environ.input().read_to_end().await?;
+    ///     start_response.start("200 OK", [("Content-Type", "application/octet-stream")])?;
+    ///     Ok(Body::from(body))
+    /// }
+    /// # let _ = awsgi::AwsgiService::new(echo);
+    /// ```
     pub fn input(&mut self) -> &mut Input {
         &mut self.input
     }
 
     /// Takes `wsgi.input` out of the environ, leaving an empty one, e.g. to move the
     /// request body into a response stream.
+    ///
+    /// ```
+    /// use awsgi::{Body, Environ, Error, StartResponse};
+    /// use futures_util::stream;
+    ///
+    /// async fn stream_back(mut environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
+    ///     let input = environ.take_input();
+    ///     start_response.start("200 OK", [("Content-Type", "application/octet-stream")])?;
+    ///     let chunks = stream::try_unfold(input, |mut input| async move {
+    ///         Ok::<_, Error>(input.chunk().await?.map(|chunk| (chunk, input)))
+    ///     });
+    ///     Ok(Body::from_stream(chunks))
+    /// }
+    /// # let _ = awsgi::AwsgiService::new(stream_back);
+    /// ```
     pub fn take_input(&mut self) -> Input {
         std::mem::replace(&mut self.input, Input::empty())
     }
 
     /// `wsgi.errors`: diagnostics, to the log.
+    ///
+    /// ```
+    /// let request = http::Request::get("/").body(()).unwrap();
+    /// let environ = awsgi::Environ::builder(request).build();
+    /// environ.errors().write("something odd, carrying on");
+    /// ```
     pub fn errors(&self) -> Errors {
         self.errors
     }
@@ -235,6 +399,14 @@ impl Environ {
     /// The CGI view of one variable: any name in [`VARIABLES`], or `HTTP_*` for a request
     /// header (upper-cased, `-` as `_`, repeated headers joined with `", "`).
     /// `CONTENT_TYPE` and `CONTENT_LENGTH` never appear as `HTTP_*`, as CGI requires.
+    ///
+    /// ```
+    /// let request = http::Request::get("/?x=1").header("User-Agent", "curl").body(()).unwrap();
+    /// let environ = awsgi::Environ::builder(request).build();
+    /// assert_eq!(environ.get("REQUEST_METHOD").as_deref(), Some("GET"));
+    /// assert_eq!(environ.get("QUERY_STRING").as_deref(), Some("x=1"));
+    /// assert_eq!(environ.get("HTTP_USER_AGENT").as_deref(), Some("curl"));
+    /// ```
     pub fn get(&self, name: &str) -> Option<Cow<'_, str>> {
         let value: Cow<'_, str> = match name {
             "REQUEST_METHOD" => self.method.as_str().into(),
@@ -266,6 +438,13 @@ impl Environ {
 
     /// Every variable [`get`](Self::get) answers for, with its value: the CGI view of the
     /// whole environ.
+    ///
+    /// ```
+    /// let request = http::Request::get("/").header("X-Trace", "abc").body(()).unwrap();
+    /// let environ = awsgi::Environ::builder(request).build();
+    /// let vars = environ.vars();
+    /// assert!(vars.iter().any(|(k, v)| k == "HTTP_X_TRACE" && v == "abc"));
+    /// ```
     pub fn vars(&self) -> Vec<(String, String)> {
         let mut vars: Vec<(String, String)> = VARIABLES
             .iter()
@@ -315,132 +494,6 @@ impl Environ {
             }
         }
         joined.map(Cow::Owned)
-    }
-}
-
-/// Builds an [`Environ`]. The layer uses it for every request; tests and examples use it to
-/// call an application directly.
-#[derive(Debug)]
-pub struct EnvironBuilder {
-    environ: Environ,
-}
-
-impl EnvironBuilder {
-    pub(crate) fn from_parts(parts: http::request::Parts) -> Self {
-        let path = parts.uri.path();
-        let environ = Environ {
-            path_info: path.contains('%').then(|| decode_path(path)),
-            script_name: String::new(),
-            server_fallback: (Arc::from("localhost"), 80),
-            url_scheme: if parts.uri.scheme_str() == Some("https") {
-                "https"
-            } else {
-                "http"
-            },
-            method: parts.method,
-            uri: parts.uri,
-            version: parts.version,
-            remote_addr: None,
-            headers: parts.headers,
-            routing_args: Vec::new(),
-            extensions: parts.extensions,
-            input: Input::empty(),
-            errors: Errors::default(),
-        };
-        Self { environ }
-    }
-
-    /// Takes `prefix` (raw, as in the URI) off the front of the path as `SCRIPT_NAME`.
-    /// A prefix the path does not start with is ignored.
-    pub fn script_name(mut self, prefix: &str) -> Self {
-        let prefix = prefix.trim_end_matches('/');
-        let decoded = decode_path(prefix);
-        if let Some(rest) = self.environ.path_info().strip_prefix(decoded.as_str()) {
-            if rest.is_empty() || rest.starts_with('/') {
-                self.environ.path_info = Some(rest.to_owned());
-                self.environ.script_name = decoded;
-            }
-        }
-        self
-    }
-
-    /// Sets `SERVER_NAME` and `SERVER_PORT` for requests that carry no `Host`.
-    pub fn server(mut self, name: impl Into<Arc<str>>, port: u16) -> Self {
-        self.environ.server_fallback = (name.into(), port);
-        self
-    }
-
-    /// Sets `wsgi.url_scheme`.
-    pub fn https(mut self, https: bool) -> Self {
-        self.environ.url_scheme = if https { "https" } else { "http" };
-        self
-    }
-
-    /// Sets `REMOTE_ADDR` and `REMOTE_PORT`.
-    pub fn remote_addr(mut self, addr: SocketAddr) -> Self {
-        self.environ.remote_addr = Some(addr);
-        self
-    }
-
-    /// Sets `wsgiorg.routing_args`.
-    pub fn routing_args(mut self, args: Vec<(String, String)>) -> Self {
-        self.environ.routing_args = args;
-        self
-    }
-
-    /// Sets `wsgi.input`.
-    pub fn input(mut self, input: Input) -> Self {
-        self.environ.input = input;
-        self
-    }
-
-    /// The finished environ.
-    pub fn build(self) -> Environ {
-        self.environ
-    }
-}
-
-/// `example.com:8080` → (`example.com`, 8080); `[::1]:80` → (`[::1]`, 80).
-fn split_host(host: &str) -> (&str, Option<u16>) {
-    if let Some(end) = host.rfind(']') {
-        let port = host[end + 1..]
-            .strip_prefix(':')
-            .and_then(|p| p.parse().ok());
-        return (&host[..=end], port);
-    }
-    match host.rsplit_once(':') {
-        Some((name, port)) => (name, port.parse().ok()),
-        None => (host, None),
-    }
-}
-
-/// `Accept-Language` → `HTTP_ACCEPT_LANGUAGE`.
-fn cgi_name(header: &str) -> String {
-    let mut name = String::with_capacity(header.len() + 5);
-    name.push_str("HTTP_");
-    name.extend(header.chars().map(|c| match c {
-        '-' => '_',
-        c => c.to_ascii_uppercase(),
-    }));
-    name
-}
-
-fn decode_path(path: &str) -> String {
-    percent_decode_str(path).decode_utf8_lossy().into_owned()
-}
-
-fn form_decode(s: &str) -> String {
-    let spaced = s.replace('+', " ");
-    percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
-}
-
-fn protocol(version: Version) -> &'static str {
-    match version {
-        Version::HTTP_09 => "HTTP/0.9",
-        Version::HTTP_10 => "HTTP/1.0",
-        Version::HTTP_2 => "HTTP/2.0",
-        Version::HTTP_3 => "HTTP/3.0",
-        _ => "HTTP/1.1",
     }
 }
 

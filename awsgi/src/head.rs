@@ -1,0 +1,109 @@
+//! Head validation: the status and header rules `start_response` applies (PEP 3333,
+//! RFC 9110), and the [`Head`] it keeps.
+
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+/// Why a `start_response` call was refused.
+///
+/// Each of these is the application's bug. The call returns the error so the application
+/// can see it; if the application carries on regardless, the server still answers a plain
+/// 500 and logs this detail, never sending it to the client.
+///
+/// ```
+/// use awsgi::{Body, Environ, Error, StartResponse, StartResponseError};
+///
+/// async fn app(_: Environ, start_response: StartResponse) -> Result<Body, Error> {
+///     let refused = start_response.start("200 OK", [("Connection", "close")]).unwrap_err();
+///     assert!(matches!(refused, StartResponseError::HopByHop(_)));
+///     Err(refused.into()) // the server answers a plain 500 either way
+/// }
+/// # let _ = awsgi::AwsgiService::new(app);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartResponseError {
+    /// The status is not `"NNN Reason"`.
+    #[error("invalid status {0:?}: expected \"NNN Reason\", e.g. \"200 OK\"")]
+    InvalidStatus(String),
+    /// A header name is not an HTTP token.
+    #[error("invalid header name {0:?}")]
+    InvalidHeaderName(String),
+    /// A header value holds CR, LF or another control byte.
+    #[error("invalid value for header {0:?}: control characters are not allowed")]
+    InvalidHeaderValue(String),
+    /// A hop-by-hop header, which belongs to the server, not the application.
+    #[error("hop-by-hop header {0:?} is the server's to set")]
+    HopByHop(String),
+    /// `start_response` was called a second time without `exc_info`.
+    #[error("start_response called twice without exc_info")]
+    AlreadyStarted,
+}
+
+/// The response head an application has chosen.
+#[derive(Debug, Clone)]
+pub(crate) struct Head {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+}
+
+pub(crate) fn parse_head<I, K, V>(status: &str, headers: I) -> Result<Head, StartResponseError>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<str>,
+    V: AsRef<str>,
+{
+    let status = parse_status(status)?;
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| StartResponseError::InvalidHeaderName(name.to_owned()))?;
+        if is_hop_by_hop(&header) {
+            return Err(StartResponseError::HopByHop(name.to_owned()));
+        }
+        let value = HeaderValue::from_bytes(value.as_bytes())
+            .map_err(|_| StartResponseError::InvalidHeaderValue(name.to_owned()))?;
+        map.append(header, value);
+    }
+    Ok(Head {
+        status,
+        headers: map,
+    })
+}
+
+fn parse_status(status: &str) -> Result<StatusCode, StartResponseError> {
+    let invalid = || StartResponseError::InvalidStatus(status.to_owned());
+    let (code, reason) = status.split_once(' ').ok_or_else(invalid)?;
+    let well_formed = code.len() == 3
+        && code.bytes().all(|b| b.is_ascii_digit())
+        && !reason.is_empty()
+        && reason.trim() == reason
+        && !reason.bytes().any(|b| b.is_ascii_control());
+    if !well_formed {
+        return Err(invalid());
+    }
+    StatusCode::from_bytes(code.as_bytes())
+        .ok()
+        .filter(|s| s.as_u16() >= 200)
+        .ok_or_else(invalid)
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1, PEP 3333): the server's, not the application's.
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "upgrade"
+            | "te"
+            | "trailer"
+            | "trailers"
+    ) || name.as_str().starts_with("proxy-")
+}
+
+/// A `Content-Length` value as a number of bytes; `None` if it is not one. The one parser
+/// of the header in this crate: request and response heads, the environ, the Validator.
+pub(crate) fn content_length(value: &HeaderValue) -> Option<u64> {
+    value.to_str().ok().and_then(|v| v.parse().ok())
+}
