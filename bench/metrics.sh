@@ -3,14 +3,16 @@
 # private Postgres on loopback, scraped by wrk in interleaved rounds (A B A B ...), so
 # both see the same machine load.
 #
-#   bench/metrics.sh OLD_BINARY NEW_BINARY [ROUNDS] [SECONDS]
+#   bench/metrics.sh OLD_BINARY NEW_BINARY [ROUNDS] [SECONDS] [PATH]
+#
+# PATH (default /metrics): /healthz measures what every request pays (counting and timing).
 #
 # Build OLD_BINARY from the commit before (e.g. `git archive 7bc98bd | tar -x -C /tmp/old`,
 # then `cargo build --bin pgbridge` there) and NEW_BINARY from this tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
-old=$1 new=$2 rounds=${3:-3} secs=${4:-5}
+old=$1 new=$2 rounds=${3:-3} secs=${4:-5} path=${5:-/metrics}
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
 start_postgres
 
@@ -31,8 +33,8 @@ echo "== /metrics bytes: old $(curl -s "http://127.0.0.1:$old_port/metrics" | wc
 for round in $(seq "$rounds"); do
   for side in old new; do
     port=$([ "$side" = old ] && echo "$old_port" || echo "$new_port")
-    rps=$(wrk -t1 -c8 -d"${secs}s" --latency "http://127.0.0.1:$port/metrics" \
+    rps=$(wrk -t1 -c8 -d"${secs}s" --latency "http://127.0.0.1:$port$path" \
       | awk '/Requests\/sec/ {r=$2} /^ +99%/ {p=$2} END {print r " req/s, p99 " p}')
-    echo "round $round $side: $rps"
+    echo "round $round $side $path: $rps"
   done
 done

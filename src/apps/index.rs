@@ -1,4 +1,5 @@
-//! `GET /` — what this service is, and its routes (the [`Listing`] of the route table); for a browser, the live notes page.
+//! `GET /` — what this service is, and its routes (the [`Listing`] of the route table,
+//! [`crate::routes()`]); for a browser, the live notes page.
 //!
 //! Content negotiation on `Accept`: a client that prefers `text/html` to `application/json`
 //! (a browser navigating) gets [`crate::apps::web::page`]; everyone else gets the JSON index.
@@ -50,7 +51,12 @@ pub async fn app(environ: Environ, start_response: StartResponse) -> Result<Body
         .extensions()
         .get::<Listing>()
         .cloned()
-        .unwrap_or_default();
+        .ok_or_else(|| {
+            tracing::error!(
+                "no route Listing in the environ: mount the index through crate::router"
+            );
+            ApiError::Internal
+        })?;
     let index = serde_json::json!({
         "service": "pgbridge",
         "version": env!("CARGO_PKG_VERSION"),
