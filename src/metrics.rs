@@ -1,271 +1,286 @@
-//! `GET /metrics`: the service's counters in Prometheus's text format.
+//! `GET /metrics`: the service's counters in Prometheus's text format (version 0.0.4),
+//! on the [`prometheus_client`] crate.
 //!
 //! Requests are counted by method and status, and timed to their response head (a stream's
-//! lifetime is not a latency). The pool, the event feed and cancel-on-drop are read when
-//! scraped. The registry belongs to the [`AppState`](crate::AppState), not to the process,
-//! so two services in one process (as in the tests) keep separate counts.
+//! lifetime is not a latency). Everything else is read when scraped, by a
+//! [`Collector`]: the pool, the shared connections, cancel-on-drop and lag-tolerant reads
+//! ([`DbGauges`]), client connections, and each application's own gauges (the notes'
+//! event feed registers its own, see [`crate::apps::Apps::register_metrics`]). The
+//! registry belongs to the [`AppState`](crate::AppState), not to the process, so two
+//! services in one process (as in the tests) keep separate counts.
+//!
+//! Names are as Prometheus expects: counters end in `_total` (prometheus-client adds the
+//! suffix, so a counter is registered without it), and help texts end in a full stop
+//! (prometheus-client adds it to registered metrics; collectors write their own).
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Method, StatusCode, header};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use crate::AppState;
+use crate::db::Db;
+use crate::routes::Route;
+use crate::server::ConnectionStats;
 
 /// Upper bounds of the latency histogram's buckets, in seconds.
 const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
-/// The request counters.
-#[derive(Debug, Default)]
+/// The labels of `pgbridge_http_requests_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    status: u16,
+}
+
+/// The service's registry: request counters, and the collectors read on each scrape.
+#[derive(Debug)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: Histogram,
     /// Client-connection counters, kept by [`crate::server`].
-    pub connections: std::sync::Arc<crate::server::ConnectionStats>,
+    pub connections: Arc<ConnectionStats>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "pgbridge_http_requests",
+            "HTTP requests answered, by method and status",
+            requests.clone(),
+        );
+        let duration = Histogram::new(BUCKETS);
+        registry.register(
+            "pgbridge_http_request_duration_seconds",
+            "Time to the response head",
+            duration.clone(),
+        );
+        let connections = Arc::new(ConnectionStats::default());
+        registry.register_collector(Box::new(ConnectionGauges(connections.clone())));
+        Self {
+            registry,
+            requests,
+            duration,
+            connections,
+        }
+    }
 }
 
 impl Metrics {
-    /// Counts one request.
-    pub fn record(&self, method: &Method, status: StatusCode, elapsed: Duration) {
-        let method = method_label(method);
-        *self
-            .requests
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .entry((method, status.as_u16()))
-            .or_default() += 1;
-        let seconds = elapsed.as_secs_f64();
-        for (bucket, bound) in self.buckets.iter().zip(BUCKETS) {
-            if seconds <= bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(
-            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+    /// Adds a collector, read on every scrape: how an application exposes its own gauges.
+    ///
+    /// ```
+    /// use prometheus_client::collector::Collector;
+    /// use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+    /// use prometheus_client::metrics::gauge::ConstGauge;
+    /// use pgbridge::metrics::Metrics;
+    ///
+    /// #[derive(Debug)]
+    /// struct Queue;
+    ///
+    /// impl Collector for Queue {
+    ///     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    ///         let depth = ConstGauge::new(3i64);
+    ///         let metric = encoder.encode_descriptor(
+    ///             "todos_queue_depth", "Todos waiting.", None, depth.metric_type())?;
+    ///         depth.encode(metric)
+    ///     }
+    /// }
+    ///
+    /// let mut metrics = Metrics::default();
+    /// metrics.register_collector(Queue);
+    /// assert!(metrics.render().contains("todos_queue_depth 3\n"));
+    /// ```
+    pub fn register_collector(&mut self, collector: impl Collector) {
+        self.registry.register_collector(Box::new(collector));
     }
 
-    /// The exposition, with the gauges read from `state` now.
-    pub fn render(&self, state: &AppState) -> String {
-        let mut out = String::with_capacity(2048);
-        out.push_str(
-            "# HELP pgbridge_http_requests_total HTTP requests answered, by method and status.\n",
-        );
-        out.push_str("# TYPE pgbridge_http_requests_total counter\n");
-        for ((method, status), n) in self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "pgbridge_http_requests_total{{method=\"{method}\",status=\"{status}\"}} {n}"
-            );
-        }
-        out.push_str("# HELP pgbridge_http_request_duration_seconds Time to the response head.\n");
-        out.push_str("# TYPE pgbridge_http_request_duration_seconds histogram\n");
-        for (bucket, bound) in self.buckets.iter().zip(BUCKETS) {
-            let _ = writeln!(
-                out,
-                "pgbridge_http_request_duration_seconds_bucket{{le=\"{bound}\"}} {}",
-                bucket.load(Ordering::Relaxed)
-            );
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "pgbridge_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "pgbridge_http_request_duration_seconds_sum {sum}");
-        let _ = writeln!(out, "pgbridge_http_request_duration_seconds_count {count}");
+    /// Counts one request.
+    pub fn record(&self, method: &Method, status: StatusCode, elapsed: Duration) {
+        let labels = RequestLabels {
+            method: method_label(method),
+            status: status.as_u16(),
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
 
-        let pool = state.db.status();
-        gauge(
-            &mut out,
-            "pgbridge_db_pool_max_connections",
-            "Most pooled connections.",
-            pool.max_size,
-        );
-        gauge(
-            &mut out,
-            "pgbridge_db_pool_connections",
-            "Pooled connections open.",
-            pool.size,
-        );
-        gauge(
-            &mut out,
-            "pgbridge_db_pool_idle_connections",
-            "Pooled connections open and idle.",
-            pool.available,
-        );
-        gauge(
-            &mut out,
-            "pgbridge_db_pool_waiting",
-            "Requests waiting for a pooled connection.",
-            pool.waiting,
-        );
-        let listener = &state.feed.listener;
-        gauge(
-            &mut out,
-            "pgbridge_events_subscribers",
-            "Open /notes/events streams.",
-            listener.subscribers(),
-        );
-        gauge(
-            &mut out,
-            "pgbridge_events_listener_up",
-            "1 while the LISTEN connection is up.",
-            usize::from(listener.is_connected()),
-        );
-        let streams = &state.feed.streams;
-        gauge(
-            &mut out,
-            "pgbridge_events_open_streams",
-            "Open /notes/events streams under the cap (EVENTS_MAX_STREAMS).",
-            streams.open_streams(),
-        );
-        gauge(
-            &mut out,
-            "pgbridge_events_catch_ups",
-            "Event streams replaying from the table now.",
-            streams.catch_ups(),
-        );
-        out.push_str("# HELP pgbridge_events_dropped_slow_total Event streams dropped because their client stopped reading.\n");
-        out.push_str("# TYPE pgbridge_events_dropped_slow_total counter\n");
-        let _ = writeln!(
-            out,
-            "pgbridge_events_dropped_slow_total {}",
-            streams.dropped()
-        );
-        self.render_connections(&mut out);
-        out.push_str("# HELP pgbridge_db_cancels_total Queries cancelled on the server because their request went away.\n");
-        out.push_str("# TYPE pgbridge_db_cancels_total counter\n");
-        let _ = writeln!(out, "pgbridge_db_cancels_total {}", state.db.cancels_sent());
-        let (standby, primary) = crate::db::replica::reads_served();
-        out.push_str(
-            "# HELP pgbridge_db_reads_total Lag-tolerant reads, by the server that served them.\n",
-        );
-        out.push_str("# TYPE pgbridge_db_reads_total counter\n");
-        let _ = writeln!(
-            out,
-            "pgbridge_db_reads_total{{served_by=\"standby\"}} {standby}"
-        );
-        let _ = writeln!(
-            out,
-            "pgbridge_db_reads_total{{served_by=\"primary\"}} {primary}"
-        );
-        render_shared(&mut out, state.db.shared());
+    /// The exposition, with every collector read now.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        if let Err(err) =
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+        {
+            // Writing to a String fails only if a collector reports an error.
+            tracing::error!(error = %err, "encoding /metrics failed");
+        }
         out
     }
 }
 
-impl Metrics {
-    fn render_connections(&self, out: &mut String) {
-        use crate::server::TimedOut;
-        let c = &self.connections;
-        let _ = writeln!(
-            out,
-            "# HELP pgbridge_http_connections_open Client connections open.\n\
-             # TYPE pgbridge_http_connections_open gauge\n\
-             pgbridge_http_connections_open {}",
-            c.open()
-        );
+/// The database's gauges and counters, read on each scrape: the pool, the shared
+/// connections, cancels sent for abandoned queries, and reads by the server that served them.
+#[derive(Debug, Clone)]
+pub struct DbGauges(pub Db);
+
+impl Collector for DbGauges {
+    fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
+        let pool = self.0.status();
+        for (name, help, value) in [
+            (
+                "pgbridge_db_pool_max_connections",
+                "Most pooled connections.",
+                pool.max_size,
+            ),
+            (
+                "pgbridge_db_pool_connections",
+                "Pooled connections open.",
+                pool.size,
+            ),
+            (
+                "pgbridge_db_pool_idle_connections",
+                "Pooled connections open and idle.",
+                pool.available,
+            ),
+            (
+                "pgbridge_db_pool_waiting",
+                "Requests waiting for a pooled connection.",
+                pool.waiting,
+            ),
+        ] {
+            gauge(&mut e, name, help, value)?;
+        }
         counter(
-            out,
-            "pgbridge_http_connections_total",
+            &mut e,
+            "pgbridge_db_cancels",
+            "Queries cancelled on the server because their request went away.",
+            self.0.cancels_sent(),
+        )?;
+        let (standby, primary) = crate::db::replica::reads_served();
+        let mut reads = e.encode_descriptor(
+            "pgbridge_db_reads",
+            "Lag-tolerant reads, by the server that served them.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (served_by, n) in [("standby", standby), ("primary", primary)] {
+            ConstCounter::new(n).encode(reads.encode_family(&[("served_by", served_by)])?)?;
+        }
+        let shared = self.0.shared();
+        let status = shared.status();
+        let mut in_flight = e.encode_descriptor(
+            "pgbridge_db_shared_in_flight",
+            "Statements in flight on each shared connection.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (i, conn) in status.iter().enumerate() {
+            ConstGauge::new(to_i64(conn.in_flight))
+                .encode(in_flight.encode_family(&[("connection", i)])?)?;
+        }
+        let mut up = e.encode_descriptor(
+            "pgbridge_db_shared_up",
+            "1 while the shared connection is open.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (i, conn) in status.iter().enumerate() {
+            ConstGauge::new(i64::from(conn.connected))
+                .encode(up.encode_family(&[("connection", i)])?)?;
+        }
+        counter(
+            &mut e,
+            "pgbridge_db_shared_rejected",
+            "Statements refused (503) because every shared connection was full.",
+            shared.rejected(),
+        )?;
+        counter(
+            &mut e,
+            "pgbridge_db_shared_abandoned",
+            "Abandoned shared statements left to finish, not cancelled, because others shared the connection.",
+            crate::db::shared::abandoned_uncancelled(),
+        )
+    }
+}
+
+/// Client connections, from [`ConnectionStats`].
+#[derive(Debug)]
+struct ConnectionGauges(Arc<ConnectionStats>);
+
+impl Collector for ConnectionGauges {
+    fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
+        use crate::server::TimedOut;
+        let c = &self.0;
+        let open = ConstGauge::new(to_i64(c.open()));
+        open.encode(e.encode_descriptor(
+            "pgbridge_http_connections_open",
+            "Client connections open.",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        counter(
+            &mut e,
+            "pgbridge_http_connections",
             "Client connections accepted.",
             c.accepted(),
-        );
+        )?;
         counter(
-            out,
-            "pgbridge_http_connections_refused_total",
+            &mut e,
+            "pgbridge_http_connections_refused",
             "Accepts that failed for lack of file descriptors (retried after a back-off).",
             c.refused(),
-        );
+        )?;
         counter(
-            out,
-            "pgbridge_http_connections_cap_reached_total",
+            &mut e,
+            "pgbridge_http_connections_cap_reached",
             "Times the connection cap was reached and accepting paused.",
             c.cap_reached(),
-        );
-        out.push_str("# HELP pgbridge_http_connections_timed_out_total Connections closed by the server: headers too slow, or idle.\n");
-        out.push_str("# TYPE pgbridge_http_connections_timed_out_total counter\n");
+        )?;
+        let mut timed_out = e.encode_descriptor(
+            "pgbridge_http_connections_timed_out",
+            "Connections closed by the server: headers too slow, or idle.",
+            None,
+            MetricType::Counter,
+        )?;
         for (label, reason) in [("header", TimedOut::Header), ("idle", TimedOut::Idle)] {
-            let _ = writeln!(
-                out,
-                "pgbridge_http_connections_timed_out_total{{reason=\"{label}\"}} {}",
-                c.timed_out(reason)
-            );
+            ConstCounter::new(c.timed_out(reason))
+                .encode(timed_out.encode_family(&[("reason", label)])?)?;
         }
+        Ok(())
     }
 }
 
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-    );
+/// Writes one unlabelled gauge from a collector.
+pub fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, value: usize) -> fmt::Result {
+    let gauge = ConstGauge::new(to_i64(value));
+    gauge.encode(e.encode_descriptor(name, help, None, gauge.metric_type())?)
 }
 
-/// The shared, pipelined connections: per connection, statements in flight and whether
-/// it is up; refusals (503) and statements abandoned without a cancel.
-fn render_shared(out: &mut String, shared: &crate::db::Shared) {
-    let status = shared.status();
-    out.push_str(
-        "# HELP pgbridge_db_shared_in_flight Statements in flight on each shared connection.\n",
-    );
-    out.push_str("# TYPE pgbridge_db_shared_in_flight gauge\n");
-    for (i, conn) in status.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "pgbridge_db_shared_in_flight{{connection=\"{i}\"}} {}",
-            conn.in_flight
-        );
-    }
-    out.push_str("# HELP pgbridge_db_shared_up 1 while the shared connection is open.\n");
-    out.push_str("# TYPE pgbridge_db_shared_up gauge\n");
-    for (i, conn) in status.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "pgbridge_db_shared_up{{connection=\"{i}\"}} {}",
-            u8::from(conn.connected)
-        );
-    }
-    out.push_str("# HELP pgbridge_db_shared_rejected_total Statements refused (503) because every shared connection was full.\n");
-    out.push_str("# TYPE pgbridge_db_shared_rejected_total counter\n");
-    let _ = writeln!(
-        out,
-        "pgbridge_db_shared_rejected_total {}",
-        shared.rejected()
-    );
-    out.push_str("# HELP pgbridge_db_shared_abandoned_total Abandoned shared statements left to finish, not cancelled, because others shared the connection.\n");
-    out.push_str("# TYPE pgbridge_db_shared_abandoned_total counter\n");
-    let _ = writeln!(
-        out,
-        "pgbridge_db_shared_abandoned_total {}",
-        crate::db::shared::abandoned_uncancelled()
-    );
+/// Writes one unlabelled counter from a collector; `name` without `_total` (it is added).
+pub fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    let counter = ConstCounter::new(value);
+    counter.encode(e.encode_descriptor(name, help, None, counter.metric_type())?)
 }
 
-fn gauge(out: &mut String, name: &str, help: &str, value: usize) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-    );
+fn to_i64(value: impl TryInto<i64>) -> i64 {
+    value.try_into().unwrap_or(i64::MAX)
 }
 
 /// Standard methods by name; anything else as `other`, so clients cannot grow the label set.
@@ -294,14 +309,32 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
 }
 
 /// `GET /metrics`.
-pub async fn handler(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(&state);
-    let mut response = body.into_response();
+pub async fn handler(State(metrics): State<Arc<Metrics>>) -> Response {
+    let mut response = metrics.render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        HeaderValue::from_static(prometheus_client::encoding::prometheus_text::CONTENT_TYPE),
     );
     response
+}
+
+/// The route `/metrics`, behind `METRICS_TOKEN` when that is set.
+pub fn routes() -> Vec<Route> {
+    vec![Route::with(
+        &[Method::GET],
+        "/metrics",
+        "counters in the Prometheus text format; needs Authorization: Bearer <METRICS_TOKEN> when that is set",
+        |mount| {
+            let state = mount.state();
+            let token = crate::auth::AuthSettings::from_config(&state.config).metrics_token;
+            axum::routing::on(mount.methods(), handler)
+                .with_state(state.metrics.clone())
+                .route_layer(axum::middleware::from_fn_with_state(
+                    token,
+                    crate::auth::require_metrics_token,
+                ))
+        },
+    )]
 }
 
 #[cfg(test)]
@@ -309,7 +342,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buckets_are_cumulative() {
+    fn requests_are_counted_and_buckets_are_cumulative() {
         let metrics = Metrics::default();
         metrics.record(&Method::GET, StatusCode::OK, Duration::from_millis(3));
         metrics.record(
@@ -317,15 +350,25 @@ mod tests {
             StatusCode::NOT_FOUND,
             Duration::from_secs(20),
         );
-        assert_eq!(metrics.buckets[0].load(Ordering::Relaxed), 0); // ≤ 1 ms
-        assert_eq!(metrics.buckets[2].load(Ordering::Relaxed), 1); // ≤ 5 ms
-        assert_eq!(
-            metrics.buckets[BUCKETS.len() - 1].load(Ordering::Relaxed),
-            1
-        ); // ≤ 10 s
-        assert_eq!(metrics.count.load(Ordering::Relaxed), 2);
-        let requests = metrics.requests.lock().unwrap();
-        assert_eq!(requests.get(&("GET", 200)), Some(&1));
-        assert_eq!(requests.get(&("other", 404)), Some(&1));
+        let text = metrics.render();
+        for line in [
+            "# HELP pgbridge_http_requests_total HTTP requests answered, by method and status.",
+            "# TYPE pgbridge_http_requests_total counter",
+            "pgbridge_http_requests_total{method=\"GET\",status=\"200\"} 1",
+            "pgbridge_http_requests_total{method=\"other\",status=\"404\"} 1",
+            "# TYPE pgbridge_http_request_duration_seconds histogram",
+            "pgbridge_http_request_duration_seconds_bucket{le=\"0.001\"} 0",
+            "pgbridge_http_request_duration_seconds_bucket{le=\"0.005\"} 1",
+            "pgbridge_http_request_duration_seconds_bucket{le=\"10\"} 1",
+            "pgbridge_http_request_duration_seconds_bucket{le=\"+Inf\"} 2",
+            "pgbridge_http_request_duration_seconds_count 2",
+            "# TYPE pgbridge_http_connections_total counter",
+            "pgbridge_http_connections_total 0",
+            "pgbridge_http_connections_open 0",
+            "pgbridge_http_connections_timed_out_total{reason=\"idle\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        }
+        assert!(!text.contains("# EOF"), "0.0.4 has no EOF marker:\n{text}");
     }
 }

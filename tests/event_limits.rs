@@ -114,7 +114,7 @@ async fn paged_replay_delivers_every_event_once_in_order_across_pages() {
         assert_eq!(ids(&part.take(expected.len(), WAIT).await), expected);
     }
     eventually("replays to finish", || {
-        service.state.feed.streams.catch_ups() == 0
+        service.state.apps.notes.streams.catch_ups() == 0
     })
     .await;
 
@@ -154,7 +154,7 @@ async fn a_client_that_never_reads_is_dropped_and_loses_nothing_on_reconnect() {
     .unwrap();
 
     // The client reads nothing: its stream stalls, and is dropped.
-    let streams = service.state.feed.streams.clone();
+    let streams = service.state.apps.notes.streams.clone();
     eventually("the stalled stream to be dropped", || {
         streams.dropped() == 1
     })
@@ -162,7 +162,7 @@ async fn a_client_that_never_reads_is_dropped_and_loses_nothing_on_reconnect() {
     assert_eq!(streams.open_streams(), 0, "its place under the cap is free");
     assert_eq!(streams.catch_ups(), 0, "it no longer counts as catching up");
     assert_eq!(in_use(&service), 0, "it holds no pooled connection");
-    assert_eq!(service.state.feed.listener.subscribers(), 1);
+    assert_eq!(service.state.apps.notes.listener.subscribers(), 1);
 
     // Now it reads what was sent before the drop: a prefix of the history, then the end.
     let mut seen = Vec::new();
@@ -225,11 +225,11 @@ async fn past_the_stream_cap_a_new_stream_is_503_with_retry_after() {
     assert_eq!(reply.header("retry-after"), Some("5"));
     assert_eq!(reply.json()["error"]["code"], "overloaded");
     assert!(reply.json()["error"]["message"].is_string());
-    assert_eq!(service.state.feed.listener.subscribers(), 2);
+    assert_eq!(service.state.apps.notes.listener.subscribers(), 2);
 
     // A stream that closes frees its place.
     drop(first);
-    let streams = service.state.feed.streams.clone();
+    let streams = service.state.apps.notes.streams.clone();
     eventually("the closed stream to be freed", || {
         streams.open_streams() == 1
     })
@@ -429,7 +429,7 @@ async fn the_catch_up_limit_holds_and_the_pool_keeps_serving_notes() {
     let mut most_in_use = 0;
     let mut lists = 0;
     while !replays.iter().all(|r| r.is_finished()) {
-        most_catching_up = most_catching_up.max(service.state.feed.streams.catch_ups());
+        most_catching_up = most_catching_up.max(service.state.apps.notes.streams.catch_ups());
         most_in_use = most_in_use.max(in_use(&service));
         let reply = common::http::get(service.addr, "/notes").await;
         assert_eq!(reply.status, 200, "{}", reply.text());

@@ -61,7 +61,7 @@ async fn every_subscriber_gets_every_change_in_order() {
         assert_eq!(stream.content_type.as_deref(), Some("text/event-stream"));
         streams.push(stream);
     }
-    assert_eq!(service.state.feed.listener.subscribers(), 50);
+    assert_eq!(service.state.apps.notes.listener.subscribers(), 50);
     let id = create(&service, "one").await;
     rename(&service, id, "two").await;
     let req = http::Request::delete(format!("/notes/{id}"))
@@ -228,7 +228,7 @@ async fn heartbeats_flow_and_a_client_that_leaves_is_freed() {
         (0..3).map(|_| sse::open(service.addr, "/notes/events", None)),
     )
     .await;
-    assert_eq!(service.state.feed.listener.subscribers(), 4);
+    assert_eq!(service.state.apps.notes.listener.subscribers(), 4);
 
     assert!(kept.next_event(Duration::from_millis(450)).await.is_none());
     assert!(
@@ -239,11 +239,11 @@ async fn heartbeats_flow_and_a_client_that_leaves_is_freed() {
 
     drop(left);
     let deadline = Instant::now() + WAIT;
-    while service.state.feed.listener.subscribers() != 1 {
+    while service.state.apps.notes.listener.subscribers() != 1 {
         assert!(
             Instant::now() < deadline,
             "{} subscriptions still open",
-            service.state.feed.listener.subscribers()
+            service.state.apps.notes.listener.subscribers()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -1,6 +1,7 @@
 //! `/openapi.json` cannot drift from the router: every documented path and method is
-//! served, every method a path does not document is answered 405, and every route
-//! `src/lib.rs` registers is documented. Also: the pages behind `/`, `/docs` and
+//! served, every method a path does not document is answered 405, and the route table
+//! (`pgbridge::routes()`, which the router mounts and the index lists) is the document.
+//! The router and the index agree. Also: the pages behind `/`, `/docs` and
 //! `/assets/` are served under a strict CSP, and JSON clients keep the JSON index.
 
 mod common;
@@ -132,52 +133,22 @@ async fn every_documented_operation_is_served_and_nothing_else() {
     assert!(problems.is_empty(), "drift:\n{}", problems.join("\n"));
 }
 
-/// Every path `src/lib.rs` routes (`.route("…"` and `mount.at(routes, "…"`) is documented,
-/// and every documented path is routed there.
-#[test]
-fn every_routed_path_is_documented() {
-    let source = include_str!("../src/lib.rs");
-    let mut routed = BTreeSet::new();
-    // A call may be split over lines by rustfmt (`.route(\n "/metrics"`): the path is the
-    // first argument of `.route(`/`.route_service(`, the second of `mount.at(`.
-    for call in [".route(", ".route_service(", "mount.at("] {
-        for (at, _) in source.match_indices(call) {
-            let rest = source[at + call.len()..].trim_start();
-            let rest = match call {
-                "mount.at(" => rest.split_once(',').map_or("", |(_, r)| r).trim_start(),
-                _ => rest,
-            };
-            let Some(rest) = rest.strip_prefix('"').filter(|r| r.starts_with('/')) else {
-                continue;
-            };
-            if let Some(end) = rest.find('"') {
-                routed.insert(rest[..end].to_owned());
-            }
-        }
-    }
-    assert!(routed.len() >= 10, "found too few routes: {routed:?}");
-    let doc = document();
-    let documented: BTreeSet<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
-    assert_eq!(
-        routed, documented,
-        "src/lib.rs's routes and openapi.json's paths differ"
-    );
-}
-
-/// The JSON index at `/` lists every documented operation (GET standing for HEAD too).
-#[test]
-fn the_index_lists_every_documented_operation() {
-    let listed: BTreeSet<(String, String)> = pgbridge::apps::index::ROUTES
+/// Every (method, path) of the route table, GET standing for HEAD too.
+fn table() -> BTreeSet<(String, String)> {
+    pgbridge::routes()
         .iter()
         .flat_map(|route| {
-            let (methods, path) = route.route.split_once(' ').expect("METHOD /path");
-            let path = path.split('?').next().unwrap_or(path).to_owned();
-            methods
-                .split('|')
-                .map(move |m| (m.to_owned(), path.clone()))
+            route
+                .methods
+                .iter()
+                .map(|m| (m.as_str().to_owned(), route.path.to_owned()))
                 .collect::<Vec<_>>()
         })
-        .collect();
+        .collect()
+}
+
+/// Every (method, path) openapi.json documents.
+fn documented() -> BTreeSet<(String, String)> {
     let doc = document();
     let mut documented = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -187,9 +158,77 @@ fn the_index_lists_every_documented_operation() {
             }
         }
     }
+    documented
+}
+
+/// The route table (what the router mounts and the index lists) and openapi.json name the
+/// same operations.
+#[test]
+fn the_route_table_is_the_document() {
+    let table = table();
+    assert!(table.len() >= 10, "found too few routes: {table:?}");
     assert_eq!(
-        listed, documented,
-        "apps::index::ROUTES and openapi.json differ"
+        table,
+        documented(),
+        "pgbridge::routes() and openapi.json differ"
+    );
+}
+
+/// The router and the index at `/` are built from one table, and agree: the index lists
+/// exactly the table, every method of every entry is served (no 404 "no route", no 405),
+/// every other probed method is a 405, and a path outside the table is a 404.
+#[tokio::test]
+async fn the_router_serves_what_the_index_lists() {
+    let service = service().await;
+    let index = get(service.addr, "/").await;
+    assert_eq!(index.status, 200);
+    let listed: Vec<String> = index.json()["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["route"].as_str().unwrap().to_owned())
+        .collect();
+    let table = pgbridge::routes();
+    let labels: Vec<String> = table.iter().map(|r| r.label()).collect();
+    assert_eq!(listed, labels, "the index is not the route table");
+    for path in [
+        "/notes",
+        "/notes/{id}",
+        "/notes/events",
+        "/metrics",
+        "/openapi.json",
+    ] {
+        assert!(
+            table.iter().any(|r| r.path == path),
+            "{path} missing from the table"
+        );
+    }
+
+    let mut problems = Vec::new();
+    for route in &table {
+        // No token and a note id nobody has: the application answers (401, 404, 400...),
+        // never the router's "no route" 404 or its 405.
+        let uri = concrete(route.path, i64::MAX);
+        for &method in METHODS {
+            let listed = route.methods.iter().any(|m| m.as_str() == method);
+            let (status, _, body) = probe(service.addr, method, &uri).await;
+            let unrouted = status == 404 && body.contains("no route for this path");
+            if listed && (status == 405 || unrouted) {
+                problems.push(format!(
+                    "{method} {uri}: listed but answered {status} {body}"
+                ));
+            }
+            if !listed && status != 405 {
+                problems.push(format!("{method} {uri}: not listed, so 405, got {status}"));
+            }
+        }
+    }
+    let (status, _, body) = probe(service.addr, "GET", "/not/in/the/table").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        problems.is_empty(),
+        "router and index disagree:\n{}",
+        problems.join("\n")
     );
 }
 

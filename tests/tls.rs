@@ -68,7 +68,7 @@ async fn the_notes_flow_runs_over_verify_full_on_every_connection() {
         .await
         .expect("migrate over TLS");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !service.state.feed.listener.is_connected() {
+    while !service.state.apps.notes.listener.is_connected() {
         assert!(
             Instant::now() < deadline,
             "the listener never connected over TLS"

@@ -18,6 +18,7 @@ use serde_json::json;
 use crate::auth::{self, AuthSettings, Carrier, password, throttle, token};
 use crate::db::DbError;
 use crate::error::{ApiError, FieldError};
+use crate::routes::Route;
 use awsgi::{Body, Environ, Error, StartResponse};
 
 use super::db;
@@ -25,6 +26,36 @@ use super::db;
 pub use crate::auth::USERNAME_LEN;
 /// Passwords' length bounds, in characters.
 pub const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 8..=128;
+
+/// The routes of accounts and sessions.
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::app(
+            &[Method::POST],
+            "/accounts",
+            "sign up: {\"username\",\"password\"}",
+            signup,
+        ),
+        Route::app(
+            &[Method::GET],
+            "/accounts/me",
+            "the account the bearer token belongs to",
+            me,
+        ),
+        Route::app(
+            &[Method::POST],
+            "/sessions",
+            "log in: a bearer token, and the cookie for /notes/events",
+            login,
+        ),
+        Route::app(
+            &[Method::DELETE],
+            "/sessions/current",
+            "log out: the bearer token stops working at once",
+            logout,
+        ),
+    ]
+}
 
 /// `POST /accounts`: sign up.
 pub async fn signup(mut environ: Environ, start_response: StartResponse) -> Result<Body, Error> {

@@ -9,6 +9,33 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 
 use crate::db::{Db, Ready};
+use crate::routes::Route;
+
+/// The routes `/healthz` and `/readyz`.
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::handler(
+            &[http::Method::GET],
+            "/healthz",
+            "liveness: the process answers (no database)",
+            healthz,
+        ),
+        Route::with(
+            &[http::Method::GET],
+            "/readyz",
+            "readiness: Postgres answers within the ready timeout",
+            |mount| {
+                let state = mount.state();
+                let readiness = Readiness {
+                    db: state.db.clone(),
+                    timeout: state.config.ready_timeout(),
+                    draining: state.draining.clone(),
+                };
+                axum::routing::on(mount.methods(), readyz).with_state(readiness)
+            },
+        ),
+    ]
+}
 
 /// What `/readyz` needs.
 #[derive(Clone, Debug)]

@@ -1,5 +1,8 @@
 //! Applications written against the contract, one file each, plus the native health
-//! handlers. [`crate::router`] mounts them.
+//! handlers. Each module declares its routes (`pub fn routes() -> Vec<Route>`, see
+//! [`crate::routes`]); [`crate::routes()`] joins those tables and [`crate::router`] mounts
+//! them. An application that runs something for the life of the process (the notes' event
+//! feed) keeps it in [`Apps`], which the root holds without knowing what is inside.
 
 pub mod accounts;
 pub mod consistency;
@@ -10,9 +13,65 @@ pub mod poll_sleep;
 pub mod postgres_async;
 pub mod web;
 
+use axum::{Extension, Router};
+
+use crate::config::Config;
 use crate::db::Db;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use awsgi::Environ;
+
+/// Each application's long-lived state, started with the service: background tasks,
+/// connections of their own, gauges. The root ([`crate::AppState`]) holds it and calls
+/// [`start`](Self::start), [`layer`](Self::layer), [`register_metrics`](Self::register_metrics)
+/// and [`stop`](Self::stop); what each application keeps is its own business.
+///
+/// A resource with nothing running in the background (most) needs nothing here: its
+/// routes are enough. One that has (a queue consumer, a feed) adds a field, starts it in
+/// `start`, hands it to its handlers as an environ extension in `layer`, and stops it in
+/// `stop`.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use pgbridge::apps::Apps;
+/// use pgbridge::config::Config;
+/// use pgbridge::db::Db;
+///
+/// let config = Config::new("postgres://postgres@localhost/app");
+/// let apps = Apps::start(&Db::connect(&config.db())?, &config);
+/// println!("{} event streams", apps.notes.listener.subscribers());
+/// apps.stop();
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Apps {
+    /// The notes' event feed: its `LISTEN` connection, open streams and their gauges.
+    pub notes: notes::events::Feed,
+}
+
+impl Apps {
+    /// Starts every application's background work. Needs a tokio runtime.
+    pub fn start(db: &Db, config: &Config) -> Self {
+        Self {
+            notes: notes::events::Feed::spawn(db, config),
+        }
+    }
+
+    /// Adds each application's state to every environ (as an extension).
+    pub fn layer(&self, router: Router) -> Router {
+        router.layer(Extension(self.notes.clone()))
+    }
+
+    /// Registers each application's gauges with `/metrics`.
+    pub fn register_metrics(&self, metrics: &mut Metrics) {
+        metrics.register_collector(self.notes.clone());
+    }
+
+    /// Stops the background work (graceful shutdown): the event streams end.
+    pub fn stop(&self) {
+        self.notes.stop();
+    }
+}
 
 /// The database handle from the environ's extensions.
 pub fn db(environ: &Environ) -> Result<Db, ApiError> {

@@ -17,6 +17,19 @@ use super::bounded_query;
 /// The longest sleep accepted, in seconds.
 pub const MAX_SECONDS: u32 = 30;
 
+/// The route `/seed/poll-sleep`.
+pub fn routes() -> Vec<crate::routes::Route> {
+    vec![
+        crate::routes::Route::app(
+            &[http::Method::GET],
+            "/seed/poll-sleep",
+            "sleeps N seconds (0-30) through fdevent timeouts, streaming a line a second",
+            app,
+        )
+        .query("seconds=N"),
+    ]
+}
+
 /// The application.
 pub async fn app(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
     let seconds = bounded_query(&environ, "seconds", 0, MAX_SECONDS, 1)?;

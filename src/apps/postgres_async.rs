@@ -37,6 +37,19 @@ pub struct SleepRow {
     pub finished_at: String,
 }
 
+/// The route `/seed/postgres-async`.
+pub fn routes() -> Vec<crate::routes::Route> {
+    vec![
+        crate::routes::Route::app(
+            &[http::Method::GET],
+            "/seed/postgres-async",
+            "waits inside Postgres (pg_sleep, 0-10 s) and returns the rows it read; the request suspends on the socket",
+            app,
+        )
+        .query("delay=SECONDS"),
+    ]
+}
+
 /// The application.
 pub async fn app(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
     let delay = bounded_query(&environ, "delay", 0.0, MAX_DELAY, 1.0)?;

@@ -35,7 +35,7 @@ pub async fn start_live(
         .await
         .expect("migrate");
     let deadline = std::time::Instant::now() + wait;
-    while !service.state.feed.listener.is_connected() {
+    while !service.state.apps.notes.listener.is_connected() {
         assert!(
             std::time::Instant::now() < deadline,
             "the listener never connected"

@@ -12,11 +12,36 @@
 
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use sha2::{Digest, Sha256};
 
 use crate::apps::notes::conditional::{EntityTag, TagList};
 use crate::error::ApiError;
+use crate::routes::Route;
+
+/// The routes `/openapi.json`, `/docs` and `/assets/{name}`.
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::handler(
+            &[Method::GET],
+            "/openapi.json",
+            "the OpenAPI 3.1 document of every route",
+            openapi,
+        ),
+        Route::handler(
+            &[Method::GET],
+            "/docs",
+            "that document for people (works offline)",
+            docs,
+        ),
+        Route::handler(
+            &[Method::GET],
+            "/assets/{name}",
+            "the scripts and style sheet of the live page and /docs",
+            asset,
+        ),
+    ]
+}
 
 /// The OpenAPI 3.1 document of every route, checked against the router by
 /// `tests/openapi.rs`.

@@ -35,13 +35,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{self, Carrier};
 use crate::config::Config;
-use crate::db::listener::Listener;
+use crate::db::listener::{ListenConfig, Listener};
 use crate::db::{Db, Scoped};
 use crate::error::ApiError;
 use awsgi::{Body, Environ, Error, StartResponse};
 
 use super::super::db;
 
+mod gauges;
 pub mod limits;
 pub mod replay;
 mod subscriber;
@@ -116,6 +117,40 @@ pub struct Feed {
 }
 
 impl Feed {
+    /// The feed of `config`: starts the one `LISTEN` connection on [`CHANNEL`] (it connects
+    /// in the background, and reconnects), then [`Feed::start`]. Needs a tokio runtime.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use pgbridge::apps::notes::events::Feed;
+    /// use pgbridge::config::Config;
+    /// use pgbridge::db::Db;
+    ///
+    /// let config = Config::new("postgres://postgres@localhost/app");
+    /// let feed = Feed::spawn(&Db::connect(&config.db())?, &config);
+    /// feed.stop();
+    /// # Ok(()) }
+    /// ```
+    pub fn spawn(db: &Db, config: &Config) -> Self {
+        let listener = Listener::spawn(
+            ListenConfig {
+                url: config.events_url().to_owned(),
+                channel: CHANNEL,
+                capacity: config.events_buffer,
+                connect_timeout: Duration::from_millis(config.db_connect_timeout_ms),
+                max_backoff: Duration::from_secs(5),
+                ping_interval: Duration::from_millis(config.events_listen_ping_ms),
+            },
+            Broadcast::parse,
+        );
+        Self::start(listener, db, config)
+    }
+
+    /// Stops the listener: open streams end, and the watchdog and pruner stop.
+    pub fn stop(&self) {
+        self.listener.stop();
+    }
+
     /// The feed for `listener` with the event settings of `config`; starts the stall
     /// watchdog and the pruner (which stop with the listener). Needs a tokio runtime.
     ///

@@ -1,0 +1,137 @@
+//! Answering a notes request: JSON bodies with their validators, 304s, the 412 that names
+//! the failing precondition, and the replay of a recorded (idempotent) response.
+
+use http::Method;
+
+use crate::db::Conn;
+use crate::error::{ApiError, FieldError};
+use awsgi::{Body, Error, StartResponse};
+
+use super::CACHE_CONTROL;
+use super::conditional::{self, EntityTag, Outcome, Preconditions, Validators};
+use super::store::{self, Recorded};
+
+/// Evaluates a write's preconditions against the note as it is.
+pub(super) fn check_note(
+    pre: &Preconditions,
+    method: &Method,
+    current: &store::Note,
+) -> Result<(), ApiError> {
+    let etag = conditional::etag(current.version);
+    let validators = Validators {
+        etag: &etag,
+        last_modified: Some(current.updated_epoch),
+    };
+    match pre.evaluate(method, Some(&validators)) {
+        Outcome::Proceed => Ok(()),
+        _ => Err(precondition_failed(pre, &validators, "note")),
+    }
+}
+
+/// The 412 for preconditions that do not hold, naming the one that failed.
+pub(super) fn precondition_failed(
+    pre: &Preconditions,
+    current: &Validators<'_>,
+    what: &str,
+) -> ApiError {
+    let tag = EntityTag::parse(current.etag);
+    if pre
+        .if_match
+        .as_ref()
+        .is_some_and(|m| !m.matches_strong(tag.as_ref()))
+    {
+        ApiError::PreconditionFailed(format!(
+            "If-Match does not name the {what}'s current version; GET it again"
+        ))
+    } else {
+        ApiError::PreconditionFailed(format!(
+            "If-None-Match matches the {what}'s current version"
+        ))
+    }
+}
+
+/// 304: no body, the validators and caching headers a 200 would carry.
+pub(super) fn not_modified(
+    start_response: &StartResponse,
+    headers: &[(&str, &str)],
+) -> Result<Body, Error> {
+    start_response.start("304 Not Modified", headers.to_vec())?;
+    Ok(Body::empty())
+}
+
+pub(super) fn page_etag(page: &store::Page) -> String {
+    conditional::list_etag(
+        page.notes.iter().map(|n| (n.id, n.version)),
+        page.next_after,
+    )
+}
+
+/// After a conditional write matched no row: 404 if the note is gone, else 412.
+pub(super) async fn gone_or_stale(conn: &Conn, id: i64) -> Result<ApiError, ApiError> {
+    Ok(match store::get(conn, id).await? {
+        None => not_found(id),
+        Some(_) => stale(),
+    })
+}
+
+pub(super) fn replay(
+    start_response: &StartResponse,
+    first: Recorded,
+    request_hash: &[u8],
+    lsn: &[(&str, String)],
+) -> Result<Body, Error> {
+    if first.request_hash != request_hash {
+        return Err(ApiError::Invalid(vec![FieldError {
+            field: "Idempotency-Key".into(),
+            message: "was already used with a different request body".into(),
+        }])
+        .into());
+    }
+    send_recorded(start_response, &first, true, lsn)
+}
+
+pub(super) fn send_recorded(
+    start_response: &StartResponse,
+    recorded: &Recorded,
+    replayed: bool,
+    lsn: &[(&str, String)],
+) -> Result<Body, Error> {
+    let mut headers = vec![
+        ("Location", recorded.location.as_str()),
+        ("ETag", recorded.etag.as_str()),
+        ("Cache-Control", CACHE_CONTROL),
+    ];
+    headers.extend(lsn.iter().map(|(name, value)| (*name, value.as_str())));
+    if replayed {
+        headers.push(("Idempotent-Replayed", "true"));
+    }
+    let status = if recorded.status == 201 {
+        "201 Created"
+    } else {
+        "200 OK"
+    };
+    send_json(start_response, status, &headers, &recorded.response)
+}
+
+pub(super) fn send_json(
+    start_response: &StartResponse,
+    status: &str,
+    headers: &[(&str, &str)],
+    body: &serde_json::Value,
+) -> Result<Body, Error> {
+    let mut all = vec![("Content-Type", "application/json")];
+    all.extend_from_slice(headers);
+    start_response.start(status, all)?;
+    Ok(Body::from(serde_json::to_vec(body)?))
+}
+
+pub(super) fn not_found(id: i64) -> ApiError {
+    ApiError::not_found(format!("no note with id {id}"))
+}
+
+pub(super) fn stale() -> ApiError {
+    // After a conditional write matched no row: the note changed since it was checked.
+    ApiError::PreconditionFailed(
+        "If-Match does not name the note's current version; GET it again".into(),
+    )
+}
