@@ -12,7 +12,7 @@
 //! - [`db`]: shared, pipelined connections for single statements (`db.shared()`) and a
 //!   deadpool-postgres pool of exclusive ones (`db.conn()`), with statements dealt with on
 //!   the server when the request awaiting them goes away.
-//! - [`apps`]: applications on the contract, each with its table of [`routes`]; [`router`]
+//! - [`apps`]: applications on the contract, each with its table of [`routes`](mod@routes); [`router`]
 //!   mounts every table, and the index at `/` lists it.
 //! - [`config`], [`error`]: every setting in one place; one JSON error shape.
 //! - [`embedded_pg`]: a private PostgreSQL cluster from the machine's server binaries, the
@@ -28,6 +28,14 @@
 //! axum::serve(listener, router(state)).await?;
 //! # Ok(()) }
 //! ```
+
+#![warn(
+    missing_docs,
+    unreachable_pub,
+    rust_2018_idioms,
+    missing_debug_implementations
+)]
+#![forbid(unsafe_code)]
 
 pub mod apps;
 pub mod auth;
@@ -135,7 +143,7 @@ pub fn routes() -> Vec<Route> {
     .collect()
 }
 
-/// The whole HTTP surface: the [`routes`] table mounted (the contract's applications
+/// The whole HTTP surface: the [`routes()`] table mounted (the contract's applications
 /// through the [`AwsgiLayer`], native axum handlers as they are), under the service's
 /// tower-http layers (request id, tracing, timeout, JSON errors).
 pub fn router(state: AppState) -> Router {

@@ -1,6 +1,9 @@
 //! The `pgbridge` binary: read the config, bind, start the embedded Postgres when no
 //! `DATABASE_URL` is set, wait for Postgres, serve, drain on SIGTERM/SIGINT.
 
+#![warn(rust_2018_idioms, missing_debug_implementations)]
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;

@@ -6,7 +6,7 @@
 //! [`Collector`]: the pool, the shared connections, cancel-on-drop and lag-tolerant reads
 //! ([`DbGauges`]), client connections, and each application's own gauges (the notes'
 //! event feed registers its own, see [`crate::apps::Apps::register_metrics`]). The
-//! registry belongs to the [`AppState`](crate::AppState), not to the process, so two
+//! registry belongs to the [`AppState`], not to the process, so two
 //! services in one process (as in the tests) keep separate counts.
 //!
 //! Names are as Prometheus expects: counters end in `_total` (prometheus-client adds the
@@ -96,7 +96,7 @@ impl Metrics {
     /// struct Queue;
     ///
     /// impl Collector for Queue {
-    ///     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    ///     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
     ///         let depth = ConstGauge::new(3i64);
     ///         let metric = encoder.encode_descriptor(
     ///             "todos_queue_depth", "Todos waiting.", None, depth.metric_type())?;
@@ -141,7 +141,7 @@ impl Metrics {
 pub struct DbGauges(pub Db);
 
 impl Collector for DbGauges {
-    fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> fmt::Result {
         let pool = self.0.status();
         for (name, help, value) in [
             (
@@ -225,7 +225,7 @@ impl Collector for DbGauges {
 struct ConnectionGauges(Arc<ConnectionStats>);
 
 impl Collector for ConnectionGauges {
-    fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> fmt::Result {
         use crate::server::TimedOut;
         let c = &self.0;
         let open = ConstGauge::new(to_i64(c.open()));
@@ -268,13 +268,13 @@ impl Collector for ConnectionGauges {
 }
 
 /// Writes one unlabelled gauge from a collector.
-pub fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, value: usize) -> fmt::Result {
+pub fn gauge(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: usize) -> fmt::Result {
     let gauge = ConstGauge::new(to_i64(value));
     gauge.encode(e.encode_descriptor(name, help, None, gauge.metric_type())?)
 }
 
 /// Writes one unlabelled counter from a collector; `name` without `_total` (it is added).
-pub fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+pub fn counter(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: u64) -> fmt::Result {
     let counter = ConstCounter::new(value);
     counter.encode(e.encode_descriptor(name, help, None, counter.metric_type())?)
 }

@@ -3,7 +3,7 @@
 //! the index at `GET /` lists it. A route that is served is listed, and the other way round.
 //!
 //! Each application module declares its own table (`pub fn routes() -> Vec<Route>`), and
-//! [`crate::routes`] joins them. To add a resource, declare its routes and add the table
+//! [`crate::routes()`] joins them. To add a resource, declare its routes and add the table
 //! to that list:
 //!
 //! ```no_run

@@ -4,7 +4,7 @@
 //! `writable(fd, timeout)`: call one, yield an empty string so the server could suspend the
 //! request, then check `x-wsgiorg.fdevent.timeout` on resumption to learn whether the wait
 //! timed out. Here the call returns a future: `.await` it anywhere in the call chain, and it
-//! resolves to [`Readiness::Ready`] or [`Readiness::TimedOut`]. No thread is held while it
+//! resolves to [`Readiness::Ready`](crate::fdevent::Readiness::Ready) or [`Readiness::TimedOut`](crate::fdevent::Readiness::TimedOut). No thread is held while it
 //! waits, so any number of requests can wait at once.
 //!
 //! The future watches a *duplicate* of the descriptor, registered on its own with the

@@ -224,18 +224,7 @@ struct Credentials {
 }
 
 async fn read_credentials(environ: &mut Environ) -> Result<Credentials, ApiError> {
-    let media = environ.content_type().map(|ct| {
-        ct.split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase()
-    });
-    if media.as_deref() != Some("application/json") {
-        return Err(ApiError::UnsupportedMediaType(
-            "send the body as application/json".into(),
-        ));
-    }
+    super::require_media_type(environ, &["application/json"])?;
     let bytes = environ.input().read_to_end().await?;
     serde_json::from_slice(&bytes).map_err(|_| {
         ApiError::bad_request(

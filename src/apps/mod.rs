@@ -1,6 +1,6 @@
 //! Applications written against the contract, one file each, plus the native health
 //! handlers. Each module declares its routes (`pub fn routes() -> Vec<Route>`, see
-//! [`crate::routes`]); [`crate::routes()`] joins those tables and [`crate::router`] mounts
+//! [`crate::routes`](mod@crate::routes)); [`crate::routes()`] joins those tables and [`crate::router`] mounts
 //! them. An application that runs something for the life of the process (the notes' event
 //! feed) keeps it in [`Apps`], which the root holds without knowing what is inside.
 
@@ -79,6 +79,38 @@ pub fn db(environ: &Environ) -> Result<Db, ApiError> {
         tracing::error!("no Db in the environ: mount the app under the router's Extension layer");
         ApiError::Internal
     })
+}
+
+/// Refuses a body whose media type (`Content-Type` without its parameters, any case) is not
+/// one of `accepted`, with 415 and the accepted types in the message.
+///
+/// ```
+/// use pgbridge::apps::require_media_type;
+/// use pgbridge::awsgi::Environ;
+///
+/// let request = http::Request::post("/notes")
+///     .header("Content-Type", "Application/JSON; charset=utf-8")
+///     .body(())
+///     .unwrap();
+/// let environ = Environ::builder(request).build();
+/// assert!(require_media_type(&environ, &["application/json"]).is_ok());
+/// assert!(require_media_type(&environ, &["text/plain"]).is_err());
+/// ```
+pub fn require_media_type(environ: &Environ, accepted: &[&str]) -> Result<(), ApiError> {
+    let media = environ.content_type().map(|ct| {
+        ct.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
+    match media {
+        Some(media) if accepted.contains(&media.as_str()) => Ok(()),
+        _ => Err(ApiError::UnsupportedMediaType(format!(
+            "send the body as {}",
+            accepted.join(" or ")
+        ))),
+    }
 }
 
 /// A number from the query string, within `min..=max`; absent gives `default`.

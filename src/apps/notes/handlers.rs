@@ -5,8 +5,8 @@ use http::Method;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::apps::bounded_query;
 use crate::apps::consistency::{commit_scoped, served_by};
+use crate::apps::{bounded_query, require_media_type};
 use crate::auth;
 use crate::db::{Conn, DbError};
 use crate::error::ApiError;
@@ -93,7 +93,7 @@ pub(super) async fn create(
 ) -> Result<Body, Error> {
     let key = idempotency_key(&environ)?;
     let pre = Preconditions::from_headers(environ.headers())?;
-    require_json(&environ, &["application/json"])?;
+    require_media_type(&environ, &["application/json"])?;
     let bytes = environ
         .input()
         .read_to_end()
@@ -172,7 +172,7 @@ pub(super) async fn patch(
         )
         .into());
     }
-    require_json(
+    require_media_type(
         &environ,
         &["application/merge-patch+json", "application/json"],
     )?;

@@ -24,23 +24,6 @@ pub(super) fn note_id(raw: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("no note with id {raw:?}")))
 }
 
-pub(super) fn require_json(environ: &Environ, accepted: &[&str]) -> Result<(), ApiError> {
-    let media = environ.content_type().map(|ct| {
-        ct.split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase()
-    });
-    match media {
-        Some(media) if accepted.contains(&media.as_str()) => Ok(()),
-        _ => Err(ApiError::UnsupportedMediaType(format!(
-            "send the body as {}",
-            accepted.join(" or ")
-        ))),
-    }
-}
-
 pub(super) fn idempotency_key(environ: &Environ) -> Result<Option<String>, ApiError> {
     let Some(value) = environ.headers().get("idempotency-key") else {
         return Ok(None);

@@ -11,7 +11,7 @@ use super::Feed;
 use crate::metrics::{counter, gauge};
 
 impl Collector for Feed {
-    fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> fmt::Result {
         let listener = &self.listener;
         let streams = &self.streams;
         for (name, help, value) in [

@@ -15,7 +15,7 @@
 //! its subscription.
 //!
 //! Bounds, so that no client can cost the service much: a replay reads a page at a time,
-//! only as the client drains it ([`subscriber`]), and a limited number of those queries
+//! only as the client drains it (`subscriber.rs`), and a limited number of those queries
 //! run at once; a stream whose client stops reading is dropped after a stall timeout, and
 //! the number of open streams is capped (503 past it) ([`limits`]). Events older than the
 //! retention are pruned; a client whose `Last-Event-ID` is older than the kept history gets
