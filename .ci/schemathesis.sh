@@ -8,7 +8,7 @@
 #
 # Two runs: every operation but the slow seed routes with many examples, then the seed
 # routes (they sleep up to 10 and 30 s on purpose) with a few. `/notes/events` is left out:
-# a stream that never ends has no response to check (tests/events.rs covers it).
+# a stream that never ends has no response to check (tests/api/events.rs covers it).
 # Requests authenticate as an account the script signs up (see .ci/schemathesis_hooks.py).
 # SCHEMATHESIS_ARGS adds options to both runs (e.g. "--generation-allow-x00 false").
 # Needs: schemathesis and redbot (pip install schemathesis==4.32.5 redbot==2.7.1, as .ci/run does), PostgreSQL server

@@ -44,7 +44,7 @@ pub fn routes() -> Vec<Route> {
 }
 
 /// The OpenAPI 3.1 document of every route, checked against the router by
-/// `tests/openapi.rs`.
+/// `tests/api/openapi.rs`.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// The policy every page is served under: this origin only, no inline script or style.

@@ -2,7 +2,7 @@
 //! another owner's note is a 404 everywhere, idempotency keys and event streams are per
 //! owner, and a revoked token's open stream ends.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

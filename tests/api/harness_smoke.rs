@@ -1,7 +1,7 @@
 //! The Postgres test harness itself: shared and private clusters, stop and restart,
 //! clean-up.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

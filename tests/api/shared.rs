@@ -2,7 +2,7 @@
 //! neighbour's; dead connections fail fast and are replaced; Postgres restarts; statement
 //! timeout; backpressure; metrics.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -2,7 +2,7 @@
 //! no noise (4xx not at ERROR, no Postgres notices at every start or cancel, one line per
 //! request even when the client hangs up first, a busy port named).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

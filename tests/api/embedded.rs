@@ -2,7 +2,7 @@
 //! `EMBEDDED_PG_DIR`, serves on it, stops it on SIGTERM keeping the data, and reuses the
 //! data at the next start.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};

@@ -4,7 +4,7 @@
 //! The router and the index agree. Also: the pages behind `/`, `/docs` and
 //! `/assets/` are served under a strict CSP, and JSON clients keep the JSON index.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

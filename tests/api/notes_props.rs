@@ -5,7 +5,7 @@
 //!
 //! Bounded: `CASES` requests (a few seconds). `PROPTEST_CASES` overrides it for a longer run.
 
-mod common;
+use crate::common;
 
 use common::http::send;
 use common::service::{TestService, connect, start};

@@ -2,7 +2,7 @@
 //! headers every response carries, 405 with `Allow` on every route, and readiness and
 //! statement timeouts that do not invite load balancers or clients to make things worse.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The seed's two examples, health and the index, against a real Postgres; cancel on drop;
 //! pool exhaustion; and the proof that requests suspend rather than block.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

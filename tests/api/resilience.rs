@@ -2,7 +2,7 @@
 //! past their time: quick 503s and 408s in the JSON shape, queries cancelled on the server,
 //! recovery without a restart.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! (`deploy/nginx.conf`), PgBouncer 1.18 in transaction mode between them and Postgres, and
 //! a streaming standby (`pg_basebackup -R`) for reads that still see your writes.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

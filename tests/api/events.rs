@@ -1,6 +1,6 @@
 //! `GET /notes/events`: LISTEN/NOTIFY fanned out as server-sent events, with nothing lost.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,9 +1,9 @@
 //! The live page in a real browser: starts a migrated service and runs
-//! `tests/browser/test_live_page.py` (Playwright for Python driving Debian's chromium)
+//! `tests/api/browser/test_live_page.py` (Playwright for Python driving Debian's chromium)
 //! against it. Skips, loudly, only where chromium or Playwright is missing and `CI` is unset;
 //! `.ci/run` installs both, so CI never skips.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
@@ -50,7 +50,7 @@ async fn live_page_in_chromium() {
         .run_url(&service.database_url)
         .await
         .expect("migrate");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/test_live_page.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api/browser/test_live_page.py");
     let run = tokio::process::Command::new("python3")
         .arg(&script)
         .arg(format!("http://{}/", service.addr))

@@ -3,7 +3,7 @@
 //! limit does not stop normal service, and the end of the shutdown grace period cancels the
 //! queries still running in Postgres.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command};

@@ -1,7 +1,7 @@
 //! The template resource against a real Postgres: every status it answers, and for each
 //! bad input, proof that nothing changed.
 
-mod common;
+use crate::common;
 
 use common::http::{Reply, get, send};
 use common::service::{TestService, connect, start};

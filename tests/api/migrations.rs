@@ -1,7 +1,7 @@
 //! Migrations: sqlx's bookkeeping, applied once under concurrency, refused when tampered
 //! with, and agreed on by sqlx-cli itself.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

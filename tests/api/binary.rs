@@ -1,7 +1,7 @@
 //! The `pgbridge` binary: flags, start-up against a missing database, request logs, and a
 //! graceful stop on SIGTERM that lets in-flight requests finish.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};

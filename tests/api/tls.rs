@@ -7,7 +7,7 @@
 //! The whole notes suite runs over verified TLS too: `PGBRIDGE_TEST_TLS=1 cargo test --test
 //! notes --test events` (CI does).
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Accounts, sessions and bearer tokens against a real Postgres: sign up, log in, log out,
 //! every refused credential, failed-login limits, and the routes that stay public.
 
-mod common;
+use crate::common;
 
 use std::time::Instant;
 

@@ -1,7 +1,7 @@
 //! `GET /notes/events` under hostile or careless clients: paged replay, the catch-up limit,
 //! clients that never read, the stream cap, retention; and the `LISTEN` connection's ping.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The live page in a real browser: Debian's chromium driven by Playwright.
 
-    python3 tests/browser/test_live_page.py http://127.0.0.1:8080/
+    python3 tests/api/browser/test_live_page.py http://127.0.0.1:8080/
 
 Two pages (separate browser contexts) open the service and sign in as the same user: A
 signs up and logs in, B logs in (each has its own session and token). A note created in one appears in
@@ -9,7 +9,7 @@ the other within 1 s, through /notes/events; an edit made on a stale copy is ref
 and shown as "changed elsewhere — reload"; reloading and saving again succeeds; /docs
 renders the API document; logging out in B shows the sign-in form again, and A, on its
 own session, stays live. The pages must log no errors (a CSP violation is one). With SCREENSHOT=path, saves a PNG of the
-second page showing the conflict. Run by tests/browser.rs against a test service.
+second page showing the conflict. Run by tests/api/browser.rs against a test service.
 """
 
 import os
