@@ -8,16 +8,10 @@ use std::time::{Duration, Instant};
 
 use common::http::get;
 use common::pg::Cluster;
+use common::process::free_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pgbridge");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn spawn(database_url: &str, port: u16, log: &std::path::Path) -> Child {
     let log = std::fs::File::create(log).expect("log file");

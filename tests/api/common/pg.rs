@@ -227,7 +227,7 @@ impl Cluster {
         let user = pgbridge::embedded_pg::cluster_user()
             .map_err(|e| format!("{e}, or set DATABASE_URL"))?;
         let dir = make_directory(user)?;
-        let port = free_port();
+        let port = super::process::free_port();
         let tls_options = match &tls {
             Some(_) => vec![
                 "-c ssl=on".to_owned(),
@@ -289,7 +289,7 @@ impl Cluster {
                 // bind: try another.
                 Err(e) => {
                     why = e;
-                    private.server.port = free_port();
+                    private.server.port = super::process::free_port();
                 }
             }
         }
@@ -435,12 +435,4 @@ fn make_directory(user: Option<(u32, u32)>) -> Result<PathBuf, String> {
             Err(e) => return Err(format!("create {}: {e}", dir.display())),
         }
     }
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("bind 127.0.0.1:0 to find a free port")
 }

@@ -198,12 +198,23 @@ pub fn pass_listener(command: &mut std::process::Command, listener: std::net::Tc
         .expect("fd 3 is free in the child");
 }
 
-/// A loopback port nobody listens on right now.
+/// A loopback port nobody listens on right now, and that no other test in this process has
+/// been given: all the integration tests share one process, and the kernel may hand the same
+/// free port to two `bind(0)` calls in a row. Prefer [`loopback_listener`] for a pgbridge
+/// child (the port is then held from the start).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Waits until something accepts TCP connections on `port`.
