@@ -12,7 +12,6 @@ use common::process::free_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pgbridge");
 
-
 fn spawn(database_url: &str, port: u16, log: &std::path::Path) -> Child {
     let log = std::fs::File::create(log).expect("log file");
     Command::new(BIN)
