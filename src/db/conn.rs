@@ -68,7 +68,7 @@ impl Conn {
         let statements = self.statements_mut();
         let cancel = statements.canceller().clone();
         let unnamed = statements.unnamed().cloned();
-        let settled = cancel.settle(statements.session().pg()).await;
+        let settled = cancel.settle(statements.session().pg(), true).await;
         let tx = settled
             .guard(statements.session_mut().transaction())
             .await?;
@@ -157,7 +157,7 @@ impl<'a> Tx<'a> {
     /// ```
     pub async fn commit(self) -> Result<(), DbError> {
         let (tx, cancel) = self.statements.into_parts();
-        let settled = cancel.settle(tx.pg()).await;
+        let settled = cancel.settle(tx.pg(), false).await;
         settled.guard(tx.commit()).await.map_err(Into::into)
     }
 }

@@ -202,7 +202,7 @@ impl<S: Session> Statements<S> {
     /// ```
     pub async fn guarded<F: Future>(&self, work: F) -> F::Output {
         self.cancel
-            .settle(self.session.pg())
+            .settle(self.session.pg(), !self.in_tx)
             .await
             .guard(work)
             .await

@@ -163,6 +163,43 @@ async fn a_cancel_never_hits_the_next_borrower() {
     );
 }
 
+/// A transaction dropped while a cancel for one of its statements is in flight queues its
+/// `ROLLBACK` at once, and the cancel may land on that `ROLLBACK`: the connection is then
+/// still inside the (aborted) transaction, which the pool and the next statement know
+/// nothing of. Settling a cancel before a statement that expects no transaction leaves any
+/// transaction first. Here the leftover transaction is made on purpose (a `BEGIN` behind
+/// the connection's back), since the race itself is a window of microseconds.
+#[tokio::test]
+async fn after_a_cancel_a_connection_statement_runs_outside_any_transaction() {
+    let url = Cluster::shared().await.create_database().await;
+    let mut config = pgbridge::db::DbConfig::new(url);
+    config.pool_size = 1;
+    let db = pgbridge::db::Db::connect(&config).unwrap();
+    let conn = db.conn().await.unwrap();
+    conn.client().batch_execute("BEGIN").await.unwrap();
+    // Abandoned while it runs: a cancel is pending, and it aborts the leftover transaction.
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(300),
+        conn.query("SELECT pg_sleep(5)", &[]),
+    )
+    .await;
+    assert!(abandoned.is_err(), "pg_sleep(5) finished within 300 ms");
+    let row = conn
+        .query_one("SELECT 1::int", &[])
+        .await
+        .expect("the statement after the cancel runs (not in the aborted transaction)");
+    assert_eq!(row.get::<_, i32>(0), 1);
+    // Outside a transaction, `now()` (its start) is this statement's own time.
+    let outside = conn
+        .client()
+        .simple_query("SELECT now() = statement_timestamp()")
+        .await
+        .unwrap()
+        .iter()
+        .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("t")));
+    assert!(outside, "the leftover transaction is still open");
+}
+
 /// A statement abandoned inside a transaction must never cancel the transaction's next
 /// statement. The abandoned statement ends on its own at about the moment it is dropped, so
 /// a cancel written but not yet acted on by the server would land on whatever the

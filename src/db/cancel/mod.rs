@@ -68,11 +68,25 @@ impl Canceller {
     /// then drains the cancelled statement's answer with an empty query on `client` (the
     /// connection, or a transaction on it).
     ///
+    /// `outside_transaction` says the next statement expects no transaction open (a
+    /// connection's statement or `BEGIN`, not a transaction's). Then the connection is
+    /// also brought out of any transaction left open: a transaction dropped while this
+    /// cancel was in flight queued its `ROLLBACK` at once, and the cancel may have landed on
+    /// that `ROLLBACK`, leaving the transaction open and aborted.
+    ///
     /// This is the one place a pending cancel is settled.
-    pub(crate) async fn settle(&self, client: &(impl GenericClient + Sync)) -> Settled<'_> {
+    pub(crate) async fn settle(
+        &self,
+        client: &(impl GenericClient + Sync),
+        outside_transaction: bool,
+    ) -> Settled<'_> {
         if let Some(handle) = self.take_pending() {
             let _ = handle.await;
-            let _ = client.simple_query("").await;
+            if outside_transaction {
+                let _ = leave_transaction(client).await;
+            } else {
+                let _ = client.simple_query("").await;
+            }
         }
         Settled { canceller: self }
     }
@@ -112,7 +126,8 @@ impl Canceller {
         };
         runtime.spawn(async move {
             let _ = handle.await;
-            let settled = tokio::time::timeout(SETTLE_TIMEOUT, outside_transaction(&client)).await;
+            let pg: &tokio_postgres::Client = &client;
+            let settled = tokio::time::timeout(SETTLE_TIMEOUT, leave_transaction(pg)).await;
             if !matches!(settled, Ok(Ok(()))) {
                 tracing::warn!("connection did not settle after a cancel; closing it");
                 drop(Object::take(client));
@@ -189,7 +204,9 @@ impl Drop for CancelOnDrop<'_> {
 /// transaction, `now()` (its start) equals `statement_timestamp()`; inside one it does not,
 /// and in an aborted one the `SELECT` fails: either way a `ROLLBACK` then has a transaction
 /// to end.
-async fn outside_transaction(client: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
+async fn leave_transaction(
+    client: &(impl GenericClient + Sync),
+) -> Result<(), tokio_postgres::Error> {
     let idle = match client
         .simple_query("SELECT now() = statement_timestamp()")
         .await
