@@ -254,7 +254,7 @@ SECTION="## TechEmpower database tests (issues 5 and 10)
 wrk (\`wrk -t2 -c$CONNECTIONS -d${DURATION}s --latency\`), the servers and Postgres (fsync off) share
 the same 2 cores — and the machine was shared with other engineers' builds and tests while this
 ran, so only the interleaved comparisons mean anything. Variants: **layer** and **native** are
-\`examples/techempower.rs\` (single statements on \`db.shared()\`, one pipelined connection per core;
+\`examples/techempower/\` (single statements on \`db.shared()\`, one pipelined connection per core;
 pool of 32 for the rest); **percore** is \`examples/reference_percore.rs\` (one current-thread
 runtime, \`SO_REUSEPORT\` listener and tokio-postgres connection per core, statements prepared at
 connect); **percore-mt** is the same program on one multi-threaded runtime; **deadpool** is
@@ -280,7 +280,7 @@ write_section techempower "$SECTION"
 TLS_SECTION="## \`/db\` with Postgres over TLS (issue 13)
 
 \`DURATION=$DURATION ROUNDS=$ROUNDS bash bench/run.sh\`, $(date -u +%Y-%m-%d): $(machine).
-Two servers (\`examples/techempower.rs\`: \`/db\` on the shared, pipelined connections) on the same
+Two servers (\`examples/techempower/\`: \`/db\` on the shared, pipelined connections) on the same
 Postgres, one connecting over plain TCP, the other with \`sslmode=verify-full\` (rustls, ECDSA P-256
 certificate, TLS 1.3); \`/db\` on each, interleaved in every round (\`wrk -t2 -c$CONNECTIONS -d${DURATION}s --latency\`).
 Medians over the rounds.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 10, item 4: does one current-thread runtime per core (SO_REUSEPORT listeners, one Db
-# each) beat the multi-threaded runtime for the service? examples/techempower.rs run both
+# each) beat the multi-threaded runtime for the service? examples/techempower/ run both
 # ways, beside the per-core reference program, interleaved route by route. Writes its section
 # of bench/RESULTS.md. Loopback only.
 #
@@ -52,7 +52,7 @@ done
 SECTION="## One runtime per core or one multi-threaded runtime, for the service (issue 10, item 4)
 
 \`bash bench/runtime.sh\` (DURATION=${DURATION}s ROUNDS=$ROUNDS CONNECTIONS=$CONNECTIONS), $(date -u +%Y-%m-%d): $(machine).
-\`examples/techempower.rs\` through the layer on one multi-threaded runtime (default) and with
+\`examples/techempower/\` through the layer on one multi-threaded runtime (default) and with
 \`RUNTIME=percore\` (one current-thread runtime per core, each with a \`SO_REUSEPORT\` listener and
 its own \`Db\`: one shared connection, the pool divided), beside \`examples/reference_percore.rs\`;
 interleaved route by route, medians of the rounds, req/s. The machine was shared with other

@@ -1,0 +1,167 @@
+//! The data functions both variants call: the same statements, the same work.
+
+use std::cell::Cell;
+
+use futures_util::future::try_join_all;
+use pgbridge::db::{Db, DbError};
+use serde::Serialize;
+use tokio_postgres::types::ToSql;
+
+/// A `world` row, as the benchmark's JSON names it.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct World {
+    pub(crate) id: i32,
+    #[serde(rename = "randomNumber")]
+    pub(crate) random_number: i32,
+}
+
+/// A `fortune` row.
+#[derive(Debug, Clone)]
+pub(crate) struct Fortune {
+    pub(crate) id: i32,
+    pub(crate) message: String,
+}
+
+pub(crate) const SELECT_WORLD: &str = "SELECT id, randomnumber FROM world WHERE id = $1";
+pub(crate) const SELECT_FORTUNES: &str = "SELECT id, message FROM fortune";
+pub(crate) const UPDATE_WORLDS: &str = "UPDATE world SET randomnumber = v.r \
+     FROM (SELECT unnest($1::int[]) AS id, unnest($2::int[]) AS r) AS v \
+     WHERE world.id = v.id";
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new(seed());
+}
+
+pub(crate) fn seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let addr = &nanos as *const u64 as u64;
+    (nanos ^ addr.rotate_left(32)) | 1
+}
+
+/// 1..=10000, from a per-thread xorshift: cheap, and good enough to spread the ids.
+pub(crate) fn random_id() -> i32 {
+    RNG.with(|state| {
+        let mut x = state.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        state.set(x);
+        (x % 10_000) as i32 + 1
+    })
+}
+
+/// `queries`, clamped to 1..=500; anything unparsable is 1 (the benchmark's rule).
+pub(crate) fn query_count(raw: Option<&str>) -> usize {
+    raw.and_then(|q| q.parse::<i64>().ok())
+        .unwrap_or(1)
+        .clamp(1, 500) as usize
+}
+
+/// One row, on the shared pipelined connections: a single short statement.
+pub(crate) async fn one_world(db: &Db) -> Result<World, DbError> {
+    let row = db.shared().query_one(SELECT_WORLD, &[&random_id()]).await?;
+    Ok(World {
+        id: row.get(0),
+        random_number: row.get(1),
+    })
+}
+
+/// `n` rows, all in flight at once on the shared connections, pipelined with every other
+/// request's statements.
+pub(crate) async fn many_worlds(db: &Db, n: usize) -> Result<Vec<World>, DbError> {
+    let conn = db.shared();
+    let ids: Vec<i32> = (0..n).map(|_| random_id()).collect();
+    let params: Vec<[&(dyn ToSql + Sync); 1]> =
+        ids.iter().map(|id| [id as &(dyn ToSql + Sync)]).collect();
+    let rows = try_join_all(params.iter().map(|p| conn.query_one(SELECT_WORLD, p))).await?;
+    Ok(rows
+        .iter()
+        .map(|row| World {
+            id: row.get(0),
+            random_number: row.get(1),
+        })
+        .collect())
+}
+
+/// The obvious version: one query after another, on an exclusive connection.
+pub(crate) async fn many_worlds_sequentially(db: &Db, n: usize) -> Result<Vec<World>, DbError> {
+    let conn = db.conn().await?;
+    let mut worlds = Vec::with_capacity(n);
+    for _ in 0..n {
+        let row = conn.query_one(SELECT_WORLD, &[&random_id()]).await?;
+        worlds.push(World {
+            id: row.get(0),
+            random_number: row.get(1),
+        });
+    }
+    Ok(worlds)
+}
+
+/// Reads `n` rows (pipelined), gives each a new number, and writes them back in one
+/// statement, ids sorted so that concurrent updates lock rows in the same order.
+pub(crate) async fn update_worlds(db: &Db, n: usize) -> Result<Vec<World>, DbError> {
+    let mut worlds = many_worlds(db, n).await?;
+    for world in &mut worlds {
+        world.random_number = random_id();
+    }
+    let mut sorted = worlds.clone();
+    sorted.sort_by_key(|w| w.id);
+    sorted.dedup_by_key(|w| w.id);
+    let ids: Vec<i32> = sorted.iter().map(|w| w.id).collect();
+    let numbers: Vec<i32> = sorted.iter().map(|w| w.random_number).collect();
+    // One statement: the shared path too.
+    db.shared()
+        .execute(UPDATE_WORLDS, &[&ids, &numbers])
+        .await?;
+    // A repeated id was written once, with its last number: answer consistently.
+    for world in &mut worlds {
+        if let Some(written) = sorted.iter().find(|w| w.id == world.id) {
+            world.random_number = written.random_number;
+        }
+    }
+    Ok(worlds)
+}
+
+/// The fortunes page: the rows, one more added now, sorted by message, escaped.
+pub(crate) async fn fortunes_html(db: &Db) -> Result<String, DbError> {
+    let rows = db.shared().query(SELECT_FORTUNES, &[]).await?;
+    let mut fortunes: Vec<Fortune> = rows
+        .iter()
+        .map(|r| Fortune {
+            id: r.get(0),
+            message: r.get(1),
+        })
+        .collect();
+    fortunes.push(Fortune {
+        id: 0,
+        message: "Additional fortune added at request time.".into(),
+    });
+    fortunes.sort_by(|a, b| a.message.cmp(&b.message));
+    let mut html = String::with_capacity(2048);
+    html.push_str("<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table><tr><th>id</th><th>message</th></tr>");
+    for fortune in &fortunes {
+        html.push_str("<tr><td>");
+        html.push_str(&fortune.id.to_string());
+        html.push_str("</td><td>");
+        escape_into(&fortune.message, &mut html);
+        html.push_str("</td></tr>");
+    }
+    html.push_str("</table></body></html>");
+    Ok(html)
+}
+
+/// HTML-escapes `text` onto `out`.
+pub(crate) fn escape_into(text: &str, out: &mut String) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            c => out.push(c),
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The TechEmpower Framework Benchmarks database tests, served twice over the same data
+//! functions: through the contract (`AwsgiLayer`) at `/db`, `/queries`, …, and as native
+//! axum handlers at `/native/db`, `/native/queries`, …, so the layer's cost is measured on
+//! identical work. `/sequential/queries` (through the layer) awaits its queries one after
+//! another, for comparison with the pipelined `/queries`.
+//!
+//! ```sh
+//! psql "$DATABASE_URL" -f bench/techempower.sql
+//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo run --release --example techempower
+//! curl localhost:8080/db; curl localhost:8080/native/fortunes
+//! ```
+//!
+//! Single statements go on the shared, pipelined connections (`db.shared()`, one per core);
+//! `/sequential/queries` uses an exclusive pooled connection.
+//!
+//! Settings (this program's own): `DATABASE_URL`, `BIND_ADDR` (default `127.0.0.1:8080`),
+//! `DB_POOL_SIZE` (default 32), `DB_SHARED_CONNECTIONS` (default 0: one per core),
+//! `DB_SHARED_MAX_IN_FLIGHT` (default 256),
+//! `RUNTIME=percore` (one current-thread runtime per core with `SO_REUSEPORT` listeners,
+//! each with its own `Db`; default: one multi-threaded runtime).
+
+mod contract;
+mod data;
+mod native;
+
+use std::time::Duration;
+
+use awsgi::{Application, AwsgiLayer};
+use axum::routing::get;
+use axum::{Extension, Router};
+use pgbridge::db::{Db, DbConfig};
+use tower::Layer;
+
+use contract::{db as db_route, fortunes, json, plaintext, queries, sequential_queries, updates};
+use native::*;
+
+fn contract<A: Application>(layer: &AwsgiLayer, app: A) -> awsgi::AwsgiService<A> {
+    layer.layer(app)
+}
+
+fn app(db: Db) -> Router {
+    let layer = AwsgiLayer::new();
+    Router::new()
+        .route_service("/plaintext", contract(&layer, plaintext))
+        .route_service("/json", contract(&layer, json))
+        .route_service("/db", contract(&layer, db_route))
+        .route_service("/queries", contract(&layer, queries))
+        .route_service("/updates", contract(&layer, updates))
+        .route_service("/fortunes", contract(&layer, fortunes))
+        .route_service("/sequential/queries", contract(&layer, sequential_queries))
+        .layer(Extension(db.clone()))
+        .route("/native/plaintext", get(native_plaintext))
+        .route("/native/json", get(native_json))
+        .route("/native/db", get(native_db))
+        .route("/native/queries", get(native_queries))
+        .route("/native/updates", get(native_updates))
+        .route("/native/fortunes", get(native_fortunes))
+        .with_state(db)
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Serves on `listener` with its own `Db` (its shared connections belong to this runtime).
+async fn serve(config: DbConfig, listener: tokio::net::TcpListener) -> Result<(), String> {
+    let db = Db::connect(&config).map_err(|e| e.to_string())?;
+    db.wait_until_ready(Duration::from_secs(2))
+        .await
+        .map_err(|e| e.to_string())?;
+    axum::serve(listener, app(db))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// A `SO_REUSEPORT` listener, so that one per core can share the address.
+fn reuseport_listener(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// `RUNTIME=percore`: one current-thread runtime per core, each with its own `SO_REUSEPORT`
+/// listener and its own `Db` (one shared connection, the pool divided between cores).
+/// Otherwise one multi-threaded runtime.
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_ansi(false)
+        .init();
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let bind: std::net::SocketAddr = std::env::var("BIND_ADDR")
+        .unwrap_or_else(|_| "127.0.0.1:8080".into())
+        .parse()?;
+    let mut config = DbConfig::new(url);
+    config.pool_size = env_or("DB_POOL_SIZE", 32);
+    config.pool_wait = Duration::from_secs(5);
+    config.shared.connections = env_or("DB_SHARED_CONNECTIONS", 0);
+    config.shared.max_in_flight = env_or("DB_SHARED_MAX_IN_FLIGHT", 256);
+
+    if std::env::var("RUNTIME").as_deref() == Ok("percore") {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        config.shared.connections = 1;
+        config.pool_size = (config.pool_size / cores).max(1);
+        println!("techempower (per core x {cores}) listening on http://{bind}");
+        let threads: Vec<_> = (0..cores)
+            .map(|_| {
+                let config = config.clone();
+                std::thread::spawn(move || -> Result<(), String> {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| e.to_string())?;
+                    runtime.block_on(async {
+                        let listener = reuseport_listener(bind).map_err(|e| e.to_string())?;
+                        serve(config, listener).await
+                    })
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().map_err(|_| "a server thread panicked")??;
+        }
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(bind).await?;
+        println!("techempower listening on http://{}", listener.local_addr()?);
+        serve(config, listener).await?;
+        Ok(())
+    })
+}
