@@ -8,22 +8,22 @@ use std::time::{Duration, Instant};
 
 use common::http::get;
 use common::pg::Cluster;
-use common::process::free_port;
+use common::process::{Listen, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pgbridge");
 
-fn spawn(database_url: &str, port: u16, log: &std::path::Path) -> Child {
+fn spawn(database_url: &str, listen: &Listen, log: &std::path::Path) -> Child {
     let log = std::fs::File::create(log).expect("log file");
-    Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .env_clear()
         .env("DATABASE_URL", database_url)
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "info")
         .env("SHUTDOWN_GRACE_SECS", "10")
         .stdout(log.try_clone().expect("log file"))
-        .stderr(log)
-        .spawn()
-        .expect("start pgbridge")
+        .stderr(log);
+    listen.apply(&mut command);
+    command.spawn().expect("start pgbridge")
 }
 
 fn terminate(child: &Child) {
@@ -87,9 +87,10 @@ fn a_bad_flag_is_refused_clearly() {
 #[tokio::test]
 async fn serves_logs_each_request_and_drains_on_sigterm() {
     let url = Cluster::shared().await.create_database().await;
-    let port = free_port();
+    let listen = Listen::socket();
+    let port = listen.addr().port();
     let log = temp_log("serve");
-    let mut child = spawn(&url, port, &log);
+    let mut child = spawn(&url, &listen, &log);
     assert!(
         wait_for_port(port, Duration::from_secs(20)).await,
         "pgbridge did not listen"
@@ -152,9 +153,8 @@ async fn serves_logs_each_request_and_drains_on_sigterm() {
 async fn waits_for_a_database_that_is_down_and_does_not_crash() {
     let dead_port = free_port();
     let url = format!("postgres://postgres@127.0.0.1:{dead_port}/postgres");
-    let port = free_port();
     let log = temp_log("down");
-    let mut child = spawn(&url, port, &log);
+    let mut child = spawn(&url, &Listen::socket(), &log);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
         child.try_wait().unwrap().is_none(),

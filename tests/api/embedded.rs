@@ -9,7 +9,7 @@ use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use common::http::{authenticate_by_default, get, send};
-use common::process::{KillOnDrop, free_port};
+use common::process::{KillOnDrop, Listen};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pgbridge");
 
@@ -20,17 +20,17 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn spawn(pg_dir: &Path, port: u16, log: &Path) -> KillOnDrop {
+fn spawn(pg_dir: &Path, listen: &Listen, log: &Path) -> KillOnDrop {
     let log = std::fs::File::create(log).expect("log file");
     let mut command = Command::new(BIN);
     command
         .env_clear()
         .env("EMBEDDED_PG_DIR", pg_dir)
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "info")
         .env("SHUTDOWN_GRACE_SECS", "10")
         .stdout(log.try_clone().expect("log file"))
         .stderr(log);
+    listen.apply(&mut command);
     if let Some(path) = std::env::var_os("PATH") {
         command.env("PATH", path);
     }
@@ -92,14 +92,15 @@ fn processes_with(needles: &[&str]) -> Vec<String> {
 async fn no_database_url_runs_its_own_postgres_and_keeps_the_data() {
     let pg_dir = temp_dir("embedded");
     let data = pg_dir.join("pgdata");
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let listen = Listen::socket();
+    let addr = listen.addr();
+    let port = addr.port();
     let log = pg_dir.with_extension("log");
 
     // First run: creates the cluster, migrates, serves. Notes need an account: the
     // harness signs one up (it is kept with the data, like the note).
     authenticate_by_default(addr);
-    let mut child = spawn(&pg_dir, port, &log);
+    let mut child = spawn(&pg_dir, &listen, &log);
     child.wait_ready(addr, Duration::from_secs(120), &log).await;
     assert!(
         data.join("PG_VERSION").is_file(),
@@ -126,11 +127,11 @@ async fn no_database_url_runs_its_own_postgres_and_keeps_the_data() {
 
     // A second service on the same folder while the first runs: it uses the first's
     // cluster, and leaves it running when it stops.
-    let port2 = free_port();
-    let addr2 = format!("127.0.0.1:{port2}").parse().unwrap();
+    let listen2 = Listen::socket();
+    let addr2 = listen2.addr();
     let log2 = pg_dir.with_extension("second.log");
     authenticate_by_default(addr2);
-    let mut second = spawn(&pg_dir, port2, &log2);
+    let mut second = spawn(&pg_dir, &listen2, &log2);
     second
         .wait_ready(addr2, Duration::from_secs(120), &log2)
         .await;
@@ -159,7 +160,7 @@ async fn no_database_url_runs_its_own_postgres_and_keeps_the_data() {
     assert!(read(&log).contains("PostgreSQL stopped"), "{}", read(&log));
 
     // Second run: the same data, no new cluster.
-    let mut child = spawn(&pg_dir, port, &log);
+    let mut child = spawn(&pg_dir, &listen, &log);
     child.wait_ready(addr, Duration::from_secs(120), &log).await;
     let note = get(addr, &location).await;
     assert_eq!(note.status, 200, "{}", note.text());
@@ -184,7 +185,7 @@ async fn no_database_url_runs_its_own_postgres_and_keeps_the_data() {
 
     // Killed with its watchdog: the cluster is left running, and the next start reuses it
     // (and stops it at exit).
-    let mut child = spawn(&pg_dir, port, &log);
+    let mut child = spawn(&pg_dir, &listen, &log);
     child.wait_ready(addr, Duration::from_secs(120), &log).await;
     let watchdogs = processes_with(&["pgbridge-pg-watchdog", &data.to_string_lossy()]);
     assert_eq!(watchdogs.len(), 1, "{watchdogs:?}");
@@ -195,7 +196,7 @@ async fn no_database_url_runs_its_own_postgres_and_keeps_the_data() {
     child.wait().unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(postmaster_running(&data), "nothing left running to reuse");
-    let mut child = spawn(&pg_dir, port, &log);
+    let mut child = spawn(&pg_dir, &listen, &log);
     child.wait_ready(addr, Duration::from_secs(120), &log).await;
     assert!(
         read(&log).contains("reusing the PostgreSQL cluster"),
@@ -230,7 +231,7 @@ async fn as_root_an_unreachable_folder_is_named() {
     }
     let pg_dir = private.join("pg");
     let log = private.with_extension("log");
-    let mut child = spawn(&pg_dir, free_port(), &log);
+    let mut child = spawn(&pg_dir, &Listen::socket(), &log);
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {

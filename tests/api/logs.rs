@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::http::{authenticate_by_default, get, send};
 use common::pg::Cluster;
-use common::process::{KillOnDrop, free_port};
+use common::process::{KillOnDrop, Listen, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pgbridge");
 
@@ -19,17 +19,17 @@ fn log_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("pgbridge-logs-{name}-{}.log", std::process::id()))
 }
 
-fn spawn(database_url: &str, port: u16, log: &Path, env: &[(&str, &str)]) -> KillOnDrop {
+fn spawn(database_url: &str, listen: &Listen, log: &Path, env: &[(&str, &str)]) -> KillOnDrop {
     let file = std::fs::File::create(log).expect("log file");
     let mut command = Command::new(BIN);
     command
         .env_clear()
         .env("DATABASE_URL", database_url)
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "info")
         .env("SHUTDOWN_GRACE_SECS", "10")
         .stdout(file.try_clone().expect("log file"))
         .stderr(file);
+    listen.apply(&mut command);
     for (name, value) in env {
         command.env(name, value);
     }
@@ -76,16 +76,16 @@ fn request_lines<'a>(logged: &'a str, path: &str) -> Vec<&'a str> {
 #[tokio::test]
 async fn refusals_cancels_and_restarts_are_quiet_and_abandoned_requests_logged() {
     let url = Cluster::shared().await.create_database().await;
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let listen = Listen::socket();
+    let addr: SocketAddr = listen.addr();
     let log = log_path("quiet");
 
     // The first start creates the migrations table; the second must not log a notice
     // about it existing.
-    let mut child = spawn(&url, port, &log, &[]);
+    let mut child = spawn(&url, &listen, &log, &[]);
     child.wait_ready(addr, Duration::from_secs(60), &log).await;
     assert!(stop(&mut child).await.success(), "{}", read(&log));
-    let mut child = spawn(&url, port, &log, &[]);
+    let mut child = spawn(&url, &listen, &log, &[]);
     child.wait_ready(addr, Duration::from_secs(60), &log).await;
     authenticate_by_default(addr);
 
@@ -161,10 +161,10 @@ async fn refusals_cancels_and_restarts_are_quiet_and_abandoned_requests_logged()
 #[tokio::test]
 async fn json_lines_parse() {
     let url = Cluster::shared().await.create_database().await;
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let listen = Listen::socket();
+    let addr: SocketAddr = listen.addr();
     let log = log_path("json");
-    let mut child = spawn(&url, port, &log, &[("LOG_FORMAT", "json")]);
+    let mut child = spawn(&url, &listen, &log, &[("LOG_FORMAT", "json")]);
     child.wait_ready(addr, Duration::from_secs(60), &log).await;
     assert_eq!(get(addr, "/healthz").await.status, 200);
     assert!(stop(&mut child).await.success(), "{}", read(&log));
@@ -194,7 +194,8 @@ async fn a_busy_port_is_named_and_fails_fast() {
     let port = taken.local_addr().unwrap().port();
     let dead_db = format!("postgres://postgres@127.0.0.1:{}/postgres", free_port());
     let log = log_path("busy");
-    let mut child = spawn(&dead_db, port, &log, &[]);
+    let listen = Listen::Bind(taken.local_addr().unwrap());
+    let mut child = spawn(&dead_db, &listen, &log, &[]);
     let status = wait_exit(&mut child, Duration::from_secs(20)).await;
     assert!(!status.success(), "{status:?}");
     let logged = read(&log);

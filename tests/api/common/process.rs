@@ -198,6 +198,44 @@ pub fn pass_listener(command: &mut std::process::Command, listener: std::net::Tc
         .expect("fd 3 is free in the child");
 }
 
+/// Where a pgbridge child serves.
+#[derive(Debug)]
+pub enum Listen {
+    /// On this socket, which the test holds and hands to each start (a copy, with
+    /// `LISTEN_FDS`): the port is the test's alone, across restarts.
+    Socket(std::net::TcpListener),
+    /// By binding this address itself (`BIND_ADDR`): for the tests of binding.
+    Bind(std::net::SocketAddr),
+}
+
+impl Listen {
+    /// A socket on a fresh loopback port.
+    pub fn socket() -> Self {
+        Self::Socket(loopback_listener())
+    }
+
+    /// The address clients connect to.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        match self {
+            Self::Socket(listener) => listener.local_addr().expect("the listener's address"),
+            Self::Bind(addr) => *addr,
+        }
+    }
+
+    /// Tells `command` where to serve; call it after any `env_clear`.
+    pub fn apply(&self, command: &mut std::process::Command) {
+        match self {
+            Self::Socket(listener) => pass_listener(
+                command,
+                listener.try_clone().expect("a copy of the listener"),
+            ),
+            Self::Bind(addr) => {
+                command.env("BIND_ADDR", addr.to_string());
+            }
+        }
+    }
+}
+
 /// A loopback port nobody listens on right now, and that no other test in this process has
 /// been given: all the integration tests share one process, and the kernel may hand the same
 /// free port to two `bind(0)` calls in a row. Prefer [`loopback_listener`] for a pgbridge
@@ -282,9 +320,16 @@ impl KillOnDrop {
             if let Some(status) = self.0.try_wait().expect("try_wait") {
                 panic!("pgbridge exited ({status}):\n{}", read());
             }
-            if tokio::net::TcpStream::connect(addr).await.is_ok()
-                && super::http::get(addr, "/readyz").await.status == 200
-            {
+            // Bounded: on a socket the test holds, a connection made while nothing serves
+            // waits in its backlog instead of being refused.
+            let request = http::Request::get("/readyz")
+                .body(String::new())
+                .expect("request");
+            let probe = tokio::time::timeout(
+                Duration::from_secs(2),
+                super::http::send_as_is(addr, request),
+            );
+            if matches!(probe.await, Ok(Ok(reply)) if reply.status == 200) {
                 return;
             }
             assert!(
