@@ -7,22 +7,10 @@ use std::time::Instant;
 
 use common::accounts::{Account, anonymous, assert_401};
 use common::http::{Reply, get, send_as_is};
-use common::service::{TestService, connect, start};
+use common::service::{TestService, connect, start_migrated};
 use common::sse;
-use pgbridge::config::Config;
-use pgbridge::db::migrate::Migrator;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-
-async fn service(configure: impl FnOnce(&mut Config)) -> TestService {
-    let service = start(configure).await;
-    Migrator::embedded()
-        .unwrap()
-        .run_url(&service.database_url)
-        .await
-        .expect("migrate");
-    service
-}
 
 async fn post(service: &TestService, path: &str, body: Value) -> Reply {
     let request = http::Request::post(path)
@@ -43,7 +31,7 @@ async fn login(service: &TestService, username: &str, password: &str) -> Reply {
 
 #[tokio::test]
 async fn sign_up_log_in_use_the_token_log_out() {
-    let service = service(|_| {}).await;
+    let service = start_migrated(|_| {}).await;
     let signed_up = post(
         &service,
         "/accounts",
@@ -131,7 +119,7 @@ async fn sign_up_log_in_use_the_token_log_out() {
 
 #[tokio::test]
 async fn sign_up_input_is_checked() {
-    let service = service(|_| {}).await;
+    let service = start_migrated(|_| {}).await;
     for (body, field) in [
         (
             json!({"username": "ab", "password": "long enough"}),
@@ -177,7 +165,7 @@ async fn sign_up_input_is_checked() {
 
 #[tokio::test]
 async fn missing_malformed_expired_and_revoked_tokens_are_401() {
-    let service = service(|_| {}).await;
+    let service = start_migrated(|_| {}).await;
     let alice = Account::new(service.addr, "alice").await;
     let id = alice.create("a note").await;
     let note = format!("/notes/{id}");
@@ -222,7 +210,7 @@ async fn missing_malformed_expired_and_revoked_tokens_are_401() {
 
 #[tokio::test]
 async fn the_stream_cookie_opens_event_streams_and_nothing_else() {
-    let service = service(|_| {}).await;
+    let service = start_migrated(|_| {}).await;
     let alice = Account::new(service.addr, "alice").await;
     let cookie = format!("pgbridge_session={}", alice.token);
     let stream = sse::open_with(service.addr, "/notes/events", None, &[("Cookie", &cookie)]).await;
@@ -239,7 +227,7 @@ async fn the_stream_cookie_opens_event_streams_and_nothing_else() {
 
 #[tokio::test]
 async fn the_cookie_is_secure_when_configured() {
-    let service = service(|c| c.session_cookie_secure = true).await;
+    let service = start_migrated(|c| c.session_cookie_secure = true).await;
     Account::new(service.addr, "alice").await;
     let session = login(&service, "alice", "alice password").await;
     assert!(session.header("set-cookie").unwrap().contains("; Secure"));
@@ -247,7 +235,7 @@ async fn the_cookie_is_secure_when_configured() {
 
 #[tokio::test]
 async fn a_failed_login_is_the_same_401_whether_or_not_the_account_exists() {
-    let service = service(|c| c.login_max_failures_per_account = 1000).await;
+    let service = start_migrated(|c| c.login_max_failures_per_account = 1000).await;
     Account::new(service.addr, "alice").await;
     let wrong = login(&service, "alice", "wrong password").await;
     let missing = login(&service, "nobody", "wrong password").await;
@@ -285,7 +273,7 @@ async fn a_failed_login_is_the_same_401_whether_or_not_the_account_exists() {
 /// storing the name.
 #[tokio::test]
 async fn a_login_with_a_name_no_account_can_have_is_the_same_401() {
-    let service = service(|_| {}).await;
+    let service = start_migrated(|_| {}).await;
     Account::new(service.addr, "alice").await;
     let wrong = login(&service, "alice", "wrong password").await;
     for name in [
@@ -324,7 +312,7 @@ async fn a_login_with_a_name_no_account_can_have_is_the_same_401() {
 
 #[tokio::test]
 async fn repeated_failures_are_limited_per_account_across_replicas() {
-    let service = service(|c| {
+    let service = start_migrated(|c| {
         c.login_max_failures_per_account = 3;
         c.login_max_failures_per_address = 1000;
     })
@@ -362,7 +350,7 @@ async fn repeated_failures_are_limited_per_account_across_replicas() {
 
 #[tokio::test]
 async fn repeated_failures_are_limited_per_address() {
-    let service = service(|c| {
+    let service = start_migrated(|c| {
         c.login_max_failures_per_account = 1000;
         c.login_max_failures_per_address = 4;
     })
@@ -378,7 +366,7 @@ async fn repeated_failures_are_limited_per_address() {
 
 #[tokio::test]
 async fn public_routes_stay_public_and_metrics_needs_its_token() {
-    let service = service(|c| c.metrics_token = Some("metrics-secret".into())).await;
+    let service = start_migrated(|c| c.metrics_token = Some("metrics-secret".into())).await;
     for path in ["/", "/healthz", "/readyz", "/seed/postgres-async?delay=0"] {
         let reply = get(service.addr, path).await;
         assert_eq!(reply.status, 200, "{path}: {}", reply.text());
@@ -409,12 +397,12 @@ async fn public_routes_stay_public_and_metrics_needs_its_token() {
 }
 
 async fn service_without_metrics_token() -> TestService {
-    service(|_| {}).await
+    start_migrated(|_| {}).await
 }
 
 #[tokio::test]
 async fn sessions_last_the_configured_time() {
-    let service = service(|c| c.session_ttl_secs = 60).await;
+    let service = start_migrated(|c| c.session_ttl_secs = 60).await;
     Account::new(service.addr, "alice").await;
     let session = login(&service, "alice", "alice password").await;
     assert!(session.header("set-cookie").unwrap().contains("Max-Age=60"));

@@ -8,22 +8,15 @@ use std::time::{Duration, Instant};
 
 use common::http::get;
 use common::pg::Cluster;
-use common::process::{Listen, free_port};
+use common::process::{Listen, free_port, pgbridge_command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pgbridge");
 
 fn spawn(database_url: &str, listen: &Listen, log: &std::path::Path) -> Child {
-    let log = std::fs::File::create(log).expect("log file");
-    let mut command = Command::new(BIN);
-    command
-        .env_clear()
+    pgbridge_command(listen, log)
         .env("DATABASE_URL", database_url)
-        .env("RUST_LOG", "info")
-        .env("SHUTDOWN_GRACE_SECS", "10")
-        .stdout(log.try_clone().expect("log file"))
-        .stderr(log);
-    listen.apply(&mut command);
-    command.spawn().expect("start pgbridge")
+        .spawn()
+        .expect("start pgbridge")
 }
 
 fn terminate(child: &Child) {
@@ -177,21 +170,14 @@ async fn serves_on_a_socket_passed_in_listen_fds_instead_of_binding() {
     let url = Cluster::shared().await.create_database().await;
     // BIND_ADDR names a port that is taken: binding it would fail at once.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let listener = common::process::loopback_listener();
-    let addr = listener.local_addr().unwrap();
+    let listen = Listen::socket();
+    let addr = listen.addr();
     let log = temp_log("listenfds");
-    let file = std::fs::File::create(&log).expect("log file");
-    let mut command = Command::new(BIN);
+    let mut command = pgbridge_command(&listen, &log);
     command
-        .env_clear()
         .env("DATABASE_URL", &url)
-        .env("BIND_ADDR", taken.local_addr().unwrap().to_string())
-        .env("RUST_LOG", "info")
-        .stdout(file.try_clone().expect("log file"))
-        .stderr(file);
-    common::process::pass_listener(&mut command, listener);
+        .env("BIND_ADDR", taken.local_addr().unwrap().to_string());
     let mut child = common::process::KillOnDrop(command.spawn().expect("start pgbridge"));
-    drop(command);
     let reply = tokio::time::timeout(Duration::from_secs(30), get(addr, "/healthz"))
         .await
         .expect("served on the passed socket");

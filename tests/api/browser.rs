@@ -7,7 +7,7 @@ use crate::common;
 
 use std::path::Path;
 
-use common::service::start;
+use common::service::start_migrated;
 
 fn chromium() -> String {
     std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
@@ -44,12 +44,7 @@ async fn live_page_in_chromium() {
         return;
     }
 
-    let service = start(|_| {}).await;
-    pgbridge::db::migrate::Migrator::embedded()
-        .unwrap()
-        .run_url(&service.database_url)
-        .await
-        .expect("migrate");
+    let service = start_migrated(|_| {}).await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api/browser/test_live_page.py");
     let run = tokio::process::Command::new("python3")
         .arg(&script)

@@ -7,21 +7,11 @@ use crate::common;
 use std::time::Duration;
 
 use common::http::{default_token, get, raw, send};
-use common::service::{TestService, active_sleeps, connect, start};
-
-async fn migrated() -> TestService {
-    let service = start(|_| {}).await;
-    pgbridge::db::migrate::Migrator::embedded()
-        .unwrap()
-        .run_url(&service.database_url)
-        .await
-        .expect("migrate");
-    service
-}
+use common::service::{active_sleeps, connect, start, start_migrated};
 
 #[tokio::test]
 async fn a_transfer_coding_other_than_chunked_is_501_and_stores_nothing() {
-    let service = migrated().await;
+    let service = start_migrated(|_| {}).await;
     let token = default_token(service.addr, "/notes").await.expect("token");
     // The refusal comes before any application runs: with a valid token and without one.
     for authorization in [format!("Authorization: Bearer {token}\r\n"), String::new()] {
@@ -81,7 +71,7 @@ async fn only_short_safe_request_ids_are_kept() {
 
 #[tokio::test]
 async fn every_response_has_nosniff_and_a_cache_policy() {
-    let service = migrated().await;
+    let service = start_migrated(|_| {}).await;
     for path in [
         "/healthz",
         "/no/such/path",
@@ -114,7 +104,7 @@ async fn every_response_has_nosniff_and_a_cache_policy() {
 
 #[tokio::test]
 async fn every_route_answers_405_with_allow_to_a_method_it_does_not_serve() {
-    let service = migrated().await;
+    let service = start_migrated(|_| {}).await;
     for (method, path, allowed) in [
         ("DELETE", "/", "GET"),
         ("POST", "/seed/poll-sleep", "GET"),

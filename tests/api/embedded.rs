@@ -9,9 +9,7 @@ use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use common::http::{authenticate_by_default, get, send};
-use common::process::{KillOnDrop, Listen};
-
-const BIN: &str = env!("CARGO_BIN_EXE_pgbridge");
+use common::process::{KillOnDrop, Listen, pgbridge_command};
 
 /// A folder for the cluster that the `postgres` user can reach when we are root.
 fn temp_dir(name: &str) -> PathBuf {
@@ -21,16 +19,8 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 fn spawn(pg_dir: &Path, listen: &Listen, log: &Path) -> KillOnDrop {
-    let log = std::fs::File::create(log).expect("log file");
-    let mut command = Command::new(BIN);
-    command
-        .env_clear()
-        .env("EMBEDDED_PG_DIR", pg_dir)
-        .env("RUST_LOG", "info")
-        .env("SHUTDOWN_GRACE_SECS", "10")
-        .stdout(log.try_clone().expect("log file"))
-        .stderr(log);
-    listen.apply(&mut command);
+    let mut command = pgbridge_command(listen, log);
+    command.env("EMBEDDED_PG_DIR", pg_dir);
     if let Some(path) = std::env::var_os("PATH") {
         command.env("PATH", path);
     }

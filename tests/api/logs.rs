@@ -11,28 +11,17 @@ use std::time::{Duration, Instant};
 
 use common::http::{authenticate_by_default, get, send};
 use common::pg::Cluster;
-use common::process::{KillOnDrop, Listen, free_port};
-
-const BIN: &str = env!("CARGO_BIN_EXE_pgbridge");
+use common::process::{KillOnDrop, Listen, free_port, pgbridge_command};
 
 fn log_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("pgbridge-logs-{name}-{}.log", std::process::id()))
 }
 
 fn spawn(database_url: &str, listen: &Listen, log: &Path, env: &[(&str, &str)]) -> KillOnDrop {
-    let file = std::fs::File::create(log).expect("log file");
-    let mut command = Command::new(BIN);
+    let mut command = pgbridge_command(listen, log);
     command
-        .env_clear()
         .env("DATABASE_URL", database_url)
-        .env("RUST_LOG", "info")
-        .env("SHUTDOWN_GRACE_SECS", "10")
-        .stdout(file.try_clone().expect("log file"))
-        .stderr(file);
-    listen.apply(&mut command);
-    for (name, value) in env {
-        command.env(name, value);
-    }
+        .envs(env.iter().copied());
     KillOnDrop(command.spawn().expect("start pgbridge"))
 }
 

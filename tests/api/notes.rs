@@ -4,18 +4,8 @@
 use crate::common;
 
 use common::http::{Reply, get, send};
-use common::service::{TestService, connect, start};
+use common::service::{TestService, connect, start_migrated};
 use serde_json::{Value, json};
-
-async fn service() -> TestService {
-    let service = start(|_| {}).await;
-    pgbridge::db::migrate::Migrator::embedded()
-        .unwrap()
-        .run_url(&service.database_url)
-        .await
-        .expect("migrate");
-    service
-}
 
 fn request(method: &str, path: &str) -> http::request::Builder {
     http::Request::builder().method(method).uri(path)
@@ -40,7 +30,7 @@ async fn count(service: &TestService) -> i64 {
 
 #[tokio::test]
 async fn create_read_update_delete() {
-    let service = service().await;
+    let service = start_migrated(|_| {}).await;
     let created = post(
         &service,
         json!({"title": "First", "body": "hello", "tags": ["a", "b"]}),
@@ -103,7 +93,7 @@ async fn create_read_update_delete() {
 
 #[tokio::test]
 async fn a_stale_if_match_is_412_and_changes_nothing() {
-    let service = service().await;
+    let service = start_migrated(|_| {}).await;
     let id = post(&service, json!({"title": "v1"})).await.json()["id"]
         .as_i64()
         .unwrap();
@@ -147,7 +137,7 @@ async fn a_stale_if_match_is_412_and_changes_nothing() {
 
 #[tokio::test]
 async fn an_idempotent_retry_returns_the_first_result() {
-    let service = service().await;
+    let service = start_migrated(|_| {}).await;
     let attempt = |body: Value| {
         request("POST", "/notes")
             .header("Content-Type", "application/json")
@@ -199,7 +189,7 @@ async fn an_idempotent_retry_returns_the_first_result() {
 
 #[tokio::test]
 async fn listing_pages_filters_and_searches() {
-    let service = service().await;
+    let service = start_migrated(|_| {}).await;
     for i in 0..7 {
         let tags = if i % 2 == 0 {
             json!(["even"])
@@ -256,7 +246,7 @@ async fn listing_pages_filters_and_searches() {
 
 #[tokio::test]
 async fn bad_input_gets_a_clear_error_and_changes_nothing() {
-    let service = service().await;
+    let service = start_migrated(|_| {}).await;
     let id = post(&service, json!({"title": "Keep me", "tags": ["x"]}))
         .await
         .json()["id"]
@@ -319,7 +309,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
 
 #[tokio::test]
 async fn injection_strings_are_stored_verbatim() {
-    let service = service().await;
+    let service = start_migrated(|_| {}).await;
     let nasty = [
         "'; DROP TABLE notes; --",
         "\" OR 1=1 --",
@@ -362,7 +352,7 @@ fn with_headers(
 
 #[tokio::test]
 async fn nul_characters_are_refused_naming_the_field() {
-    let service = service().await;
+    let service = start_migrated(|_| {}).await;
     let created = post(&service, json!({"title": "clean"})).await;
     let id = created.json()["id"].as_i64().unwrap();
     let json_ct = [("Content-Type", "application/json")];
@@ -448,7 +438,7 @@ fn base64_url(text: &str) -> String {
 
 #[tokio::test]
 async fn a_path_that_does_not_decode_never_reaches_the_collection() {
-    let service = service().await;
+    let service = start_migrated(|_| {}).await;
     post(&service, json!({"title": "one"})).await;
     for method in ["POST", "GET", "PATCH", "DELETE", "PUT"] {
         for path in ["/notes/%FF", "/notes/%C3%28"] {
@@ -480,7 +470,7 @@ async fn a_path_that_does_not_decode_never_reaches_the_collection() {
 
 #[tokio::test]
 async fn etags_are_opaque_strings_in_lists() {
-    let service = service().await;
+    let service = start_migrated(|_| {}).await;
     let id = post(&service, json!({"title": "t"})).await.json()["id"]
         .as_i64()
         .unwrap();
@@ -557,7 +547,7 @@ async fn etags_are_opaque_strings_in_lists() {
 
 #[tokio::test]
 async fn preconditions_on_reads_and_on_the_collection() {
-    let service = service().await;
+    let service = start_migrated(|_| {}).await;
     let id = post(&service, json!({"title": "t"})).await.json()["id"]
         .as_i64()
         .unwrap();
@@ -641,7 +631,7 @@ async fn preconditions_on_reads_and_on_the_collection() {
 
 #[tokio::test]
 async fn caching_headers_and_revalidation() {
-    let service = service().await;
+    let service = start_migrated(|_| {}).await;
     let created = post(&service, json!({"title": "t"})).await;
     assert_eq!(created.header("cache-control"), Some("private, no-cache"));
     let id = created.json()["id"].as_i64().unwrap();

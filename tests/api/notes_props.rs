@@ -8,7 +8,7 @@
 use crate::common;
 
 use common::http::send;
-use common::service::{TestService, connect, start};
+use common::service::{TestService, connect, start_migrated};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -279,12 +279,7 @@ async fn check(
 fn any_request_is_answered_without_5xx_and_changes_nothing_unless_2xx() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let (service, client) = runtime.block_on(async {
-        let service = start(|_| {}).await;
-        pgbridge::db::migrate::Migrator::embedded()
-            .expect("migrations")
-            .run_url(&service.database_url)
-            .await
-            .expect("migrate");
+        let service = start_migrated(|_| {}).await;
         let client = connect(&service.database_url).await;
         // A few notes so that ids, tags and versions can match.
         for i in 0..5 {

@@ -11,22 +11,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::http::{get, send};
-use common::service::{TestService, start};
+use common::service::start_migrated;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
 /// Methods probed on every path; HEAD is checked beside GET.
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
-
-async fn service() -> TestService {
-    let service = start(|_| {}).await;
-    pgbridge::db::migrate::Migrator::embedded()
-        .unwrap()
-        .run_url(&service.database_url)
-        .await
-        .expect("migrate");
-    service
-}
 
 /// The status, `Allow` header and (up to a short wait) body of one request. Streams that
 /// do not end (`/notes/events`) are judged by their head alone.
@@ -80,7 +70,7 @@ fn document() -> Value {
 
 #[tokio::test]
 async fn every_documented_operation_is_served_and_nothing_else() {
-    let service = service().await;
+    let service = start_migrated(|_| {}).await;
     let created = send(
         service.addr,
         http::Request::post("/notes")
@@ -179,7 +169,7 @@ fn the_route_table_is_the_document() {
 /// every other probed method is a 405, and a path outside the table is a 404.
 #[tokio::test]
 async fn the_router_serves_what_the_index_lists() {
-    let service = service().await;
+    let service = start_migrated(|_| {}).await;
     let index = get(service.addr, "/").await;
     assert_eq!(index.status, 200);
     let listed: Vec<String> = index.json()["routes"]
@@ -234,7 +224,7 @@ async fn the_router_serves_what_the_index_lists() {
 
 #[tokio::test]
 async fn browsers_get_the_live_page_and_json_clients_the_index() {
-    let service = service().await;
+    let service = start_migrated(|_| {}).await;
     let browser = send(
         service.addr,
         http::Request::get("/")
@@ -294,7 +284,7 @@ async fn browsers_get_the_live_page_and_json_clients_the_index() {
 /// so each carries a validator, and a client that has the current copy gets a 304.
 #[tokio::test]
 async fn embedded_files_have_an_etag_and_answer_304_to_a_current_copy() {
-    let service = service().await;
+    let service = start_migrated(|_| {}).await;
     for (path, accept) in [
         ("/", "text/html"),
         ("/docs", "text/html"),

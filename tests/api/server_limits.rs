@@ -6,22 +6,22 @@
 use crate::common;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use common::http::{get, send};
+use common::http::get;
 use common::pg::Cluster;
-use common::process::{loopback_listener, pass_listener};
+use common::process::{KillOnDrop, loopback_listener, pass_listener};
 use common::service::{active_sleeps, connect};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pgbridge");
 
 /// A running binary, killed when dropped.
 struct Server {
-    child: Child,
+    child: KillOnDrop,
     addr: SocketAddr,
     log: std::path::PathBuf,
 }
@@ -31,31 +31,12 @@ impl Drop for Server {
         if std::thread::panicking() {
             eprintln!("--- the server's log ---\n{}", self.log());
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // `child` is killed as it drops, after this.
         let _ = std::fs::remove_file(&self.log);
     }
 }
 
 impl Server {
-    /// Waits until the server answers `/healthz` (migrations done, accepting), failing with
-    /// its log if it exits or takes more than 30 s.
-    async fn wait_serving(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                panic!("pgbridge exited ({status}):\n{}", self.log());
-            }
-            let request = http::Request::get("/healthz").body(String::new()).unwrap();
-            let probe = tokio::time::timeout(Duration::from_secs(2), send(self.addr, request));
-            if matches!(probe.await, Ok(Ok(reply)) if reply.status == 200) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "never served:\n{}", self.log());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -94,10 +75,14 @@ async fn spawn(name: &str, env: &[(&str, &str)], nofile: Option<u64>) -> (Server
         .stdout(file.try_clone().unwrap())
         .stderr(file);
     pass_listener(&mut command, listener);
-    let child = command.spawn().expect("start pgbridge");
+    let child = KillOnDrop(command.spawn().expect("start pgbridge"));
     drop(command);
     let mut server = Server { child, addr, log };
-    server.wait_serving().await;
+    let log = server.log.clone();
+    server
+        .child
+        .wait_ready(addr, Duration::from_secs(30), &log)
+        .await;
     (server, url)
 }
 

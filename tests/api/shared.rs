@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::http::get;
 use common::pg::Cluster;
-use common::service::{connect, start};
+use common::service::{connect, start_migrated};
 use pgbridge::db::{Db, DbConfig, DbError, SharedConfig};
 
 fn shared_db(url: String, connections: usize, max_in_flight: usize) -> Db {
@@ -317,12 +317,7 @@ async fn a_queued_statement_gives_up_after_the_wait() {
 /// shows the shared connections per slot.
 #[tokio::test]
 async fn notes_stay_off_the_shared_path_and_metrics_show_it() {
-    let service = start(|c| c.db_shared_connections = 2).await;
-    pgbridge::db::migrate::Migrator::embedded()
-        .unwrap()
-        .run_url(&service.database_url)
-        .await
-        .expect("migrate");
+    let service = start_migrated(|c| c.db_shared_connections = 2).await;
     let alice = common::accounts::Account::new(service.addr, "alice").await;
     let id = alice.create("mine").await;
     assert_eq!(alice.get(&format!("/notes/{id}")).await.status, 200);

@@ -236,6 +236,22 @@ impl Listen {
     }
 }
 
+/// The `pgbridge` binary under test, inheriting nothing from the test's environment:
+/// `RUST_LOG=info`, a 10-s shutdown grace period, serving where `listen` says, its output
+/// to a new `log`. The caller adds `DATABASE_URL` (or `EMBEDDED_PG_DIR`) and the rest.
+pub fn pgbridge_command(listen: &Listen, log: &std::path::Path) -> std::process::Command {
+    let file = std::fs::File::create(log).expect("log file");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pgbridge"));
+    command
+        .env_clear()
+        .env("RUST_LOG", "info")
+        .env("SHUTDOWN_GRACE_SECS", "10")
+        .stdout(file.try_clone().expect("log file"))
+        .stderr(file);
+    listen.apply(&mut command);
+    command
+}
+
 /// A loopback port nobody listens on right now, and that no other test in this process has
 /// been given: all the integration tests share one process, and the kernel may hand the same
 /// free port to two `bind(0)` calls in a row. Prefer [`loopback_listener`] for a pgbridge

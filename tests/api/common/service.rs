@@ -22,18 +22,24 @@ pub async fn start(configure: impl FnOnce(&mut Config)) -> TestService {
     start_on(database_url, configure).await
 }
 
-/// [`start`], then the migrations, then waits (at most `wait`) until the event listener is
-/// connected, so a test starts from "live".
-pub async fn start_live(
-    configure: impl FnOnce(&mut Config),
-    wait: std::time::Duration,
-) -> TestService {
+/// [`start`], then the migrations.
+pub async fn start_migrated(configure: impl FnOnce(&mut Config)) -> TestService {
     let service = start(configure).await;
     pgbridge::db::migrate::Migrator::embedded()
         .expect("embedded migrations")
         .run_url(&service.database_url)
         .await
         .expect("migrate");
+    service
+}
+
+/// [`start_migrated`], then waits (at most `wait`) until the event listener is connected,
+/// so a test starts from "live".
+pub async fn start_live(
+    configure: impl FnOnce(&mut Config),
+    wait: std::time::Duration,
+) -> TestService {
+    let service = start_migrated(configure).await;
     let deadline = std::time::Instant::now() + wait;
     while !service.state.apps.notes.listener.is_connected() {
         assert!(
