@@ -14,7 +14,7 @@ use std::future::Future;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use argon2::password_hash::{Output, ParamsString, SaltString};
+use argon2::password_hash::{self, Output, ParamsString, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 
 use crate::error::ApiError;
@@ -29,32 +29,34 @@ pub fn hash_blocking(password: &str) -> Result<String, ApiError> {
         tracing::error!(error = %err, "no randomness for a salt");
         ApiError::Internal
     })?;
+    phc_string(password, &salt).map_err(|err| {
+        tracing::error!(error = %err, "password hashing");
+        ApiError::Internal
+    })
+}
+
+/// Argon2id of `password` with `salt` and the default parameters, as a PHC string (what the
+/// `argon2` crate's `hash_password` writes).
+fn phc_string(password: &str, salt: &[u8]) -> password_hash::Result<String> {
     let params = Params::default();
     let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
-    let phc = argon2_into(
+    argon2_into(
         Algorithm::Argon2id,
         Version::V0x13,
         &params,
         password,
-        &salt,
+        salt,
         &mut out,
-    )
-    .map_err(|err| err.to_string())
-    .and_then(|()| {
-        let salt = SaltString::encode_b64(&salt).map_err(|err| err.to_string())?;
-        let hash = PasswordHash {
-            algorithm: Algorithm::Argon2id.ident(),
-            version: Some(Version::V0x13.into()),
-            params: ParamsString::try_from(&params).map_err(|err| err.to_string())?,
-            salt: Some(salt.as_salt()),
-            hash: Some(Output::new(&out).map_err(|err| err.to_string())?),
-        };
-        Ok(hash.to_string())
-    });
-    phc.map_err(|err| {
-        tracing::error!(error = %err, "password hashing");
-        ApiError::Internal
-    })
+    )?;
+    let salt = SaltString::encode_b64(salt)?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out)?),
+    };
+    Ok(hash.to_string())
 }
 
 /// Whether `password` matches `stored`. With no stored hash (no such account, or one
@@ -77,25 +79,22 @@ pub fn verify_blocking(password: &str, stored: Option<&str>) -> bool {
 
 /// Recomputes the hash `stored` describes (its algorithm, version, parameters and salt)
 /// for `password`, and compares the two in constant time (`Output`'s equality).
-fn matches(password: &str, stored: &str) -> Result<bool, String> {
-    let parsed = PasswordHash::new(stored).map_err(|err| err.to_string())?;
+fn matches(password: &str, stored: &str) -> password_hash::Result<bool> {
+    let parsed = PasswordHash::new(stored)?;
     let (Some(expected), Some(salt)) = (parsed.hash, parsed.salt) else {
-        return Err("no hash or no salt".into());
+        return Err(password_hash::Error::PhcStringField);
     };
-    let algorithm = Algorithm::try_from(parsed.algorithm).map_err(|err| err.to_string())?;
+    let algorithm = Algorithm::try_from(parsed.algorithm)?;
     let version = match parsed.version {
-        Some(v) => Version::try_from(v).map_err(|err| err.to_string())?,
+        Some(v) => Version::try_from(v)?,
         None => Version::default(),
     };
-    let params = Params::try_from(&parsed).map_err(|err| err.to_string())?;
+    let params = Params::try_from(&parsed)?;
     let mut salt_buf = [0u8; 64];
-    let salt = salt
-        .decode_b64(&mut salt_buf)
-        .map_err(|err| err.to_string())?;
+    let salt = salt.decode_b64(&mut salt_buf)?;
     let mut out = vec![0u8; expected.len()];
-    argon2_into(algorithm, version, &params, password, salt, &mut out)
-        .map_err(|err| err.to_string())?;
-    Ok(Output::new(&out).map_err(|err| err.to_string())? == expected)
+    argon2_into(algorithm, version, &params, password, salt, &mut out)?;
+    Ok(Output::new(&out)? == expected)
 }
 
 thread_local! {
