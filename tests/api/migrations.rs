@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -155,23 +155,15 @@ async fn a_changed_or_missing_migration_is_refused() {
     assert_eq!(applied_versions(&url).await, vec![(1, true)]);
 }
 
-/// sqlx-cli, if installed (CI installs it), agrees with the service about what is applied,
-/// and the service agrees with what sqlx-cli applied.
+/// sqlx-cli agrees with the service about what is applied, and the service agrees with what
+/// sqlx-cli applied.
 #[tokio::test]
+#[cfg_attr(
+    skip_sqlx,
+    ignore = "SKIPPED: needs sqlx-cli: cargo install sqlx-cli --locked --no-default-features --features postgres,rustls"
+)]
 async fn sqlx_cli_agrees() {
-    let Some(sqlx) = find_sqlx() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install sqlx-cli (see .ci/run)"
-        );
-        common::skip_loudly(
-            "sqlx_cli_agrees",
-            "sqlx-cli is not installed, so nothing checked that it agrees with the service\n\
-             about applied migrations. To run this test:\n  \
-             cargo install sqlx-cli --locked --no-default-features --features postgres,rustls",
-        );
-        return;
-    };
+    let sqlx = common::programs::path("sqlx");
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
 
     // Applied by the service, reported as installed by sqlx-cli.
@@ -202,16 +194,6 @@ async fn sqlx_cli_agrees() {
         .await
         .expect("checksums agree");
     assert!(applied.is_empty(), "the service re-applied {applied:?}");
-}
-
-fn find_sqlx() -> Option<PathBuf> {
-    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("sqlx")).collect())
-        .unwrap_or_default();
-    if let Some(home) = std::env::var_os("HOME") {
-        candidates.push(Path::new(&home).join(".cargo/bin/sqlx"));
-    }
-    candidates.into_iter().find(|p| p.is_file())
 }
 
 fn run(sqlx: &Path, args: &[&str], source: &Path, url: &str) -> String {

@@ -125,6 +125,10 @@ fn database_of(url: &str) -> &str {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    any(skip_nginx, skip_pgbouncer),
+    ignore = "SKIPPED: needs nginx and pgbouncer: apt-get install nginx-light pgbouncer"
+)]
 async fn replicas_behind_nginx_share_pgbouncer_events_and_restart_without_failures() {
     let cluster = Cluster::shared().await;
     let direct_url = cluster.create_database().await;
@@ -354,6 +358,10 @@ async fn replicas_behind_nginx_share_pgbouncer_events_and_restart_without_failur
 /// A session-mode pool pointed at PgBouncer says why it cannot connect, and what to set,
 /// instead of tokio-postgres' bare "db error".
 #[tokio::test]
+#[cfg_attr(
+    skip_pgbouncer,
+    ignore = "SKIPPED: needs pgbouncer: apt-get install pgbouncer"
+)]
 async fn a_session_pool_through_pgbouncer_says_what_is_wrong() {
     let cluster = Cluster::shared().await;
     let direct_url = cluster.create_database().await;

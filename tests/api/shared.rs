@@ -351,6 +351,10 @@ async fn notes_stay_off_the_shared_path_and_metrics_show_it() {
 /// timeout enforced by the client, and a lone abandoned statement cancelled through
 /// PgBouncer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    skip_pgbouncer,
+    ignore = "SKIPPED: needs pgbouncer: apt-get install pgbouncer"
+)]
 async fn the_shared_path_works_through_a_transaction_pooler() {
     let direct_url = Cluster::shared().await.create_database().await;
     let bouncer =

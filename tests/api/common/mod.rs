@@ -1,5 +1,9 @@
 #![allow(dead_code)]
 //! Test harness shared by the integration tests.
+//!
+//! A test that needs a program beyond Rust and PostgreSQL (nginx, PgBouncer, chromium, sqlx-cli,
+//! patroni, …) is marked with `#[cfg_attr(skip_<program>, ignore = "SKIPPED: needs …: <install>")]`
+//! and gets the program's path from [`programs::path`]: see [`programs`] for the mechanism.
 
 pub mod accounts;
 pub mod http;
@@ -7,18 +11,8 @@ pub mod nginx;
 pub mod pg;
 pub mod pgbouncer;
 pub mod process;
+pub mod programs;
 pub mod service;
 pub mod sse;
 pub mod standby;
 pub mod tls;
-
-/// Says that a test skipped, and why, where a person running `cargo test` sees it: straight
-/// to the process's stderr, which libtest does not capture (it captures `eprintln!`).
-pub fn skip_loudly(test: &str, why: &str) {
-    use std::io::Write as _;
-    let banner = format!(
-        "\n==================== SKIPPED: {test} ====================\n{why}\n\
-         ===========================================================\n"
-    );
-    let _ = std::io::stderr().write_all(banner.as_bytes());
-}

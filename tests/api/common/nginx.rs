@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::process::{Program, Spec, find_program, free_port, temp_dir, wait_for_port};
+use super::process::{Program, Spec, free_port, temp_dir, wait_for_port};
+use super::programs;
 
 /// A running nginx.
 pub struct Nginx {
@@ -68,7 +69,7 @@ impl Nginx {
         std::fs::write(&conf, config(replicas, port, &dir)).expect("write nginx.conf");
         let program = Program::start(Spec {
             name: "nginx",
-            program: &find_program(&["/usr/sbin/nginx", "/usr/bin/nginx"]),
+            program: &programs::path("nginx"),
             args: vec![
                 "-p".into(),
                 dir.display().to_string(),

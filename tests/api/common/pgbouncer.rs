@@ -3,9 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::process::{
-    Program, Spec, find_program, free_port, postgres_user, temp_dir, wait_for_port,
-};
+use super::process::{Program, Spec, free_port, postgres_user, temp_dir, wait_for_port};
+use super::programs;
 
 /// A running PgBouncer.
 pub struct PgBouncer {
@@ -40,7 +39,7 @@ impl PgBouncer {
         std::fs::write(dir.join("userlist.txt"), "\"postgres\" \"\"\n").expect("write userlist");
         let program = Program::start(Spec {
             name: "pgbouncer",
-            program: &find_program(&["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]),
+            program: &programs::path("pgbouncer"),
             args: vec![dir.join("pgbouncer.ini").display().to_string()],
             env: vec![],
             user,

@@ -286,15 +286,6 @@ pub async fn wait_for_port(port: u16, within: Duration, what: &str) {
     }
 }
 
-/// The first of `candidates` that exists: a program's path.
-pub fn find_program(candidates: &[&str]) -> PathBuf {
-    candidates
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("none of {candidates:?} exists: install it (bash .ci/run does)"))
-}
-
 /// A child process killed (SIGKILL) when dropped unless it has exited, so a failing test
 /// leaves no process behind (a `pgbridge`'s watchdog then stops its embedded cluster).
 pub struct KillOnDrop(pub std::process::Child);
