@@ -1,5 +1,7 @@
 // Renders /openapi.json for people: every operation with its parameters, request body and
-// responses. Served from the binary; works offline; no framework.
+// responses, the document's Markdown descriptions rendered (CommonMark's common part: code
+// spans, bold, emphasis, links, paragraphs, bullet lists), built as DOM nodes, never as HTML
+// strings. Served from the binary; works offline; no framework.
 "use strict";
 
 (async () => {
@@ -38,11 +40,56 @@
     for (const [k, v] of Object.entries(schema)) out[k] = expand(v, depth);
     return out;
   };
+  // Markdown inline: `code`, **bold**, *emphasis* / _emphasis_, [text](url) (http, https,
+  // relative or #fragment links only); everything else is text.
+  const INLINE = /`([^`]+)`|\*\*([^*]+)\*\*|\*([^*\s][^*]*)\*|\b_([^_]+)_\b|\[([^\]]+)\]\(([^)\s]+)\)/g;
+  const inline = (text) => {
+    const nodes = [];
+    let last = 0;
+    for (const m of text.matchAll(INLINE)) {
+      if (m.index > last) nodes.push(document.createTextNode(text.slice(last, m.index)));
+      if (m[1] !== undefined) nodes.push(el("code", "", m[1]));
+      else if (m[2] !== undefined) nodes.push(el("strong", "", m[2]));
+      else if (m[3] !== undefined || m[4] !== undefined) nodes.push(el("em", "", m[3] ?? m[4]));
+      else if (/^(https?:\/\/|\/|#|[a-z0-9._-]+(\/|$))/i.test(m[6]) && !/^javascript:/i.test(m[6])) {
+        const a = el("a", "", m[5]);
+        a.href = m[6];
+        nodes.push(a);
+      } else nodes.push(document.createTextNode(m[0]));
+      last = m.index + m[0].length;
+    }
+    if (last < text.length) nodes.push(document.createTextNode(text.slice(last)));
+    return nodes;
+  };
+  // Markdown blocks: paragraphs (split on blank lines) and "- " / "* " bullet lists.
+  const markdown = (text, tag = "div") => {
+    const box = el(tag, "md");
+    for (const block of String(text || "").split(/\n\s*\n/)) {
+      const lines = block.split("\n").filter((l) => l.trim() !== "");
+      if (!lines.length) continue;
+      if (lines.every((l) => /^\s*[-*] /.test(l) || /^\s{2,}\S/.test(l))) {
+        const ul = el("ul");
+        for (const line of lines) {
+          if (/^\s*[-*] /.test(line)) {
+            const li = el("li");
+            li.append(...inline(line.replace(/^\s*[-*] /, "")));
+            ul.append(li);
+          } else if (ul.lastChild) ul.lastChild.append(" ", ...inline(line.trim()));
+        }
+        box.append(ul);
+      } else {
+        const p = el("p");
+        p.append(...inline(lines.join(" ")));
+        box.append(p);
+      }
+    }
+    return box;
+  };
   const pre = (value) => el("pre", "", JSON.stringify(expand(value), null, 2));
 
   document.getElementById("title").textContent = `${doc.info.title} ${doc.info.version} — API`;
   document.title = `${doc.info.title} — API document`;
-  document.getElementById("description").textContent = doc.info.description || "";
+  document.getElementById("description").replaceChildren(markdown(doc.info.description));
 
   const methods = ["get", "post", "put", "patch", "delete", "head", "options"];
   box.replaceChildren();
@@ -53,9 +100,9 @@
       const details = el("details", "op");
       details.id = op.operationId || `${method}-${path}`;
       const summary = el("summary");
-      summary.append(el("span", `method method-${method}`, method), el("code", "", path), ` — ${op.summary || ""}`);
+      summary.append(el("span", `method method-${method}`, method), el("code", "", path), " — ", ...inline(op.summary || ""));
       details.append(summary);
-      if (op.description) details.append(el("p", "", op.description));
+      if (op.description) details.append(markdown(op.description));
 
       const params = [...(item.parameters || []), ...(op.parameters || [])].map(resolve);
       if (params.length) {
@@ -67,7 +114,7 @@
           const row = el("tr");
           row.append(
             el("td", "", p.name), el("td", "", p.in), el("td", "", p.required ? "yes" : "no"),
-            el("td", "", JSON.stringify(expand(p.schema))), el("td", "", p.description || ""),
+            el("td", "", JSON.stringify(expand(p.schema))), markdown(p.description, "td"),
           );
           table.append(row);
         }
@@ -83,9 +130,13 @@
       details.append(el("h4", "", "Responses"));
       for (const [status, raw] of Object.entries(op.responses || {})) {
         const response = resolve(raw);
-        details.append(el("p", "", `${status} — ${response.description || ""}`));
+        const line = el("p");
+        line.append(el("strong", "", status), " — ", ...inline(response.description || ""));
+        details.append(line);
         for (const [name, header] of Object.entries(response.headers || {})) {
-          details.append(el("p", "meta", `header ${name}: ${resolve(header).description || ""}`));
+          const h = el("div", "meta");
+          h.append(`header ${name}: `, ...markdown(resolve(header).description).childNodes);
+          details.append(h);
         }
         for (const [type, media] of Object.entries(response.content || {})) {
           if (media.schema && (media.schema.$ref || media.schema.properties)) {

@@ -1,6 +1,7 @@
 // The live notes page: signs in (POST /accounts, POST /sessions), lists notes, creates and
-// edits them (edits carry If-Match, so a stale one is refused with 412 and shown as a
-// conflict), and follows /notes/events. Requests carry the session's bearer token (kept in
+// edits them (edits carry If-Match, so a stale one is refused with 412: the person's draft
+// stays in the form and the newer version is shown beside it, to merge or to save over),
+// deletes them after a confirmation, and follows /notes/events. Requests carry the session's bearer token (kept in
 // sessionStorage, so per tab); the EventSource, which cannot send headers, is signed in by
 // the cookie POST /sessions sets for /notes/events. A 401 anywhere shows the sign-in form.
 // No framework and no build step; served from the binary under a strict CSP.
@@ -16,9 +17,11 @@
   const who = document.getElementById("who");
   const TOKEN = "pgbridge.token";
   const notes = new Map(); // id -> note, as last read
-  let editing = null; // { id, version, element } while a note is being edited
+  let editing = null; // { id, version, base, element } while a note is being edited
+  const confirming = new Map(); // id -> the version seen when "Delete" was clicked
   let events = null; // the EventSource while signed in
 
+  // A message: kind "success", "error" or "info", each styled apart (style.css).
   function say(text, kind = "info") {
     message.textContent = text;
     message.dataset.kind = kind;
@@ -114,12 +117,45 @@
     }
     li.append(el("div", "meta", `#${note.id} · version ${note.version} · ${note.updated_at}`));
     const actions = el("div", "actions");
-    actions.append(
-      button("Edit", () => startEdit(note.id), "secondary edit"),
-      button("Delete", () => remove(note.id), "secondary delete"),
-    );
+    if (confirming.has(note.id)) {
+      // Delete asks first. The question survives live re-renders, and the delete is of the
+      // version seen when asked: if the note changed meanwhile, it is refused (412).
+      actions.classList.add("confirm");
+      actions.append(
+        el("span", "confirm-text", "Delete this note?"),
+        button("Delete", () => remove(note.id, confirming.get(note.id)), "danger confirm-delete"),
+        button("Keep", () => { confirming.delete(note.id); render(); }, "secondary keep"),
+      );
+    } else {
+      actions.append(
+        button("Edit", () => startEdit(note.id), "secondary edit"),
+        button("Delete", () => { confirming.set(note.id, note.version); render(); }, "secondary delete"),
+      );
+    }
     li.append(actions);
     return li;
+  }
+
+  // A three-way merge of the draft with the newer version, field by field, from the version
+  // the edit started on: a field changed on one side only takes that side; changed on both,
+  // the draft's text stays (the newer one is shown beside it); tags are the union.
+  function merge(base, mine, theirs) {
+    const pick = (field) => (mine[field] === base[field] ? theirs[field] : mine[field]);
+    const removed = (t) => base.tags.includes(t) && (!mine.tags.includes(t) || !theirs.tags.includes(t));
+    const tags = [...new Set([...mine.tags, ...theirs.tags])].filter((t) => !removed(t));
+    return { title: pick("title"), body: pick("body"), tags };
+  }
+
+  // The newer version, shown beside the draft, read-only.
+  function versionView(note) {
+    const box = el("div", "theirs");
+    box.append(el("h4", "", `Newer version (version ${note.version}, ${note.updated_at})`));
+    const fields = el("dl");
+    for (const [name, value] of [["Title", note.title], ["Body", note.body], ["Tags", note.tags.join(", ")]]) {
+      fields.append(el("dt", "", name), el("dd", `theirs-${name.toLowerCase()}`, value));
+    }
+    box.append(fields);
+    return box;
   }
 
   function render(changed) {
@@ -159,7 +195,7 @@
     tags.name = "tags";
     tags.value = note.tags.join(", ");
     const label = (text, input) => { const l = el("label", "", text + " "); l.append(input); return l; };
-    const conflict = el("p", "conflict");
+    const conflict = el("div", "conflict");
     conflict.setAttribute("role", "alert");
     conflict.hidden = true;
     const actions = el("div", "actions");
@@ -170,22 +206,24 @@
     const li = el("li", "editing");
     li.dataset.id = String(id);
     li.append(form);
-    editing = { id, version: note.version, element: li };
-    form.addEventListener("submit", async (event) => {
-      event.preventDefault();
+    // `base` is the version the draft started from: the merge's common ancestor.
+    editing = { id, version: note.version, base: note, element: li };
+    const draft = () => ({ title: title.value, body: body.value, tags: tagsOf(tags.value) });
+    const fill = (values) => {
+      title.value = values.title;
+      body.value = values.body;
+      tags.value = values.tags.join(", ");
+    };
+    const submit = async () => {
       const { res, data } = await api("PATCH", `notes/${id}`, {
         headers: {
           "Content-Type": "application/merge-patch+json",
           "If-Match": `"v${editing.version}"`,
         },
-        body: { title: title.value, body: body.value, tags: tagsOf(tags.value) },
+        body: draft(),
       });
       if (res.status === 412) {
-        conflict.hidden = false;
-        conflict.replaceChildren(
-          "Changed elsewhere — reload to see the latest version, then edit again. ",
-          button("Reload", () => reloadEdit(id), "secondary reload"),
-        );
+        await showConflict();
         return;
       }
       if (!res.ok) {
@@ -195,17 +233,48 @@
       }
       notes.set(id, data);
       editing = null;
-      say(`Saved note #${id} (version ${data.version}).`);
+      say(`Saved note #${id} (version ${data.version}).`, "success");
       render(id);
+    };
+    // A stale save: the draft stays in the form; the newer version is read and shown beside
+    // it, with Merge (fill the form with both, then Save) and Save mine (over the newer one).
+    const showConflict = async () => {
+      const { res, data } = await api("GET", `notes/${id}`);
+      conflict.hidden = false;
+      if (res.status === 404) {
+        conflict.textContent = "This note was deleted elsewhere.";
+        return;
+      }
+      if (!res.ok) {
+        conflict.textContent = problem(data, `could not read the newer version (${res.status})`);
+        return;
+      }
+      notes.set(id, data);
+      const theirs = data;
+      conflict.replaceChildren(
+        el("p", "conflict-text", "Changed elsewhere while you edited. Your draft is kept in the form; the newer version is below."),
+        versionView(theirs),
+        button("Merge", () => {
+          fill(merge(editing.base, draft(), theirs));
+          editing.version = theirs.version;
+          editing.base = theirs;
+          conflict.hidden = true;
+          say(`Merged your draft with version ${theirs.version}: check it, then Save.`, "info");
+        }, "secondary merge"),
+        button("Save mine", () => {
+          editing.version = theirs.version;
+          editing.base = theirs;
+          conflict.hidden = true;
+          submit();
+        }, "secondary retry"),
+      );
+    };
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      submit();
     });
     render();
     title.focus();
-  }
-
-  async function reloadEdit(id) {
-    editing = null;
-    await refresh(id);
-    startEdit(id);
   }
 
   function cancelEdit() {
@@ -213,13 +282,13 @@
     render();
   }
 
-  async function remove(id) {
-    const note = notes.get(id);
+  async function remove(id, version) {
+    confirming.delete(id);
     const { res, data } = await api("DELETE", `notes/${id}`, {
-      headers: note ? { "If-Match": `"v${note.version}"` } : {},
+      headers: { "If-Match": `"v${version}"` },
     });
     if (res.status === 412) {
-      say("Changed elsewhere — reload: this note was edited since you saw it.", "error");
+      say("Not deleted: this note was changed elsewhere since you saw it (now shown).", "error");
       await refresh(id);
       return;
     }
@@ -228,6 +297,7 @@
       return;
     }
     notes.delete(id);
+    say(`Deleted note #${id}.`, "success");
     render();
   }
 
@@ -248,7 +318,7 @@
     }
     notes.set(data.id, data);
     form.reset();
-    say(`Created note #${data.id}.`);
+    say(`Created note #${data.id}.`, "success");
     render(data.id);
   });
 
@@ -283,6 +353,7 @@
       const known = notes.get(change.note_id);
       if (change.kind === "deleted") {
         notes.delete(change.note_id);
+        confirming.delete(change.note_id);
         render();
       } else if (!known || known.version < change.version) {
         refresh(change.note_id);
@@ -304,6 +375,7 @@
     if (events) events.close();
     events = null;
     editing = null;
+    confirming.clear();
     notes.clear();
     list.replaceChildren();
     app.hidden = true;
@@ -336,7 +408,7 @@
     }
     sessionStorage.setItem(TOKEN, data.token);
     authForm.reset();
-    say(action === "signup" ? "Account created; you are signed in." : "Signed in.");
+    say(action === "signup" ? "Account created; you are signed in." : "Signed in.", "success");
     signedIn(credentials.username.toLowerCase());
   });
 
