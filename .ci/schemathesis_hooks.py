@@ -59,9 +59,9 @@ def fresh_token():
 
 @schemathesis.hook
 def before_call(ctx, case, kwargs):
-    """Runs on every request of every phase (coverage, fuzzing, stateful)."""
-    if case.path != "/notes":
-        return
+    """Runs on every request of every phase (coverage, fuzzing, stateful), of any resource:
+    every POST with an `Idempotency-Key`, every request with a `cursor` (the keyset cursor
+    `n1:<id>`, base64url, is the same for every listed resource)."""
     if case.method.upper() == "POST" and case.headers:
         key = case.headers.get("Idempotency-Key")
         if isinstance(key, str) and len(key) <= 255 and KEY.fullmatch(key):
