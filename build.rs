@@ -26,6 +26,11 @@ fn probe_test_programs() {
             println!("cargo::rerun-if-changed={}", dir.display());
         }
     }
+    // tests/api/embedded.rs has a test of what only root sees (the cluster run as `postgres`).
+    println!("cargo::rustc-check-cfg=cfg(not_root)");
+    if !effective_uid_is_root() {
+        println!("cargo::rustc-cfg=not_root");
+    }
     let ci = std::env::var_os("CI").is_some();
     for program in programs::PROGRAMS {
         let cfg = programs::skip_cfg(program);
@@ -34,6 +39,20 @@ fn probe_test_programs() {
             println!("cargo::rustc-cfg={cfg}");
         }
     }
+}
+
+/// Whether this process (cargo's user, who runs the tests) has effective uid 0.
+fn effective_uid_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1))
+                .map(|euid| euid == "0")
+        })
+        .unwrap_or(false)
 }
 
 fn embed_migrations() {
