@@ -9,9 +9,14 @@ root=$PWD
 scratch=$(mktemp -d /tmp/rename-check.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
 
-# A copy of HEAD (uncommitted changes are not in it).
-git clone -q "$root" "$scratch/my_service"
+# A copy of HEAD (uncommitted changes are not in it), as a repository of its own: rename.sh
+# wants a clean git tree, and this works whatever CI's checkout is (shallow, detached).
+mkdir "$scratch/my_service"
+git archive HEAD | tar -x -C "$scratch/my_service"
 cd "$scratch/my_service"
+git init -q
+git add -A
+git -c user.name=ci -c user.email=ci@localhost commit -qm "copy of $(git -C "$root" rev-parse --short HEAD)"
 bash scripts/rename.sh my_service
 
 if left=$(git grep -n -i pgbridge -- . ':!scripts/rename.sh'); then
