@@ -5,8 +5,8 @@
 //! connections and request heads get a second at most (see `conn.rs`), so slots free
 //! quickly for clients that send requests. Pressure drops once a tenth of the slots are free.
 //! And while at the cap, each client that connects makes one connection serving a long
-//! anonymous request close (`evict.rs`), oldest first: those are the first to go, not only
-//! idle ones.
+//! anonymous request close (`evict.rs`), oldest first (its own address's first): those are
+//! the first to go, not only idle ones.
 //!
 //! A client address with `max_connections_per_address` connections open gets its next
 //! one answered 429 and closed at once, so one address cannot fill the cap.
@@ -74,8 +74,14 @@ pub(crate) async fn run(
                 let (permit, waiting) = tokio::select! {
                     permit = permits.clone().acquire_owned() => (permit, None),
                     accepted = listener.accept() => {
-                        if evictions.evict_oldest() {
-                            stats.on_evicted();
+                        // Not for a client its address's limit refuses anyway.
+                        if let Ok((_, remote)) = &accepted {
+                            let ip = remote.ip();
+                            let admissible = per_address.max() == 0
+                                || per_address.held(&ip) < per_address.max();
+                            if admissible && evictions.evict_for(ip) {
+                                stats.on_evicted();
+                            }
                         }
                         (permits.clone().acquire_owned().await, Some(accepted))
                     }
@@ -154,7 +160,7 @@ pub(crate) async fn run(
         let task = conn::serve(
             stream,
             remote,
-            Connection::new(evictions.clone()),
+            Connection::new(evictions.clone(), remote.ip()),
             router.clone(),
             limits.clone(),
             stats.clone(),

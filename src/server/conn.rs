@@ -313,10 +313,13 @@ impl Watched {
     /// Looks at what hyper writes: its own error answer starts a [`Replacement`].
     fn intercept(self: Pin<&mut Self>, written: &[u8]) {
         let this = self.project();
-        if this.replacement.is_some() || !this.activity.is_between_requests() {
+        if this.replacement.is_some() {
             return;
         }
-        if let Some(status) = reject::hyper_error_status(written) {
+        // The byte compares first: most writes fail them, and need no lock.
+        if let Some(status) = reject::hyper_error_status(written)
+            && this.activity.is_between_requests()
+        {
             let (bytes, request_id) = reject::parse_error(status);
             this.stats.on_malformed();
             tracing::info!(
