@@ -53,9 +53,10 @@ pub(crate) async fn run(
     let evictions = Arc::new(Evictions::default());
     let per_address = KeyedLimit::<IpAddr>::new(limits.max_connections_per_address);
     let mut address_log = RateLimitedLog::default();
+    let refusals = Arc::new(Semaphore::new(REFUSALS_LINGERING));
     loop {
         let (permit, waiting) = match permits.clone().try_acquire_owned() {
-            Ok(permit) => (permit, None),
+            Ok(permit) => (Some(permit), None),
             Err(_) => {
                 stats.on_cap_reached();
                 // Wake the watchdogs only when pressure begins, not on every hit of the cap.
@@ -72,22 +73,31 @@ pub(crate) async fn run(
                 // Wait for a slot; or for a client, which is taken (one descriptor of the
                 // reserve) and makes the oldest long anonymous request go, if there is one.
                 let (permit, waiting) = tokio::select! {
-                    permit = permits.clone().acquire_owned() => (permit, None),
+                    permit = permits.clone().acquire_owned() => match permit {
+                        Ok(permit) => (Some(permit), None),
+                        Err(_) => return,
+                    },
                     accepted = listener.accept() => {
-                        // Not for a client its address's limit refuses anyway.
-                        if let Ok((_, remote)) = &accepted {
-                            let ip = remote.ip();
-                            let admissible = per_address.max() == 0
-                                || per_address.held(&ip) < per_address.max();
-                            if admissible && evictions.evict_for(ip) {
+                        // A client its address's limit refuses gets no slot and evicts
+                        // nothing: it is refused below, at once.
+                        let admissible = accepted.as_ref().is_ok_and(|(_, remote)| {
+                            per_address.max() == 0
+                                || per_address.held(&remote.ip()) < per_address.max()
+                        });
+                        if !admissible {
+                            (None, Some(accepted))
+                        } else {
+                            if let Ok((_, remote)) = &accepted
+                                && evictions.evict_for(remote.ip())
+                            {
                                 stats.on_evicted();
                             }
+                            match permits.clone().acquire_owned().await {
+                                Ok(permit) => (Some(permit), Some(accepted)),
+                                Err(_) => return,
+                            }
                         }
-                        (permits.clone().acquire_owned().await, Some(accepted))
                     }
-                };
-                let Ok(permit) = permit else {
-                    return;
                 };
                 if loud {
                     tracing::info!("below the connection cap; accepting again");
@@ -138,7 +148,6 @@ pub(crate) async fn run(
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(error = %err, "could not set TCP_NODELAY");
         }
-        stats.on_open();
         let Some(address_permit) = per_address.try_acquire(remote.ip()) else {
             stats.on_address_refused();
             if address_log.should_log() {
@@ -149,14 +158,20 @@ pub(crate) async fn run(
                     "connection refused: too many open from its address"
                 );
             }
-            let stats = stats.clone();
-            tokio::spawn(async move {
-                refuse(stream).await;
-                stats.on_close();
-                drop(permit);
-            });
+            // A refused connection takes no slot under the cap.
+            drop(permit);
+            refuse(stream, &refusals);
             continue;
         };
+        let permit = match permit {
+            Some(permit) => permit,
+            // Accepted at the cap while its address was full; it has room now.
+            None => match permits.clone().acquire_owned().await {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+        };
+        stats.on_open();
         let task = conn::serve(
             stream,
             remote,
@@ -177,28 +192,47 @@ pub(crate) async fn run(
     }
 }
 
-/// How long a refused connection gets to take its 429 before it is closed anyway.
+/// Refused connections that may linger at once to deliver their 429 (each holds a
+/// descriptor for at most [`REFUSE_WRITE_TIMEOUT`] + [`REFUSE_LINGER`]); past that, refused
+/// connections get their 429 only if the socket takes it at once, then close.
+const REFUSALS_LINGERING: usize = 32;
+/// How long a refused connection gets to take its 429.
 const REFUSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long it then waits for the client to close, reading what it sent.
+const REFUSE_LINGER: Duration = Duration::from_millis(250);
 
 /// Answers a connection over its address's limit with 429 and closes it. The request is
 /// not read: the answer says why, and `Connection: close` that this connection is done.
-async fn refuse(mut stream: TcpStream) {
+fn refuse(stream: TcpStream, refusals: &Arc<Semaphore>) {
     let (bytes, _id) = reject::response(
         http::StatusCode::TOO_MANY_REQUESTS,
         "too_many_connections",
         "too many connections from your address; close some and retry",
         &[("retry-after", "1")],
     );
-    let write = async {
-        stream.write_all(&bytes).await?;
-        stream.shutdown().await?;
-        // Read what the client sent until it closes: closing with unread data would send a
-        // reset, which can destroy the answer before the client reads it.
-        let mut sink = [0u8; 1024];
-        while tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await? > 0 {}
-        Ok::<(), io::Error>(())
+    let Ok(turn) = refusals.clone().try_acquire_owned() else {
+        // A new socket's send buffer takes a few hundred bytes at once.
+        let _ = stream.try_write(&bytes);
+        return;
     };
-    let _ = tokio::time::timeout(REFUSE_WRITE_TIMEOUT, write).await;
+    tokio::spawn(async move {
+        let mut stream = stream;
+        let write = async {
+            stream.write_all(&bytes).await?;
+            stream.shutdown().await
+        };
+        if let Ok(Ok(())) = tokio::time::timeout(REFUSE_WRITE_TIMEOUT, write).await {
+            // Read what the client sent until it closes: closing with unread data would send
+            // a reset, which can destroy the answer before the client reads it.
+            let drain = async {
+                let mut sink = [0u8; 1024];
+                while tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await? > 0 {}
+                Ok::<(), io::Error>(())
+            };
+            let _ = tokio::time::timeout(REFUSE_LINGER, drain).await;
+        }
+        drop(turn);
+    });
 }
 
 /// `EMFILE`/`ENFILE` (and the kernel's out-of-memory answers): retrying at once would spin.
