@@ -6,11 +6,14 @@
 # For each: the server's RSS (before, peak during), what the flood saw (how long its longest
 # connection lived, how many the server closed), and a normal client meanwhile — wrk on
 # keep-alive connections (p99) and 20 requests each on a fresh connection (served, max).
-# Writes its section of bench/RESULTS.md; then runs bench/hostile_replay.sh if it exists.
+# Writes its section of bench/RESULTS.md; then runs bench/hostile_replay.sh if it exists,
+# and bench/hostile_bulkheads.sh (issue 17 cases 1-2: the anonymous pool flood; 1,000
+# poll-sleeps or one account's 1,000 streams under `ulimit -n 1024`).
 #
 #   bash bench/hostile.sh                      # about 3 minutes
 #   FLOOD_SECS=20 bash bench/hostile.sh        # shorter floods
 #   SKIP_REPLAY=1 bash bench/hostile.sh        # without the replay half (bench/hostile_replay.sh)
+#   SKIP_BULKHEADS=1 bash bench/hostile.sh     # without bench/hostile_bulkheads.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FLOOD_SECS=${FLOOD_SECS:-45}
@@ -147,4 +150,9 @@ echo "== written to bench/RESULTS.md"
 if [ -z "${SKIP_REPLAY:-}" ] && [ -f bench/hostile_replay.sh ]; then
   echo "== bench/hostile_replay.sh"
   bash bench/hostile_replay.sh
+fi
+
+if [ -z "${SKIP_BULKHEADS:-}" ] && [ -f bench/hostile_bulkheads.sh ]; then
+  echo "== bench/hostile_bulkheads.sh"
+  bash bench/hostile_bulkheads.sh
 fi

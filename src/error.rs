@@ -127,6 +127,16 @@ pub enum ApiError {
         /// The `Retry-After` header, in seconds.
         retry_after_secs: u32,
     },
+    /// 429: the client has its most of something open at once (long requests from its
+    /// address, event streams of its account); retry after `retry_after_secs`, or once one
+    /// ends.
+    #[error("{message}")]
+    TooManyOpen {
+        /// What the client has too many of.
+        message: String,
+        /// The `Retry-After` header, in seconds.
+        retry_after_secs: u32,
+    },
     /// 504: a statement ran past the database's statement timeout (or was cancelled).
     /// No `Retry-After`: the same request would most likely take as long again.
     #[error("the database did not answer in time")]
@@ -162,7 +172,9 @@ impl ApiError {
             Self::Unavailable | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::DatabaseTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyRequests { .. } | Self::TooManyOpen { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -182,6 +194,7 @@ impl ApiError {
             Self::Unavailable => "database_unavailable",
             Self::Unauthorized { .. } => "unauthorized",
             Self::TooManyRequests { .. } => "too_many_requests",
+            Self::TooManyOpen { .. } => "too_many_open",
             Self::Overloaded { .. } => "overloaded",
             Self::DatabaseTimeout => "database_timeout",
             Self::Internal => "internal",
@@ -202,6 +215,9 @@ impl ApiError {
         match self {
             Self::Unavailable => Some((header::RETRY_AFTER, HeaderValue::from_static("1"))),
             Self::Overloaded {
+                retry_after_secs, ..
+            }
+            | Self::TooManyOpen {
                 retry_after_secs, ..
             } => Some((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs))),
             Self::MethodNotAllowed { allow } => {

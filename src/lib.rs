@@ -43,12 +43,14 @@ pub mod auth;
 /// names it `pgbridge::awsgi` without a second dependency.
 pub use awsgi;
 pub mod backoff;
+pub mod bulkhead;
 pub mod config;
 pub mod db;
 mod drain;
 pub mod embedded_pg;
 pub mod error;
 mod http_edge;
+pub mod keyed_limit;
 pub mod metrics;
 mod request_log;
 pub mod routes;
@@ -85,6 +87,9 @@ pub struct AppState {
     pub reads: ReadRouter,
     /// Set once [`shutdown`](Self::shutdown) began: `/readyz` answers 503 from then on.
     pub draining: Arc<AtomicBool>,
+    /// Each class of route's share of the pool and of the long requests (see
+    /// [`bulkhead`]).
+    pub bulkheads: bulkhead::Bulkheads,
 }
 
 impl AppState {
@@ -98,7 +103,9 @@ impl AppState {
         let db = Db::connect(&config.db())?;
         let reads = ReadRouter::new(db.clone(), &config.read_route(), &config.db())?;
         let apps = Apps::start(&db, &config);
+        let bulkheads = bulkhead::Bulkheads::new(config.bulkheads());
         let mut metrics = Metrics::default();
+        metrics.register_collector(bulkheads.clone());
         metrics.register_collector(DbGauges(db.clone()));
         apps.register_metrics(&mut metrics);
         Ok(Self {
@@ -108,6 +115,7 @@ impl AppState {
             metrics: Arc::new(metrics),
             reads,
             draining: Arc::new(AtomicBool::new(false)),
+            bulkheads,
         })
     }
 

@@ -253,6 +253,24 @@ impl Collector for ConnectionGauges {
             "Times the connection cap was reached and accepting paused.",
             c.cap_reached(),
         )?;
+        counter(
+            &mut e,
+            "pgbridge_http_connections_evicted",
+            "Connections closed at the cap to make room, each serving a long anonymous request.",
+            c.evicted(),
+        )?;
+        counter(
+            &mut e,
+            "pgbridge_http_connections_address_refused",
+            "Connections answered 429 and closed: their address had MAX_CONNECTIONS_PER_ADDRESS open.",
+            c.address_refused(),
+        )?;
+        counter(
+            &mut e,
+            "pgbridge_http_malformed_requests",
+            "Requests that could not be parsed, answered 400, 414 or 431 by the server.",
+            c.malformed(),
+        )?;
         let mut timed_out = e.encode_descriptor(
             "pgbridge_http_connections_timed_out",
             "Connections closed by the server: headers too slow, or idle.",

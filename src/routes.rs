@@ -39,6 +39,7 @@ use serde::Serialize;
 use tower::Layer;
 
 use crate::AppState;
+use crate::bulkhead::RouteClass;
 use awsgi::{Application, AwsgiLayer, Validator};
 
 /// Builds a route's axum service when the router is built.
@@ -57,6 +58,8 @@ pub struct Route {
     pub query: &'static str,
     /// What it does, in one line (the index's `description`).
     pub summary: &'static str,
+    /// What it costs while it runs: the share it is held to (see [`crate::bulkhead`]).
+    pub class: RouteClass,
     build: Build,
 }
 
@@ -67,6 +70,7 @@ impl fmt::Debug for Route {
             .field("path", &self.path)
             .field("query", &self.query)
             .field("summary", &self.summary)
+            .field("class", &self.class)
             .finish_non_exhaustive()
     }
 }
@@ -144,6 +148,7 @@ impl Route {
             path,
             query: "",
             summary,
+            class: RouteClass::Short,
             build: Box::new(build),
         }
     }
@@ -151,6 +156,23 @@ impl Route {
     /// Sets the query string the index shows after the path (`"seconds=N"`).
     pub fn query(mut self, query: &'static str) -> Self {
         self.query = query;
+        self
+    }
+
+    /// Declares the route's class, which holds it to its share of the pool and of long
+    /// requests ([`crate::bulkhead`]); routes are [`RouteClass::Short`] unless they say.
+    ///
+    /// ```
+    /// use http::Method;
+    /// use pgbridge::bulkhead::RouteClass;
+    /// use pgbridge::routes::Route;
+    ///
+    /// let route = Route::handler(&[Method::GET], "/slow", "sleeps", || async { "" })
+    ///     .class(RouteClass::AnonymousLong);
+    /// assert_eq!(route.class, RouteClass::AnonymousLong);
+    /// ```
+    pub fn class(mut self, class: RouteClass) -> Self {
+        self.class = class;
         self
     }
 
@@ -263,7 +285,12 @@ pub(crate) fn mount(
             validate,
             methods,
         };
-        router = router.route(route.path, (route.build)(&mount));
+        let served = (route.build)(&mount);
+        let served = match route.class {
+            RouteClass::Short => served,
+            class => served.route_layer(state.bulkheads.layer(class)),
+        };
+        router = router.route(route.path, served);
     }
     (router, listing)
 }

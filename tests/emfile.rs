@@ -39,6 +39,8 @@ async fn out_of_descriptors_the_server_keeps_serving_and_recovers() {
         idle_timeout: Duration::from_secs(60),
         // Far above the descriptor limit: accept itself must fail.
         max_connections: 100_000,
+        // Every client here is 127.0.0.1.
+        max_connections_per_address: 0,
     };
     let server = Server::new(listener, router, limits, stats.clone());
     tokio::spawn(server.run(std::future::pending(), Duration::from_secs(1)));

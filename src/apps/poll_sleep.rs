@@ -26,7 +26,9 @@ pub fn routes() -> Vec<crate::routes::Route> {
             "sleeps N seconds (0-30) through fdevent timeouts, streaming a line a second",
             app,
         )
-        .query("seconds=N"),
+        .query("seconds=N")
+        // Anonymous and up to 30 s long: the first to go at the connection cap.
+        .class(crate::bulkhead::RouteClass::AnonymousLong),
     ]
 }
 

@@ -46,7 +46,9 @@ pub fn routes() -> Vec<crate::routes::Route> {
             "waits inside Postgres (pg_sleep, 0-10 s) and returns the rows it read; the request suspends on the socket",
             app,
         )
-        .query("delay=SECONDS"),
+        .query("delay=SECONDS")
+        // Anonymous, and it holds a pooled connection for up to 10 s: a bounded share.
+        .class(crate::bulkhead::RouteClass::AnonymousDb),
     ]
 }
 

@@ -104,6 +104,18 @@ pub struct Config {
     #[arg(long, env = "EVENTS_MAX_STREAMS", default_value_t = 20_000)]
     pub events_max_streams: usize,
 
+    /// Most open `/notes/events` streams of one account; past it a new one is answered 429
+    /// with `Retry-After`.
+    #[arg(long, env = "EVENTS_MAX_STREAMS_PER_ACCOUNT", default_value_t = 32)]
+    pub events_max_streams_per_account: usize,
+
+    /// Most `/notes/events` streams opening at once (authenticating, checking the note,
+    /// reading the first page), so reopening streams cannot take the pool; others queue
+    /// for their turn (up to `REQUEST_TIMEOUT_MS`). `0`: a quarter of `DB_POOL_SIZE` (at
+    /// least 1).
+    #[arg(long, env = "EVENTS_MAX_OPENING", default_value_t = 0)]
+    pub events_max_opening: usize,
+
     /// Most event-stream catch-up queries (replay pages) running at once, so that replays
     /// cannot take the whole pool.
     #[arg(long, env = "EVENTS_MAX_CATCHUPS", default_value_t = 4)]
@@ -149,6 +161,24 @@ pub struct Config {
     /// Lowered at start-up to fit the file-descriptor limit (less a reserve for Postgres).
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+
+    /// Most open client connections from one address (the TCP peer's); past it a new one
+    /// is answered 429 and closed. `0`: no limit. Behind a proxy every connection comes
+    /// from the proxy's address: raise it above the proxy's connections, or set 0.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]
+    pub max_connections_per_address: usize,
+
+    /// Most long-running requests (the seed demos, event streams) at once from one client
+    /// address; past it they are answered 429 with `Retry-After`. `0`: no limit.
+    #[arg(long, env = "MAX_LONG_REQUESTS_PER_ADDRESS", default_value_t = 64)]
+    pub max_long_requests_per_address: usize,
+
+    /// Most anonymous requests holding a pooled connection for long at once
+    /// (`/seed/postgres-async`), so they cannot take the connections signed-in requests
+    /// need; past it they are answered 503 with `Retry-After` at once. `0`: a quarter of
+    /// `DB_POOL_SIZE` (at least 1).
+    #[arg(long, env = "ANONYMOUS_DB_REQUESTS", default_value_t = 0)]
+    pub anonymous_db_requests: usize,
 
     /// Apply pending migrations at start-up (`MIGRATE=false` or `--no-migrate` to skip).
     #[arg(long, env = "MIGRATE", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]

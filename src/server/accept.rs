@@ -4,18 +4,28 @@
 //! When the cap is reached, it raises *pressure*, which every connection watches: idle
 //! connections and request heads get a second at most (see `conn.rs`), so slots free
 //! quickly for clients that send requests. Pressure drops once a tenth of the slots are free.
+//! And while at the cap, each client that connects makes one connection serving a long
+//! anonymous request close (`evict.rs`), oldest first (its own address's first): those are
+//! the first to go, not only idle ones.
+//!
+//! A client address with `max_connections_per_address` connections open gets its next
+//! one answered 429 and closed at once, so one address cannot fill the cap.
 
 use std::io;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use tokio::net::TcpListener;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
+use super::evict::{Connection, Evictions};
 use super::stats::ConnectionStats;
-use super::{Limits, Phase, conn};
+use super::{Limits, Phase, conn, reject};
 use crate::backoff::Backoff;
+use crate::keyed_limit::KeyedLimit;
 
 /// Pauses between accepts while descriptors are exhausted: from 10 ms, doubling, up to 1 s.
 const BACKOFF: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
@@ -40,9 +50,13 @@ pub(crate) async fn run(
     let mut backoff = BACKOFF;
     let mut starved = false;
     let mut cap_log = RateLimitedLog::default();
+    let evictions = Arc::new(Evictions::default());
+    let per_address = KeyedLimit::<IpAddr>::new(limits.max_connections_per_address);
+    let mut address_log = RateLimitedLog::default();
+    let refusals = Arc::new(Semaphore::new(REFUSALS_LINGERING));
     loop {
-        let permit = match permits.clone().try_acquire_owned() {
-            Ok(permit) => permit,
+        let (permit, waiting) = match permits.clone().try_acquire_owned() {
+            Ok(permit) => (Some(permit), None),
             Err(_) => {
                 stats.on_cap_reached();
                 // Wake the watchdogs only when pressure begins, not on every hit of the cap.
@@ -52,24 +66,54 @@ pub(crate) async fn run(
                     tracing::warn!(
                         max_connections = limits.max_connections,
                         times_since_last_log = cap_log.take_count(),
-                        "connection cap reached; not accepting until a connection closes"
+                        "connection cap reached; new connections wait until one closes \
+                         (long anonymous requests are closed first)"
                     );
                 }
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    return;
+                // Wait for a slot; or for a client, which is taken (one descriptor of the
+                // reserve) and makes the oldest long anonymous request go, if there is one.
+                let (permit, waiting) = tokio::select! {
+                    permit = permits.clone().acquire_owned() => match permit {
+                        Ok(permit) => (Some(permit), None),
+                        Err(_) => return,
+                    },
+                    accepted = listener.accept() => {
+                        // A client its address's limit refuses gets no slot and evicts
+                        // nothing: it is refused below, at once.
+                        let admissible = accepted.as_ref().is_ok_and(|(_, remote)| {
+                            per_address.max() == 0
+                                || per_address.held(&remote.ip()) < per_address.max()
+                        });
+                        if !admissible {
+                            (None, Some(accepted))
+                        } else {
+                            if let Ok((_, remote)) = &accepted
+                                && evictions.evict_for(remote.ip())
+                            {
+                                stats.on_evicted();
+                            }
+                            match permits.clone().acquire_owned().await {
+                                Ok(permit) => (Some(permit), Some(accepted)),
+                                Err(_) => return,
+                            }
+                        }
+                    }
                 };
                 if loud {
                     tracing::info!("below the connection cap; accepting again");
                 }
-                permit
+                (permit, waiting)
             }
         };
-        let accepted = loop {
-            // Look at the pressure once a second even when no one connects.
-            match tokio::time::timeout(Duration::from_secs(1), listener.accept()).await {
-                Ok(accepted) => break accepted,
-                Err(_) => relieved(&pressure),
-            }
+        let accepted = match waiting {
+            Some(accepted) => accepted,
+            None => loop {
+                // Look at the pressure once a second even when no one connects.
+                match tokio::time::timeout(Duration::from_secs(1), listener.accept()).await {
+                    Ok(accepted) => break accepted,
+                    Err(_) => relieved(&pressure),
+                }
+            },
         };
         let (stream, remote) = match accepted {
             Ok(accepted) => accepted,
@@ -104,10 +148,34 @@ pub(crate) async fn run(
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(error = %err, "could not set TCP_NODELAY");
         }
+        let Some(address_permit) = per_address.try_acquire(remote.ip()) else {
+            stats.on_address_refused();
+            if address_log.should_log() {
+                tracing::warn!(
+                    %remote,
+                    max_connections_per_address = limits.max_connections_per_address,
+                    times_since_last_log = address_log.take_count(),
+                    "connection refused: too many open from its address"
+                );
+            }
+            // A refused connection takes no slot under the cap.
+            drop(permit);
+            refuse(stream, &refusals);
+            continue;
+        };
+        let permit = match permit {
+            Some(permit) => permit,
+            // Accepted at the cap while its address was full; it has room now.
+            None => match permits.clone().acquire_owned().await {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+        };
         stats.on_open();
         let task = conn::serve(
             stream,
             remote,
+            Connection::new(evictions.clone(), remote.ip()),
             router.clone(),
             limits.clone(),
             stats.clone(),
@@ -118,9 +186,53 @@ pub(crate) async fn run(
         tokio::spawn(async move {
             task.await;
             stats.on_close();
+            drop(address_permit);
             drop(permit);
         });
     }
+}
+
+/// Refused connections that may linger at once to deliver their 429 (each holds a
+/// descriptor for at most [`REFUSE_WRITE_TIMEOUT`] + [`REFUSE_LINGER`]); past that, refused
+/// connections get their 429 only if the socket takes it at once, then close.
+const REFUSALS_LINGERING: usize = 32;
+/// How long a refused connection gets to take its 429.
+const REFUSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long it then waits for the client to close, reading what it sent.
+const REFUSE_LINGER: Duration = Duration::from_millis(250);
+
+/// Answers a connection over its address's limit with 429 and closes it. The request is
+/// not read: the answer says why, and `Connection: close` that this connection is done.
+fn refuse(stream: TcpStream, refusals: &Arc<Semaphore>) {
+    let (bytes, _id) = reject::response(
+        http::StatusCode::TOO_MANY_REQUESTS,
+        "too_many_connections",
+        "too many connections from your address; close some and retry",
+        &[("retry-after", "1")],
+    );
+    let Ok(turn) = refusals.clone().try_acquire_owned() else {
+        // A new socket's send buffer takes a few hundred bytes at once.
+        let _ = stream.try_write(&bytes);
+        return;
+    };
+    tokio::spawn(async move {
+        let mut stream = stream;
+        let write = async {
+            stream.write_all(&bytes).await?;
+            stream.shutdown().await
+        };
+        if let Ok(Ok(())) = tokio::time::timeout(REFUSE_WRITE_TIMEOUT, write).await {
+            // Read what the client sent until it closes: closing with unread data would send
+            // a reset, which can destroy the answer before the client reads it.
+            let drain = async {
+                let mut sink = [0u8; 1024];
+                while tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await? > 0 {}
+                Ok::<(), io::Error>(())
+            };
+            let _ = tokio::time::timeout(REFUSE_LINGER, drain).await;
+        }
+        drop(turn);
+    });
 }
 
 /// `EMFILE`/`ENFILE` (and the kernel's out-of-memory answers): retrying at once would spin.

@@ -6,6 +6,12 @@
 //! socket records when the first byte of a request head arrives, the service records when a
 //! request starts and when its response is done, and the connection task closes the
 //! connection when either bound is passed with no request in flight.
+//!
+//! The connection also ends when the accept loop evicts it ([`Connection`], at the cap),
+//! and hyper's own bodiless answer to a request it cannot parse (400, 414, 431) is
+//! replaced, as it is written, by the service's JSON error with an `X-Request-Id`
+//! (`reject.rs`): hyper offers no hook for that answer, but it is the only response written
+//! with no request in flight that lacks the router's `X-Request-Id`.
 
 use std::convert::Infallible;
 use std::io;
@@ -26,13 +32,17 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
+use super::evict::Connection;
+use super::reject;
 use super::stats::{ConnectionStats, TimedOut};
 use super::{Limits, Phase};
 
 /// Serves one connection until it ends, times out, or the server aborts it.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn serve(
     stream: TcpStream,
     remote: SocketAddr,
+    connection: Connection,
     router: Router,
     limits: Limits,
     stats: Arc<ConnectionStats>,
@@ -43,12 +53,17 @@ pub(crate) async fn serve(
     let io = TokioIo::new(Watched {
         inner: stream,
         activity: activity.clone(),
+        remote,
+        stats: stats.clone(),
+        replacement: None,
     });
     let service = {
         let activity = activity.clone();
+        let connection = connection.clone();
         hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
             let in_flight = InFlight::begin(activity.clone());
             request.extensions_mut().insert(ConnectInfo(remote));
+            request.extensions_mut().insert(connection.clone());
             let response = router.clone().oneshot(request);
             async move {
                 let response = match response.await {
@@ -100,6 +115,11 @@ pub(crate) async fn serve(
                     // Dropping `conn` drops the request futures: queries are cancelled.
                     Phase::Aborting => return,
                 }
+            }
+            // At the cap, this connection's long anonymous request was chosen to make room.
+            () = connection.evicted() => {
+                tracing::debug!(%remote, "closing a long anonymous request at the connection cap");
+                return;
             }
             // A request head began: the header deadline may be sooner than the one armed.
             () = activity.head_started.notified() => {}
@@ -154,6 +174,11 @@ impl Activity {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether no request is in flight: a response head written now is hyper's own.
+    fn is_between_requests(&self) -> bool {
+        self.lock().in_flight == 0
     }
 
     fn on_read(&self) {
@@ -264,11 +289,66 @@ impl<B: http_body::Body> http_body::Body for Tracked<B> {
 }
 
 pin_project! {
-    /// The socket, noting when bytes arrive.
+    /// The socket, noting when bytes arrive, and replacing hyper's own error answer.
     struct Watched {
         #[pin]
         inner: TcpStream,
         activity: Arc<Activity>,
+        remote: SocketAddr,
+        stats: Arc<ConnectionStats>,
+        // Set once hyper wrote its bare 400/414/431: our answer and how much of it is
+        // written. From then on, whatever hyper writes is dropped (it closes next).
+        replacement: Option<Replacement>,
+    }
+}
+
+/// The service's answer in place of hyper's, being written.
+#[derive(Debug)]
+struct Replacement {
+    bytes: Vec<u8>,
+    written: usize,
+}
+
+impl Watched {
+    /// Looks at what hyper writes: its own error answer starts a [`Replacement`].
+    fn intercept(self: Pin<&mut Self>, written: &[u8]) {
+        let this = self.project();
+        if this.replacement.is_some() {
+            return;
+        }
+        // The byte compares first: most writes fail them, and need no lock.
+        if let Some(status) = reject::hyper_error_status(written)
+            && this.activity.is_between_requests()
+        {
+            let (bytes, request_id) = reject::parse_error(status);
+            this.stats.on_malformed();
+            tracing::info!(
+                remote = %this.remote,
+                status = status.as_u16(),
+                %request_id,
+                "refused a request that could not be parsed"
+            );
+            *this.replacement = Some(Replacement { bytes, written: 0 });
+        }
+    }
+
+    /// Writes the rest of the replacement, if any: `Ready(Ok(true))` once it is all
+    /// written (hyper's bytes are then dropped), `Ready(Ok(false))` when there is none.
+    fn poll_replacement(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        let mut this = self.project();
+        let Some(replacement) = this.replacement.as_mut() else {
+            return Poll::Ready(Ok(false));
+        };
+        while replacement.written < replacement.bytes.len() {
+            let rest = &replacement.bytes[replacement.written..];
+            match this.inner.as_mut().poll_write(cx, rest) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => replacement.written += n,
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(true))
     }
 }
 
@@ -290,30 +370,51 @@ impl AsyncRead for Watched {
 
 impl AsyncWrite for Watched {
     fn poll_write(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write(cx, buf)
+        self.as_mut().intercept(buf);
+        match self.as_mut().poll_replacement(cx) {
+            Poll::Ready(Ok(false)) => self.project().inner.poll_write(cx, buf),
+            Poll::Ready(Ok(true)) => Poll::Ready(Ok(buf.len())),
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     fn poll_write_vectored(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write_vectored(cx, bufs)
+        let mut written = bufs.iter().filter(|b| !b.is_empty());
+        if let (Some(first), None) = (written.next(), written.next()) {
+            self.as_mut().intercept(first);
+        }
+        match self.as_mut().poll_replacement(cx) {
+            Poll::Ready(Ok(false)) => self.project().inner.poll_write_vectored(cx, bufs),
+            Poll::Ready(Ok(true)) => Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum())),
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Err(err) = std::task::ready!(self.as_mut().poll_replacement(cx)) {
+            return Poll::Ready(Err(err));
+        }
         self.project().inner.poll_flush(cx)
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Err(err) = std::task::ready!(self.as_mut().poll_replacement(cx)) {
+            return Poll::Ready(Err(err));
+        }
         self.project().inner.poll_shutdown(cx)
     }
 }
@@ -327,6 +428,7 @@ mod tests {
             header_read_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(5),
             max_connections: 10,
+            max_connections_per_address: 0,
         }
     }
 
@@ -336,6 +438,7 @@ mod tests {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10,
+            max_connections_per_address: 0,
         };
         let activity = Arc::new(Activity::new());
         let now = Instant::now();

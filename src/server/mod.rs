@@ -2,13 +2,15 @@
 //!
 //! | file | job |
 //! | --- | --- |
-//! | `accept.rs` | accept under the connection cap; back off when out of file descriptors |
-//! | `conn.rs` | one connection: hyper HTTP/1.1, header-read and idle timeouts, drain/abort |
+//! | `accept.rs` | accept under the connection cap and the per-address limit; evict at the cap; back off when out of file descriptors |
+//! | `conn.rs` | one connection: hyper HTTP/1.1, header-read and idle timeouts, drain/abort, eviction, hyper's 400/414/431 replaced |
+//! | `evict.rs` | [`Connection`]: which connections go first at the cap (long anonymous requests) |
+//! | `reject.rs` | answers the server writes itself (JSON error shape, `X-Request-Id`) |
 //! | `shutdown.rs` | the graceful stop: stop accepting, drain, abort at the grace deadline |
 //! | `stats.rs` | connection counters for `/metrics` |
 //! | `fd_limit.rs` | raise `RLIMIT_NOFILE`; fit the cap under it |
 //!
-//! Handlers see `ConnectInfo<SocketAddr>`, and TCP_NODELAY is set on every connection, as
+//! Handlers see `ConnectInfo<SocketAddr>` and the [`Connection`] extension, and TCP_NODELAY is set on every connection, as
 //! with `axum::serve(..).into_make_service_with_connect_info::<SocketAddr>()`.
 //!
 //! ```no_run
@@ -22,6 +24,7 @@
 //!     header_read_timeout: Duration::from_secs(10),
 //!     idle_timeout: Duration::from_secs(60),
 //!     max_connections: 10_000,
+//!     max_connections_per_address: 256,
 //! };
 //! let stopped = Server::new(listener, router, limits, Arc::new(ConnectionStats::default()))
 //!     .run(async { let _ = tokio::signal::ctrl_c().await; }, Duration::from_secs(30))
@@ -32,12 +35,15 @@
 
 mod accept;
 mod conn;
+mod evict;
 mod fd_limit;
+mod reject;
 mod shutdown;
 mod stats;
 
 use std::time::Duration;
 
+pub use evict::{Connection, Evictable};
 pub use fd_limit::{RESERVED_DESCRIPTORS, connection_cap, raise_nofile_limit};
 pub use shutdown::{Server, Stopped};
 pub use stats::{ConnectionStats, TimedOut};
@@ -51,6 +57,9 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Most connections open at once.
     pub max_connections: usize,
+    /// Most connections open at once from one client address (`0`: no limit); past it a
+    /// new connection is answered 429 and closed.
+    pub max_connections_per_address: usize,
 }
 
 /// Where the server is in its life; connection tasks watch it.

@@ -20,6 +20,9 @@ pub struct ConnectionStats {
     header_timeouts: AtomicU64,
     idle_timeouts: AtomicU64,
     cap_reached: AtomicU64,
+    evicted: AtomicU64,
+    address_refused: AtomicU64,
+    malformed: AtomicU64,
 }
 
 impl ConnectionStats {
@@ -49,6 +52,34 @@ impl ConnectionStats {
     /// Times the connection cap was reached (accepting paused).
     pub fn cap_reached(&self) -> u64 {
         self.cap_reached.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed at the cap to make room: each was serving a long anonymous
+    /// request (see [`crate::server::Connection::evictable`]).
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
+    }
+
+    /// Connections answered 429 and closed because their address had too many open.
+    pub fn address_refused(&self) -> u64 {
+        self.address_refused.load(Ordering::Relaxed)
+    }
+
+    /// Requests hyper could not parse (answered 400, 414 or 431 and closed).
+    pub fn malformed(&self) -> u64 {
+        self.malformed.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn on_evicted(&self) {
+        self.evicted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn on_address_refused(&self) {
+        self.address_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn on_malformed(&self) {
+        self.malformed.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn on_open(&self) {

@@ -147,6 +147,8 @@ async fn readyz_reports_busy_not_down_when_the_pool_is_full() {
         c.db_pool_size = 1;
         c.db_pool_timeout_ms = 300;
         c.ready_timeout_ms = 500;
+        // Past the pool, not the anonymous share (tests/api/bulkheads.rs tests that).
+        c.anonymous_db_requests = 2;
     })
     .await;
     let addr = service.addr;

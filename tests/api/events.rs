@@ -53,7 +53,8 @@ fn ids(events: &[Event]) -> Vec<i64> {
 
 #[tokio::test]
 async fn every_subscriber_gets_every_change_in_order() {
-    let service = service(|_| {}).await;
+    // Fifty streams of the harness account: past the per-account default (tests/api/bulkheads.rs).
+    let service = service(|c| c.events_max_streams_per_account = 64).await;
     let mut streams = Vec::new();
     for _ in 0..50 {
         let stream = sse::open(service.addr, "/notes/events", None).await;

@@ -8,6 +8,7 @@ mod common;
 mod auth;
 mod binary;
 mod browser;
+mod bulkheads;
 mod edge;
 mod embedded;
 mod event_limits;

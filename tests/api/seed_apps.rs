@@ -187,6 +187,8 @@ async fn an_exhausted_pool_answers_503_after_a_bounded_wait() {
     let service = start(|c| {
         c.db_pool_size = 1;
         c.db_pool_timeout_ms = 300;
+        // Past the pool, not the anonymous share (tests/api/bulkheads.rs tests that).
+        c.anonymous_db_requests = 2;
     })
     .await;
     let addr = service.addr;
@@ -215,7 +217,8 @@ async fn an_exhausted_pool_answers_503_after_a_bounded_wait() {
 /// 200 one-second sleeps on two worker threads finish together: they suspend, not block.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_sleeps_overlap_on_two_threads() {
-    let service = start(|_| {}).await;
+    // All from one address: past its long-request limit (tests/api/bulkheads.rs).
+    let service = start(|c| c.max_long_requests_per_address = 0).await;
     let started = Instant::now();
     let requests = (0..200).map(|_| get(service.addr, "/seed/poll-sleep?seconds=1"));
     let replies = futures_util::future::join_all(requests).await;
@@ -232,7 +235,12 @@ async fn two_hundred_sleeps_overlap_on_two_threads() {
 /// While 50 requests wait inside Postgres, the workers stay free for other requests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_answers_while_fifty_queries_wait() {
-    let service = start(|c| c.db_pool_size = 60).await;
+    let service = start(|c| {
+        c.db_pool_size = 60;
+        // Fifty anonymous sleeps at once: past the default anonymous share of the pool.
+        c.anonymous_db_requests = 60;
+    })
+    .await;
     let addr = service.addr;
     let waiting: Vec<_> = (0..50)
         .map(|_| tokio::spawn(async move { get(addr, "/seed/postgres-async?delay=2").await }))

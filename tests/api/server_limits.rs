@@ -171,28 +171,34 @@ async fn past_the_connection_cap_new_connections_wait_then_are_served() {
         None,
     )
     .await;
-    // Four connections with a request in flight (their first line read, so they are
-    // surely accepted): nothing may shed them.
+    let token = common::http::account(server.addr, "cap-streamer", "cap streamer password").await;
+    // Four signed-in event streams (their greeting read, so they are surely accepted and
+    // in flight): nothing may shed them. (Long *anonymous* requests would be evicted for
+    // the newcomer: tests/api/bulkheads.rs.)
     let mut busy = Vec::new();
     for _ in 0..4 {
         let mut stream = TcpStream::connect(server.addr).await.unwrap();
-        stream
-            .write_all(
-                b"GET /seed/poll-sleep?seconds=3 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-            )
-            .await
-            .unwrap();
+        let request = format!(
+            "GET /notes/events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
         let mut seen = Vec::new();
-        common::http::read_until(&mut stream, &mut seen, "sleeping", "poll-sleep").await;
-        busy.push((stream, seen));
+        common::http::read_until(&mut stream, &mut seen, "connected", "event stream").await;
+        busy.push(stream);
     }
     let addr = server.addr;
     let waiting = tokio::spawn(async move { get(addr, "/healthz").await });
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert!(!waiting.is_finished(), "served past the cap");
-    for (mut stream, mut seen) in busy {
-        common::http::read_until(&mut stream, &mut seen, "slept 3/3", "in-flight request").await;
+    for stream in &mut busy {
+        assert!(
+            closed_within(stream, Duration::from_millis(200))
+                .await
+                .is_none(),
+            "an in-flight stream was shed"
+        );
     }
+    drop(busy.pop());
     let reply = tokio::time::timeout(Duration::from_secs(10), waiting)
         .await
         .expect("not served once below the cap")
@@ -203,6 +209,13 @@ async fn past_the_connection_cap_new_connections_wait_then_are_served() {
             .metric("pgbridge_http_connections_cap_reached_total ")
             .await
             >= 1
+    );
+    assert_eq!(
+        server
+            .metric("pgbridge_http_connections_evicted_total ")
+            .await,
+        0,
+        "no anonymous request to evict"
     );
     let log = server.log();
     assert!(log.contains("connection cap reached"), "{log}");
@@ -316,6 +329,11 @@ fn help_lists_the_connection_settings() {
         "HEADER_READ_TIMEOUT_MS",
         "IDLE_TIMEOUT_MS",
         "MAX_CONNECTIONS",
+        "MAX_CONNECTIONS_PER_ADDRESS",
+        "MAX_LONG_REQUESTS_PER_ADDRESS",
+        "ANONYMOUS_DB_REQUESTS",
+        "EVENTS_MAX_STREAMS_PER_ACCOUNT",
+        "EVENTS_MAX_OPENING",
     ] {
         assert!(help.contains(setting), "--help lacks {setting}:\n{help}");
     }

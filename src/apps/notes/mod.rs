@@ -72,7 +72,9 @@ pub fn routes() -> Vec<Route> {
             "/notes/events",
             "note changes as server-sent events, resumable with Last-Event-ID; needs Authorization: Bearer or the session cookie",
             events::app,
-        ),
+        )
+        // Open for long: a bounded number opening at once, counted per address.
+        .class(crate::bulkhead::RouteClass::Stream),
     ]
 }
 

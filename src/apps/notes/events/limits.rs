@@ -1,5 +1,5 @@
-//! What bounds the event streams: a cap on open streams, a limit on concurrent catch-up
-//! queries, and a watchdog that drops streams whose clients stopped reading.
+//! What bounds the event streams: a cap on open streams, and on the open streams of one
+//! account, a limit on concurrent catch-up queries, and a watchdog that drops streams whose clients stopped reading.
 //!
 //! A stream whose client does not drain its socket stops being polled once the kernel's
 //! and hyper's buffers are full, so it cannot notice by itself: each stream has a [`Slot`]
@@ -14,11 +14,15 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
+use crate::keyed_limit::{KeyedLimit, KeyedPermit};
+
 /// The stream limits, from the configuration.
 #[derive(Debug, Clone)]
 pub struct StreamLimits {
     /// Most open streams.
     pub max_streams: usize,
+    /// Most open streams of one account.
+    pub max_per_account: usize,
     /// Most catch-up queries at once.
     pub max_catch_ups: usize,
     /// How long a stream may wait for its client to take a frame.
@@ -30,6 +34,7 @@ pub struct StreamLimits {
 pub struct Streams {
     limits: StreamLimits,
     open: Arc<Semaphore>,
+    per_account: KeyedLimit<i64>,
     catch_up_queries: Semaphore,
     catching_up: Arc<AtomicUsize>,
     dropped: AtomicU64,
@@ -41,6 +46,7 @@ impl Streams {
     pub fn new(limits: StreamLimits) -> Self {
         Self {
             open: Arc::new(Semaphore::new(limits.max_streams.max(1))),
+            per_account: KeyedLimit::new(limits.max_per_account.max(1)),
             catch_up_queries: Semaphore::new(limits.max_catch_ups.max(1)),
             catching_up: Arc::new(AtomicUsize::new(0)),
             dropped: AtomicU64::new(0),
@@ -49,18 +55,31 @@ impl Streams {
         }
     }
 
-    /// A place for one more stream, or `None` at the cap.
-    pub fn open(&self) -> Option<Arc<Slot>> {
-        let permit = Arc::clone(&self.open).try_acquire_owned().ok()?;
+    /// A place for one more stream of `account`, or why not.
+    pub fn open(&self, account: i64) -> Result<Arc<Slot>, Full> {
+        let mine = self.per_account.try_acquire(account).ok_or(Full::Account)?;
+        let permit = Arc::clone(&self.open)
+            .try_acquire_owned()
+            .map_err(|_| Full::Process)?;
         let slot = Arc::new(Slot {
-            permit: Mutex::new(Some(permit)),
+            permit: Mutex::new(Some((permit, mine))),
             waiting_since: AtomicU64::new(0),
             dropped: AtomicBool::new(false),
             catching_up: AtomicBool::new(false),
             catching_up_count: Arc::clone(&self.catching_up),
         });
         self.lock_slots().push(Arc::downgrade(&slot));
-        Some(slot)
+        Ok(slot)
+    }
+
+    /// The most open streams of one account.
+    pub fn max_per_account(&self) -> usize {
+        self.per_account.max()
+    }
+
+    /// Open streams of `account`.
+    pub fn open_streams_of(&self, account: i64) -> usize {
+        self.per_account.held(&account)
     }
 
     /// Waits for a turn to run one catch-up query.
@@ -144,10 +163,20 @@ impl Streams {
     }
 }
 
-/// One stream's place under the cap, and its stall clock.
+/// Why [`Streams::open`] refused a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    /// The process has `EVENTS_MAX_STREAMS` open.
+    Process,
+    /// The account has `EVENTS_MAX_STREAMS_PER_ACCOUNT` open.
+    Account,
+}
+
+/// One stream's place under the caps (the process's and its account's), and its stall
+/// clock.
 #[derive(Debug)]
 pub struct Slot {
-    permit: Mutex<Option<OwnedSemaphorePermit>>,
+    permit: Mutex<Option<(OwnedSemaphorePermit, KeyedPermit<i64>)>>,
     /// Milliseconds (see [`now_ms`]) since the stream handed over a frame and was not
     /// polled again; 0 while it is being polled.
     waiting_since: AtomicU64,
@@ -216,9 +245,31 @@ fn now_ms() -> u64 {
 mod tests {
     use super::*;
 
+    #[test]
+    fn one_account_cannot_take_the_cap() {
+        let streams = Arc::new(Streams::new(StreamLimits {
+            max_streams: 10,
+            max_per_account: 2,
+            max_catch_ups: 1,
+            stall_timeout: Duration::from_secs(60),
+        }));
+        let first = streams.open(7).unwrap();
+        let _second = streams.open(7).unwrap();
+        assert_eq!(streams.open(7).unwrap_err(), Full::Account);
+        assert!(streams.open(8).is_ok(), "another account is not affected");
+        assert_eq!(streams.open_streams_of(7), 2);
+        first.handed_over();
+        drop(first);
+        assert!(
+            streams.open(7).is_ok(),
+            "a closed stream frees its account's place"
+        );
+    }
+
     fn streams(max: usize, stall: Duration) -> Arc<Streams> {
         Arc::new(Streams::new(StreamLimits {
             max_streams: max,
+            max_per_account: max,
             max_catch_ups: 1,
             stall_timeout: stall,
         }))
@@ -227,19 +278,19 @@ mod tests {
     #[test]
     fn the_cap_holds_and_closing_frees_a_place() {
         let streams = streams(2, Duration::from_secs(60));
-        let a = streams.open().unwrap();
-        let _b = streams.open().unwrap();
-        assert!(streams.open().is_none());
+        let a = streams.open(1).unwrap();
+        let _b = streams.open(1).unwrap();
+        assert_eq!(streams.open(2).unwrap_err(), Full::Process);
         assert_eq!(streams.open_streams(), 2);
         drop(a);
-        assert!(streams.open().is_some());
+        assert!(streams.open(1).is_ok());
     }
 
     #[test]
     fn only_a_stream_waiting_to_be_polled_is_dropped() {
         let streams = streams(2, Duration::from_millis(20));
-        let stalled = streams.open().unwrap();
-        let idle = streams.open().unwrap();
+        let stalled = streams.open(1).unwrap();
+        let idle = streams.open(1).unwrap();
         stalled.handed_over();
         idle.handed_over();
         idle.polled();
@@ -254,9 +305,9 @@ mod tests {
     fn catch_ups_are_counted_until_done_dropped_or_closed() {
         let streams = streams(3, Duration::from_millis(20));
         let (a, b, c) = (
-            streams.open().unwrap(),
-            streams.open().unwrap(),
-            streams.open().unwrap(),
+            streams.open(1).unwrap(),
+            streams.open(1).unwrap(),
+            streams.open(1).unwrap(),
         );
         for slot in [&a, &b, &c] {
             slot.set_catching_up(true);

@@ -181,6 +181,7 @@ impl Feed {
     pub fn start(listener: Listener<Broadcast>, db: &Db, config: &Config) -> Self {
         let streams = Arc::new(Streams::new(StreamLimits {
             max_streams: config.events_max_streams,
+            max_per_account: config.events_max_streams_per_account,
             max_catch_ups: config.events_max_catchups,
             stall_timeout: Duration::from_millis(config.events_stall_timeout_ms),
         }));
@@ -249,16 +250,34 @@ pub async fn app(environ: Environ, start_response: StartResponse) -> Result<Body
             return Err(ApiError::not_found(format!("no note with id {note}")).into());
         }
     }
-    let slot = feed.streams.open().ok_or_else(|| {
-        tracing::warn!(
-            open = feed.streams.open_streams(),
-            "event stream refused: too many open streams"
-        );
-        ApiError::Overloaded {
-            message: "too many open event streams; retry later".into(),
-            retry_after_secs: FULL_RETRY_AFTER_SECS,
-        }
-    })?;
+    let slot = feed
+        .streams
+        .open(principal.account_id)
+        .map_err(|full| match full {
+            limits::Full::Process => {
+                tracing::warn!(
+                    open = feed.streams.open_streams(),
+                    "event stream refused: too many open streams"
+                );
+                ApiError::Overloaded {
+                    message: "too many open event streams; retry later".into(),
+                    retry_after_secs: FULL_RETRY_AFTER_SECS,
+                }
+            }
+            limits::Full::Account => {
+                tracing::debug!(
+                    account = principal.account_id,
+                    "event stream refused: the account has its most open"
+                );
+                ApiError::TooManyOpen {
+                    message: format!(
+                        "this account has {} event streams open, the most allowed; close one and retry",
+                        feed.streams.max_per_account()
+                    ),
+                    retry_after_secs: FULL_RETRY_AFTER_SECS,
+                }
+            }
+        })?;
 
     // Subscribe before reading the table: whatever commits after the read is then sure to
     // arrive live, and what arrives twice is dropped by id.
