@@ -4,6 +4,7 @@ use deadpool_postgres::PoolError;
 use tokio_postgres::error::SqlState;
 
 use super::connect::ConnectError;
+use super::failover::{self, Sign};
 
 /// A database failure, classified for the HTTP edge.
 ///
@@ -15,6 +16,12 @@ pub enum DbError {
     /// connection came free within the wait timeout. Worth retrying shortly (503).
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The server refused a write as read-only (SQLSTATE `25006`): it is a standby now (a
+    /// failover moved the primary) or `default_transaction_read_only` is on. Worth retrying
+    /// shortly (503): the connection it happened on is not reused (see
+    /// [`failover`](super::failover)), so the retry goes to the primary, once there is one.
+    #[error("database is read-only: {0}")]
+    ReadOnly(String),
     /// The statement ran past `statement_timeout`, or was cancelled.
     #[error("database statement timed out or was cancelled")]
     Timeout(#[source] tokio_postgres::Error),
@@ -44,7 +51,7 @@ impl DbError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            Self::Unavailable(_) | Self::Timeout(_) | Self::Connect(_)
+            Self::Unavailable(_) | Self::ReadOnly(_) | Self::Timeout(_) | Self::Connect(_)
         )
     }
 
@@ -61,14 +68,19 @@ impl DbError {
 
 impl From<tokio_postgres::Error> for DbError {
     fn from(err: tokio_postgres::Error) -> Self {
-        if err.is_closed() {
+        if err.is_closed() || is_io(&err) {
+            failover::mark(Sign::ConnectionLost);
             return Self::Unavailable(describe(&err));
         }
         let Some(db) = err.as_db_error() else {
-            // No server error: an I/O failure or a protocol failure on the wire.
+            // No server error: a protocol failure on the wire, or a row that did not fit.
             return Self::Unavailable(describe(&err));
         };
         let code = db.code();
+        if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
+            failover::mark(Sign::ReadOnly);
+            return Self::ReadOnly(describe(&err));
+        }
         if *code == SqlState::QUERY_CANCELED {
             return Self::Timeout(err);
         }
@@ -88,10 +100,26 @@ impl From<tokio_postgres::Error> for DbError {
             || *code == SqlState::CRASH_SHUTDOWN
             || *code == SqlState::CANNOT_CONNECT_NOW
         {
+            if *code == SqlState::ADMIN_SHUTDOWN || *code == SqlState::CRASH_SHUTDOWN {
+                // The server is going away (Patroni stopping or demoting it).
+                failover::mark(Sign::ConnectionLost);
+            }
             return Self::Unavailable(describe(&err));
         }
         Self::Query(err)
     }
+}
+
+/// Whether the connection broke on the wire (reset, broken pipe, end of file).
+fn is_io(err: &tokio_postgres::Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// The driver's error with its causes (tokio-postgres' `Display` says only "db error"),

@@ -12,6 +12,7 @@ mod edge;
 mod embedded;
 mod event_limits;
 mod events;
+mod failover;
 mod harness_smoke;
 mod logs;
 mod migrations;

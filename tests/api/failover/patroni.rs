@@ -1,0 +1,1 @@
+//! Patroni + etcd + HAProxy on loopback (filled in below).
