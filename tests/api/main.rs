@@ -20,6 +20,7 @@ mod notes;
 mod notes_props;
 mod openapi;
 mod ownership;
+mod prometheus;
 mod resilience;
 mod scale;
 mod seed_apps;
