@@ -254,7 +254,10 @@ impl ApiError {
 impl From<DbError> for ApiError {
     fn from(err: DbError) -> Self {
         match &err {
-            DbError::Unavailable(_) | DbError::ReadOnly(_) | DbError::Connect(_) => {
+            DbError::Unavailable(_)
+            | DbError::ReadOnly(_)
+            | DbError::ConnectionLost(_)
+            | DbError::Connect(_) => {
                 crate::unavailable_log::warn_error("database unavailable", &err);
                 Self::Unavailable
             }

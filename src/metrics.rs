@@ -212,7 +212,7 @@ impl Collector for DbGauges {
             "Statements refused (503) because every shared connection was full.",
             shared.rejected(),
         )?;
-        let signs = crate::db::failover::counts();
+        let signs = self.0.failover().counts();
         counter(
             &mut e,
             "pgbridge_db_read_only_errors",

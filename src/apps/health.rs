@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 
-use crate::db::failover::{self, Sign};
+use crate::db::failover::Sign;
 use crate::db::{Db, Ready};
 use crate::routes::Route;
 
@@ -103,7 +103,10 @@ pub async fn readyz(State(ready): State<Readiness>) -> Response {
         );
     }
     let listener = if (ready.listener_up)() { "up" } else { "down" };
-    let sign = failover::last()
+    let sign = ready
+        .db
+        .failover()
+        .last()
         .filter(|(_, ago)| *ago < RECENT_SIGN)
         .map(|(sign, ago)| {
             serde_json::json!({
@@ -119,7 +122,7 @@ pub async fn readyz(State(ready): State<Readiness>) -> Response {
         Ok(Ready::Busy) => ("busy", "writable", None),
         Ok(Ready::ReadOnly) => {
             // Connections opened until now may lead to the old primary: not reused.
-            failover::mark(Sign::ReadOnly);
+            ready.db.failover().mark(Sign::ReadOnly);
             crate::unavailable_log::warn("database is read-only (failing over?)");
             (
                 "read_only",

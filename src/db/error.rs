@@ -4,7 +4,7 @@ use deadpool_postgres::PoolError;
 use tokio_postgres::error::SqlState;
 
 use super::connect::ConnectError;
-use super::failover::{self, Sign};
+use super::failover::Sign;
 
 /// A database failure, classified for the HTTP edge.
 ///
@@ -22,6 +22,11 @@ pub enum DbError {
     /// [`failover`](super::failover)), so the retry goes to the primary, once there is one.
     #[error("database is read-only: {0}")]
     ReadOnly(String),
+    /// The server closed the connection (or is shutting down), or it broke on the wire.
+    /// Worth retrying shortly (503): the connections opened before it are not reused (see
+    /// [`failover`](super::failover)).
+    #[error("database connection lost: {0}")]
+    ConnectionLost(String),
     /// The statement ran past `statement_timeout`, or was cancelled.
     #[error("database statement timed out or was cancelled")]
     Timeout(#[source] tokio_postgres::Error),
@@ -51,8 +56,22 @@ impl DbError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            Self::Unavailable(_) | Self::ReadOnly(_) | Self::Timeout(_) | Self::Connect(_)
+            Self::Unavailable(_)
+                | Self::ReadOnly(_)
+                | Self::ConnectionLost(_)
+                | Self::Timeout(_)
+                | Self::Connect(_)
         )
+    }
+
+    /// The sign of a failover this error is, if any: a read-only server, or a connection
+    /// lost (see [`failover`](super::failover)).
+    pub fn failover_sign(&self) -> Option<Sign> {
+        match self {
+            Self::ReadOnly(_) => Some(Sign::ReadOnly),
+            Self::ConnectionLost(_) => Some(Sign::ConnectionLost),
+            _ => None,
+        }
     }
 
     /// Whether retrying cannot help: a connection failed for a reason that only a change
@@ -69,8 +88,7 @@ impl DbError {
 impl From<tokio_postgres::Error> for DbError {
     fn from(err: tokio_postgres::Error) -> Self {
         if err.is_closed() || is_io(&err) {
-            failover::mark(Sign::ConnectionLost);
-            return Self::Unavailable(describe(&err));
+            return Self::ConnectionLost(describe(&err));
         }
         let Some(db) = err.as_db_error() else {
             // No server error: a protocol failure on the wire, or a row that did not fit.
@@ -78,7 +96,6 @@ impl From<tokio_postgres::Error> for DbError {
         };
         let code = db.code();
         if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
-            failover::mark(Sign::ReadOnly);
             return Self::ReadOnly(describe(&err));
         }
         if *code == SqlState::QUERY_CANCELED {
@@ -102,7 +119,7 @@ impl From<tokio_postgres::Error> for DbError {
         {
             if *code == SqlState::ADMIN_SHUTDOWN || *code == SqlState::CRASH_SHUTDOWN {
                 // The server is going away (Patroni stopping or demoting it).
-                failover::mark(Sign::ConnectionLost);
+                return Self::ConnectionLost(describe(&err));
             }
             return Self::Unavailable(describe(&err));
         }

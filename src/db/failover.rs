@@ -12,19 +12,21 @@
 //! shared path's (a link opened earlier counts as closed) — and the next request opens a
 //! new one, to wherever the primary is now. Connections opened after the mark are kept.
 //!
-//! The marks are process-wide: a failover concerns every pool of the process, and costs a
-//! pool at most one reconnect per connection. They are also counted, for `/metrics`
+//! The marks belong to one [`Db`](super::Db) (its pool and shared connections): another
+//! pool, to another server, is not disturbed. A failover costs a pool at most one reconnect
+//! per connection. The signs are also counted, for `/metrics`
 //! (`pgbridge_db_read_only_errors_total`, `pgbridge_db_connections_lost_total`) and for
 //! `/readyz`, which says when the last one happened.
 //!
 //! ```
 //! use std::time::Instant;
-//! use pgbridge::db::failover;
+//! use pgbridge::db::failover::{Marks, Sign};
 //!
+//! let marks = Marks::default();
 //! let opened = Instant::now();
-//! failover::mark(failover::Sign::ReadOnly);
-//! assert!(failover::is_stale(opened));
-//! assert!(failover::counts().read_only >= 1);
+//! marks.mark(Sign::ReadOnly);
+//! assert!(marks.is_stale(opened));
+//! assert_eq!(marks.counts().read_only, 1);
 //! ```
 
 use std::sync::OnceLock;
@@ -50,12 +52,16 @@ pub struct Counts {
     pub lost: u64,
 }
 
-static READ_ONLY: AtomicU64 = AtomicU64::new(0);
-static LOST: AtomicU64 = AtomicU64::new(0);
-/// Nanoseconds from [`base`] to the latest mark, plus one (0: never marked).
-static MARKED_AT: AtomicU64 = AtomicU64::new(0);
-/// The [`Sign`] of the latest mark: 1 read-only, 2 lost.
-static LAST_SIGN: AtomicU64 = AtomicU64::new(0);
+/// One pool's failover signs: when the latest was seen, and how many of each.
+#[derive(Debug, Default)]
+pub struct Marks {
+    read_only: AtomicU64,
+    lost: AtomicU64,
+    /// Nanoseconds from [`base`] to the latest mark, plus one (0: never marked).
+    marked_at: AtomicU64,
+    /// The [`Sign`] of the latest mark: 1 read-only, 2 lost.
+    last_sign: AtomicU64,
+}
 
 fn base() -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
@@ -66,56 +72,71 @@ fn since_base(at: Instant) -> u64 {
     u64::try_from(at.saturating_duration_since(base()).as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Records `sign` now: every connection opened before this moment is [stale](is_stale).
-pub fn mark(sign: Sign) {
-    let (counter, code) = match sign {
-        Sign::ReadOnly => (&READ_ONLY, 1),
-        Sign::ConnectionLost => (&LOST, 2),
-    };
-    counter.fetch_add(1, Ordering::Relaxed);
-    LAST_SIGN.store(code, Ordering::Relaxed);
-    MARKED_AT.fetch_max(
-        since_base(Instant::now()).saturating_add(1),
-        Ordering::AcqRel,
-    );
-}
-
-/// Whether a connection opened at `opened` predates the latest mark, and must not be
-/// reused.
-pub fn is_stale(opened: Instant) -> bool {
-    let marked = MARKED_AT.load(Ordering::Acquire);
-    marked != 0 && since_base(opened) < marked
-}
-
-/// The signs seen so far.
-pub fn counts() -> Counts {
-    Counts {
-        read_only: READ_ONLY.load(Ordering::Relaxed),
-        lost: LOST.load(Ordering::Relaxed),
+impl Marks {
+    /// Records `sign` now: every connection opened before this moment is
+    /// [stale](Self::is_stale).
+    pub fn mark(&self, sign: Sign) {
+        let (counter, code) = match sign {
+            Sign::ReadOnly => (&self.read_only, 1),
+            Sign::ConnectionLost => (&self.lost, 2),
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.last_sign.store(code, Ordering::Relaxed);
+        self.marked_at.fetch_max(
+            since_base(Instant::now()).saturating_add(1),
+            Ordering::AcqRel,
+        );
     }
-}
 
-/// The latest sign and how long ago it was seen, if any.
-///
-/// ```
-/// use pgbridge::db::failover;
-///
-/// failover::mark(failover::Sign::ConnectionLost);
-/// let (sign, ago) = failover::last().expect("just marked");
-/// assert!(ago < std::time::Duration::from_secs(60));
-/// # let _ = sign;
-/// ```
-pub fn last() -> Option<(Sign, Duration)> {
-    let marked = MARKED_AT.load(Ordering::Acquire);
-    if marked == 0 {
-        return None;
+    /// Whether a connection opened at `opened` predates the latest mark, and must not be
+    /// reused.
+    pub fn is_stale(&self, opened: Instant) -> bool {
+        let marked = self.marked_at.load(Ordering::Acquire);
+        marked != 0 && since_base(opened) < marked
     }
-    let at = base() + Duration::from_nanos(marked - 1);
-    let sign = match LAST_SIGN.load(Ordering::Relaxed) {
-        1 => Sign::ReadOnly,
-        _ => Sign::ConnectionLost,
-    };
-    Some((sign, at.elapsed()))
+
+    /// The signs seen so far.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            read_only: self.read_only.load(Ordering::Relaxed),
+            lost: self.lost.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The latest sign and how long ago it was seen, if any.
+    ///
+    /// ```
+    /// use pgbridge::db::failover::{Marks, Sign};
+    ///
+    /// let marks = Marks::default();
+    /// assert!(marks.last().is_none());
+    /// marks.mark(Sign::ConnectionLost);
+    /// let (sign, ago) = marks.last().expect("just marked");
+    /// assert_eq!(sign, Sign::ConnectionLost);
+    /// assert!(ago < std::time::Duration::from_secs(60));
+    /// ```
+    pub fn last(&self) -> Option<(Sign, Duration)> {
+        let marked = self.marked_at.load(Ordering::Acquire);
+        if marked == 0 {
+            return None;
+        }
+        let at = base() + Duration::from_nanos(marked - 1);
+        let sign = match self.last_sign.load(Ordering::Relaxed) {
+            1 => Sign::ReadOnly,
+            _ => Sign::ConnectionLost,
+        };
+        Some((sign, at.elapsed()))
+    }
+
+    /// Marks the sign `result`'s error shows, if any; returns `result`.
+    pub(crate) fn note<T>(&self, result: Result<T, super::DbError>) -> Result<T, super::DbError> {
+        if let Err(err) = &result
+            && let Some(sign) = err.failover_sign()
+        {
+            self.mark(sign);
+        }
+        result
+    }
 }
 
 #[cfg(test)]
@@ -124,19 +145,30 @@ mod tests {
 
     #[test]
     fn a_connection_opened_after_the_mark_is_kept() {
-        mark(Sign::ConnectionLost);
+        let marks = Marks::default();
+        assert!(!marks.is_stale(Instant::now()), "nothing marked yet");
+        marks.mark(Sign::ConnectionLost);
         std::thread::sleep(Duration::from_millis(2));
-        let opened = Instant::now();
-        assert!(!is_stale(opened));
+        assert!(!marks.is_stale(Instant::now()));
     }
 
     #[test]
     fn a_connection_opened_before_the_mark_is_stale() {
+        let marks = Marks::default();
         let opened = Instant::now();
         std::thread::sleep(Duration::from_millis(2));
-        let before = counts().read_only;
-        mark(Sign::ReadOnly);
-        assert!(is_stale(opened));
-        assert!(counts().read_only > before);
+        marks.mark(Sign::ReadOnly);
+        assert!(marks.is_stale(opened));
+        assert_eq!(marks.counts().read_only, 1);
+        assert_eq!(marks.counts().lost, 0);
+    }
+
+    #[test]
+    fn only_failover_errors_are_signs() {
+        let marks = Marks::default();
+        let _ = marks.note::<()>(Err(super::super::DbError::Unavailable("pool full".into())));
+        assert!(marks.last().is_none());
+        let _ = marks.note::<()>(Err(super::super::DbError::ReadOnly("25006".into())));
+        assert_eq!(marks.last().map(|(sign, _)| sign), Some(Sign::ReadOnly));
     }
 }

@@ -12,6 +12,7 @@ use super::connect::{Endpoint, PgConnect};
 use super::pooler::{PoolMode, StatementTypes};
 use super::{Conn, DbError, Shared, SharedConfig, defaults, failover};
 use crate::backoff::Backoff;
+use failover::Marks;
 
 /// What the pool needs to know. The service fills it from [`crate::config::Config`].
 #[derive(Debug, Clone)]
@@ -162,11 +163,14 @@ impl Db {
             .recycle_timeout(Some(config.connect_timeout))
             // After a failover sign, connections opened before it may lead to the old
             // primary: thrown away, not lent (see `super::failover`).
-            .pre_recycle(Hook::sync_fn(|_, metrics| {
-                if failover::is_stale(metrics.created) {
-                    Err(HookError::message("opened before a failover sign"))
-                } else {
-                    Ok(())
+            .pre_recycle(Hook::sync_fn({
+                let marks = server.failover.clone();
+                move |_, metrics| {
+                    if marks.is_stale(metrics.created) {
+                        Err(HookError::message("opened before a failover sign"))
+                    } else {
+                        Ok(())
+                    }
                 }
             }))
             .runtime(Runtime::Tokio1)
@@ -361,6 +365,19 @@ impl Db {
     /// The cancel counter, for a pool that counts with this one.
     pub(crate) fn cancel_count(&self) -> CancelCount {
         self.server.sent.clone()
+    }
+
+    /// The failover signs seen on this pool's connections: statements refused as
+    /// read-only (`25006`) and connections lost (see [`super::failover`]).
+    ///
+    /// ```no_run
+    /// # fn demo(db: pgbridge::db::Db) {
+    /// let signs = db.failover().counts();
+    /// println!("{} read-only errors, {} connections lost", signs.read_only, signs.lost);
+    /// # }
+    /// ```
+    pub fn failover(&self) -> &Marks {
+        &self.server.failover
     }
 
     /// The pool's current state.

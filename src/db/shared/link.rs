@@ -11,7 +11,6 @@ use tokio_postgres::{CancelToken, Client, Statement};
 
 use crate::db::DbError;
 use crate::db::cancel::CancelTarget;
-use crate::db::failover;
 
 /// One shared connection.
 pub(super) struct Link {
@@ -79,7 +78,7 @@ impl Link {
     pub(super) fn is_closed(&self) -> bool {
         self.client.is_closed()
             || self.broken.load(Ordering::Relaxed)
-            || failover::is_stale(self.opened)
+            || self.server.failover.is_stale(self.opened)
     }
 
     pub(super) fn mark_broken(&self) {

@@ -271,7 +271,11 @@ impl Shared {
 }
 
 /// The statement has its answer: stop counting it, whatever the answer.
+/// A failover sign in the answer (read-only, connection lost) is marked on the pool's
+/// [`Marks`](crate::db::failover::Marks): this link, and every other opened before it, is
+/// replaced.
 fn finish<T>(ticket: fence::Ticket, out: Result<T, DbError>) -> Result<T, DbError> {
+    let out = ticket.link().server.failover.note(out);
     ticket.finish();
     out
 }
