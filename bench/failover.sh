@@ -43,7 +43,7 @@ for round in $(seq "$ROUNDS"); do
     echo "the failover run failed" >&2
     exit 1
   fi
-  grep -E '^(kill|switchover|multihost-kill): ' "$log" | tee -a "$out"
+  grep -oE '(kill|switchover|multihost-kill): .*' "$log" | tee -a "$out"
   rm -f "$log"
 done
 echo "# load average at end $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out"

@@ -742,7 +742,47 @@ async fn machine_lost(ha: &mut Ha, leader: usize, phase: &'static str) -> usize 
         "an expected 503 was logged as a failure:\n{}",
         ha.logs()
     );
+    event_after_failover(ha).await;
     promoted
+}
+
+/// The `LISTEN` connection followed the new primary: a note written now reaches a live
+/// event stream opened now.
+async fn event_after_failover(ha: &Ha) {
+    let addr = ha.addr();
+    let mut stream = common::sse::open(addr, "/notes/events", None).await;
+    assert_eq!(stream.status, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let created = loop {
+        let request = http::Request::post("/notes")
+            .header("Content-Type", "application/json")
+            .header("Idempotency-Key", "after-failover")
+            .body(r#"{"title":"after-failover"}"#.to_owned())
+            .expect("request");
+        let reply = send(addr, request).await.expect("POST /notes");
+        if reply.status == 201 {
+            break reply;
+        }
+        assert_eq!(reply.status, 503, "{}", reply.text());
+        assert!(
+            Instant::now() < deadline,
+            "the write after the failover failed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let id = created.json()["id"].clone();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = stream.next_event(left).await.unwrap_or_else(|| {
+            panic!(
+                "no event for note {id} within 30 s of its write\n{}",
+                ha.logs()
+            )
+        });
+        if event.data["note_id"] == id {
+            break;
+        }
+    }
 }
 
 /// Whether to skip: a program is missing (then fails under `CI`).
