@@ -7,7 +7,7 @@
 //! server, which is gone (the connection is closed) or now a standby (a write fails with
 //! SQLSTATE `25006`, read-only transaction). Either error, seen on any connection, is a
 //! sign that every connection opened *before* it may lead to the wrong server. So each one
-//! [marks](mark) the moment, and every connection opened before the latest mark is thrown
+//! [marks](Marks::mark) the moment, and every connection opened before the latest mark is thrown
 //! away instead of reused — the pool's (a `pre_recycle` hook in [`super::Db`]) and the
 //! shared path's (a link opened earlier counts as closed) — and the next request opens a
 //! new one, to wherever the primary is now. Connections opened after the mark are kept.
