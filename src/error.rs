@@ -270,8 +270,11 @@ impl ApiError {
 impl From<DbError> for ApiError {
     fn from(err: DbError) -> Self {
         match &err {
-            DbError::Unavailable(_) | DbError::Connect(_) => {
-                tracing::warn!(error = %err, "database unavailable");
+            DbError::Unavailable(_)
+            | DbError::ReadOnly(_)
+            | DbError::ConnectionLost(_)
+            | DbError::Connect(_) => {
+                crate::unavailable_log::warn_error("database unavailable", &err);
                 Self::Unavailable
             }
             DbError::Timeout(_) => {
@@ -328,6 +331,9 @@ pub fn awsgi_error_response(err: &awsgi::Error) -> Response {
         if matches!(db, DbError::Timeout(_)) {
             ApiError::DatabaseTimeout
         } else if db.is_unavailable() {
+            // Expected while Postgres is down or failing over: one WARN now and then, not
+            // a line per request (the contract's layer logs a 503 at DEBUG).
+            crate::unavailable_log::warn_error("database unavailable", db);
             ApiError::Unavailable
         } else if matches!(db, DbError::Conflict { .. }) {
             ApiError::Conflict("the write conflicts with existing data".into())
@@ -371,6 +377,10 @@ mod tests {
 
     #[test]
     fn unavailable_says_when_to_retry() {
+        let err = awsgi::Error::from(DbError::ReadOnly("cannot execute INSERT".into()));
+        let response = awsgi_error_response(&err);
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
         let response = ApiError::Unavailable.into_response();
         assert_eq!(response.status(), 503);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");

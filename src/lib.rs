@@ -55,6 +55,7 @@ pub mod metrics;
 mod request_log;
 pub mod routes;
 pub mod server;
+pub mod unavailable_log;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -107,6 +108,7 @@ impl AppState {
         let mut metrics = Metrics::default();
         metrics.register_collector(bulkheads.clone());
         metrics.register_collector(DbGauges(db.clone()));
+        metrics.register_collector(crate::metrics::StandbyGauges(reads.clone()));
         apps.register_metrics(&mut metrics);
         Ok(Self {
             db,

@@ -32,6 +32,7 @@ use prometheus_client::registry::Registry;
 
 use crate::AppState;
 use crate::db::Db;
+use crate::db::replica::ReadRouter;
 use crate::routes::Route;
 use crate::server::ConnectionStats;
 
@@ -211,12 +212,69 @@ impl Collector for DbGauges {
             "Statements refused (503) because every shared connection was full.",
             shared.rejected(),
         )?;
+        let signs = self.0.failover().counts();
+        counter(
+            &mut e,
+            "pgbridge_db_read_only_errors",
+            "Statements refused with SQLSTATE 25006 (the server is read-only: a standby after a failover).",
+            signs.read_only,
+        )?;
+        counter(
+            &mut e,
+            "pgbridge_db_connections_lost",
+            "Database connections found closed by the server or broken on the wire.",
+            signs.lost,
+        )?;
         counter(
             &mut e,
             "pgbridge_db_shared_abandoned",
             "Abandoned shared statements left to finish, not cancelled, because others shared the connection.",
             crate::db::shared::abandoned_uncancelled(),
         )
+    }
+}
+
+/// The standbys behind `DATABASE_READ_URL`, as the read router last checked them:
+/// whether each serves reads, its replay lag, and the bound (`READ_MAX_LAG_MS`).
+#[derive(Debug, Clone)]
+pub struct StandbyGauges(pub ReadRouter);
+
+impl Collector for StandbyGauges {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> fmt::Result {
+        let standbys = self.0.standbys();
+        if standbys.is_empty() {
+            return Ok(());
+        }
+        let max_lag = ConstGauge::new(self.0.max_lag().as_secs_f64());
+        max_lag.encode(e.encode_descriptor(
+            "pgbridge_db_read_max_lag_seconds",
+            "The replay lag past which a standby serves no reads (READ_MAX_LAG_MS).",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        let mut usable = e.encode_descriptor(
+            "pgbridge_db_standby_usable",
+            "1 while the standby answers, is in recovery and lags less than the bound.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (i, standby) in standbys.iter().enumerate() {
+            ConstGauge::new(i64::from(standby.usable))
+                .encode(usable.encode_family(&[("standby", i)])?)?;
+        }
+        let mut lag = e.encode_descriptor(
+            "pgbridge_db_standby_lag_seconds",
+            "The standby's replay lag at its last check (absent while it does not answer).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (i, standby) in standbys.iter().enumerate() {
+            if let Some(value) = standby.lag {
+                ConstGauge::new(value.as_secs_f64())
+                    .encode(lag.encode_family(&[("standby", i)])?)?;
+            }
+        }
+        Ok(())
     }
 }
 

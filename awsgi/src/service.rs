@@ -210,11 +210,16 @@ fn build_environ(
 
 /// The error responder's answer, logged by the status it chose (the application's error
 /// may carry its status only in a type the responder knows): a 5xx at ERROR with the cause
-/// chain; a 4xx, the client's doing, at DEBUG (the request's own log line shows its status).
+/// chain, except a 503 — the application said it is unavailable for now (its database is
+/// down or failing over), which is expected and logged by the application as it sees fit
+/// (rate-limited, not once per request) — at DEBUG; a 4xx, the client's doing, at DEBUG
+/// (the request's own log line shows its status).
 fn fail_before_commit(config: &Config, err: &Error) -> Response<ResponseBody> {
     let response = (config.error_responder)(err);
     let status = response.status();
-    if status.is_server_error() {
+    if status == http::StatusCode::SERVICE_UNAVAILABLE {
+        tracing::debug!(error = %err, %status, "application unavailable for now");
+    } else if status.is_server_error() {
         tracing::error!(error = %err, %status, "application failed before its response started");
     } else {
         tracing::debug!(error = %err, %status, "request refused");

@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 
+use crate::db::failover::Sign;
 use crate::db::{Db, Ready};
 use crate::routes::Route;
 
@@ -28,6 +29,10 @@ pub fn routes() -> Vec<Route> {
                 let state = mount.state();
                 let readiness = Readiness {
                     db: state.db.clone(),
+                    listener_up: {
+                        let listener = state.apps.notes.listener.clone();
+                        Arc::new(move || listener.is_connected())
+                    },
                     timeout: state.config.ready_timeout(),
                     draining: state.draining.clone(),
                 };
@@ -38,23 +43,46 @@ pub fn routes() -> Vec<Route> {
 }
 
 /// What `/readyz` needs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Readiness {
     /// The pool to ping.
     pub db: Db,
+    /// Whether the `LISTEN` connection (the event feed's) is up.
+    pub listener_up: Arc<dyn Fn() -> bool + Send + Sync>,
     /// How long the ping may take.
     pub timeout: Duration,
     /// Set when a graceful shutdown began.
     pub draining: Arc<AtomicBool>,
 }
 
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readiness")
+            .field("db", &self.db)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long after a failover sign (a `25006` or a lost connection, see
+/// [`crate::db::failover`]) `/readyz` reports it.
+const RECENT_SIGN: Duration = Duration::from_secs(60);
+
 /// Liveness: the process is up and serving. Touches no database.
 pub async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Readiness: Postgres answers `SELECT 1` within the ready timeout. 503 (JSON error shape)
-/// when it does not, so a load balancer stops sending traffic until it does.
+/// Readiness: Postgres answers within the ready timeout, and takes writes. 503 (JSON
+/// error shape) when it does not, so a load balancer stops sending traffic until it does.
+///
+/// The JSON says what is going on: `status` is `ready`, `busy`, `read_only` (the server
+/// answers but refuses writes: a standby, a failover under way) or `unavailable`;
+/// `database` is `writable`, `read_only` or `unavailable`; `listener` is `up` or `down`
+/// (the event feed's `LISTEN` connection: while it is down, event streams get events
+/// only by catching up); and `last_failover_sign`, for a minute after a statement failed
+/// with `25006` or on a closed connection, says which and how many seconds ago. A
+/// listener that is down alone does not make the replica unready (`status` stays `ready`).
 ///
 /// A pool with every connection checked out is **busy, not down**: it answers 200 with
 /// `"status": "busy"`. Every replica's pool fills under the same load spike, so reporting
@@ -74,12 +102,67 @@ pub async fn readyz(State(ready): State<Readiness>) -> Response {
             "shutting down; use another replica",
         );
     }
-    match ready.db.check_ready(ready.timeout).await {
-        Ok(Ready::Answered) => Json(serde_json::json!({ "status": "ready" })).into_response(),
-        Ok(Ready::Busy) => Json(serde_json::json!({ "status": "busy" })).into_response(),
-        Err(err) => {
-            tracing::warn!(error = %err, "not ready");
-            crate::error::ApiError::Unavailable.into_response()
+    let listener = if (ready.listener_up)() { "up" } else { "down" };
+    let sign = ready
+        .db
+        .failover()
+        .last()
+        .filter(|(_, ago)| *ago < RECENT_SIGN)
+        .map(|(sign, ago)| {
+            serde_json::json!({
+                "sign": match sign {
+                    Sign::ReadOnly => "read_only",
+                    Sign::ConnectionLost => "connection_lost",
+                },
+                "seconds_ago": ago.as_secs(),
+            })
+        });
+    let (status, database, error) = match ready.db.check_ready(ready.timeout).await {
+        Ok(Ready::Answered) => ("ready", "writable", None),
+        Ok(Ready::Busy) => ("busy", "writable", None),
+        Ok(Ready::ReadOnly) => {
+            // Connections opened until now may lead to the old primary: not reused.
+            ready.db.failover().mark(Sign::ReadOnly);
+            crate::unavailable_log::warn("database is read-only (failing over?)");
+            (
+                "read_only",
+                "read_only",
+                Some((
+                    "database_read_only",
+                    "the database is read-only (a failover may be under way); retry shortly",
+                )),
+            )
         }
+        Err(err) => {
+            crate::unavailable_log::warn_error("not ready", &err);
+            (
+                "unavailable",
+                "unavailable",
+                Some((
+                    "database_unavailable",
+                    "the database is unavailable; retry shortly",
+                )),
+            )
+        }
+    };
+    let mut body = match error {
+        Some((code, message)) => crate::error::error_body(code, message),
+        None => serde_json::json!({}),
+    };
+    body["status"] = status.into();
+    body["database"] = database.into();
+    body["listener"] = listener.into();
+    if let Some(sign) = sign {
+        body["last_failover_sign"] = sign;
+    }
+    if error.is_some() {
+        let mut response = (http::StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
+        response
+    } else {
+        Json(body).into_response()
     }
 }

@@ -71,7 +71,9 @@ impl Conn {
         let settled = cancel.settle(statements.session().pg(), true).await;
         let tx = settled
             .guard(statements.session_mut().transaction())
-            .await?;
+            .await
+            .map_err(DbError::from);
+        let tx = cancel.failover().note(tx)?;
         Ok(Tx {
             statements: Statements::new(tx, cancel, unnamed, true),
         })
@@ -158,7 +160,8 @@ impl<'a> Tx<'a> {
     pub async fn commit(self) -> Result<(), DbError> {
         let (tx, cancel) = self.statements.into_parts();
         let settled = cancel.settle(tx.pg(), false).await;
-        settled.guard(tx.commit()).await.map_err(Into::into)
+        let out = settled.guard(tx.commit()).await.map_err(Into::into);
+        cancel.failover().note(out)
     }
 }
 

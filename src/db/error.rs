@@ -4,6 +4,7 @@ use deadpool_postgres::PoolError;
 use tokio_postgres::error::SqlState;
 
 use super::connect::ConnectError;
+use super::failover::Sign;
 
 /// A database failure, classified for the HTTP edge.
 ///
@@ -15,6 +16,17 @@ pub enum DbError {
     /// connection came free within the wait timeout. Worth retrying shortly (503).
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The server refused a write as read-only (SQLSTATE `25006`): it is a standby now (a
+    /// failover moved the primary) or `default_transaction_read_only` is on. Worth retrying
+    /// shortly (503): the connection it happened on is not reused (see
+    /// [`failover`](super::failover)), so the retry goes to the primary, once there is one.
+    #[error("database is read-only: {0}")]
+    ReadOnly(String),
+    /// The server closed the connection (or is shutting down), or it broke on the wire.
+    /// Worth retrying shortly (503): the connections opened before it are not reused (see
+    /// [`failover`](super::failover)).
+    #[error("database connection lost: {0}")]
+    ConnectionLost(String),
     /// The statement ran past `statement_timeout`, or was cancelled.
     #[error("database statement timed out or was cancelled")]
     Timeout(#[source] tokio_postgres::Error),
@@ -44,8 +56,22 @@ impl DbError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            Self::Unavailable(_) | Self::Timeout(_) | Self::Connect(_)
+            Self::Unavailable(_)
+                | Self::ReadOnly(_)
+                | Self::ConnectionLost(_)
+                | Self::Timeout(_)
+                | Self::Connect(_)
         )
+    }
+
+    /// The sign of a failover this error is, if any: a read-only server, or a connection
+    /// lost (see [`failover`](super::failover)).
+    pub fn failover_sign(&self) -> Option<Sign> {
+        match self {
+            Self::ReadOnly(_) => Some(Sign::ReadOnly),
+            Self::ConnectionLost(_) => Some(Sign::ConnectionLost),
+            _ => None,
+        }
     }
 
     /// Whether retrying cannot help: a connection failed for a reason that only a change
@@ -61,14 +87,17 @@ impl DbError {
 
 impl From<tokio_postgres::Error> for DbError {
     fn from(err: tokio_postgres::Error) -> Self {
-        if err.is_closed() {
-            return Self::Unavailable(describe(&err));
+        if err.is_closed() || is_io(&err) {
+            return Self::ConnectionLost(describe(&err));
         }
         let Some(db) = err.as_db_error() else {
-            // No server error: an I/O failure or a protocol failure on the wire.
+            // No server error: a protocol failure on the wire, or a row that did not fit.
             return Self::Unavailable(describe(&err));
         };
         let code = db.code();
+        if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
+            return Self::ReadOnly(describe(&err));
+        }
         if *code == SqlState::QUERY_CANCELED {
             return Self::Timeout(err);
         }
@@ -88,10 +117,26 @@ impl From<tokio_postgres::Error> for DbError {
             || *code == SqlState::CRASH_SHUTDOWN
             || *code == SqlState::CANNOT_CONNECT_NOW
         {
+            if *code == SqlState::ADMIN_SHUTDOWN || *code == SqlState::CRASH_SHUTDOWN {
+                // The server is going away (Patroni stopping or demoting it).
+                return Self::ConnectionLost(describe(&err));
+            }
             return Self::Unavailable(describe(&err));
         }
         Self::Query(err)
     }
+}
+
+/// Whether the connection broke on the wire (reset, broken pipe, end of file).
+fn is_io(err: &tokio_postgres::Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// The driver's error with its causes (tokio-postgres' `Display` says only "db error"),

@@ -27,6 +27,7 @@ mod conn;
 pub mod connect;
 pub mod defaults;
 mod error;
+pub mod failover;
 pub mod listener;
 pub mod migrate;
 mod pool;

@@ -3,13 +3,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Hook, HookError, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime,
+};
 
 use super::cancel::{CancelCount, CancelTarget};
 use super::connect::{Endpoint, PgConnect};
 use super::pooler::{PoolMode, StatementTypes};
-use super::{Conn, DbError, Shared, SharedConfig, defaults};
+use super::{Conn, DbError, Shared, SharedConfig, defaults, failover};
 use crate::backoff::Backoff;
+use failover::Marks;
 
 /// What the pool needs to know. The service fills it from [`crate::config::Config`].
 #[derive(Debug, Clone)]
@@ -81,8 +84,12 @@ pub struct Db {
 /// What [`Db::check_ready`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ready {
-    /// A pooled connection answered `SELECT 1`.
+    /// A pooled connection answered, on a server that takes writes.
     Answered,
+    /// A pooled connection answered, but the server is read-only: a standby (a failover
+    /// is under way, or the URL leads to a standby), or `default_transaction_read_only`
+    /// is on. Writes would fail with `25006`.
+    ReadOnly,
     /// Every pooled connection is in use: the database is busy, not down.
     Busy,
 }
@@ -154,6 +161,18 @@ impl Db {
             .wait_timeout(Some(config.pool_wait))
             .create_timeout(Some(config.connect_timeout))
             .recycle_timeout(Some(config.connect_timeout))
+            // After a failover sign, connections opened before it may lead to the old
+            // primary: thrown away, not lent (see `super::failover`).
+            .pre_recycle(Hook::sync_fn({
+                let marks = server.failover.clone();
+                move |_, metrics| {
+                    if marks.is_stale(metrics.created) {
+                        Err(HookError::message("opened before a failover sign"))
+                    } else {
+                        Ok(())
+                    }
+                }
+            }))
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|err| DbError::Config(err.to_string()))?;
@@ -244,7 +263,8 @@ impl Db {
             .map_err(|_| DbError::Unavailable(format!("no answer within {timeout:?}")))?
     }
 
-    /// Readiness: `SELECT 1` on a pooled connection within `timeout`, except that a pool
+    /// Readiness: one round trip on a pooled connection within `timeout` that also asks
+    /// whether the server takes writes ([`Ready::ReadOnly`] if not), except that a pool
     /// whose connections are all in use (the wait for one times out) is
     /// [`Ready::Busy`] rather than an error: busy is not down.
     ///
@@ -275,9 +295,17 @@ impl Db {
                 Err(err) => return Err(DbError::from(err)),
             };
             let conn = Conn::new(object, self.server.clone(), self.unnamed.clone());
-            conn.query_one("SELECT 1", &[])
-                .await
-                .map(|_| Ready::Answered)
+            let row = conn
+                .query_one(
+                    "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only')::bool",
+                    &[],
+                )
+                .await?;
+            if row.try_get::<_, bool>(0).unwrap_or(false) {
+                Ok(Ready::ReadOnly)
+            } else {
+                Ok(Ready::Answered)
+            }
         };
         tokio::time::timeout(timeout, check)
             .await
@@ -337,6 +365,19 @@ impl Db {
     /// The cancel counter, for a pool that counts with this one.
     pub(crate) fn cancel_count(&self) -> CancelCount {
         self.server.sent.clone()
+    }
+
+    /// The failover signs seen on this pool's connections: statements refused as
+    /// read-only (`25006`) and connections lost (see [`super::failover`]).
+    ///
+    /// ```no_run
+    /// # fn demo(db: pgbridge::db::Db) {
+    /// let signs = db.failover().counts();
+    /// println!("{} read-only errors, {} connections lost", signs.read_only, signs.lost);
+    /// # }
+    /// ```
+    pub fn failover(&self) -> &Marks {
+        &self.server.failover
     }
 
     /// The pool's current state.

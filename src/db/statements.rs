@@ -184,9 +184,11 @@ impl<S: Session> Statements<S> {
     /// # Ok(()) }
     /// ```
     pub async fn prepare(&self, sql: &str) -> Result<Statement, DbError> {
-        self.guarded(self.session.prepare_cached(sql))
+        let out = self
+            .guarded(self.session.prepare_cached(sql))
             .await
-            .map_err(Into::into)
+            .map_err(Into::into);
+        self.cancel.failover().note(out)
     }
 
     /// Runs any future that uses this connection (a `COPY`, a raw client call) with the
@@ -211,6 +213,13 @@ impl<S: Session> Statements<S> {
     /// One statement, of any [`Shape`]: unnamed under the client-side statement timeout in
     /// transaction-pooler mode, else prepared once per connection.
     async fn run<T: Shape>(&self, sql: &str, params: Params<'_>) -> Result<T, DbError> {
+        let out = self.run_unnoted(sql, params).await;
+        // A read-only server or a lost connection: this connection and every other of the
+        // pool opened before it is replaced (see `super::failover`).
+        self.cancel.failover().note(out)
+    }
+
+    async fn run_unnoted<T: Shape>(&self, sql: &str, params: Params<'_>) -> Result<T, DbError> {
         let Some(types) = &self.unnamed else {
             let statement = self.prepare(sql).await?;
             return self

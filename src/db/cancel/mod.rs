@@ -159,6 +159,12 @@ impl Canceller {
         *pending = Some(handle);
     }
 
+    /// The failover signs of the connection's pool: a statement's error that is one
+    /// marks it there (see [`crate::db::failover`]).
+    pub(crate) fn failover(&self) -> &crate::db::failover::Marks {
+        &self.target.failover
+    }
+
     fn take_pending(&self) -> Option<JoinHandle<()>> {
         self.lock().take()
     }

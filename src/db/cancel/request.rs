@@ -37,6 +37,9 @@ pub(crate) struct CancelTarget {
     tls: Tls,
     /// Every cancel sent to this server is counted here.
     pub(crate) sent: CancelCount,
+    /// The failover signs seen on this pool's connections (its statements and shared
+    /// connections report here; see [`crate::db::failover`]).
+    pub(crate) failover: std::sync::Arc<crate::db::failover::Marks>,
 }
 
 #[derive(Debug, Clone)]
@@ -68,7 +71,12 @@ impl CancelTarget {
             }
             None => None,
         };
-        Self { addr, tls, sent }
+        Self {
+            addr,
+            tls,
+            sent,
+            failover: Default::default(),
+        }
     }
 }
 

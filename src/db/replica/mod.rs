@@ -106,6 +106,18 @@ struct Standby {
     db: Db,
     /// Up, in recovery, and lagging less than the bound, at the last check.
     usable: AtomicBool,
+    /// Replay lag at the last check that answered, in milliseconds; `u64::MAX` when the
+    /// last check did not answer.
+    lag_ms: AtomicU64,
+}
+
+/// One standby's state at its last check, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StandbyStatus {
+    /// Up, in recovery and within the lag bound: reads go to it.
+    pub usable: bool,
+    /// Its replay lag, if it answered the last check.
+    pub lag: Option<Duration>,
 }
 
 impl ReadRouter {
@@ -128,6 +140,7 @@ impl ReadRouter {
                         DbError::Config(format!("DATABASE_READ_URL {url:?}: {err}"))
                     })?,
                     usable: AtomicBool::new(false),
+                    lag_ms: AtomicU64::new(u64::MAX),
                 })
             })
             .collect::<Result<Vec<_>, DbError>>()?;
@@ -160,6 +173,32 @@ impl ReadRouter {
     /// The primary pool.
     pub fn primary(&self) -> &Db {
         &self.inner.primary
+    }
+
+    /// Each standby's state at its last check, in `DATABASE_READ_URL` order.
+    ///
+    /// ```no_run
+    /// # fn demo(reads: pgbridge::db::replica::ReadRouter) {
+    /// let usable = reads.standbys().iter().filter(|s| s.usable).count();
+    /// # }
+    /// ```
+    pub fn standbys(&self) -> Vec<StandbyStatus> {
+        self.inner
+            .standbys
+            .iter()
+            .map(|standby| {
+                let lag_ms = standby.lag_ms.load(Ordering::Relaxed);
+                StandbyStatus {
+                    usable: standby.usable.load(Ordering::Relaxed),
+                    lag: (lag_ms != u64::MAX).then(|| Duration::from_millis(lag_ms)),
+                }
+            })
+            .collect()
+    }
+
+    /// The lag bound (`READ_MAX_LAG_MS`) past which a standby serves no reads.
+    pub fn max_lag(&self) -> Duration {
+        self.inner.max_lag
     }
 
     /// A connection for a read that must see at least `min_lsn` (if given): from a usable
@@ -247,6 +286,14 @@ impl Standby {
             .await?;
         let in_recovery: bool = row.get(0);
         let lag_ms: f64 = row.get(1);
+        self.lag_ms.store(
+            if in_recovery {
+                lag_ms.max(0.0) as u64
+            } else {
+                u64::MAX
+            },
+            Ordering::Relaxed,
+        );
         Ok(in_recovery && lag_ms <= max_lag.as_millis() as f64)
     }
 }
@@ -261,6 +308,9 @@ async fn check_standbys(inner: Weak<Inner>) {
         for (i, standby) in inner.standbys.iter().enumerate() {
             let checked = tokio::time::timeout(CHECK_EVERY * 2, standby.check(inner.max_lag)).await;
             let usable = matches!(checked, Ok(Ok(true)));
+            if !matches!(checked, Ok(Ok(_))) {
+                standby.lag_ms.store(u64::MAX, Ordering::Relaxed);
+            }
             let was = standby.usable.swap(usable, Ordering::Relaxed);
             if was != usable {
                 match checked {

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use tokio::sync::Notify;
 use tokio_postgres::{CancelToken, Client, Statement};
@@ -22,6 +23,9 @@ pub(super) struct Link {
     broken: AtomicBool,
     pub(super) cancel: CancelToken,
     pub(super) server: Arc<CancelTarget>,
+    /// When it was opened: a link opened before a failover sign is closed to new
+    /// statements (see [`crate::db::failover`]).
+    opened: Instant,
 }
 
 /// Statements in flight, and whether new ones are held back.
@@ -62,6 +66,7 @@ impl Link {
             unfenced: Notify::new(),
             broken: AtomicBool::new(false),
             server,
+            opened: Instant::now(),
         }
     }
 
@@ -71,7 +76,9 @@ impl Link {
 
     /// Whether the connection can no longer be used.
     pub(super) fn is_closed(&self) -> bool {
-        self.client.is_closed() || self.broken.load(Ordering::Relaxed)
+        self.client.is_closed()
+            || self.broken.load(Ordering::Relaxed)
+            || self.server.failover.is_stale(self.opened)
     }
 
     pub(super) fn mark_broken(&self) {

@@ -90,8 +90,9 @@ impl Unnamed {
 ///   connection's sole statement in flight (new statements are held back until the cancel
 ///   has landed); otherwise it runs to its end and its answer is discarded. It never
 ///   cancels another request's statement.
-/// - A connection that dies fails its statements at once ([`DbError::Unavailable`], 503)
-///   and is replaced by the next statement that needs it.
+/// - A connection that dies fails its statements at once ([`DbError::ConnectionLost`], 503)
+///   and is replaced by the next statement that needs it, as is every link opened before
+///   it (see [`crate::db::failover`]).
 /// - At most `max_in_flight` statements per connection and `max_queued` waiting for room;
 ///   past that, [`DbError::Unavailable`] at once rather than a growing queue.
 /// - `statement_timeout` applies as on the pool: on the server; or, through a transaction
@@ -271,7 +272,11 @@ impl Shared {
 }
 
 /// The statement has its answer: stop counting it, whatever the answer.
+/// A failover sign in the answer (read-only, connection lost) is marked on the pool's
+/// [`Marks`](crate::db::failover::Marks): this link, and every other opened before it, is
+/// replaced.
 fn finish<T>(ticket: fence::Ticket, out: Result<T, DbError>) -> Result<T, DbError> {
+    let out = ticket.link().server.failover.note(out);
     ticket.finish();
     out
 }
