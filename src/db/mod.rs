@@ -38,6 +38,7 @@ mod shape;
 pub mod shared;
 mod sql;
 mod statements;
+mod unit;
 
 pub use conn::{Conn, Tx};
 pub use error::DbError;
@@ -47,3 +48,4 @@ pub use queries::{Params, Queries};
 pub use scoped::{ACCOUNT_SETTING, RLS_ROLE, Scoped};
 pub use shared::{Shared, SharedConfig, SharedConnStatus};
 pub use statements::{Session, Statements};
+pub use unit::{Owner, Step, Unit};

@@ -3,7 +3,6 @@
 
 use http::Method;
 
-use crate::db::Conn;
 use crate::error::{ApiError, FieldError};
 use awsgi::{Body, Error, StartResponse};
 
@@ -64,14 +63,6 @@ pub(super) fn page_etag(page: &store::Page) -> String {
         page.notes.iter().map(|n| (n.id, n.version)),
         page.next_after,
     )
-}
-
-/// After a conditional write matched no row: 404 if the note is gone, else 412.
-pub(super) async fn gone_or_stale(conn: &Conn, id: i64) -> Result<ApiError, ApiError> {
-    Ok(match store::get(conn, id).await? {
-        None => not_found(id),
-        Some(_) => stale(),
-    })
 }
 
 pub(super) fn replay(
