@@ -116,7 +116,17 @@ LUA
 {
   echo "local ids = {$(IFS=,; echo "${IDS[*]}")}"
   cat <<'LUA'
+-- Each wrk thread starts at its own place in the list, so that two threads do not patch
+-- the same note at once (which answers 412: the lost-update check, not the path measured).
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("offset", threads * 17)
+end
 local n = 0
+function init(args)
+  n = tonumber(wrk.thread:get("offset")) or 0
+end
 request = function()
   n = n + 1
   local id = ids[(n % #ids) + 1]

@@ -306,21 +306,19 @@ impl Bearer {
         Ok(bearer)
     }
 
-    /// The session lookup, the owner, the role, `steps` and `COMMIT` in one round trip on
-    /// a pooled connection of the primary ([`Scoped::once`]); 401 if the token has no
-    /// live session.
+    /// The session lookup, the owner, the role, `steps` and `COMMIT` in one round trip, as
+    /// one unit on a shared connection of the primary ([`Shared::scope`](crate::db::Shared::scope));
+    /// 401 if the token has no live session.
     pub async fn once(
         &self,
         steps: &[Step<'_>],
         with_lsn: bool,
     ) -> Result<(Principal, Unit), ApiError> {
-        let unit = Scoped::once(
-            self.db.conn().await?,
-            Owner::TokenHash(&self.hash),
-            steps,
-            with_lsn,
-        )
-        .await?;
+        let unit = self
+            .db
+            .shared()
+            .scope(Owner::TokenHash(&self.hash), steps, with_lsn)
+            .await?;
         Ok((principal_of(&unit)?, unit))
     }
 
@@ -332,9 +330,11 @@ impl Bearer {
         Ok((principal_of(&unit)?, scoped, unit))
     }
 
-    /// A read that tolerates replication lag ([`for_read`](Self::for_read)), in one round
-    /// trip on the primary; on a standby, the session is looked up on the primary first
-    /// (a standby may not have replayed a logout yet), then one round trip there.
+    /// A read that tolerates replication lag ([`for_read`](Self::for_read)). Without
+    /// standbys: [`once`](Self::once), on the shared connections. With standbys, on the
+    /// connection the router picks: on the primary one round trip; on a standby the
+    /// session is looked up on the primary first (a standby may not have replayed a logout
+    /// yet), then one round trip there.
     pub async fn read_once(
         &mut self,
         steps: &[Step<'_>],
@@ -343,6 +343,10 @@ impl Bearer {
             let (principal, unit) = self.once(steps, false).await?;
             return Ok((principal, unit, ReadFrom::Primary));
         };
+        if !route.has_standbys() {
+            let (principal, unit) = self.once(steps, false).await?;
+            return Ok((principal, unit, ReadFrom::Primary));
+        }
         let primary = route.primary().clone();
         let reader = route.reader().await?;
         let from = reader.from();

@@ -80,6 +80,11 @@ impl<'a> Step<'a> {
     pub fn new(sql: &'a str, params: &'a [&'a (dyn ToSql + Sync)]) -> Self {
         Self { sql, params }
     }
+
+    /// Its text.
+    pub(crate) fn sql(&self) -> &'a str {
+        self.sql
+    }
 }
 
 impl std::fmt::Debug for Step<'_> {
@@ -138,7 +143,7 @@ pub(crate) async fn run(
     // have their parameter types learnt (once per text) before the unit: nothing in it
     // may wait for anything but its own answer.
     let prepared = prepare(conn, owner, steps, unnamed.as_deref()).await?;
-    let work = conn.guarded(submit(conn, owner, steps, &prepared, end));
+    let work = conn.guarded(submit(conn.client(), None, owner, steps, &prepared, end));
     match &unnamed {
         Some(types) => {
             let timed = async { Ok::<_, tokio_postgres::Error>(work.await) };
@@ -151,13 +156,13 @@ pub(crate) async fn run(
 }
 
 /// How each statement of the unit goes: prepared, or unnamed with these types.
-enum Prepared {
+pub(crate) enum Prepared {
     Named(tokio_postgres::Statement),
     Unnamed(Arc<[Type]>),
 }
 
 /// The scope statement for `owner`, and its parameter's type.
-fn scope_statement(owner: Owner<'_>) -> (&'static str, Type) {
+pub(crate) fn scope_statement(owner: Owner<'_>) -> (&'static str, Type) {
     match owner {
         Owner::TokenHash(_) => (BY_TOKEN, Type::BYTEA),
         Owner::Account(_) => (BY_ACCOUNT, Type::INT8),
@@ -239,16 +244,17 @@ fn first_poll(
     failed
 }
 
-/// Sends the unit — every part written before any answer is awaited — and reads the
-/// answers.
-async fn submit(
-    conn: &Conn,
+/// Sends the unit — every part written before any answer is awaited, all under `hold`
+/// if given (so that no one else's request sent on `client` under the same lock can come
+/// between them) — and reads the answers.
+pub(crate) async fn submit(
+    client: &tokio_postgres::Client,
+    hold: Option<&std::sync::Mutex<()>>,
     owner: Option<Owner<'_>>,
     steps: &[Step<'_>],
     prepared: &[Prepared],
     end: End,
 ) -> Result<Unit, DbError> {
-    let client: &tokio_postgres::Client = conn.client();
     let (token_hash, account_id): (&[u8], i64) = match owner {
         Some(Owner::TokenHash(hash)) => (hash, 0),
         Some(Owner::Account(id)) => (&[], id),
@@ -276,6 +282,7 @@ async fn submit(
     std::future::poll_fn(|cx| {
         if !sent {
             sent = true;
+            let _held = hold.map(|lock| lock.lock().unwrap_or_else(|p| p.into_inner()));
             let failed = first_poll(&mut parts, &mut answers, 0, cx);
             // A statement that could not even be sent: end with ROLLBACK, not COMMIT, so
             // that the others' effects are not kept.

@@ -21,6 +21,7 @@ mod openapi;
 mod ownership;
 mod resilience;
 mod scale;
+mod scopes;
 mod seed_apps;
 mod server_limits;
 mod shared;
