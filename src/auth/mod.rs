@@ -193,8 +193,12 @@ async fn session_by_hash(conn: &Conn, hash: &[u8]) -> Result<Principal, ApiError
 }
 
 /// Whether the session is still live (not revoked, not expired): open streams ask again
-/// on every heartbeat.
-pub async fn still_valid(conn: &Conn, principal: &Principal) -> Result<bool, DbError> {
+/// on every heartbeat, on the shared connections (one pipelined, prepared statement; no
+/// pooled connection per check).
+pub async fn still_valid(
+    conn: &impl crate::db::Queries,
+    principal: &Principal,
+) -> Result<bool, DbError> {
     let row = conn
         .query_opt(
             "SELECT 1 FROM sessions WHERE id = $1 AND revoked_at IS NULL AND expires_at > now()",
