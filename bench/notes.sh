@@ -12,6 +12,8 @@
 #   bash bench/notes.sh                     # 3 rounds of 5 s per route (~6 minutes)
 #   DURATION=2 ROUNDS=1 bash bench/notes.sh # a quick smoke run
 #   PGBOUNCER=0 bash bench/notes.sh         # direct only
+#   PROFILE=1 bash bench/notes.sh           # and perf profiles of /healthz and GET /notes/{id}
+#   BUILD=0 bash bench/notes.sh             # the binaries already in target/release
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-5}
@@ -64,8 +66,12 @@ INI
   POOLED="postgres://postgres@127.0.0.1:$BOUNCER_PORT/postgres"
 fi
 
-echo "== build (release)"
-cargo build --release --bin pgbridge --example techempower 2>&1 | tail -1
+if [ "${BUILD:-1}" = 1 ]; then
+  echo "== build (release)"
+  cargo build --release --bin pgbridge --example techempower 2>&1 | tail -1
+else
+  echo "== no build (BUILD=0): ./target/release as it is, built $(date -u -r target/release/pgbridge +%FT%TZ)"
+fi
 
 declare -A URL_OF PID_OF
 # start NAME PROBE COMMAND ENV... : starts a server on a free port, waits for PROBE.
@@ -198,6 +204,24 @@ for round in $(seq "$ROUNDS"); do
     done
   done
 done
+
+if [ "${PROFILE:-0}" = 1 ] && command -v perf >/dev/null; then
+  # Where the service's CPU goes: perf on the direct server while wrk runs, flat by symbol
+  # (the release build has symbols but no frame pointers, so call graphs are partial).
+  profile() { # profile LABEL URL [wrk args]
+    local label=$1 url=$2; shift 2
+    wrk -t1 -c"$CONNECTIONS" -d"$((DURATION + 2))s" "$@" "$url" >/dev/null &
+    local load=$!
+    sleep 1
+    perf record -q -g -F 999 -p "${PID_OF[direct]}" -o "$WORK/perf.data" -- sleep "$DURATION" >/dev/null 2>&1
+    wait "$load" || true
+    echo "== perf: $label, top symbols (self %)"
+    perf report -q -i "$WORK/perf.data" --stdio --no-children -g none --sort dso,symbol \
+      --percent-limit 1 2>/dev/null | grep '%' | sed 's/  */ /g' | cut -c1-120 | head -30
+  }
+  profile "GET /healthz" "${URL_OF[direct]}/healthz"
+  profile "GET /notes/{id}" "${URL_OF[direct]}/notes/$NOTE" -H "$AUTH"
+fi
 
 echo "== medians of $ROUNDS rounds (ratio: req/s against GET /db with the same wrk threads, same rounds)"
 python3 - "$RESULTS" <<'PY'
