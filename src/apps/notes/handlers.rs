@@ -91,7 +91,7 @@ pub(super) async fn show(
         served,
     ];
     match pre.evaluate(environ.method(), Some(&validators)) {
-        Outcome::Proceed => send_json(&start_response, "200 OK", &headers, &json!(note)),
+        Outcome::Proceed => send_json(&start_response, "200 OK", &headers, &note),
         Outcome::NotModified => not_modified(&start_response, &headers),
         Outcome::PreconditionFailed => Err(precondition_failed(&pre, &validators, "note").into()),
     }
@@ -250,7 +250,7 @@ pub(super) async fn patch(
             (lsn.0, &lsn.1),
             (cookie.0, &cookie.1),
         ],
-        &json!(note),
+        &note,
     )
 }
 

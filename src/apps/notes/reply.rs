@@ -108,7 +108,7 @@ pub(super) fn send_json(
     start_response: &StartResponse,
     status: &str,
     headers: &[(&str, &str)],
-    body: &serde_json::Value,
+    body: &impl serde::Serialize,
 ) -> Result<Body, Error> {
     let mut all = vec![("Content-Type", "application/json")];
     all.extend_from_slice(headers);
