@@ -53,8 +53,10 @@ pub(crate) fn layers(router: Router, state: &AppState) -> Router {
         ))
         .layer(axum::middleware::map_response(json_for_bare_errors))
         .layer(axum::middleware::from_fn(refuse_transfer_codings))
+        // Its own state, not the whole AppState: the middleware's state is cloned for
+        // every request (the profile showed AppState's clone and drop per request).
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.metrics.clone(),
             crate::metrics::track,
         ))
         .layer(axum::middleware::from_fn(crate::request_log::log_abandoned))

@@ -140,9 +140,10 @@ impl Scoped {
     /// use pgbridge::db::{Owner, Scoped, Step};
     ///
     /// let id = 7_i64;
-    /// let select = [Step::new("SELECT version FROM notes WHERE id = $1 FOR UPDATE", &[&id])];
+    /// let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
+    /// let select = [Step::new("SELECT version FROM notes WHERE id = $1 FOR UPDATE", &params)];
     /// let (scope, unit) = Scoped::open(db.conn().await?, Owner::TokenHash(&token_hash), &select).await?;
-    /// let update = [Step::new("UPDATE notes SET title = 'x' WHERE id = $1", &[&id])];
+    /// let update = [Step::new("UPDATE notes SET title = 'x' WHERE id = $1", &params)];
     /// let done = scope.finish(&update, true).await?;
     /// # Ok(()) }
     /// ```

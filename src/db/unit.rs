@@ -67,7 +67,8 @@ pub enum Owner<'a> {
 ///
 /// ```
 /// let id = 7_i64;
-/// let step = pgbridge::db::Step::new("SELECT title FROM notes WHERE id = $1", &[&id]);
+/// let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
+/// let step = pgbridge::db::Step::new("SELECT title FROM notes WHERE id = $1", &params);
 /// # let _ = step;
 /// ```
 pub struct Step<'a> {
@@ -115,7 +116,7 @@ pub struct Unit {
     pub session: Option<(i64, i64)>,
     /// Each statement's rows, in order (empty when `session` is `None`).
     pub rows: Vec<Vec<Row>>,
-    /// With [`End::CommitLsn`]: the commit's WAL position.
+    /// For a unit that committed with its position (`with_lsn`): the commit's WAL position.
     pub lsn: Option<Lsn>,
 }
 
