@@ -4,9 +4,11 @@
 //! The owner is set with `set_config('pgbridge.account_id', …, true)` and the role with
 //! `SET LOCAL ROLE`: both end with the transaction, so nothing of one request can survive
 //! into the next borrower's, and both work through PgBouncer in transaction mode. Because
-//! they are transaction-local, statements that rely on them cannot go on a connection
-//! shared (pipelined) with other requests: a `Scoped` holds its connection alone from
-//! `BEGIN` to `COMMIT`.
+//! they are transaction-local, a scope left open while the application works cannot share
+//! its connection with other requests' pipelined statements: a `Scoped` holds its
+//! connection alone from `BEGIN` to `COMMIT`. A scope whose statements are all known up
+//! front goes as one unit instead ([`Scoped::once`] here, or on the shared connections
+//! [`Shared::scope`](super::Shared::scope); see `db/unit.rs`).
 
 use std::ops::Deref;
 

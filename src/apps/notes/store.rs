@@ -1,9 +1,11 @@
 //! The notes' SQL. Every statement is parameterised and prepared once per connection.
 //!
-//! The functions take `&impl Queries`, so they run on whatever the caller holds; the
-//! handlers hold an owner-scoped transaction ([`Scoped`](crate::db::Scoped)) on an
-//! exclusive connection, never the shared path: the policies read a transaction-local
-//! owner that pipelined statements of other requests cannot share.
+//! The functions take `&impl Queries`, so they run on whatever the caller holds (an
+//! owner-scoped [`Scoped`](crate::db::Scoped)); the statements' texts are also exported
+//! ([`GET`], [`LIST`], [`INSERT`], [`UPDATE`], [`DELETE`]) with their row readers
+//! ([`note_of`], [`page_of`]), for the handlers' one-round-trip units
+//! ([`Step`](crate::db::Step)), which run them inside the owner's scope — never outside
+//! one: the policies read a transaction-local owner.
 
 use serde::Serialize;
 use tokio_postgres::Row;
