@@ -6,7 +6,7 @@
 //! [`Collector`]: the pool, the shared connections, cancel-on-drop and lag-tolerant reads
 //! ([`DbGauges`]), client connections, and each application's own gauges (the notes'
 //! event feed registers its own, see [`crate::apps::Apps::register_metrics`]). The
-//! registry belongs to the [`AppState`], not to the process, so two
+//! registry belongs to the [`AppState`](crate::AppState), not to the process, so two
 //! services in one process (as in the tests) keep separate counts.
 //!
 //! Names are as Prometheus expects: counters end in `_total` (prometheus-client adds the
@@ -30,7 +30,6 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::AppState;
 use crate::db::Db;
 use crate::db::replica::ReadRouter;
 use crate::routes::Route;
@@ -374,13 +373,15 @@ fn method_label(method: &Method) -> &'static str {
 }
 
 /// Middleware: counts and times every request.
-pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn track(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let method = request.method().clone();
     let started = Instant::now();
     let response = next.run(request).await;
-    state
-        .metrics
-        .record(&method, response.status(), started.elapsed());
+    metrics.record(&method, response.status(), started.elapsed());
     response
 }
 

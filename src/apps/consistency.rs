@@ -73,6 +73,11 @@ impl ReadRoute {
     pub fn primary(&self) -> &crate::db::Db {
         self.router.primary()
     }
+
+    /// Whether any standby is configured (else every read goes to the primary).
+    pub fn has_standbys(&self) -> bool {
+        self.router.has_standbys()
+    }
 }
 
 /// The request's read route: the [`ReadRouter`] extension (the primary alone if there is

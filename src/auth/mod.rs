@@ -39,7 +39,7 @@ use awsgi::Environ;
 use tokio_postgres::types::Type;
 
 use crate::db::replica::{ReadFrom, ScopedRead};
-use crate::db::{ACCOUNT_SETTING, Conn, DbError, Scoped};
+use crate::db::{ACCOUNT_SETTING, Conn, Db, DbError, Owner, Scoped, Step, Unit};
 use crate::error::ApiError;
 
 /// The session cookie `POST /sessions` sets, accepted on `GET /notes/events` only.
@@ -173,11 +173,16 @@ pub fn presented_token(environ: &Environ, carrier: Carrier) -> Result<&str, ApiE
 
 /// The principal whose live session `token` is: 401 if it is unknown, expired or revoked.
 pub async fn session(conn: &Conn, token: &str) -> Result<Principal, ApiError> {
+    session_by_hash(conn, &token::hash(token)).await
+}
+
+/// [`session`] by the token's hash (prepared once per connection).
+async fn session_by_hash(conn: &Conn, hash: &[u8]) -> Result<Principal, ApiError> {
     let row = conn
         .query_opt(
             "SELECT id, account_id FROM sessions \
              WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > now()",
-            &[&token::hash(token)],
+            &[&hash],
         )
         .await?;
     let row = row.ok_or_else(|| unauthorized("the token is unknown, expired or revoked", true))?;
@@ -188,8 +193,12 @@ pub async fn session(conn: &Conn, token: &str) -> Result<Principal, ApiError> {
 }
 
 /// Whether the session is still live (not revoked, not expired): open streams ask again
-/// on every heartbeat.
-pub async fn still_valid(conn: &Conn, principal: &Principal) -> Result<bool, DbError> {
+/// on every heartbeat, on the shared connections (one pipelined, prepared statement; no
+/// pooled connection per check).
+pub async fn still_valid(
+    conn: &impl crate::db::Queries,
+    principal: &Principal,
+) -> Result<bool, DbError> {
     let row = conn
         .query_opt(
             "SELECT 1 FROM sessions WHERE id = $1 AND revoked_at IS NULL AND expires_at > now()",
@@ -256,6 +265,122 @@ async fn resolve_scope(conn: Conn, token: &str) -> Result<(Principal, Scoped), A
         account_id: row.get(1),
     };
     Ok((principal, scoped))
+}
+
+/// A request's bearer token, taken from the environ at once (it does not cross an
+/// `.await`), for owner scopes in one round trip: [`once`](Self::once),
+/// [`open`](Self::open), [`read_once`](Self::read_once).
+///
+/// ```no_run
+/// use awsgi::{Body, Environ, Error, StartResponse};
+/// use pgbridge::db::Step;
+///
+/// async fn count(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
+///     let bearer = pgbridge::auth::Bearer::from_environ(&environ)?;
+///     // The session, the owner, the role, the statement and COMMIT: one round trip.
+///     let (_principal, unit) = bearer.once(&[Step::new("SELECT count(*) FROM notes", &[])], false).await?;
+///     let n: i64 = unit.rows[0][0].get(0);
+///     start_response.start("200 OK", [("Content-Type", "text/plain")])?;
+///     Ok(Body::from(format!("{n}\n")))
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Bearer {
+    hash: Vec<u8>,
+    db: Db,
+    route: Option<crate::apps::consistency::ReadRoute>,
+}
+
+impl Bearer {
+    /// The `Authorization: Bearer` token (401 if none or malformed) and the `Db`.
+    pub fn from_environ(environ: &Environ) -> Result<Self, ApiError> {
+        let token = presented_token(environ, Carrier::Header)?;
+        Ok(Self {
+            hash: token::hash(token),
+            db: crate::apps::db(environ)?,
+            route: None,
+        })
+    }
+
+    /// As [`from_environ`](Self::from_environ), with the read route
+    /// ([`read_route`](crate::apps::consistency::read_route)) for [`read_once`](Self::read_once).
+    pub fn for_read(environ: &Environ) -> Result<Self, ApiError> {
+        let mut bearer = Self::from_environ(environ)?;
+        bearer.route = Some(crate::apps::consistency::read_route(environ)?);
+        Ok(bearer)
+    }
+
+    /// The session lookup, the owner, the role, `steps` and `COMMIT` in one round trip, as
+    /// one unit on a shared connection of the primary ([`Shared::scope`](crate::db::Shared::scope));
+    /// 401 if the token has no live session.
+    pub async fn once(
+        &self,
+        steps: &[Step<'_>],
+        with_lsn: bool,
+    ) -> Result<(Principal, Unit), ApiError> {
+        let unit = self
+            .db
+            .shared()
+            .scope(Owner::TokenHash(&self.hash), steps, with_lsn)
+            .await?;
+        Ok((principal_of(&unit)?, unit))
+    }
+
+    /// The session lookup, the owner, the role and `steps` in one round trip, the
+    /// transaction left open ([`Scoped::open`]); 401 if the token has no live session.
+    pub async fn open(&self, steps: &[Step<'_>]) -> Result<(Principal, Scoped, Unit), ApiError> {
+        let (scoped, unit) =
+            Scoped::open(self.db.conn().await?, Owner::TokenHash(&self.hash), steps).await?;
+        Ok((principal_of(&unit)?, scoped, unit))
+    }
+
+    /// A read that tolerates replication lag ([`for_read`](Self::for_read)). Without
+    /// standbys: [`once`](Self::once), on the shared connections. With standbys, on the
+    /// connection the router picks: on the primary one round trip; on a standby the
+    /// session is looked up on the primary first (a standby may not have replayed a logout
+    /// yet), then one round trip there.
+    pub async fn read_once(
+        &mut self,
+        steps: &[Step<'_>],
+    ) -> Result<(Principal, Unit, ReadFrom), ApiError> {
+        let Some(route) = self.route.take() else {
+            let (principal, unit) = self.once(steps, false).await?;
+            return Ok((principal, unit, ReadFrom::Primary));
+        };
+        if !route.has_standbys() {
+            let (principal, unit) = self.once(steps, false).await?;
+            return Ok((principal, unit, ReadFrom::Primary));
+        }
+        let primary = route.primary().clone();
+        let reader = route.reader().await?;
+        let from = reader.from();
+        let (owner, looked_up) = match from {
+            ReadFrom::Primary => (Owner::TokenHash(&self.hash), None),
+            ReadFrom::Standby => {
+                let conn = primary.conn().await?;
+                let principal = session_by_hash(&conn, &self.hash).await?;
+                drop(conn);
+                (Owner::Account(principal.account_id), Some(principal))
+            }
+        };
+        let unit = Scoped::once(reader.into_conn(), owner, steps, false).await?;
+        let principal = match looked_up {
+            Some(principal) => principal,
+            None => principal_of(&unit)?,
+        };
+        Ok((principal, unit, from))
+    }
+}
+
+/// The principal of a unit's scope; 401 if its token had no live session.
+fn principal_of(unit: &Unit) -> Result<Principal, ApiError> {
+    let (session_id, account_id) = unit
+        .session
+        .ok_or_else(|| unauthorized("the token is unknown, expired or revoked", true))?;
+    Ok(Principal {
+        account_id,
+        session_id,
+    })
 }
 
 /// [`scoped`] for a read that tolerates replication lag: the owner-scoped transaction runs

@@ -43,6 +43,12 @@ pub struct Config {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Which requests get a log line (`finished processing request`, with method, path,
+    /// status, latency and request id): `errors` — answers 4xx and 5xx, and requests whose
+    /// client hung up — or `all`. Every request is counted in `/metrics` either way.
+    #[arg(long, env = "LOG_REQUESTS", value_enum, default_value_t = LogRequests::Errors)]
+    pub log_requests: LogRequests,
+
     /// Address to listen on.
     #[arg(long = "bind", env = "BIND_ADDR", default_value = "127.0.0.1:8080")]
     pub bind_addr: SocketAddr,
@@ -280,6 +286,15 @@ pub struct Config {
     /// `keepalive_timeout` (deploy/nginx.conf: 4 s).
     #[arg(long, env = "DRAIN_DELAY_MS", default_value_t = 0)]
     pub drain_delay_ms: u64,
+}
+
+/// Which requests are logged (`LOG_REQUESTS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogRequests {
+    /// Requests answered 4xx or 5xx, and requests whose client hung up first.
+    Errors,
+    /// Every request.
+    All,
 }
 
 /// How log lines are written (`LOG_FORMAT`).

@@ -39,6 +39,7 @@ mod shape;
 pub mod shared;
 mod sql;
 mod statements;
+mod unit;
 
 pub use conn::{Conn, Tx};
 pub use error::DbError;
@@ -48,3 +49,4 @@ pub use queries::{Params, Queries};
 pub use scoped::{ACCOUNT_SETTING, RLS_ROLE, Scoped};
 pub use shared::{Shared, SharedConfig, SharedConnStatus};
 pub use statements::{Session, Statements};
+pub use unit::{Owner, Step, Unit};

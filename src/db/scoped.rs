@@ -4,9 +4,11 @@
 //! The owner is set with `set_config('pgbridge.account_id', …, true)` and the role with
 //! `SET LOCAL ROLE`: both end with the transaction, so nothing of one request can survive
 //! into the next borrower's, and both work through PgBouncer in transaction mode. Because
-//! they are transaction-local, statements that rely on them cannot go on a connection
-//! shared (pipelined) with other requests: a `Scoped` holds its connection alone from
-//! `BEGIN` to `COMMIT`.
+//! they are transaction-local, a scope left open while the application works cannot share
+//! its connection with other requests' pipelined statements: a `Scoped` holds its
+//! connection alone from `BEGIN` to `COMMIT`. A scope whose statements are all known up
+//! front goes as one unit instead ([`Scoped::once`] here, or on the shared connections
+//! [`Shared::scope`](super::Shared::scope); see `db/unit.rs`).
 
 use std::ops::Deref;
 
@@ -14,6 +16,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::{ToSql, Type};
 
 use super::replica::Lsn;
+use super::unit::{self, End, Owner, Step, Unit};
 use super::{Conn, DbError};
 
 /// The role the policies apply to: not a superuser, not `BYPASSRLS`, not the tables'
@@ -84,6 +87,99 @@ impl Scoped {
             })
             .await?;
         Ok(rows.into_iter().next().map(|row| (scoped, row)))
+    }
+
+    /// A whole scope in one round trip: `BEGIN`, the owner's scope (the session lookup,
+    /// the owner setting and the role, in one statement), `steps`, and `COMMIT` (with
+    /// `with_lsn`, also the commit's WAL position, for read-your-writes) are written
+    /// together before any answer is awaited (see `db/unit.rs`). A failing statement rolls
+    /// the whole unit back and is returned as the error; a token with no live session gives
+    /// [`Unit::session`] `None` (the statements saw no rows and wrote nothing).
+    ///
+    /// ```no_run
+    /// # async fn demo(db: pgbridge::db::Db, token_hash: Vec<u8>) -> Result<(), pgbridge::db::DbError> {
+    /// use pgbridge::db::{Owner, Scoped, Step};
+    ///
+    /// let id = 7_i64;
+    /// let unit = Scoped::once(
+    ///     db.conn().await?,
+    ///     Owner::TokenHash(&token_hash),
+    ///     &[Step::new("SELECT title FROM notes WHERE id = $1", &[&id])],
+    ///     false,
+    /// )
+    /// .await?;
+    /// if unit.session.is_none() { /* 401 */ }
+    /// let title: Option<String> = unit.rows[0].first().map(|row| row.get(0));
+    /// # Ok(()) }
+    /// ```
+    pub async fn once(
+        conn: Conn,
+        owner: Owner<'_>,
+        steps: &[Step<'_>],
+        with_lsn: bool,
+    ) -> Result<Unit, DbError> {
+        let end = if with_lsn {
+            End::CommitLsn
+        } else {
+            End::Commit
+        };
+        let out = unit::run(&conn, Some(owner), steps, end).await;
+        if out.is_err() {
+            // A failed statement's unit ended with ROLLBACK; but after a failed COMMIT or
+            // a lost answer the connection's state is unknown: back only after a rollback.
+            rollback_in_background(conn);
+        }
+        out
+    }
+
+    /// Opens a scope and runs `steps` in it, in one round trip (as [`once`](Self::once),
+    /// without the `COMMIT`): go on with the returned scope, and end it with
+    /// [`finish`](Self::finish) (or [`commit`](Self::commit)). With no live session,
+    /// [`Unit::session`] is `None`; drop the scope (it rolls back) and answer 401.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: pgbridge::db::Db, token_hash: Vec<u8>) -> Result<(), pgbridge::db::DbError> {
+    /// use pgbridge::db::{Owner, Scoped, Step};
+    ///
+    /// let id = 7_i64;
+    /// let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
+    /// let select = [Step::new("SELECT version FROM notes WHERE id = $1 FOR UPDATE", &params)];
+    /// let (scope, unit) = Scoped::open(db.conn().await?, Owner::TokenHash(&token_hash), &select).await?;
+    /// let update = [Step::new("UPDATE notes SET title = 'x' WHERE id = $1", &params)];
+    /// let done = scope.finish(&update, true).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn open(
+        mut conn: Conn,
+        owner: Owner<'_>,
+        steps: &[Step<'_>],
+    ) -> Result<(Self, Unit), DbError> {
+        let out = unit::run(&conn, Some(owner), steps, End::Open).await;
+        // From here the transaction may be open: dropping the scope rolls it back.
+        conn.set_in_transaction(true);
+        let scoped = Self { conn: Some(conn) };
+        Ok((scoped, out?))
+    }
+
+    /// Runs `steps` and commits, in one round trip (with `with_lsn`, also returns the
+    /// commit's WAL position). A failing statement rolls everything back, the scope's
+    /// earlier statements included, and is returned as the error.
+    pub async fn finish(mut self, steps: &[Step<'_>], with_lsn: bool) -> Result<Unit, DbError> {
+        let mut conn = self
+            .conn
+            .take()
+            .ok_or(DbError::Config("scope already ended".into()))?;
+        let end = if with_lsn {
+            End::CommitLsn
+        } else {
+            End::Commit
+        };
+        let out = unit::run(&conn, None, steps, end).await;
+        match &out {
+            Ok(_) => conn.set_in_transaction(false),
+            Err(_) => rollback_in_background(conn),
+        }
+        out
     }
 
     /// Commits; the connection goes back to the pool.

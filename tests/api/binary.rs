@@ -15,6 +15,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_pgbridge");
 fn spawn(database_url: &str, listen: &Listen, log: &std::path::Path) -> Child {
     pgbridge_command(listen, log)
         .env("DATABASE_URL", database_url)
+        // A line for every request, successful ones included (the default logs 4xx/5xx).
+        .env("LOG_REQUESTS", "all")
         .spawn()
         .expect("start pgbridge")
 }

@@ -142,6 +142,11 @@ async fn refusals_cancels_and_restarts_are_quiet_and_abandoned_requests_logged()
     for path in ["/notes/abc", "/seed/poll-sleep", "/no-such-route"] {
         assert_eq!(request_lines(&logged, path).len(), 1, "{path}:\n{logged}");
     }
+    // By default (LOG_REQUESTS=errors) a successful request gets no line.
+    assert!(
+        request_lines(&logged, "/readyz").is_empty(),
+        "a line for a 200:\n{logged}"
+    );
     let _ = std::fs::remove_file(&log);
 }
 
@@ -153,7 +158,12 @@ async fn json_lines_parse() {
     let listen = Listen::socket();
     let addr: SocketAddr = listen.addr();
     let log = log_path("json");
-    let mut child = spawn(&url, &listen, &log, &[("LOG_FORMAT", "json")]);
+    let mut child = spawn(
+        &url,
+        &listen,
+        &log,
+        &[("LOG_FORMAT", "json"), ("LOG_REQUESTS", "all")],
+    );
     child.wait_ready(addr, Duration::from_secs(60), &log).await;
     assert_eq!(get(addr, "/healthz").await.status, 200);
     assert!(stop(&mut child).await.success(), "{}", read(&log));

@@ -24,6 +24,7 @@ mod ownership;
 mod prometheus;
 mod resilience;
 mod scale;
+mod scopes;
 mod seed_apps;
 mod server_limits;
 mod shared;

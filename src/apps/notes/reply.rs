@@ -3,7 +3,6 @@
 
 use http::Method;
 
-use crate::db::Conn;
 use crate::error::{ApiError, FieldError};
 use awsgi::{Body, Error, StartResponse};
 
@@ -66,14 +65,6 @@ pub(super) fn page_etag(page: &store::Page) -> String {
     )
 }
 
-/// After a conditional write matched no row: 404 if the note is gone, else 412.
-pub(super) async fn gone_or_stale(conn: &Conn, id: i64) -> Result<ApiError, ApiError> {
-    Ok(match store::get(conn, id).await? {
-        None => not_found(id),
-        Some(_) => stale(),
-    })
-}
-
 pub(super) fn replay(
     start_response: &StartResponse,
     first: Recorded,
@@ -117,7 +108,7 @@ pub(super) fn send_json(
     start_response: &StartResponse,
     status: &str,
     headers: &[(&str, &str)],
-    body: &serde_json::Value,
+    body: &impl serde::Serialize,
 ) -> Result<Body, Error> {
     let mut all = vec![("Content-Type", "application/json")];
     all.extend_from_slice(headers);

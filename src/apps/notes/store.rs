@@ -1,9 +1,11 @@
 //! The notes' SQL. Every statement is parameterised and prepared once per connection.
 //!
-//! The functions take `&impl Queries`, so they run on whatever the caller holds; the
-//! handlers hold an owner-scoped transaction ([`Scoped`](crate::db::Scoped)) on an
-//! exclusive connection, never the shared path: the policies read a transaction-local
-//! owner that pipelined statements of other requests cannot share.
+//! The functions take `&impl Queries`, so they run on whatever the caller holds (an
+//! owner-scoped [`Scoped`](crate::db::Scoped)); the statements' texts are also exported
+//! ([`GET`], [`LIST`], [`INSERT`], [`UPDATE`], [`DELETE`]) with their row readers
+//! ([`note_of`], [`page_of`]), for the handlers' one-round-trip units
+//! ([`Step`](crate::db::Step)), which run them inside the owner's scope — never outside
+//! one: the policies read a transaction-local owner.
 
 use serde::Serialize;
 use tokio_postgres::Row;
@@ -71,6 +73,58 @@ macro_rules! note_columns {
     };
 }
 
+/// `INSERT` of a note: `$1` title, `$2` body, `$3` tags; returns the note.
+pub const INSERT: &str = concat!(
+    "INSERT INTO notes (title, body, tags) VALUES ($1, $2, $3) RETURNING ",
+    note_columns!()
+);
+/// One note by `$1` id.
+pub const GET: &str = concat!("SELECT ", note_columns!(), " FROM notes WHERE id = $1");
+/// A page: `$1` after (id), `$2` tag, `$3` ILIKE pattern, `$4` limit + 1.
+pub const LIST: &str = concat!(
+    "SELECT ",
+    note_columns!(),
+    " FROM notes \
+     WHERE ($1::bigint IS NULL OR id < $1) \
+       AND ($2::text IS NULL OR tags @> ARRAY[$2]) \
+       AND ($3::text IS NULL OR title ILIKE $3 OR body ILIKE $3) \
+     ORDER BY id DESC \
+     LIMIT $4"
+);
+/// Replaces note `$1`'s fields if its version is `$2` (`NULL`: any); returns the note.
+pub const UPDATE: &str = concat!(
+    "UPDATE notes SET title = $3, body = $4, tags = $5, \
+            version = version + 1, updated_at = now() \
+     WHERE id = $1 AND ($2::int IS NULL OR version = $2) \
+     RETURNING ",
+    note_columns!()
+);
+/// Deletes note `$1` if its version is `$2` (`NULL`: any); returns its id.
+pub const DELETE: &str =
+    "DELETE FROM notes WHERE id = $1 AND ($2::int IS NULL OR version = $2) RETURNING id";
+
+/// The note in `rows` (the answer of [`GET`], [`INSERT`] or [`UPDATE`]), if any.
+pub fn note_of(rows: &[Row]) -> Option<Note> {
+    rows.first().map(Note::from_row)
+}
+
+/// The page in `rows` (the answer of [`LIST`] run with `limit + 1`).
+pub fn page_of(rows: &[Row], limit: i64) -> Page {
+    let mut notes: Vec<Note> = rows.iter().map(Note::from_row).collect();
+    let next_after = if notes.len() as i64 > limit {
+        notes.truncate(limit as usize);
+        notes.last().map(|n| n.id)
+    } else {
+        None
+    };
+    Page { notes, next_after }
+}
+
+/// The `ILIKE` pattern of a filter's `q`, for [`LIST`]'s `$3`.
+pub fn pattern_of(filter: &Filter) -> Option<String> {
+    filter.q.as_deref().map(like_pattern)
+}
+
 /// One page of a listing.
 #[derive(Debug)]
 pub struct Page {
@@ -92,25 +146,14 @@ pub struct Filter {
 /// Inserts a note, owned by the scope's account (the column's default).
 pub async fn insert(tx: &impl Queries, note: &NoteFields) -> Result<Note, DbError> {
     let row = tx
-        .query_one(
-            concat!(
-                "INSERT INTO notes (title, body, tags) VALUES ($1, $2, $3) RETURNING ",
-                note_columns!()
-            ),
-            &[&note.title, &note.body, &note.tags],
-        )
+        .query_one(INSERT, &[&note.title, &note.body, &note.tags])
         .await?;
     Ok(Note::from_row(&row))
 }
 
 /// One note.
 pub async fn get(conn: &impl Queries, id: i64) -> Result<Option<Note>, DbError> {
-    let row = conn
-        .query_opt(
-            concat!("SELECT ", note_columns!(), " FROM notes WHERE id = $1"),
-            &[&id],
-        )
-        .await?;
+    let row = conn.query_opt(GET, &[&id]).await?;
     Ok(row.as_ref().map(Note::from_row))
 }
 
@@ -122,30 +165,11 @@ pub async fn list(
     after: Option<i64>,
     limit: i64,
 ) -> Result<Page, DbError> {
-    let pattern = filter.q.as_deref().map(like_pattern);
+    let pattern = pattern_of(filter);
     let rows = conn
-        .query(
-            concat!(
-                "SELECT ",
-                note_columns!(),
-                " FROM notes \
-                 WHERE ($1::bigint IS NULL OR id < $1) \
-                   AND ($2::text IS NULL OR tags @> ARRAY[$2]) \
-                   AND ($3::text IS NULL OR title ILIKE $3 OR body ILIKE $3) \
-                 ORDER BY id DESC \
-                 LIMIT $4"
-            ),
-            &[&after, &filter.tag, &pattern, &(limit + 1)],
-        )
+        .query(LIST, &[&after, &filter.tag, &pattern, &(limit + 1)])
         .await?;
-    let mut notes: Vec<Note> = rows.iter().map(Note::from_row).collect();
-    let next_after = if notes.len() as i64 > limit {
-        notes.truncate(limit as usize);
-        notes.last().map(|n| n.id)
-    } else {
-        None
-    };
-    Ok(Page { notes, next_after })
+    Ok(page_of(&rows, limit))
 }
 
 /// Replaces a note's fields if its version is still `expected` (`None`: any version).
@@ -158,13 +182,7 @@ pub async fn update(
 ) -> Result<Option<Note>, DbError> {
     let row = conn
         .query_opt(
-            concat!(
-                "UPDATE notes SET title = $3, body = $4, tags = $5, \
-                        version = version + 1, updated_at = now() \
-                 WHERE id = $1 AND ($2::int IS NULL OR version = $2) \
-                 RETURNING ",
-                note_columns!()
-            ),
+            UPDATE,
             &[&id, &expected, &note.title, &note.body, &note.tags],
         )
         .await?;
@@ -173,12 +191,7 @@ pub async fn update(
 
 /// Deletes a note if its version is still `expected` (`None`: any). Whether it did.
 pub async fn delete(conn: &impl Queries, id: i64, expected: Option<i32>) -> Result<bool, DbError> {
-    let deleted = conn
-        .execute(
-            "DELETE FROM notes WHERE id = $1 AND ($2::int IS NULL OR version = $2)",
-            &[&id, &expected],
-        )
-        .await?;
+    let deleted = conn.execute(DELETE, &[&id, &expected]).await?;
     Ok(deleted == 1)
 }
 

@@ -201,6 +201,17 @@ impl ReadRouter {
         self.inner.max_lag
     }
 
+    /// Whether any standby is configured.
+    ///
+    /// ```no_run
+    /// # fn demo(db: pgbridge::db::Db) {
+    /// assert!(!pgbridge::db::replica::ReadRouter::primary_only(db).has_standbys());
+    /// # }
+    /// ```
+    pub fn has_standbys(&self) -> bool {
+        !self.inner.standbys.is_empty()
+    }
+
     /// A connection for a read that must see at least `min_lsn` (if given): from a usable
     /// standby that has replayed that far within the wait, else from the primary.
     pub async fn reader(&self, min_lsn: Option<Lsn>) -> Result<Reader, DbError> {

@@ -203,7 +203,8 @@ async fn settle(link: Arc<Link>) {
     if let Err(err) = cancel_and_confirm(&link.cancel, &link.server).await {
         tracing::warn!(error = %err, "could not cancel an abandoned shared statement");
     }
-    let idle = tokio::time::timeout(SETTLE_TIMEOUT, link.client().simple_query("")).await;
+    let idle =
+        tokio::time::timeout(SETTLE_TIMEOUT, link.send(link.client().simple_query(""))).await;
     if !matches!(idle, Ok(Ok(_))) {
         tracing::warn!("shared connection did not settle after a cancel; replacing it");
         link.mark_broken();

@@ -2,6 +2,7 @@
 //! count of statements in flight on it with the fence that [`super::fence`] raises.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -17,6 +18,10 @@ pub(super) struct Link {
     client: Client,
     statements: Mutex<HashMap<Box<str>, Statement>>,
     state: Mutex<State>,
+    /// Held while a request is handed to the connection: an owner scope's parts are all
+    /// handed over under it at once, so no other request's statement can come between
+    /// them (see [`send`](Self::send) and `shared/scope.rs`).
+    pub(super) sending: Mutex<()>,
     /// Woken when the fence comes down.
     pub(super) unfenced: Notify,
     /// Set when the connection must not take new statements (a cancel did not settle).
@@ -63,6 +68,7 @@ impl Link {
             client,
             statements: Mutex::new(HashMap::new()),
             state: Mutex::new(State::default()),
+            sending: Mutex::new(()),
             unfenced: Notify::new(),
             broken: AtomicBool::new(false),
             server,
@@ -110,6 +116,24 @@ impl Link {
         *self.lock()
     }
 
+    /// Runs `work`, a request on this connection, with its first poll — where
+    /// tokio-postgres hands the request's messages to the connection — under
+    /// [`sending`](Self::sending). Every request on a shared connection goes through here
+    /// (or through an owner scope's unit, which holds the same lock), so none can split a
+    /// scope.
+    pub(super) async fn send<F: Future>(&self, work: F) -> F::Output {
+        let mut work = std::pin::pin!(work);
+        let mut first = true;
+        std::future::poll_fn(|cx| {
+            if std::mem::take(&mut first) {
+                let _held = self.sending.lock().unwrap_or_else(|p| p.into_inner());
+                return work.as_mut().poll(cx);
+            }
+            work.as_mut().poll(cx)
+        })
+        .await
+    }
+
     /// `sql`, prepared on this connection the first time it is asked for.
     pub(super) async fn prepare(&self, sql: &str) -> Result<Statement, DbError> {
         if let Some(statement) = self.cached(sql) {
@@ -117,7 +141,7 @@ impl Link {
         }
         // Two callers may prepare the same text at once; both statements are valid and the
         // cache keeps one. Not worth a lock across the round trip.
-        let statement = self.client.prepare(sql).await?;
+        let statement = self.send(self.client.prepare(sql)).await?;
         self.statements
             .lock()
             .unwrap_or_else(|p| p.into_inner())

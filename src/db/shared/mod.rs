@@ -11,15 +11,18 @@
 //! | `set.rs` | the connection set: lazy opening, replacement, round-robin choice, backpressure |
 //! | `link.rs` | one connection: client, statement cache, statements in flight, the fence |
 //! | `fence.rs` | cancel fencing: an abandoned statement never cancels a neighbour's |
+//! | `scope.rs` | owner scopes as one unit no other request's statement can split |
 //!
-//! Use it for single, short statements that touch no owner-protected table; use
-//! [`Db::conn`](super::Db::conn) (an exclusive connection) for transactions, owner-scoped
-//! statements ([`Scoped`](super::Scoped): a transaction-local owner cannot be shared by
-//! pipelined statements of other requests), `LISTEN`, session state, and anything that may
-//! run long and should be cancelled the moment its request goes away.
+//! Use it for single, short statements, and for owner scopes written as one unit
+//! ([`Shared::scope`]: `BEGIN`, the scope, the statements and `COMMIT` handed to the
+//! connection at once); use [`Db::conn`](super::Db::conn) (an exclusive connection) for
+//! transactions that wait for the application between statements (a [`Scoped`](super::Scoped)
+//! left open), `LISTEN`, session state, and anything that may run long and should be
+//! cancelled the moment its request goes away.
 
 mod fence;
 mod link;
+mod scope;
 mod set;
 
 use std::sync::Arc;
@@ -228,7 +231,11 @@ impl Shared {
             let types = unnamed.param_types(sql).await?;
             let ticket = self.set.acquire().await?;
             let link = ticket.link().clone();
-            let work = T::unnamed(link.client(), sql, pooler::typed(params, &types));
+            let work = link.send(T::unnamed(
+                link.client(),
+                sql,
+                pooler::typed(params, &types),
+            ));
             return timed(ticket, unnamed.types.statement_timeout, work).await;
         }
         let ticket = self.set.acquire().await?;
@@ -237,7 +244,7 @@ impl Shared {
             Ok(statement) => statement,
             Err(err) => return finish(ticket, Err(err)),
         };
-        let out = T::named(link.client(), &statement, params).await;
+        let out = link.send(T::named(link.client(), &statement, params)).await;
         finish(ticket, out.map_err(Into::into))
     }
 

@@ -118,12 +118,9 @@ impl Subscriber {
     /// Whether the stream's session still stands (a database error counts as no: the
     /// client reconnects and is asked again).
     async fn session_live(&self) -> bool {
-        match self.db.conn().await {
-            Ok(conn) => auth::still_valid(&conn, &self.principal)
-                .await
-                .unwrap_or(false),
-            Err(_) => false,
-        }
+        auth::still_valid(self.db.shared(), &self.principal)
+            .await
+            .unwrap_or(false)
     }
 
     /// Replays from the table, from `last_id`, before going live again.

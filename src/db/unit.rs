@@ -1,0 +1,378 @@
+//! One owner scope in one round trip: `BEGIN`, the scope statement (the owner and the
+//! role), the request's statements and `COMMIT`, all written to Postgres before any answer
+//! is awaited.
+//!
+//! tokio-postgres writes a request the first time its future is polled and matches the
+//! answers in order, so polling every part once, in order, before waiting on any of them
+//! sends the whole unit in one batch. Every part carries its own `Sync` (tokio-postgres
+//! gives no way to put several `Execute`s under one), so the unit is an explicit
+//! transaction: a failing statement aborts it, the statements after it fail with
+//! `25P02`, and the `COMMIT` at the end becomes a `ROLLBACK` — the whole unit rolls back.
+//!
+//! The scope statement always returns one row and always sets the role, so the request's
+//! statements never run outside row-level security: with no live session the owner is
+//! unset, the policies show nothing, a write fails, and the caller answers 401 (see
+//! [`Unit::session`]).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Row, SimpleQueryMessage};
+
+use super::pooler::{self, StatementTypes};
+use super::replica::Lsn;
+use super::scoped::{ACCOUNT_SETTING, RLS_ROLE};
+use super::{Conn, DbError};
+
+/// The scope statement for a bearer token's hash: the session (or none) and, always, the
+/// owner setting and the role, as the connecting user (who may read `sessions`). One row
+/// whatever the token: `(session id, account id)`, both `NULL` for no live session.
+const BY_TOKEN: &str = const_format_scope(
+    "SELECT s.id, s.account_id, \
+       set_config('pgbridge.account_id', coalesce(s.account_id::text, ''), true), \
+       set_config('role', 'pgbridge_rls', true) \
+     FROM (SELECT $1::bytea AS hash) t \
+     LEFT JOIN sessions s ON s.token_hash = t.hash AND s.revoked_at IS NULL AND s.expires_at > now()",
+);
+
+/// The scope statement for a known account (a standby read, after the session was
+/// resolved on the primary; event replays).
+const BY_ACCOUNT: &str = const_format_scope(
+    "SELECT NULL::bigint, $1::bigint, \
+       set_config('pgbridge.account_id', $1::bigint::text, true), \
+       set_config('role', 'pgbridge_rls', true)",
+);
+
+/// Keeps the setting and role names in the SQL above in step with the constants.
+const fn const_format_scope(sql: &'static str) -> &'static str {
+    assert!(matches!(ACCOUNT_SETTING.as_bytes(), b"pgbridge.account_id"));
+    assert!(matches!(RLS_ROLE.as_bytes(), b"pgbridge_rls"));
+    sql
+}
+
+/// Whose scope a unit opens.
+#[derive(Debug, Clone, Copy)]
+pub enum Owner<'a> {
+    /// The account whose live session has this token hash (`auth::token::hash`); none if
+    /// the session is unknown, expired or revoked.
+    TokenHash(&'a [u8]),
+    /// This account.
+    Account(i64),
+}
+
+/// One statement of a unit: its text and its parameters.
+///
+/// ```
+/// let id = 7_i64;
+/// let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
+/// let step = pgbridge::db::Step::new("SELECT title FROM notes WHERE id = $1", &params);
+/// # let _ = step;
+/// ```
+pub struct Step<'a> {
+    sql: &'a str,
+    params: &'a [&'a (dyn ToSql + Sync)],
+}
+
+impl<'a> Step<'a> {
+    /// `sql` with `params`.
+    pub fn new(sql: &'a str, params: &'a [&'a (dyn ToSql + Sync)]) -> Self {
+        Self { sql, params }
+    }
+
+    /// Its text.
+    pub(crate) fn sql(&self) -> &'a str {
+        self.sql
+    }
+}
+
+impl std::fmt::Debug for Step<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Step")
+            .field("sql", &self.sql)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a unit ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    /// The transaction stays open (a [`Scoped`](super::Scoped) goes on with it).
+    Open,
+    /// `COMMIT`.
+    Commit,
+    /// `COMMIT`, then the WAL position at or past the commit record.
+    CommitLsn,
+}
+
+/// What a unit answered.
+#[derive(Debug)]
+pub struct Unit {
+    /// `(session id, account id)` of the live session the token belongs to; `None` for no
+    /// such session (answer 401; nothing the unit's statements did was committed with
+    /// an owner, and reads saw no rows). For [`Owner::Account`]: `(0, account)`.
+    pub session: Option<(i64, i64)>,
+    /// Each statement's rows, in order (empty when `session` is `None`).
+    pub rows: Vec<Vec<Row>>,
+    /// For a unit that committed with its position (`with_lsn`): the commit's WAL position.
+    pub lsn: Option<Lsn>,
+}
+
+/// An answer of one part of the unit.
+enum Answer {
+    Rows(Vec<Row>),
+    Simple(Vec<SimpleQueryMessage>),
+}
+
+type Part<'a> = Pin<Box<dyn Future<Output = Result<Answer, tokio_postgres::Error>> + Send + 'a>>;
+
+/// Runs one unit on `conn`: `BEGIN` and the scope statement when `owner` is given (else
+/// the statements join the transaction open on `conn`), `steps`, then `end`.
+///
+/// Guarded like any statement of `conn` (cancel on drop, and in transaction-pooler mode
+/// the client-side statement timeout).
+pub(crate) async fn run(
+    conn: &Conn,
+    owner: Option<Owner<'_>>,
+    steps: &[Step<'_>],
+    end: End,
+) -> Result<Unit, DbError> {
+    let unnamed = conn.unnamed().cloned();
+    // Statement texts are prepared (once per connection) or, through a transaction pooler,
+    // have their parameter types learnt (once per text) before the unit: nothing in it
+    // may wait for anything but its own answer.
+    let prepared = prepare(conn, owner, steps, unnamed.as_deref()).await?;
+    let work = conn.guarded(submit(conn.client(), None, owner, steps, &prepared, end));
+    match &unnamed {
+        Some(types) => {
+            let timed = async { Ok::<_, tokio_postgres::Error>(work.await) };
+            conn.canceller()
+                .timed(types.statement_timeout, timed)
+                .await?
+        }
+        None => work.await,
+    }
+}
+
+/// How each statement of the unit goes: prepared, or unnamed with these types.
+pub(crate) enum Prepared {
+    Named(tokio_postgres::Statement),
+    Unnamed(Arc<[Type]>),
+}
+
+/// The scope statement for `owner`, and its parameter's type.
+pub(crate) fn scope_statement(owner: Owner<'_>) -> (&'static str, Type) {
+    match owner {
+        Owner::TokenHash(_) => (BY_TOKEN, Type::BYTEA),
+        Owner::Account(_) => (BY_ACCOUNT, Type::INT8),
+    }
+}
+
+async fn prepare(
+    conn: &Conn,
+    owner: Option<Owner<'_>>,
+    steps: &[Step<'_>],
+    unnamed: Option<&StatementTypes>,
+) -> Result<Vec<Prepared>, DbError> {
+    let mut out = Vec::with_capacity(steps.len() + 1);
+    if let Some(owner) = owner {
+        let (sql, ty) = scope_statement(owner);
+        out.push(match unnamed {
+            None => Prepared::Named(conn.prepare(sql).await?),
+            Some(_) => Prepared::Unnamed(Arc::from([ty])),
+        });
+    }
+    for step in steps {
+        out.push(match unnamed {
+            None => Prepared::Named(conn.prepare(step.sql).await?),
+            Some(types) => {
+                let client: &tokio_postgres::Client = conn.client();
+                // Before the unit's BEGIN (a new scope) no transaction is open; after
+                // it (an open scope) one is.
+                let learnt = if owner.is_some() {
+                    conn.guarded(types.outside_tx(client, step.sql)).await
+                } else {
+                    conn.guarded(types.in_tx(client, step.sql)).await
+                };
+                Prepared::Unnamed(learnt?)
+            }
+        });
+    }
+    Ok(out)
+}
+
+fn part<'a>(
+    client: &'a tokio_postgres::Client,
+    sql: &'a str,
+    how: &'a Prepared,
+    params: &'a [&'a (dyn ToSql + Sync)],
+) -> Part<'a> {
+    match how {
+        Prepared::Named(statement) => {
+            Box::pin(async move { client.query(statement, params).await.map(Answer::Rows) })
+        }
+        Prepared::Unnamed(types) => {
+            let typed = pooler::typed(params, types);
+            Box::pin(async move { client.query_typed(sql, &typed).await.map(Answer::Rows) })
+        }
+    }
+}
+
+fn simple<'a>(client: &'a tokio_postgres::Client, sql: &'static str) -> Part<'a> {
+    Box::pin(async move { client.simple_query(sql).await.map(Answer::Simple) })
+}
+
+/// Polls `parts[from..]` once each, in order, recording those already answered; returns
+/// whether any of them failed already (before it was sent: a parameter that does not
+/// encode, or a closed connection).
+fn first_poll(
+    parts: &mut [Part<'_>],
+    answers: &mut Vec<Option<Result<Answer, tokio_postgres::Error>>>,
+    from: usize,
+    cx: &mut Context<'_>,
+) -> bool {
+    let mut failed = false;
+    for part in &mut parts[from..] {
+        let answer = match part.as_mut().poll(cx) {
+            Poll::Ready(answer) => Some(answer),
+            Poll::Pending => None,
+        };
+        failed |= matches!(answer, Some(Err(_)));
+        answers.push(answer);
+    }
+    failed
+}
+
+/// Sends the unit — every part written before any answer is awaited, all under `hold`
+/// if given (so that no one else's request sent on `client` under the same lock can come
+/// between them) — and reads the answers.
+pub(crate) async fn submit(
+    client: &tokio_postgres::Client,
+    hold: Option<&std::sync::Mutex<()>>,
+    owner: Option<Owner<'_>>,
+    steps: &[Step<'_>],
+    prepared: &[Prepared],
+    end: End,
+) -> Result<Unit, DbError> {
+    let (token_hash, account_id): (&[u8], i64) = match owner {
+        Some(Owner::TokenHash(hash)) => (hash, 0),
+        Some(Owner::Account(id)) => (&[], id),
+        None => (&[], 0),
+    };
+    let scope_params: [&(dyn ToSql + Sync); 1] = match owner {
+        Some(Owner::TokenHash(_)) => [&token_hash],
+        _ => [&account_id],
+    };
+    let mut parts: Vec<Part<'_>> = Vec::with_capacity(steps.len() + 3);
+    let mut prepared = prepared.iter();
+    if let Some(owner) = owner {
+        parts.push(simple(client, "BEGIN"));
+        let (sql, _) = scope_statement(owner);
+        let how = prepared
+            .next()
+            .expect("prepare() returns the scope statement first");
+        parts.push(part(client, sql, how, &scope_params));
+    }
+    for (step, how) in steps.iter().zip(prepared) {
+        parts.push(part(client, step.sql, how, step.params));
+    }
+    let mut answers = Vec::with_capacity(parts.len() + 1);
+    let mut sent = false;
+    std::future::poll_fn(|cx| {
+        if !sent {
+            sent = true;
+            let _held = hold.map(|lock| lock.lock().unwrap_or_else(|p| p.into_inner()));
+            let failed = first_poll(&mut parts, &mut answers, 0, cx);
+            // A statement that could not even be sent: end with ROLLBACK, not COMMIT, so
+            // that the others' effects are not kept.
+            let close = match (end, failed) {
+                (End::Open, _) => None,
+                (_, true) => Some(simple(client, "ROLLBACK")),
+                (End::Commit, false) => Some(simple(client, "COMMIT")),
+                (End::CommitLsn, false) => Some(simple(
+                    client,
+                    "COMMIT; SELECT pg_current_wal_insert_lsn()::text",
+                )),
+            };
+            if let Some(close) = close {
+                let at = parts.len();
+                parts.push(close);
+                first_poll(&mut parts, &mut answers, at, cx);
+            }
+        }
+        let mut done = true;
+        for (part, answer) in parts.iter_mut().zip(answers.iter_mut()) {
+            if answer.is_none() {
+                match part.as_mut().poll(cx) {
+                    Poll::Ready(out) => *answer = Some(out),
+                    Poll::Pending => done = false,
+                }
+            }
+        }
+        if done { Poll::Ready(()) } else { Poll::Pending }
+    })
+    .await;
+    drop(parts);
+    let mut answers = answers
+        .into_iter()
+        .map(|answer| answer.expect("the loop above ends once every part answered"));
+    let mut session = Some((0, 0));
+    if owner.is_some() {
+        answers.next().expect("BEGIN's answer")?;
+        let row = match answers.next().expect("the scope statement's answer")? {
+            Answer::Rows(rows) => rows.into_iter().next(),
+            _ => None,
+        };
+        session = row.and_then(|row| {
+            let account = row.get::<_, Option<i64>>(1)?;
+            Some((row.get::<_, Option<i64>>(0).unwrap_or(0), account))
+        });
+    }
+    let mut rows = Vec::with_capacity(steps.len());
+    let mut failed = None;
+    for _ in steps {
+        match answers.next().expect("a statement's answer") {
+            Ok(Answer::Rows(found)) => rows.push(found),
+            Ok(_) => rows.push(Vec::new()),
+            Err(err) => {
+                failed.get_or_insert(err);
+                rows.push(Vec::new());
+            }
+        }
+    }
+    if session.is_none() {
+        // No live session: whatever the statements did (nothing: no owner) or failed
+        // with, the caller answers 401.
+        return Ok(Unit {
+            session,
+            rows: Vec::new(),
+            lsn: None,
+        });
+    }
+    if let Some(err) = failed {
+        // The transaction was aborted by it, and its COMMIT was a ROLLBACK.
+        return Err(err.into());
+    }
+    let lsn = match answers.next() {
+        Some(answer) => match (answer?, end) {
+            (Answer::Simple(messages), End::CommitLsn) => Some(lsn_of(&messages)?),
+            _ => None,
+        },
+        None => None,
+    };
+    Ok(Unit { session, rows, lsn })
+}
+
+fn lsn_of(messages: &[SimpleQueryMessage]) -> Result<Lsn, DbError> {
+    messages
+        .iter()
+        .find_map(|message| match message {
+            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .ok_or_else(|| "no row".to_owned())
+        .and_then(|text| text.parse::<Lsn>())
+        .map_err(|why| DbError::Unavailable(format!("pg_current_wal_insert_lsn: {why}")))
+}
