@@ -15,23 +15,13 @@ use common::http::{get, send_as_is};
 use common::process::{Program, Spec, free_port, temp_dir};
 use common::service::start_migrated;
 
-/// `Some(why)` when `program` is missing: the test then says so and passes, except under
-/// `CI`, where it fails (CI installs it: `.ci/run`).
-fn missing(program: &str) -> Option<String> {
-    if Path::new(program).is_file() {
-        return None;
-    }
-    let why = format!("{program} missing; install with: apt-get install prometheus");
-    assert!(std::env::var_os("CI").is_none(), "CI must run this: {why}");
-    Some(why)
-}
-
 #[tokio::test]
+#[cfg_attr(
+    skip_promtool,
+    ignore = "SKIPPED: needs promtool: apt-get install prometheus"
+)]
 async fn promtool_finds_nothing_to_fix_in_a_live_metrics_page() {
-    if let Some(why) = missing("/usr/bin/promtool") {
-        common::skip_loudly("prometheus::promtool", &format!("SKIPPED: {why}"));
-        return;
-    }
+    let promtool = common::programs::path("promtool");
     let service = start_migrated(|_| {}).await;
     // Some traffic first, so that the labelled families have series.
     assert_eq!(get(service.addr, "/notes").await.status, 200);
@@ -49,7 +39,7 @@ async fn promtool_finds_nothing_to_fix_in_a_live_metrics_page() {
         assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
     }
 
-    let mut promtool = std::process::Command::new("/usr/bin/promtool")
+    let mut promtool = std::process::Command::new(&promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -72,11 +62,12 @@ async fn promtool_finds_nothing_to_fix_in_a_live_metrics_page() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    skip_prometheus,
+    ignore = "SKIPPED: needs prometheus: apt-get install prometheus"
+)]
 async fn a_real_prometheus_scrapes_two_replicas_and_answers_a_query() {
-    if let Some(why) = missing("/usr/bin/prometheus") {
-        common::skip_loudly("prometheus::prometheus", &format!("SKIPPED: {why}"));
-        return;
-    }
+    let prometheus = common::programs::path("prometheus");
     let first = start_migrated(|_| {}).await;
     let second = start_migrated(|_| {}).await;
     let dir = temp_dir("prometheus", None);
@@ -98,7 +89,7 @@ async fn a_real_prometheus_scrapes_two_replicas_and_answers_a_query() {
     let port = free_port();
     let prometheus = Program::start(Spec {
         name: "prometheus",
-        program: Path::new("/usr/bin/prometheus"),
+        program: &prometheus,
         args: vec![
             format!("--config.file={}", dir.join("prometheus.yml").display()),
             format!("--storage.tsdb.path={}", dir.join("data").display()),

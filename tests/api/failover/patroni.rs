@@ -20,37 +20,6 @@ use common::http::{get, send};
 use common::process::{Program, Spec, free_port, postgres_user, temp_dir};
 use common::service::connect;
 
-/// The programs the topology needs, and the Debian packages that ship them.
-const PROGRAMS: [(&str, &str); 4] = [
-    ("/usr/bin/etcd", "etcd-server"),
-    ("/usr/bin/patroni", "patroni"),
-    ("/usr/bin/patronictl", "patroni"),
-    ("/usr/sbin/haproxy", "haproxy"),
-];
-
-/// `Some(why)` when a program is missing: the test then says so and passes, except under
-/// `CI`, where it fails (CI installs them: `.ci/run`).
-fn missing_programs() -> Option<String> {
-    let missing: Vec<_> = PROGRAMS
-        .iter()
-        .filter(|(path, _)| !Path::new(path).is_file())
-        .collect();
-    if missing.is_empty() {
-        return None;
-    }
-    let mut packages: Vec<&str> = missing.iter().map(|(_, package)| *package).collect();
-    packages.dedup();
-    Some(format!(
-        "{} missing; install with: apt-get install {}",
-        missing
-            .iter()
-            .map(|(path, _)| *path)
-            .collect::<Vec<_>>()
-            .join(", "),
-        packages.join(" ")
-    ))
-}
-
 /// One Patroni node: its ports, data directory, and Patroni process (if running).
 struct Node {
     name: String,
@@ -785,23 +754,14 @@ async fn event_after_failover(ha: &Ha) {
     }
 }
 
-/// Whether to skip: a program is missing (then fails under `CI`).
-fn skip(test: &str) -> bool {
-    let Some(why) = missing_programs() else {
-        return false;
-    };
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must run the failover test: {why}"
-    );
-    common::skip_loudly(test, &format!("SKIPPED: {why}"));
-    true
-}
-
 #[tokio::test]
+#[cfg_attr(
+    any(skip_patroni, skip_etcd, skip_haproxy),
+    ignore = "SKIPPED: needs patroni, etcd and haproxy: apt-get install patroni etcd-server haproxy"
+)]
 async fn multi_host_url_follows_the_new_primary_with_no_proxy() {
-    if skip("failover::patroni::multi_host") {
-        return;
+    for program in ["patroni", "etcd", "haproxy"] {
+        common::programs::path(program);
     }
     let mut ha = Ha::start(Route::MultiHost).await;
     let leader = ha.wait_for_leader(Duration::from_secs(5)).await;
@@ -812,9 +772,13 @@ async fn multi_host_url_follows_the_new_primary_with_no_proxy() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    any(skip_patroni, skip_etcd, skip_haproxy),
+    ignore = "SKIPPED: needs patroni, etcd and haproxy: apt-get install patroni etcd-server haproxy"
+)]
 async fn patroni_failover_rejoin_and_switchover_lose_no_acknowledged_write() {
-    if skip("failover::patroni") {
-        return;
+    for program in ["patroni", "etcd", "haproxy"] {
+        common::programs::path(program);
     }
     let mut ha = Ha::start(Route::Haproxy).await;
     let addr = ha.addr();
