@@ -49,6 +49,7 @@ mod drain;
 pub mod embedded_pg;
 pub mod error;
 mod http_edge;
+pub mod log_secrets;
 pub mod metrics;
 mod request_log;
 pub mod routes;
