@@ -6,11 +6,13 @@
 # For each: the server's RSS (before, peak during), what the flood saw (how long its longest
 # connection lived, how many the server closed), and a normal client meanwhile — wrk on
 # keep-alive connections (p99) and 20 requests each on a fresh connection (served, max).
-# Writes its section of bench/RESULTS.md; then runs bench/hostile_replay.sh if it exists.
+# Writes its section of bench/RESULTS.md; then runs bench/hostile_replay.sh if it exists, and
+# bench/hostile_login.sh (cases 3-6 of issue 17: log-ins, stream opens, secrets in logs).
 #
 #   bash bench/hostile.sh                      # about 3 minutes
 #   FLOOD_SECS=20 bash bench/hostile.sh        # shorter floods
 #   SKIP_REPLAY=1 bash bench/hostile.sh        # without the replay half (bench/hostile_replay.sh)
+#   SKIP_LOGIN=1 bash bench/hostile.sh         # without bench/hostile_login.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FLOOD_SECS=${FLOOD_SECS:-45}
@@ -147,4 +149,9 @@ echo "== written to bench/RESULTS.md"
 if [ -z "${SKIP_REPLAY:-}" ] && [ -f bench/hostile_replay.sh ]; then
   echo "== bench/hostile_replay.sh"
   bash bench/hostile_replay.sh
+fi
+
+if [ -z "${SKIP_LOGIN:-}" ] && [ -f bench/hostile_login.sh ]; then
+  echo "== bench/hostile_login.sh"
+  BIN=$BIN bash bench/hostile_login.sh
 fi

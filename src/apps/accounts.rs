@@ -155,7 +155,7 @@ pub async fn login(mut environ: Environ, start_response: StartResponse) -> Resul
     };
     settings.stats.checked();
     let verified = password::verify(password, stored).await?;
-    let mut conn = db.conn().await?;
+    let conn = db.conn().await?;
     let Some(account_id) = account_id.filter(|_| verified) else {
         throttle::failed(&conn, &scopes, &settings.limits).await?;
         return Err(ApiError::Unauthorized {
@@ -168,7 +168,7 @@ pub async fn login(mut environ: Environ, start_response: StartResponse) -> Resul
 
     let token = token::generate()?;
     let session = sessions::create(
-        &mut conn,
+        &conn,
         &token,
         account_id,
         settings.session_ttl,

@@ -1,6 +1,6 @@
 //! A login's new session: created under a per-account cap (`SESSION_MAX_PER_ACCOUNT`; the
 //! oldest live sessions past it are revoked), with the housekeeping of expired and revoked
-//! rows done on the way, so a looping client cannot grow the table. And the login
+//! rows done in the same statement, so a looping client cannot grow the table. And the login
 //! counters `/metrics` shows.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,60 +25,67 @@ pub struct NewSession {
     pub revoked: i64,
 }
 
-/// Creates a session with `token` (from [`token::generate`]) for `account_id` lasting `ttl`, revokes the account's oldest live
-/// sessions past `max_sessions`, and deletes rows that can never be used again: the
-/// account's expired ones and those revoked over a minute ago, and up to [`PRUNE_BATCH`]
-/// expired ones of any account. Logins of one account are serialised (a row lock on the
-/// account), so the cap holds under concurrent logins.
+/// Creates a session with `token` (from [`token::generate`]) for `account_id` lasting
+/// `ttl`, revokes the account's oldest live sessions past `max_sessions`, and deletes rows
+/// that can never be used again: the account's expired ones and those revoked over a minute
+/// ago, and up to [`PRUNE_BATCH`] expired ones of any account.
+///
+/// One statement, no transaction and no lock held while waiting: rows another login is
+/// revoking or deleting right now are skipped (`FOR UPDATE SKIP LOCKED`), never waited for,
+/// so concurrent logins cannot deadlock or hold pooled connections in a queue. Logins of one
+/// account committing at the same moment do not see each other's new session, so the cap
+/// can be passed by as many as log in at once, until that account's next login.
 pub async fn create(
-    conn: &mut Conn,
+    conn: &Conn,
     token: &str,
     account_id: i64,
     ttl: Duration,
     max_sessions: u32,
 ) -> Result<NewSession, DbError> {
-    let tx = conn.transaction().await?;
-    tx.execute(
-        "SELECT 1 FROM accounts WHERE id = $1 FOR NO KEY UPDATE",
-        &[&account_id],
-    )
-    .await?;
-    let row = tx
+    // The new row is not visible to the other parts of the statement: keep one fewer.
+    let keep_old = i64::from(max_sessions.max(1)) - 1;
+    let row = conn
         .query_one(
             concat!(
-                "INSERT INTO sessions (account_id, token_hash, expires_at) \
-                 VALUES ($1, $2, now() + make_interval(secs => $3::float8)) \
-                 RETURNING ",
-                crate::utc_text!("expires_at")
+                "WITH new AS ( \
+                     INSERT INTO sessions (account_id, token_hash, expires_at) \
+                     VALUES ($1, $2, now() + make_interval(secs => $3::float8)) \
+                     RETURNING expires_at), \
+                 capped AS ( \
+                     UPDATE sessions SET revoked_at = now() WHERE id IN ( \
+                         SELECT id FROM sessions \
+                         WHERE account_id = $1 AND revoked_at IS NULL AND expires_at > now() \
+                         ORDER BY id DESC OFFSET $4 FOR UPDATE SKIP LOCKED) \
+                     RETURNING id), \
+                 pruned AS ( \
+                     DELETE FROM sessions WHERE id IN ( \
+                         SELECT id FROM sessions WHERE account_id = $1 \
+                           AND (expires_at <= now() OR revoked_at < now() - interval '1 minute') \
+                         FOR UPDATE SKIP LOCKED) \
+                     RETURNING id), \
+                 pruned_elsewhere AS ( \
+                     DELETE FROM sessions WHERE id IN ( \
+                         SELECT id FROM sessions WHERE expires_at <= now() AND account_id <> $1 \
+                         LIMIT $5 FOR UPDATE SKIP LOCKED) \
+                     RETURNING id) \
+                 SELECT ",
+                crate::utc_text!("new.expires_at"),
+                ", (SELECT count(*) FROM capped), \
+                   (SELECT count(*) FROM pruned) + (SELECT count(*) FROM pruned_elsewhere) \
+                 FROM new"
             ),
-            &[&account_id, &token::hash(token), &ttl.as_secs_f64()],
+            &[
+                &account_id,
+                &token::hash(token),
+                &ttl.as_secs_f64(),
+                &keep_old,
+                &PRUNE_BATCH,
+            ],
         )
         .await?;
-    let expires_at: String = row.get(0);
-    let keep = i64::from(max_sessions.max(1));
-    let row = tx
-        .query_one(
-            "WITH capped AS ( \
-                 UPDATE sessions SET revoked_at = now() WHERE id IN ( \
-                     SELECT id FROM sessions \
-                     WHERE account_id = $1 AND revoked_at IS NULL AND expires_at > now() \
-                     ORDER BY id DESC OFFSET $2) \
-                 RETURNING id), \
-             pruned AS ( \
-                 DELETE FROM sessions WHERE id IN ( \
-                     SELECT id FROM sessions WHERE account_id = $1 \
-                       AND (expires_at <= now() OR revoked_at < now() - interval '1 minute') \
-                     UNION ALL \
-                     (SELECT id FROM sessions WHERE expires_at <= now() LIMIT $3)) \
-                 RETURNING id) \
-             SELECT (SELECT count(*) FROM capped), (SELECT count(*) FROM pruned)",
-            &[&account_id, &keep, &PRUNE_BATCH],
-        )
-        .await?;
-    tx.commit().await?;
     Ok(NewSession {
-        expires_at,
-        revoked: row.get(0),
+        expires_at: row.get(0),
+        revoked: row.get(1),
     })
 }
 

@@ -82,8 +82,12 @@ impl Scopes {
         }
     }
 
+    /// Both scopes, in the order every statement here locks their rows (their text order,
+    /// as the primary key's index returns them), so concurrent attempts cannot deadlock.
     fn both(&self) -> Vec<String> {
-        vec![self.pair.clone(), self.address.clone()]
+        let mut both = vec![self.pair.clone(), self.address.clone()];
+        both.sort();
+        both
     }
 }
 
@@ -228,14 +232,19 @@ pub async fn failed(conn: &Conn, scopes: &Scopes, limits: &Limits) -> Result<(),
 /// The reserved attempt succeeded: the pair's failures are forgotten (its owner is in),
 /// and the address gets its reservation back.
 pub async fn succeeded(conn: &Conn, scopes: &Scopes, limits: &Limits) -> Result<(), DbError> {
+    // Two statements, one row lock each: nothing here waits while holding another.
     conn.execute(
         concat!(
-            "WITH gone AS (DELETE FROM login_failures WHERE scope = $1) \
-             UPDATE login_failures SET failures = greatest(failures - 1, 0) \
-             WHERE scope = $2 AND window_start = ",
-            window_start!(3)
+            "UPDATE login_failures SET failures = greatest(failures - 1, 0) \
+             WHERE scope = $1 AND window_start = ",
+            window_start!(2)
         ),
-        &[&scopes.pair, &scopes.address, &window_secs(limits)],
+        &[&scopes.address, &window_secs(limits)],
+    )
+    .await?;
+    conn.execute(
+        "DELETE FROM login_failures WHERE scope = $1",
+        &[&scopes.pair],
     )
     .await?;
     Ok(())
