@@ -125,11 +125,18 @@ pub async fn login(mut environ: Environ, start_response: StartResponse) -> Resul
     // answer says which accounts exist.
     let plausible = auth::valid_username(&username)
         && credentials.password.chars().count() <= PASSWORD_LEN.end() * 4;
+    if let Some(retry_after) = settings.recent_refusals.refused(&scopes) {
+        settings.stats.throttled();
+        return Err(ApiError::TooManyRequests { retry_after }.into());
+    }
     let (account_id, stored) = {
         let mut conn = db.conn().await?;
-        if let throttle::Reservation::Refused { retry_after } =
-            throttle::reserve(&mut conn, &scopes, &settings.limits).await?
+        if let throttle::Reservation::Refused {
+            retry_after,
+            scopes: refusing,
+        } = throttle::reserve(&mut conn, &scopes, &settings.limits).await?
         {
+            settings.recent_refusals.remember(&refusing, retry_after);
             settings.stats.throttled();
             return Err(ApiError::TooManyRequests { retry_after }.into());
         }

@@ -70,6 +70,8 @@ pub struct AuthSettings {
     pub trusted_proxies: Arc<TrustedProxies>,
     /// Login counters for `/metrics`.
     pub stats: Arc<LoginStats>,
+    /// Log-in refusals this process remembers for a moment.
+    pub recent_refusals: Arc<throttle::Recent>,
 }
 
 impl AuthSettings {
@@ -92,6 +94,7 @@ impl AuthSettings {
             max_sessions: config.session_max_per_account.max(1),
             trusted_proxies: Arc::new(TrustedProxies::new(config.trusted_proxies.clone())),
             stats: Arc::default(),
+            recent_refusals: Arc::default(),
         }
     }
 

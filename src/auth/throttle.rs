@@ -15,12 +15,15 @@
 //!   before its next attempt: 429 with `Retry-After` meanwhile, no password checked. At
 //!   the limit, the scope waits for the window's end.
 //!
+//! - **Cheap refusals.** A refusal is remembered in the process for [`REMEMBER_REFUSAL`]
+//!   ([`Recent`]): a client hammering a refused scope meanwhile costs no database work.
+//!
 //! Counting is by fixed windows of the database's clock, `LOGIN_FAILURE_WINDOW_SECS` long,
 //! aligned to the epoch. A refusal comes before any password is checked, whether or not
 //! the account exists, so a 429 reveals nothing either.
 
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::db::{Conn, DbError};
 
@@ -92,7 +95,7 @@ impl Scopes {
 }
 
 /// What [`reserve`] decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reservation {
     /// Check the password; then report [`failed`] or [`succeeded`].
     Granted,
@@ -100,7 +103,70 @@ pub enum Reservation {
     Refused {
         /// Seconds until the scope's delay or window ends.
         retry_after: u64,
+        /// The scopes that refused.
+        scopes: Vec<String>,
     },
+}
+
+/// How long this process remembers a refusal and refuses the same scope again without
+/// asking the database: a client hammering a refused scope costs no round trip, and no
+/// pooled connection waits on its counter's row lock. Short, because a refusal can be
+/// lifted early (a correct password from the same pair forgets the pair's failures).
+pub const REMEMBER_REFUSAL: Duration = Duration::from_secs(1);
+
+/// Refusals this process remembers for [`REMEMBER_REFUSAL`] (at most [`Recent::CAPACITY`]
+/// scopes; past that the oldest are forgotten).
+///
+/// ```
+/// use pgbridge::auth::throttle::{Recent, Scopes};
+///
+/// let recent = Recent::default();
+/// let scopes = Scopes::new("ada", None);
+/// assert_eq!(recent.refused(&scopes), None);
+/// recent.remember(&[scopes.pair.clone()], 30);
+/// assert_eq!(recent.refused(&scopes), Some(30));
+/// ```
+#[derive(Debug, Default)]
+pub struct Recent {
+    /// Scope → (remembered until, retry after this instant).
+    refused: std::sync::Mutex<std::collections::HashMap<String, (Instant, Instant)>>,
+}
+
+impl Recent {
+    /// Most scopes remembered.
+    pub const CAPACITY: usize = 10_000;
+
+    /// `Some(seconds)` if a scope of `scopes` was refused within [`REMEMBER_REFUSAL`].
+    pub fn refused(&self, scopes: &Scopes) -> Option<u64> {
+        let now = Instant::now();
+        let refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        [&scopes.pair, &scopes.address]
+            .into_iter()
+            .filter_map(|scope| refused.get(scope))
+            .filter(|(until, _)| *until > now)
+            .map(|(_, retry)| {
+                let left = retry.saturating_duration_since(now);
+                (left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1)
+            })
+            .max()
+    }
+
+    /// Remembers that `scopes` refused, with `retry_after` seconds to wait.
+    pub fn remember(&self, scopes: &[String], retry_after: u64) {
+        let now = Instant::now();
+        let retry = now + Duration::from_secs(retry_after);
+        let until = now + REMEMBER_REFUSAL.min(Duration::from_secs(retry_after));
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        if refused.len() >= Self::CAPACITY {
+            refused.retain(|_, (until, _)| *until > now);
+            if refused.len() >= Self::CAPACITY {
+                refused.clear();
+            }
+        }
+        for scope in scopes {
+            refused.insert(scope.clone(), (until, retry));
+        }
+    }
 }
 
 /// The start of the current window, in SQL, for a window of `$n` seconds.
@@ -165,15 +231,18 @@ pub async fn reserve(
             )
             .await?;
         // Both or neither: dropping the transaction rolls a lone reservation back.
-        let granted = rows.len() == names.len();
-        if granted {
+        let granted: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+        if granted.len() == names.len() {
             tx.commit().await?;
+            return Ok(Reservation::Granted);
         }
         granted
     };
-    if granted {
-        return Ok(Reservation::Granted);
-    }
+    let refusing = names
+        .iter()
+        .filter(|name| !granted.contains(name))
+        .cloned()
+        .collect();
     let row = conn
         .query_one(
             concat!(
@@ -190,6 +259,7 @@ pub async fn reserve(
     let left: Option<i64> = row.get(0);
     Ok(Reservation::Refused {
         retry_after: left.unwrap_or(1).max(1) as u64,
+        scopes: refusing,
     })
 }
 

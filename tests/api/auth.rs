@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::accounts::{Account, anonymous, assert_401};
 use common::http::{Reply, get, send_as_is};
@@ -549,6 +549,9 @@ async fn failures_past_half_the_limit_delay_the_next_attempt() {
         .execute("UPDATE login_failures SET not_before = now()", &[])
         .await
         .unwrap();
+    // The process remembers a refusal for a moment without asking the database.
+    tokio::time::sleep(pgbridge::auth::throttle::REMEMBER_REFUSAL + Duration::from_millis(100))
+        .await;
     assert_eq!(login(&service, "alice", "alice password").await.status, 201);
     let left: i64 = admin
         .query_one(
