@@ -268,21 +268,23 @@ pub async fn reserve(
 pub async fn failed(conn: &Conn, scopes: &Scopes, limits: &Limits) -> Result<(), DbError> {
     let window = window_secs(limits);
     let delay = limits.delay.as_secs_f64();
-    if delay > 0.0 {
+    // One statement per scope, each locking one row: nothing here waits while holding
+    // another row's lock (a reservation holds the address's and waits for the pair's).
+    for scope in scopes.both().into_iter().filter(|_| delay > 0.0) {
         conn.execute(
             concat!(
                 "UPDATE login_failures f SET not_before = now() + make_interval(secs => \
                  least($2::float8, $5::float8 * 2 ^ (f.failures - ceil(",
                 limit_of!(3, 4),
                 " / 2.0))::float8)) \
-                 WHERE f.scope = ANY($1::text[]) AND f.window_start = ",
+                 WHERE f.scope = $1 AND f.window_start = ",
                 window_start!(2),
                 " AND f.failures >= ceil(",
                 limit_of!(3, 4),
                 " / 2.0)"
             ),
             &[
-                &scopes.both(),
+                &scope,
                 &window,
                 &limit(limits.per_address),
                 &limit(limits.per_account),
