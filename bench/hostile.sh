@@ -7,12 +7,14 @@
 # connection lived, how many the server closed), and a normal client meanwhile — wrk on
 # keep-alive connections (p99) and 20 requests each on a fresh connection (served, max).
 # Writes its section of bench/RESULTS.md; then runs bench/hostile_replay.sh if it exists,
-# and bench/hostile_bulkheads.sh (issue 17 cases 1-2: the anonymous pool flood; 1,000
-# poll-sleeps or one account's 1,000 streams under `ulimit -n 1024`).
+# bench/hostile_bulkheads.sh (issue 17 cases 1-2: the anonymous pool flood; 1,000 poll-sleeps
+# or one account's 1,000 streams under `ulimit -n 1024`) and bench/hostile_login.sh (cases
+# 3-6: log-ins, stream opens, secrets in logs).
 #
 #   bash bench/hostile.sh                      # about 3 minutes
 #   FLOOD_SECS=20 bash bench/hostile.sh        # shorter floods
 #   SKIP_REPLAY=1 bash bench/hostile.sh        # without the replay half (bench/hostile_replay.sh)
+#   SKIP_LOGIN=1 bash bench/hostile.sh         # without bench/hostile_login.sh
 #   SKIP_BULKHEADS=1 bash bench/hostile.sh     # without bench/hostile_bulkheads.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -155,4 +157,9 @@ fi
 if [ -z "${SKIP_BULKHEADS:-}" ] && [ -f bench/hostile_bulkheads.sh ]; then
   echo "== bench/hostile_bulkheads.sh"
   bash bench/hostile_bulkheads.sh
+fi
+
+if [ -z "${SKIP_LOGIN:-}" ] && [ -f bench/hostile_login.sh ]; then
+  echo "== bench/hostile_login.sh"
+  BIN=$BIN bash bench/hostile_login.sh
 fi

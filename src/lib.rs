@@ -51,6 +51,7 @@ pub mod embedded_pg;
 pub mod error;
 mod http_edge;
 pub mod keyed_limit;
+pub mod log_secrets;
 pub mod metrics;
 mod request_log;
 pub mod routes;
@@ -86,6 +87,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Reads that tolerate lag: standbys (`DATABASE_READ_URL`), else the primary.
     pub reads: ReadRouter,
+    /// Login counters (`/metrics`): passwords checked, logins throttled, sessions capped.
+    pub login_stats: Arc<auth::LoginStats>,
     /// Set once [`shutdown`](Self::shutdown) began: `/readyz` answers 503 from then on.
     pub draining: Arc<AtomicBool>,
     /// Each class of route's share of the pool and of the long requests (see
@@ -110,7 +113,10 @@ impl AppState {
         metrics.register_collector(DbGauges(db.clone()));
         metrics.register_collector(crate::metrics::StandbyGauges(reads.clone()));
         apps.register_metrics(&mut metrics);
+        let login_stats = Arc::new(auth::LoginStats::default());
+        metrics.register_collector(auth::sessions::LoginGauges(login_stats.clone()));
         Ok(Self {
+            login_stats,
             db,
             apps,
             config: Arc::new(config),
@@ -165,7 +171,8 @@ pub fn router(state: AppState) -> Router {
         )
         .error_responder(error::awsgi_error_response);
     let (routes, listing) = routes::mount(routes(), &state, &awsgi, state.config.validate_apps);
-    let auth_settings = auth::AuthSettings::from_config(&state.config);
+    let mut auth_settings = auth::AuthSettings::from_config(&state.config);
+    auth_settings.stats = state.login_stats.clone();
     let routes = routes
         .layer(Extension(listing))
         .layer(Extension(state.db.clone()))

@@ -17,6 +17,8 @@ use pgbridge::server::{self, Server, Stopped};
 use pgbridge::{AppState, config::Config, router};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 fn main() -> ExitCode {
     // Socket activation (systemd `.socket` units, `systemfd`, the tests): a listening socket
@@ -113,7 +115,8 @@ async fn listen(
     }
 }
 
-/// Log lines to stdout, filtered by `RUST_LOG`, as text or (`LOG_FORMAT=json`) JSON.
+/// Log lines to stdout, filtered by `RUST_LOG` (never below `info` for the driver's
+/// statement logging: [`pgbridge::log_secrets`]), as text or (`LOG_FORMAT=json`) JSON.
 fn init_logging(config: &Config) {
     let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|err| {
         eprintln!(
@@ -123,16 +126,22 @@ fn init_logging(config: &Config) {
         EnvFilter::new("info")
     });
     let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    // Whatever RUST_LOG says, the driver's statement parameters are never logged.
+    let never_secrets = pgbridge::log_secrets::never_secrets();
     match config.log_format {
         // One object per line, with the request span's fields (request id, method, path).
         LogFormat::Json => logs
             .json()
             .with_current_span(true)
             .with_span_list(false)
+            .finish()
+            .with(never_secrets)
             .init(),
         // Colour only for a person at a terminal; log collectors get plain text.
         LogFormat::Text => logs
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .finish()
+            .with(never_secrets)
             .init(),
     }
 }

@@ -7,6 +7,10 @@
 //! | `DELETE /sessions/current` | 204: the token is revoked at once (open streams end) |
 //! | `GET /accounts/me` | 200 `{"id","username","created_at"}` |
 //!
+//! A login from an address that failed too often for that account, or too often at all,
+//! answers 429 before any password is checked ([`throttle`]); each account keeps at most
+//! `SESSION_MAX_PER_ACCOUNT` live sessions (a login past it revokes the oldest).
+//!
 //! Usernames: 3 to 32 of `a-z 0-9 . _ -` (letters are lower-cased). Passwords: 8 to 128
 //! characters. Every failed login answers the same 401, in the same time, whether or not
 //! the account exists.
@@ -15,7 +19,7 @@ use http::Method;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::{self, AuthSettings, Carrier, password, throttle, token};
+use crate::auth::{self, AuthSettings, Carrier, password, sessions, throttle, token};
 use crate::db::DbError;
 use crate::error::{ApiError, FieldError};
 use crate::routes::Route;
@@ -104,69 +108,82 @@ pub async fn signup(mut environ: Environ, start_response: StartResponse) -> Resu
 }
 
 /// `POST /sessions`: log in.
+///
+/// The pooled connection is held only for the database's parts: the throttle's
+/// reservation and the account's hash are read on one, which goes back to the pool while
+/// Argon2id runs (tens of milliseconds of CPU); the outcome and the new session take
+/// another afterwards. See [`throttle`] for the limits.
 pub async fn login(mut environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
     only(&environ, Method::POST, "POST")?;
     let settings = settings(&environ)?;
     let credentials = read_credentials(&mut environ).await?;
     let username = credentials.username.to_ascii_lowercase();
-    let scopes = throttle::Scopes::new(&username, environ.remote_addr().map(|a| a.ip()));
-    let conn = db(&environ)?.conn().await?;
-    if let Some(retry_after) = throttle::blocked(&conn, &scopes, &settings.limits).await? {
-        return Err(ApiError::TooManyRequests { retry_after }.into());
-    }
+    let scopes = throttle::Scopes::new(&username, settings.client_addr(&environ));
+    let db = db(&environ)?;
     // A name no account can have (U+0000, which Postgres cannot take, included) and
     // oversized input are refused like a wrong password (after the same work), so no
     // answer says which accounts exist.
     let plausible = auth::valid_username(&username)
         && credentials.password.chars().count() <= PASSWORD_LEN.end() * 4;
-    let account = if plausible {
-        conn.query_opt(
-            "SELECT id, password_hash FROM accounts WHERE username = $1",
-            &[&username],
-        )
-        .await?
-    } else {
-        None
-    };
-    let (account_id, stored) = match &account {
-        Some(row) => (Some(row.get::<_, i64>(0)), row.get::<_, Option<String>>(1)),
-        None => (None, None),
+    if let Some(retry_after) = settings.recent_refusals.refused(&scopes) {
+        settings.stats.throttled();
+        return Err(ApiError::TooManyRequests { retry_after }.into());
+    }
+    let (account_id, stored) = {
+        let mut conn = db.conn().await?;
+        if let throttle::Reservation::Refused {
+            retry_after,
+            scopes: refusing,
+        } = throttle::reserve(&mut conn, &scopes, &settings.limits).await?
+        {
+            settings.recent_refusals.remember(&refusing, retry_after);
+            settings.stats.throttled();
+            return Err(ApiError::TooManyRequests { retry_after }.into());
+        }
+        let account = if plausible {
+            conn.query_opt(
+                "SELECT id, password_hash FROM accounts WHERE username = $1",
+                &[&username],
+            )
+            .await?
+        } else {
+            None
+        };
+        match &account {
+            Some(row) => (Some(row.get::<_, i64>(0)), row.get::<_, Option<String>>(1)),
+            None => (None, None),
+        }
+        // The connection goes back to the pool here, before the hash.
     };
     let password = if plausible {
         credentials.password
     } else {
         String::new()
     };
+    settings.stats.checked();
     let verified = password::verify(password, stored).await?;
+    let conn = db.conn().await?;
     let Some(account_id) = account_id.filter(|_| verified) else {
-        throttle::record_failure(&conn, &scopes, &settings.limits).await?;
+        throttle::failed(&conn, &scopes, &settings.limits).await?;
         return Err(ApiError::Unauthorized {
             message: "invalid username or password".into(),
             invalid_token: false,
         }
         .into());
     };
+    throttle::succeeded(&conn, &scopes, &settings.limits).await?;
 
     let token = token::generate()?;
-    let ttl = settings.session_ttl.as_secs_f64();
-    let row = conn
-        .query_one(
-            concat!(
-                "INSERT INTO sessions (account_id, token_hash, expires_at) \
-                 VALUES ($1, $2, now() + make_interval(secs => $3::float8)) \
-                 RETURNING ",
-                crate::utc_text!("expires_at")
-            ),
-            &[&account_id, &token::hash(&token), &ttl],
-        )
-        .await?;
-    let expires_at: String = row.get(0);
-    // Housekeeping: the account's expired sessions can never be used again.
-    conn.execute(
-        "DELETE FROM sessions WHERE account_id = $1 AND expires_at < now()",
-        &[&account_id],
+    let session = sessions::create(
+        &conn,
+        &token,
+        account_id,
+        settings.session_ttl,
+        settings.max_sessions,
     )
     .await?;
+    drop(conn);
+    settings.stats.revoked(session.revoked);
     let cookie = session_cookie(&environ, &settings, &token, settings.session_ttl.as_secs());
     send_json(
         &start_response,
@@ -175,7 +192,7 @@ pub async fn login(mut environ: Environ, start_response: StartResponse) -> Resul
             ("Set-Cookie".into(), cookie),
             ("Cache-Control".into(), "no-store".into()),
         ],
-        &json!({"token": token, "expires_at": expires_at}),
+        &json!({"token": token, "expires_at": session.expires_at}),
     )
 }
 

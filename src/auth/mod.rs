@@ -3,7 +3,9 @@
 //!
 //! - [`password`]: Argon2id, off the async threads; a dummy hash for missing accounts.
 //! - [`token`]: 256-bit bearer tokens, stored as SHA-256.
-//! - [`throttle`]: failed-login limits kept in Postgres.
+//! - [`throttle`]: failed-login limits per (account, address) and per address, kept in
+//!   Postgres; [`client_addr`]: who the address is, behind `TRUSTED_PROXIES`.
+//! - [`sessions`]: a login's new session, the per-account cap and the pruning.
 //! - [`authenticate`] / [`scoped`]: the [`Principal`] from `Authorization: Bearer` (or, for
 //!   event streams only, the session cookie), and a [`Scoped`] transaction in which
 //!   row-level security shows that principal's rows and no others.
@@ -23,8 +25,10 @@
 //! }
 //! ```
 
+pub mod client_addr;
 mod metrics_token;
 pub mod password;
+pub mod sessions;
 pub mod throttle;
 pub mod token;
 
@@ -32,7 +36,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use client_addr::TrustedProxies;
 pub use metrics_token::require_metrics_token;
+pub use sessions::LoginStats;
 
 use crate::config::Config;
 use awsgi::Environ;
@@ -58,6 +64,14 @@ pub struct AuthSettings {
     pub limits: throttle::Limits,
     /// `METRICS_TOKEN`.
     pub metrics_token: Option<Arc<str>>,
+    /// `SESSION_MAX_PER_ACCOUNT`.
+    pub max_sessions: u32,
+    /// `TRUSTED_PROXIES`: where the client's address comes from.
+    pub trusted_proxies: Arc<TrustedProxies>,
+    /// Login counters for `/metrics`.
+    pub stats: Arc<LoginStats>,
+    /// Log-in refusals this process remembers for a moment.
+    pub recent_refusals: Arc<throttle::Recent>,
 }
 
 impl AuthSettings {
@@ -70,13 +84,24 @@ impl AuthSettings {
                 per_account: config.login_max_failures_per_account,
                 per_address: config.login_max_failures_per_address,
                 window: Duration::from_secs(config.login_failure_window_secs.max(1)),
+                delay: Duration::from_millis(config.login_failure_delay_ms),
             },
             metrics_token: config
                 .metrics_token
                 .as_deref()
                 .filter(|t| !t.is_empty())
                 .map(Arc::from),
+            max_sessions: config.session_max_per_account.max(1),
+            trusted_proxies: Arc::new(TrustedProxies::new(config.trusted_proxies.clone())),
+            stats: Arc::default(),
+            recent_refusals: Arc::default(),
         }
+    }
+
+    /// The client's address: the peer's, or behind a trusted proxy its `X-Forwarded-For`'s.
+    pub fn client_addr(&self, environ: &Environ) -> Option<std::net::IpAddr> {
+        self.trusted_proxies
+            .client_addr(environ.remote_addr().map(|a| a.ip()), environ.headers())
     }
 }
 

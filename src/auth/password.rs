@@ -8,7 +8,9 @@
 //! 64 concurrent anonymous sign-ups (256 in all), the process went from 8 MB to 4.4 GB and
 //! stayed there. Hashing is CPU-bound, so more threads than cores buy no throughput; a
 //! fixed pool bounds the memory to one working set per core, and a bounded queue answers
-//! 503 with `Retry-After` past [`QUEUE`] waiting hashes instead of holding them all.
+//! 503 with `Retry-After` past [`QUEUE`] waiting hashes instead of holding them all. The
+//! threads run at a lower priority ([`HASHING_NICE`]), so when log-ins flood the CPU the
+//! rest of the service still gets it first.
 
 use std::future::Future;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -199,9 +201,26 @@ impl Hashers {
     }
 }
 
+/// The niceness of the hashing threads (Linux): when the CPU is contended, the service's
+/// other work goes first, so a flood of log-ins slows log-ins, not everyone's requests
+/// (`bench/hostile_login.sh`, case 3). Idle cores still hash at full speed.
+pub const HASHING_NICE: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority to [`HASHING_NICE`] (raising one's own
+/// niceness needs no privilege); elsewhere than Linux, nothing.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(err) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), HASHING_NICE)
+    {
+        tracing::warn!(error = %err, "could not lower the password hashing thread's priority");
+    }
+}
+
 /// One hashing thread: takes jobs until the queue closes; a job that panics is contained
 /// (its caller sees an error) and the thread goes on.
 fn work_through(waiting: &Mutex<Receiver<Job>>) {
+    lower_priority();
     loop {
         let job = match waiting.lock() {
             Ok(waiting) => waiting.recv(),
@@ -270,6 +289,7 @@ mod tests {
     #[tokio::test]
     async fn past_the_queue_the_answer_is_503_and_a_panic_is_contained() {
         let hashers = Hashers::start(1, 1);
+
         let (release, hold) = std::sync::mpsc::channel::<()>();
         let (started, running) = tokio::sync::oneshot::channel::<()>();
         // One job on the thread (held), one in the queue: the third finds no room.
@@ -278,6 +298,25 @@ mod tests {
             let _ = hold.recv();
         }));
         running.await.unwrap();
+        // The thread (now running a job) lowered its own priority (niceness only goes up without privilege).
+        #[cfg(target_os = "linux")]
+        {
+            let nice = std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|t| {
+                    let t = t.ok()?.path();
+                    let comm = std::fs::read_to_string(t.join("comm")).ok()?;
+                    if !comm.starts_with("pgbridge-argon2") {
+                        return None;
+                    }
+                    let stat = std::fs::read_to_string(t.join("stat")).ok()?;
+                    // Field 19 (nice), counted after the ")" that ends the name.
+                    let after = stat.rsplit_once(')')?.1;
+                    after.split_whitespace().nth(16)?.parse::<i32>().ok()
+                })
+                .collect::<Vec<_>>();
+            assert!(nice.iter().any(|&n| n >= HASHING_NICE), "{nice:?}");
+        }
         let queued = tokio::spawn(hashers.run(|| 2));
         match hashers.run(|| 3).await {
             Err(ApiError::Overloaded {

@@ -224,7 +224,9 @@ pub struct Config {
     #[arg(long, env = "SESSION_COOKIE_SECURE", default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub session_cookie_secure: bool,
 
-    /// Failed logins per account within a window before logins to it answer 429.
+    /// Failed logins to one account from one client address within a window before that
+    /// address's logins to it answer 429. Never the account from every address: its owner
+    /// logs in from another address at once.
     #[arg(long, env = "LOGIN_MAX_FAILURES_PER_ACCOUNT", default_value_t = 5)]
     pub login_max_failures_per_account: u32,
 
@@ -235,6 +237,22 @@ pub struct Config {
     /// Length of the failed-login counting window, in seconds.
     #[arg(long, env = "LOGIN_FAILURE_WINDOW_SECS", default_value_t = 900)]
     pub login_failure_window_secs: u64,
+
+    /// Milliseconds an (account, address) pair or an address waits before its next login
+    /// once its failures reach half its limit, doubling with each further failure (at most
+    /// the window); 0: no delay, only the limits.
+    #[arg(long, env = "LOGIN_FAILURE_DELAY_MS", default_value_t = 1_000)]
+    pub login_failure_delay_ms: u64,
+
+    /// Most live sessions per account: a login past it revokes the account's oldest.
+    #[arg(long, env = "SESSION_MAX_PER_ACCOUNT", default_value_t = 20)]
+    pub session_max_per_account: u32,
+
+    /// Proxies whose `X-Forwarded-For` names the client (for login throttling), as
+    /// comma-separated addresses or CIDR ranges. Unset: the peer's address is the client's,
+    /// and the header is ignored.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = crate::auth::client_addr::parse_trusted)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 
     /// Bearer token `/metrics` requires. Unset: `/metrics` is public (keep it unset only
     /// when the bind address is private, as the loopback default is).

@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::accounts::{Account, anonymous, assert_401};
 use common::http::{Reply, get, send_as_is};
@@ -273,7 +273,8 @@ async fn a_failed_login_is_the_same_401_whether_or_not_the_account_exists() {
 /// storing the name.
 #[tokio::test]
 async fn a_login_with_a_name_no_account_can_have_is_the_same_401() {
-    let service = start_migrated(|_| {}).await;
+    // Every such name is one (account, address) pair: no delay, to see each answer.
+    let service = start_migrated(|c| c.login_failure_delay_ms = 0).await;
     Account::new(service.addr, "alice").await;
     let wrong = login(&service, "alice", "wrong password").await;
     for name in [
@@ -299,7 +300,10 @@ async fn a_login_with_a_name_no_account_can_have_is_the_same_401() {
         scopes.iter().all(|s| s.len() < 64),
         "stored scopes: {scopes:?}"
     );
-    assert!(scopes.contains(&"account:".to_owned()), "{scopes:?}");
+    assert!(
+        scopes.contains(&"login:@127.0.0.1".to_owned()),
+        "{scopes:?}"
+    );
     // Sign-up refuses such names.
     let reply = post(
         &service,
@@ -311,10 +315,11 @@ async fn a_login_with_a_name_no_account_can_have_is_the_same_401() {
 }
 
 #[tokio::test]
-async fn repeated_failures_are_limited_per_account_across_replicas() {
+async fn repeated_failures_are_limited_per_account_from_an_address_across_replicas() {
     let service = start_migrated(|c| {
         c.login_max_failures_per_account = 3;
         c.login_max_failures_per_address = 1000;
+        c.login_failure_delay_ms = 0;
     })
     .await;
     Account::new(service.addr, "alice").await;
@@ -325,7 +330,7 @@ async fn repeated_failures_are_limited_per_account_across_replicas() {
     assert_eq!(
         limited.status,
         429,
-        "even the right password: {}",
+        "from the same address, even the right password: {}",
         limited.text()
     );
     assert_eq!(limited.json()["error"]["code"], "too_many_requests");
@@ -340,6 +345,7 @@ async fn repeated_failures_are_limited_per_account_across_replicas() {
     // A second replica on the same database sees the same counts.
     let replica = common::service::start_on(service.database_url.clone(), |c| {
         c.login_max_failures_per_account = 3;
+        c.login_failure_delay_ms = 0;
     })
     .await;
     let limited = login(&replica, "alice", "alice password").await;
@@ -353,6 +359,7 @@ async fn repeated_failures_are_limited_per_address() {
     let service = start_migrated(|c| {
         c.login_max_failures_per_account = 1000;
         c.login_max_failures_per_address = 4;
+        c.login_failure_delay_ms = 0;
     })
     .await;
     Account::new(service.addr, "alice").await;
@@ -431,4 +438,327 @@ async fn sessions_last_the_configured_time() {
         .unwrap()
         .get(0);
     assert_eq!(left, 1, "only the new session is left");
+}
+
+/// Sends `request` from the loopback address `from` (127.0.0.2, .3 … are other clients).
+async fn send_from(
+    from: &str,
+    addr: std::net::SocketAddr,
+    request: http::Request<String>,
+) -> Reply {
+    use http_body_util::BodyExt;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::new(from.parse().unwrap(), 0))
+        .unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let (mut parts, body) = request.into_parts();
+    parts
+        .headers
+        .insert(http::header::HOST, addr.to_string().parse().unwrap());
+    let request =
+        http::Request::from_parts(parts, http_body_util::Full::new(bytes::Bytes::from(body)));
+    let response = sender.send_request(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    Reply {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+/// `POST /sessions` from `from`, with `X-Forwarded-For: xff` if given.
+async fn login_from(
+    service: &TestService,
+    from: &str,
+    xff: Option<&str>,
+    username: &str,
+    password: &str,
+) -> Reply {
+    let mut request = http::Request::post("/sessions").header("Content-Type", "application/json");
+    if let Some(xff) = xff {
+        request = request.header("X-Forwarded-For", xff);
+    }
+    let body = json!({"username": username, "password": password}).to_string();
+    send_from(from, service.addr, request.body(body).unwrap()).await
+}
+
+/// However many wrong guesses come from one address, the owner logs in from another at
+/// once; the guessing address waits, with the right password too.
+#[tokio::test]
+async fn the_owner_logs_in_from_another_address_after_any_number_of_guesses() {
+    // No delay: the guessing pair then ends at its hard limit whatever the machine's speed
+    // (with one, a slow run could find the delay just over when the guesser tries again).
+    let service = start_migrated(|c| c.login_failure_delay_ms = 0).await;
+    Account::new(service.addr, "alice").await;
+    let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
+    for _ in 0..100 {
+        let reply = login_from(&service, "127.0.0.1", None, "alice", "wrong password").await;
+        *statuses.entry(reply.status).or_default() += 1;
+    }
+    assert_eq!(
+        statuses.keys().copied().collect::<Vec<_>>(),
+        [401, 429],
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[&401], 5, "{statuses:?}");
+    let owner = login_from(&service, "127.0.0.2", None, "alice", "alice password").await;
+    assert_eq!(owner.status, 201, "{}", owner.text());
+    let guesser = login_from(&service, "127.0.0.1", None, "alice", "alice password").await;
+    assert_eq!(guesser.status, 429, "{}", guesser.text());
+    let retry: u64 = guesser.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=900).contains(&retry), "{retry}");
+    // The refused attempts were not counted: bob logs in from the guessing address.
+    Account::new(service.addr, "bob").await;
+}
+
+/// Past half the limit, each failure makes the next attempt from that pair wait, doubling.
+#[tokio::test]
+async fn failures_past_half_the_limit_delay_the_next_attempt() {
+    let service = start_migrated(|c| {
+        c.login_max_failures_per_account = 10;
+        c.login_failure_delay_ms = 60_000;
+    })
+    .await;
+    Account::new(service.addr, "alice").await;
+    for _ in 0..5 {
+        assert_eq!(login(&service, "alice", "wrong password").await.status, 401);
+    }
+    let delayed = login(&service, "alice", "alice password").await;
+    assert_eq!(delayed.status, 429, "{}", delayed.text());
+    let retry: u64 = delayed.header("retry-after").unwrap().parse().unwrap();
+    assert!((2..=60).contains(&retry), "{retry}");
+    let admin = connect(&service.database_url).await;
+    let failures: i32 = admin
+        .query_one(
+            "SELECT failures FROM login_failures WHERE scope = 'login:alice@127.0.0.1'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(failures, 5, "the refused attempt is not counted");
+    // The delay over (moved into the past here), the right password logs in and the
+    // pair's failures are forgotten.
+    admin
+        .execute("UPDATE login_failures SET not_before = now()", &[])
+        .await
+        .unwrap();
+    // The process remembers a refusal for a moment without asking the database.
+    tokio::time::sleep(pgbridge::auth::throttle::REMEMBER_REFUSAL + Duration::from_millis(100))
+        .await;
+    assert_eq!(login(&service, "alice", "alice password").await.status, 201);
+    let left: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM login_failures WHERE scope = 'login:alice@127.0.0.1'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+}
+
+/// 200 concurrent guesses on one account from one address have at most the limit of
+/// passwords checked: each check is reserved first, atomically.
+#[tokio::test]
+async fn concurrent_guesses_check_at_most_the_limit() {
+    let service = start_migrated(|c| {
+        c.login_max_failures_per_account = 5;
+        c.login_failure_delay_ms = 0;
+    })
+    .await;
+    Account::new(service.addr, "alice").await;
+    let before = service.state.login_stats.password_checks();
+    let guesses = (0..200).map(|i| {
+        let addr = service.addr;
+        tokio::spawn(async move {
+            let request = http::Request::post("/sessions")
+                .header("Content-Type", "application/json")
+                .body(json!({"username": "alice", "password": format!("guess {i}")}).to_string())
+                .unwrap();
+            send_as_is(addr, request).await.map(|r| r.status)
+        })
+    });
+    let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
+    for guess in futures_util::future::join_all(guesses).await {
+        let status = guess.unwrap().unwrap_or(0);
+        *statuses.entry(status).or_default() += 1;
+    }
+    let checked = service.state.login_stats.password_checks() - before;
+    assert!(checked <= 5, "{checked} passwords checked: {statuses:?}");
+    assert_eq!(
+        u64::from(statuses.get(&401).copied().unwrap_or(0)),
+        checked,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.keys().all(|s| [401, 429, 503].contains(s)),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.get(&429).copied().unwrap_or(0) >= 150,
+        "{statuses:?}"
+    );
+    let metrics = get(service.addr, "/metrics").await.text();
+    assert!(
+        metrics.contains("pgbridge_login_password_checks_total"),
+        "{metrics}"
+    );
+}
+
+/// `X-Forwarded-For` names the client only when the peer is in `TRUSTED_PROXIES`.
+#[tokio::test]
+async fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
+    let service = start_migrated(|c| {
+        c.login_max_failures_per_account = 2;
+        c.login_failure_delay_ms = 0;
+        c.trusted_proxies = vec![pgbridge::auth::client_addr::parse_trusted("127.0.0.2").unwrap()];
+    })
+    .await;
+    Account::new(service.addr, "alice").await;
+    // From an untrusted peer, the header changes nothing: the peer is the client.
+    for xff in ["203.0.113.1", "203.0.113.2"] {
+        let reply = login_from(&service, "127.0.0.1", Some(xff), "alice", "wrong password").await;
+        assert_eq!(reply.status, 401);
+    }
+    let forged = login_from(
+        &service,
+        "127.0.0.1",
+        Some("203.0.113.3"),
+        "alice",
+        "alice password",
+    )
+    .await;
+    assert_eq!(forged.status, 429, "{}", forged.text());
+    // Through the trusted proxy, each forwarded address is a client of its own.
+    for _ in 0..2 {
+        let reply = login_from(
+            &service,
+            "127.0.0.2",
+            Some("203.0.113.9"),
+            "alice",
+            "wrong password",
+        )
+        .await;
+        assert_eq!(reply.status, 401);
+    }
+    let limited = login_from(
+        &service,
+        "127.0.0.2",
+        Some("203.0.113.9"),
+        "alice",
+        "alice password",
+    )
+    .await;
+    assert_eq!(limited.status, 429, "{}", limited.text());
+    // A client's own entry left of the proxy's is not believed over the proxy's.
+    let spoofed = login_from(
+        &service,
+        "127.0.0.2",
+        Some("198.51.100.7, 203.0.113.9"),
+        "alice",
+        "alice password",
+    )
+    .await;
+    assert_eq!(spoofed.status, 429, "{}", spoofed.text());
+    let other = login_from(
+        &service,
+        "127.0.0.2",
+        Some("203.0.113.10"),
+        "alice",
+        "alice password",
+    )
+    .await;
+    assert_eq!(other.status, 201, "{}", other.text());
+    let admin = connect(&service.database_url).await;
+    let scopes: Vec<String> = admin
+        .query("SELECT scope FROM login_failures ORDER BY scope", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(
+        scopes.contains(&"login:alice@127.0.0.1".into()),
+        "{scopes:?}"
+    );
+    assert!(
+        scopes.contains(&"login:alice@203.0.113.9".into()),
+        "{scopes:?}"
+    );
+    assert!(
+        !scopes.iter().any(|s| s.ends_with(":203.0.113.1")
+            || s.ends_with("@203.0.113.1")
+            || s.contains("127.0.0.2")),
+        "{scopes:?}"
+    );
+}
+
+/// At most `SESSION_MAX_PER_ACCOUNT` live sessions: a login past it revokes the oldest;
+/// revoked and expired rows are deleted at later logins.
+#[tokio::test]
+async fn sessions_per_account_are_capped_oldest_revoked_first() {
+    let service = start_migrated(|c| c.session_max_per_account = 3).await;
+    Account::new(service.addr, "alice").await; // the first session
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let session = login(&service, "alice", "alice password").await;
+        assert_eq!(session.status, 201, "{}", session.text());
+        tokens.push(session.json()["token"].as_str().unwrap().to_owned());
+    }
+    let me = |token: String| {
+        let addr = service.addr;
+        async move {
+            let request = http::Request::get("/accounts/me")
+                .header("Authorization", format!("Bearer {token}"))
+                .body(String::new())
+                .unwrap();
+            send_as_is(addr, request).await.unwrap().status
+        }
+    };
+    for token in &tokens {
+        assert_eq!(me(token.clone()).await, 200);
+    }
+    let admin = connect(&service.database_url).await;
+    let row = live(&admin).await;
+    assert_eq!(row.get::<_, i64>(0), 3, "the cap");
+    // One more: the oldest of these goes.
+    let session = login(&service, "alice", "alice password").await;
+    assert_eq!(session.status, 201);
+    assert_eq!(me(tokens[0].clone()).await, 401, "the oldest was revoked");
+    assert_eq!(me(tokens[1].clone()).await, 200);
+    assert_eq!(live(&admin).await.get::<_, i64>(0), 3);
+    // Revoked a while ago, or expired: deleted at the next login.
+    admin
+        .batch_execute(
+            "UPDATE sessions SET revoked_at = now() - interval '1 hour' WHERE revoked_at IS NOT NULL",
+        )
+        .await
+        .unwrap();
+    assert_eq!(login(&service, "alice", "alice password").await.status, 201);
+    let row = live(&admin).await;
+    assert_eq!(row.get::<_, i64>(0), 3);
+    assert_eq!(row.get::<_, i64>(1), 4, "3 live, and the one just revoked");
+    let metrics = get(service.addr, "/metrics").await.text();
+    assert!(
+        metrics.contains("pgbridge_sessions_revoked_by_cap_total 3"),
+        "{metrics}"
+    );
+}
+
+/// Live (not revoked) sessions, and all session rows.
+async fn live(admin: &tokio_postgres::Client) -> tokio_postgres::Row {
+    admin
+        .query_one(
+            "SELECT count(*) FILTER (WHERE revoked_at IS NULL), count(*) FROM sessions",
+            &[],
+        )
+        .await
+        .unwrap()
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use common::http::{authenticate_by_default, get, send};
+use common::http::{authenticate_by_default, get, send, send_as_is};
 use common::pg::Cluster;
 use common::process::{KillOnDrop, Listen, free_port, pgbridge_command};
 
@@ -205,4 +205,158 @@ async fn a_busy_port_is_named_and_fails_fast() {
     assert!(!logged.contains("database not ready"), "{logged}");
     drop(taken);
     let _ = std::fs::remove_file(&log);
+}
+
+/// `RUST_LOG=trace` over sign-up, log-in, a note written and read, log-out: no password, no
+/// password hash, no token, no token hash and no note content in any line — although the
+/// driver's own debug lines are there.
+#[tokio::test]
+async fn no_secret_in_the_log_at_trace() {
+    use sha2::Digest;
+
+    let url = Cluster::shared().await.create_database().await;
+    let listen = Listen::socket();
+    let addr: SocketAddr = listen.addr();
+    let log = log_path("trace-secrets");
+    let mut child = spawn(&url, &listen, &log, &[("RUST_LOG", "trace")]);
+    child.wait_ready(addr, Duration::from_secs(60), &log).await;
+
+    let password = "Pa55-Secret-Horse";
+    let title = "Title-Secret-7781";
+    let body = "Body-Secret-9923";
+    let post = |path: &str, token: Option<&str>, json: serde_json::Value| {
+        let mut request = http::Request::post(path).header("Content-Type", "application/json");
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        request.body(json.to_string()).unwrap()
+    };
+    let credentials = serde_json::json!({"username": "secretive", "password": password});
+    let signed_up = send_as_is(addr, post("/accounts", None, credentials.clone()))
+        .await
+        .unwrap();
+    assert_eq!(signed_up.status, 201, "{}", signed_up.text());
+    let session = send_as_is(addr, post("/sessions", None, credentials.clone()))
+        .await
+        .unwrap();
+    assert_eq!(session.status, 201, "{}", session.text());
+    let token = session.json()["token"].as_str().unwrap().to_owned();
+    let wrong = serde_json::json!({"username": "secretive", "password": "Wrong-Secret-Guess"});
+    let refused = send_as_is(addr, post("/sessions", None, wrong))
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 401);
+    let created = send_as_is(
+        addr,
+        post(
+            "/notes",
+            Some(&token),
+            serde_json::json!({"title": title, "body": body}),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = created.json()["id"].as_i64().unwrap();
+    let fetched = send_as_is(
+        addr,
+        http::Request::get(format!("/notes/{id}"))
+            .header("Authorization", format!("Bearer {token}"))
+            .body(String::new())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fetched.status, 200);
+    let out = send_as_is(
+        addr,
+        http::Request::delete("/sessions/current")
+            .header("Authorization", format!("Bearer {token}"))
+            .body(String::new())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.status, 204);
+    assert!(stop(&mut child).await.success(), "{}", read_log_tail(&log));
+
+    let admin = common::service::connect(&url).await;
+    let hash: String = admin
+        .query_one(
+            "SELECT password_hash FROM accounts WHERE username = 'secretive'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let token_hash = sha2::Sha256::digest(token.as_bytes());
+    let token_hex: String = token_hash.iter().map(|b| format!("{b:02x}")).collect();
+    let token_debug = format!("{:?}", &token_hash[..8]);
+    let token_debug = token_debug.trim_end_matches(']');
+    let hash_tail = hash.rsplit('$').next().unwrap().to_owned();
+    let logged = read(&log);
+    assert!(
+        logged.contains(" TRACE ") && logged.contains("tokio_postgres"),
+        "not a trace-level log with the driver's lines:\n{}",
+        &logged[..logged.len().min(2000)]
+    );
+    for (what, secret) in [
+        ("password", password),
+        ("wrong password", "Wrong-Secret-Guess"),
+        ("password hash", hash.as_str()),
+        ("password hash's digest", hash_tail.as_str()),
+        ("token", token.as_str()),
+        ("token hash (hex)", token_hex.as_str()),
+        ("token hash (bytes)", token_debug),
+        ("note title", title),
+        ("note body", body),
+    ] {
+        if let Some(line) = logged.lines().find(|line| line.contains(secret)) {
+            panic!("the {what} is in the log: {line}");
+        }
+    }
+    let _ = std::fs::remove_file(&log);
+}
+
+/// A mistyped `DATABASE_URL` (or standby URL) stops the start with a message that names the
+/// problem but never the password.
+#[tokio::test]
+async fn a_malformed_database_url_never_shows_its_password() {
+    for (name, value) in [
+        (
+            "DATABASE_URL",
+            "mysql://postgres:S3cret@db.example.com:5432/app",
+        ),
+        (
+            "DATABASE_URL",
+            "postgres://postgres:S3cret@db.example.com:port/app",
+        ),
+        ("DATABASE_URL", "host=db password='S3cret' port=x"),
+        ("DATABASE_READ_URL", "mysql://postgres:S3cret@standby/app"),
+    ] {
+        let listen = Listen::socket();
+        let log = log_path("bad-url");
+        let mut env = vec![(name, value)];
+        let primary = format!("postgres://postgres@127.0.0.1:{}/postgres", free_port());
+        if name != "DATABASE_URL" {
+            env.push(("DATABASE_URL", primary.as_str()));
+        }
+        let mut command = pgbridge_command(&listen, &log);
+        command.envs(env.iter().copied());
+        let mut child = KillOnDrop(command.spawn().expect("start pgbridge"));
+        let status = wait_exit(&mut child, Duration::from_secs(20)).await;
+        assert!(!status.success(), "{name}={value}: {status:?}");
+        let logged = read(&log);
+        assert!(!logged.contains("S3cret"), "{name}={value}:\n{logged}");
+        assert!(
+            logged.contains("invalid") || logged.contains("scheme"),
+            "{name}={value}: no reason given:\n{logged}"
+        );
+        let _ = std::fs::remove_file(&log);
+    }
+}
+
+fn read_log_tail(log: &Path) -> String {
+    let logged = read(log);
+    logged[logged.len().saturating_sub(3000)..].to_owned()
 }

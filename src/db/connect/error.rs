@@ -197,6 +197,12 @@ impl ConnectError {
         }
     }
 
+    /// This error with every possible password of `url` masked in its text.
+    pub(super) fn redacted(mut self, url: &str) -> Self {
+        self.detail = super::redact(&self.detail, url);
+        self
+    }
+
     /// What went wrong.
     pub fn failure(&self) -> &Failure {
         &self.failure

@@ -34,10 +34,12 @@
 
 mod error;
 mod params;
+mod redact;
 mod verify;
 
 pub use error::{CertProblem, ConnectError, Endpoint, Failure};
 pub use params::with_defaults;
+pub use redact::{MASK, redact, secrets};
 
 use params::split_tls_params;
 
@@ -155,7 +157,13 @@ impl PgConnect {
     /// assert_eq!(pg.config().get_dbname(), Some("app"));
     /// # Ok::<(), pgbridge::db::connect::ConnectError>(())
     /// ```
+    ///
+    /// An error never shows the password, whatever the string's shape (see [`redact`]).
     pub fn parse(url: &str) -> Result<Self, ConnectError> {
+        Self::parse_unredacted(url).map_err(|err| err.redacted(url))
+    }
+
+    fn parse_unredacted(url: &str) -> Result<Self, ConnectError> {
         let (rest, params) = split_tls_params(url)?;
         let mut ssl_mode = None;
         let mut root_cert = None;

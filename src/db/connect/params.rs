@@ -106,6 +106,18 @@ pub(super) fn split_tls_params(url: &str) -> Result<(String, Vec<(String, String
     Ok((kept.join(" "), params))
 }
 
+/// The message for a word without `=` in a key=value string. A word that looks like a URL
+/// (another scheme, or a mistyped one) is not shown: it may hold a password; its scheme is.
+fn missing_equals(key: &str) -> String {
+    if let Some((scheme, _)) = key.split_once(':') {
+        return format!(
+            "invalid connection string: neither a postgres:// (or postgresql://) URL nor \
+             key=value pairs; it begins with the scheme {scheme:?}"
+        );
+    }
+    format!("invalid connection string: missing \"=\" after {key:?}")
+}
+
 /// libpq's key=value syntax: `key = value` pairs separated by spaces, values optionally in
 /// single quotes with `\` escapes. Yields `(key, value, the pair's text)`.
 fn key_values(s: &str) -> Result<Vec<(String, String, &str)>, ConnectError> {
@@ -130,9 +142,7 @@ fn key_values(s: &str) -> Result<Vec<(String, String, &str)>, ConnectError> {
         let key = s[start..i].to_owned();
         i = skip_spaces(i);
         if i >= bytes.len() || bytes[i] != b'=' {
-            return Err(ConnectError::config(format!(
-                "invalid connection string: missing \"=\" after {key:?}"
-            )));
+            return Err(ConnectError::config(missing_equals(&key)));
         }
         i = skip_spaces(i + 1);
         let mut value = Vec::new();

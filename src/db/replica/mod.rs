@@ -137,7 +137,10 @@ impl ReadRouter {
                 standby.connect_timeout = pool.connect_timeout.min(Duration::from_secs(1));
                 Ok(Standby {
                     db: Db::connect_counting(&standby, primary.cancel_count()).map_err(|err| {
-                        DbError::Config(format!("DATABASE_READ_URL {url:?}: {err}"))
+                        DbError::Config(format!(
+                            "DATABASE_READ_URL {:?}: {err}",
+                            crate::db::connect::redact(url, url)
+                        ))
                     })?,
                     usable: AtomicBool::new(false),
                     lag_ms: AtomicU64::new(u64::MAX),

@@ -9,7 +9,9 @@
 //! own events only, and "the newest event" is its own newest. The horizon is one row for
 //! every owner. Pruning runs as the service's own role in no owner's scope; it says so with
 //! the transaction-local `pgbridge.pruning` setting, which the `note_events` policies let
-//! read, lock and delete any owner's events (see the migration `…_accounts_and_ownership`).
+//! read, lock and delete any owner's events — for members of `pgbridge_pruner` only, so a
+//! scoped statement meets one policy, `owner_id = …`, which the `(owner_id, id)` index
+//! serves (see the migrations `…_accounts_and_ownership` and `…_policies_use_index`).
 
 use std::time::Duration;
 
@@ -33,6 +35,27 @@ pub enum Page {
     },
 }
 
+/// The statement of [`page`]: `$1` the reader's last id, `$2` the note or NULL, `$3` the
+/// page size. Run in the owner's scope, it is an index scan on `note_events (owner_id, id)`
+/// (tests/api/policy_plans.rs asserts the plan).
+pub const PAGE_SQL: &str = concat!(
+    "SELECT h.pruned_through, \
+            greatest(h.pruned_through, (SELECT coalesce(max(id), 0) FROM note_events)), \
+            e.id, e.note_id, e.kind, e.version, ",
+    crate::utc_text!("e.at"),
+    " FROM note_events_horizon h \
+     LEFT JOIN LATERAL ( \
+         SELECT * FROM note_events \
+         WHERE id > $1 AND ($2::bigint IS NULL OR note_id = $2) \
+         ORDER BY id LIMIT $3 \
+     ) e ON true \
+     ORDER BY e.id"
+);
+
+/// The statement of [`latest`], in the owner's scope.
+pub const LATEST_SQL: &str = "SELECT greatest(pruned_through, \
+     (SELECT coalesce(max(id), 0) FROM note_events)) FROM note_events_horizon";
+
 /// Reads `owner`'s events after `after` (for `note` only, if given), at most `limit` of
 /// them, in `owner`'s scope.
 pub async fn page(
@@ -46,25 +69,7 @@ pub async fn page(
     // `latest` is never below the horizon: every event up to it may be gone, and one of
     // this owner's events above it would be its newest. A reader resumed there is not
     // told to reset again.
-    let rows = conn
-        .query(
-            concat!(
-                "SELECT h.pruned_through, \
-                        greatest(h.pruned_through, \
-                                 (SELECT coalesce(max(id), 0) FROM note_events)), \
-                        e.id, e.note_id, e.kind, e.version, ",
-                crate::utc_text!("e.at"),
-                " FROM note_events_horizon h \
-                 LEFT JOIN LATERAL ( \
-                     SELECT * FROM note_events \
-                     WHERE id > $1 AND ($2::bigint IS NULL OR note_id = $2) \
-                     ORDER BY id LIMIT $3 \
-                 ) e ON true \
-                 ORDER BY e.id"
-            ),
-            &[&after, &note, &limit],
-        )
-        .await?;
+    let rows = conn.query(PAGE_SQL, &[&after, &note, &limit]).await?;
     conn.commit().await?;
     let Some(first) = rows.first() else {
         return Ok(Page::Events(Vec::new()));
@@ -96,13 +101,7 @@ pub async fn page(
 /// not a reset because other owners' events were pruned).
 pub async fn latest(db: &Db, owner: i64) -> Result<i64, DbError> {
     let conn = Scoped::begin(db.conn().await?, owner).await?;
-    let row = conn
-        .query_one(
-            "SELECT greatest(pruned_through, (SELECT coalesce(max(id), 0) FROM note_events)) \
-             FROM note_events_horizon",
-            &[],
-        )
-        .await?;
+    let row = conn.query_one(LATEST_SQL, &[]).await?;
     conn.commit().await?;
     Ok(row.get(0))
 }
