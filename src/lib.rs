@@ -107,7 +107,10 @@ impl AppState {
         let db = Db::connect(&config.db())?;
         let reads = ReadRouter::new(db.clone(), &config.read_route(), &config.db())?;
         let apps = Apps::start(&db, &config);
-        let bulkheads = bulkhead::Bulkheads::new(config.bulkheads());
+        let bulkheads = bulkhead::Bulkheads::behind(
+            config.bulkheads(),
+            auth::client_addr::TrustedProxies::new(config.trusted_proxies.clone()),
+        );
         let mut metrics = Metrics::default();
         metrics.register_collector(bulkheads.clone());
         metrics.register_collector(DbGauges(db.clone()));

@@ -81,10 +81,11 @@ where
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let address: Option<IpAddr> = request
+        let peer: Option<IpAddr> = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|info| info.0.ip());
+        let address = self.bulkheads.client_addr(peer, request.headers());
         let connection = request.extensions().get::<Connection>().cloned();
         let inner = self.inner.clone();
         let bulkheads = self.bulkheads.clone();

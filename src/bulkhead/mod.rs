@@ -29,6 +29,7 @@ use std::time::Duration;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::auth::client_addr::TrustedProxies;
 use crate::error::ApiError;
 use crate::keyed_limit::{KeyedLimit, KeyedPermit};
 
@@ -106,6 +107,7 @@ struct Inner {
     anonymous_db: Arc<Semaphore>,
     stream_opening: Arc<Semaphore>,
     long_per_address: KeyedLimit<IpAddr>,
+    trusted_proxies: TrustedProxies,
     refused_share: AtomicU64,
     refused_address: AtomicU64,
 }
@@ -133,7 +135,30 @@ const RETRY_AFTER_SECS: u32 = 1;
 impl Bulkheads {
     /// Bulkheads with nothing running.
     pub fn new(config: BulkheadConfig) -> Self {
+        Self::behind(config, TrustedProxies::default())
+    }
+
+    /// Bulkheads that count a long request from one of `trusted_proxies` (`TRUSTED_PROXIES`)
+    /// against the client its `X-Forwarded-For` names, not against the proxy — so behind
+    /// `deploy/nginx.conf` the per-address limit still tells clients apart.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pgbridge::auth::client_addr::TrustedProxies;
+    /// use pgbridge::bulkhead::{BulkheadConfig, Bulkheads};
+    ///
+    /// let config = BulkheadConfig {
+    ///     anonymous_db: 4,
+    ///     stream_opening: 4,
+    ///     open_wait: Duration::from_secs(2),
+    ///     long_per_address: 64,
+    /// };
+    /// let proxies = TrustedProxies::new(vec!["127.0.0.1/32".parse().unwrap()]);
+    /// let _bulkheads = Bulkheads::behind(config, proxies);
+    /// ```
+    pub fn behind(config: BulkheadConfig, trusted_proxies: TrustedProxies) -> Self {
         Self(Arc::new(Inner {
+            trusted_proxies,
             anonymous_db: Arc::new(Semaphore::new(config.anonymous_db.max(1))),
             stream_opening: Arc::new(Semaphore::new(config.stream_opening.max(1))),
             long_per_address: KeyedLimit::new(config.long_per_address),
@@ -159,6 +184,16 @@ impl Bulkheads {
             Refusal::ShareFull => self.0.refused_share.load(Ordering::Relaxed),
             Refusal::AddressFull => self.0.refused_address.load(Ordering::Relaxed),
         }
+    }
+
+    /// The client a request comes from: its peer, or the address a trusted proxy's
+    /// `X-Forwarded-For` names.
+    pub(crate) fn client_addr(
+        &self,
+        peer: Option<IpAddr>,
+        headers: &http::HeaderMap,
+    ) -> Option<IpAddr> {
+        self.0.trusted_proxies.client_addr(peer, headers)
     }
 
     /// Long requests running now for `address`.

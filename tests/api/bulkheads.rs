@@ -332,6 +332,29 @@ async fn one_address_cannot_run_more_than_its_long_requests() {
 }
 
 #[tokio::test]
+async fn behind_a_trusted_proxy_the_long_request_limit_counts_each_forwarded_client() {
+    let server = start(|c| {
+        c.max_long_requests_per_address = 1;
+        c.trusted_proxies = vec!["127.0.0.2/32".parse().expect("a network")];
+    })
+    .await;
+    let addr = server.addr;
+    let path = "/seed/poll-sleep?seconds=30";
+    let from = |client: &str| format!("X-Forwarded-For: {client}\r\n");
+    // Two clients behind the one proxy address each get their own place.
+    let _a = start_long(2, addr, path, &from("198.51.100.1"), "sleeping").await;
+    let _b = start_long(2, addr, path, &from("198.51.100.2"), "sleeping").await;
+    // The first client's second long request is its own second: refused.
+    let refused = get_from(2, addr, path, &from("198.51.100.1")).await;
+    assert_eq!(refused.status, 429, "{refused:?}");
+    assert_eq!(refused.json()["error"]["code"], "too_many_open");
+    // An untrusted peer's header is not believed: it counts as its own address.
+    let _c = start_long(3, addr, path, &from("198.51.100.3"), "sleeping").await;
+    let spoofed = get_from(3, addr, path, &from("198.51.100.4")).await;
+    assert_eq!(spoofed.status, 429, "{spoofed:?}");
+}
+
+#[tokio::test]
 async fn one_account_cannot_open_more_than_its_event_streams() {
     let server = start(|c| c.events_max_streams_per_account = 2).await;
     let addr = server.addr;
