@@ -7,6 +7,7 @@
 //! | `shutdown.rs` | the graceful stop: stop accepting, drain, abort at the grace deadline |
 //! | `stats.rs` | connection counters for `/metrics` |
 //! | `fd_limit.rs` | raise `RLIMIT_NOFILE`; fit the cap under it |
+//! | `percore.rs` | `RUNTIME=percore`: one current-thread runtime and server per core |
 //!
 //! Handlers see `ConnectInfo<SocketAddr>`, and TCP_NODELAY is set on every connection, as
 //! with `axum::serve(..).into_make_service_with_connect_info::<SocketAddr>()`.
@@ -33,12 +34,14 @@
 mod accept;
 mod conn;
 mod fd_limit;
+mod percore;
 mod shutdown;
 mod stats;
 
 use std::time::Duration;
 
 pub use fd_limit::{RESERVED_DESCRIPTORS, connection_cap, raise_nofile_limit};
+pub use percore::{PerCore, Runtime, settle};
 pub use shutdown::{Server, Stopped};
 pub use stats::{ConnectionStats, TimedOut};
 

@@ -19,6 +19,7 @@ mod notes;
 mod notes_props;
 mod openapi;
 mod ownership;
+mod percore;
 mod resilience;
 mod scale;
 mod seed_apps;
