@@ -54,18 +54,19 @@ NV=${META[1]}
 CONNS=${META[2]}
 ROWS=${#TS[@]}
 {
-  echo "set terminal svg size 1200,$((ROWS * 330 + 60)) dynamic font 'sans,11' background '#ffffff'"
+  echo "set terminal svg size 1200,$((ROWS * 380 + 60)) dynamic font 'sans,11' background '#ffffff'"
   echo "set output '$OUT'"
   echo "set datafile missing '-'"
   echo "set style data histograms; set style histogram clustered gap 1; set style fill solid 0.85 border -1"
-  echo "set boxwidth 0.9; set grid ytics; set logscale y; set key top right font ',9' maxrows 2"
+  echo "set boxwidth 0.9; set grid ytics; set logscale y; set key outside bottom center horizontal font ',9'"
+  echo "colors = '#7b3294 #1b9e77 #56b4e9 #e69f00 #f0e442 #0072b2 #d55e00 #333333 #cc79a7'"
   echo "set xtics font ',9' nomirror; set ytics nomirror"
   echo "set multiplot layout $ROWS,2 title '$(basename "$RAW"): medians, wrk -c$CONNS'"
   for t in "${TS[@]}"; do
     for m in rps p99; do
       label=$([ "$m" = rps ] && echo "req/s (log scale)" || echo "p99 latency, ms (log scale)")
       echo "set title 'wrk -t$t: $label'"
-      echo "plot for [i=2:$((NV + 1))] '$DATA/$m-$t.dat' using i:xtic(1) title columnheader(i)"
+      echo "plot for [i=2:$((NV + 1))] '$DATA/$m-$t.dat' using i:xtic(1) title columnheader(i) lc rgb word(colors, i - 1)"
     done
   done
   echo "unset multiplot"

@@ -211,14 +211,14 @@ pg_ticks() {
   echo "$total"
 }
 busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
-S0=$(proc_ticks "$SERVER_PID"); P0=$(pg_ticks); B0=$(busy_ticks)
+S0=$(proc_ticks "$SERVER_PID"); P0=$(pg_ticks); B0=$(busy_ticks); T0=$(date +%s.%N)
 wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" "$BASE/db" > /dev/null
-S1=$(proc_ticks "$SERVER_PID"); P1=$(pg_ticks); B1=$(busy_ticks)
+S1=$(proc_ticks "$SERVER_PID"); P1=$(pg_ticks); B1=$(busy_ticks); T1=$(date +%s.%N)
 share() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a / b; else print "n/a" }'; }
 CPU_SERVER=$(share $((S1 - S0)) $((B1 - B0)))
 CPU_PG=$(share $((P1 - P0)) $((B1 - B0)))
 CPU_REST=$(share $((B1 - B0 - (S1 - S0) - (P1 - P0))) $((B1 - B0)))
-CPU_BUSY=$(awk -v b=$((B1 - B0)) -v d="$DURATION" -v n="$(nproc)" 'BEGIN { printf "%.0f%%", b / (d * 100 * n) * 100 }')
+CPU_BUSY=$(awk -v b=$((B1 - B0)) -v d="$(awk -v a="$T0" -v b="$T1" 'BEGIN { print b - a }')" -v n="$(nproc)" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f%%", b / (d * hz * n) * 100 }')
 echo "cpu split /db: server $CPU_SERVER, postgres $CPU_PG, rest $CPU_REST, machine busy $CPU_BUSY" | tee -a "$RAW"
 raw_end
 
@@ -249,16 +249,20 @@ for route in db "queries?queries=20" fortunes; do
     TABLE="$TABLE
 | \`/$route\`, 256 clients | $variant |$(for t in $THREADS; do
       bad=$(stat "/$route" "$variant" "$t" 7 256)
-      printf ' %s%s | %s |' "$(fmt "$(stat "/$route" "$variant" "$t" 5 256)")" "$( [ "$bad" != 0 ] && [ "$bad" != n/a ] && echo " ($bad non-2xx)")" "$(stat "/$route" "$variant" "$t" 6 256)"
+      bad=$(awk -v b="$bad" 'BEGIN { if (b != "n/a" && b + 0 > 0) printf " (%.0f non-2xx)", b }')
+      printf ' %s%s | %s |' "$(fmt "$(stat "/$route" "$variant" "$t" 5 256)")" "$bad" "$(stat "/$route" "$variant" "$t" 6 256)"
     done)"
   done
 done
 
-TARGETS="| target | $(for t in $THREADS; do printf '\`wrk -t%s\` | ' "$t"; done)
+TARGETS="| target | $(for t in $THREADS; do printf '`wrk -t%s` | ' "$t"; done)
 | --- |$(for t in $THREADS; do printf ' --- |'; done)"
-row() { # row TEXT ROUTE A B THRESHOLD [le]
+row() { # row TEXT ROUTE A B THRESHOLD [le]; THRESHOLD 0: a ratio to read, no target
   local line="| $1 |" r t
-  for t in $THREADS; do r=$(vs "$2" "$3" "$4" "$t"); line="$line $r: $(verdict "$r" "$5" "${6:-ge}") |"; done
+  for t in $THREADS; do
+    r=$(vs "$2" "$3" "$4" "$t")
+    if [ "$5" = 0 ]; then line="$line $r |"; else line="$line $r: $(verdict "$r" "$5" "${6:-ge}") |"; fi
+  done
   TARGETS="$TARGETS
 $line"
 }
