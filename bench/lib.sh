@@ -39,15 +39,43 @@ machine() {
   echo "$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/ {print $2}') GiB, Linux $(uname -r), $(rustc --version), PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}')"
 }
 
-# write_section NAME CONTENT: replaces <!-- NAME:begin -->…<!-- NAME:end --> in bench/RESULTS.md.
+# raw_results NAME: starts bench/results/<UTC time>-NAME.txt, the run's raw output, with what
+# its figures depend on (command, commit, cores, load average); sets RAW. raw_end closes it.
+raw_results() {
+  mkdir -p bench/results
+  RAW=bench/results/$(date -u +%Y%m%dT%H%M%SZ)-$1.txt
+  {
+    echo "# raw output of bench/$1.sh"
+    echo "command: ${RAW_COMMAND:-bash bench/$1.sh}"
+    echo "started: $(date -u +%FT%TZ)"
+    echo "commit: $(git describe --always --dirty --exclude '*' 2>/dev/null || echo unknown)"
+    echo "cores: $(nproc)"
+    echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "machine: $(machine)"
+  } > "$RAW"
+  echo "== raw output: $RAW"
+}
+raw_end() {
+  {
+    echo "finished: $(date -u +%FT%TZ)"
+    echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+  } >> "$RAW"
+}
+# What a generated section says about the run it comes from: read, never written by hand.
+run_facts() {
+  echo "raw output \`$RAW\` (commit $(awk '/^commit: / { print $2 }' "$RAW"), $(nproc) cores, load average $(awk -F': ' '/^load average at start: / { print $2 }' "$RAW") at the start and $(cut -d' ' -f1-3 /proc/loadavg) at the end)"
+}
+
+# write_section NAME CONTENT [FILE]: replaces <!-- NAME:begin -->…<!-- NAME:end --> in FILE
+# (default bench/RESULTS.md).
 write_section() {
-  touch bench/RESULTS.md
-  python3 - "$1" "$2" <<'PY'
+  local file=${3:-bench/RESULTS.md}
+  touch "$file"
+  python3 - "$1" "$2" "$file" <<'PY'
 import re, sys
-name, section = sys.argv[1], sys.argv[2]
+name, section, path = sys.argv[1], sys.argv[2], sys.argv[3]
 begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
 block = f"{begin}\n{section.strip()}\n{end}"
-path = "bench/RESULTS.md"
 text = open(path).read()
 if begin in text:
     text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda m: block, text, flags=re.S)

@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# TechEmpower database tests through the contract's layer and as native axum twins,
-# against two reference programs run in the same interleaved rounds — the per-core
-# pipelined technique (examples/reference_percore.rs, also run on one multi-threaded
-# runtime as "percore-mt") and plain axum + deadpool (examples/reference_deadpool.rs) —
-# and the database's own ceiling (pgbench), with wrk; and `/db` through a second server
-# whose connections use TLS (sslmode=verify-full), to price it. Writes its sections of
-# bench/RESULTS.md. Loopback only.
+# TechEmpower database tests through the contract's layer and as native axum twins, against
+# two reference programs run in the same interleaved rounds — the per-core pipelined technique
+# (examples/reference_percore.rs) and plain axum + deadpool (examples/reference_deadpool.rs) —
+# the layer's example on one runtime per core (RUNTIME=percore), and the database's own
+# ceiling (pgbench); and `/db` through a second server whose connections use TLS
+# (sslmode=verify-full), to price it. Every wrk run is made twice, `wrk -t1` and `wrk -t2`
+# (nothing is pinned): a client on one thread leaves a core to the servers, one on two
+# threads contends with them. The raw output goes to bench/results/<time>-run.txt; the
+# tables, the plot (bench/techempower.svg, by bench/plot.sh) and the README's table are made
+# from it. Loopback only.
 #
-#   bash bench/run.sh              # 3 rounds of 10 s per route and variant (~10 minutes)
-#   DURATION=3 ROUNDS=1 bash bench/run.sh   # a quick smoke run
+#   bash bench/run.sh                        # 3 rounds of 5 s per route, variant and wrk -t (~20 minutes)
+#   DURATION=3 ROUNDS=1 bash bench/run.sh    # a quick smoke run
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=${DURATION:-10}
+DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-1 2}
+RAW_COMMAND="DURATION=$DURATION ROUNDS=$ROUNDS CONNECTIONS=$CONNECTIONS THREADS='$THREADS' bash bench/run.sh"
 
 if ! command -v wrk >/dev/null || ! command -v pgbench >/dev/null || ! command -v openssl >/dev/null; then
   echo "== installing wrk and pgbench"
@@ -47,22 +52,24 @@ PG_TLS_URL="postgres://postgres@localhost:$PG_PORT/postgres?hostaddr=127.0.0.1&s
 
 echo "== build (release)"
 cargo build --release --example techempower --example reference_percore --example reference_deadpool 2>&1 | tail -1
-# start_server NAME ENV... : starts ./target/release/examples/NAME on a free port; sets URL_OF[NAME].
-declare -A URL_OF
+raw_results run
+# start_server NAME BINARY ENV... : starts ./target/release/examples/BINARY on a free port; sets URL_OF[NAME].
+declare -A URL_OF PID_OF
 start_server() {
   local label=$1 binary=$2 port; shift 2
   port=$(free_port)
   env DATABASE_URL="$PG_URL" BIND_ADDR="127.0.0.1:$port" "$@" "./target/release/examples/$binary" > "$WORK/$label.log" 2>&1 &
   BENCH_PIDS+=("$!")
+  PID_OF[$label]=$!
   URL_OF[$label]="http://127.0.0.1:$port"
   for _ in $(seq 100); do curl -sf "${URL_OF[$label]}/plaintext" >/dev/null && break; sleep 0.1; done
 }
 start_server layer techempower
-SERVER_PID=${BENCH_PIDS[-1]}
+SERVER_PID=${PID_OF[layer]}
 BASE=${URL_OF[layer]}
 start_server percore reference_percore
-start_server percore-mt reference_percore RUNTIME=multi
 start_server deadpool reference_deadpool
+start_server layer-percore techempower RUNTIME=percore
 # The layer's server again, its shared connections and pool connecting over TLS.
 start_server layer-tls techempower DATABASE_URL="$PG_TLS_URL"
 TLS_BASE=${URL_OF[layer-tls]}
@@ -84,8 +91,10 @@ for prefix in "" "/native"; do
   check "$prefix/fortunes" 'フレームワークのベンチマーク'
   check "$prefix/updates?queries=5" '"randomNumber":'
 done
-[ "$(curl -s "$BASE/sequential/queries?queries=20" | grep -o '"id"' | wc -l)" = 20 ] || { echo "FAIL sequential" >&2; exit 1; }
-for ref in percore percore-mt deadpool; do
+for path in sequential shared pooled; do
+  [ "$(curl -s "$BASE/$path/queries?queries=20" | grep -o '"id"' | wc -l)" = 20 ] || { echo "FAIL $path" >&2; exit 1; }
+done
+for ref in percore deadpool layer-percore; do
   BASE=${URL_OF[$ref]}
   check /db '"randomNumber":'
   [ "$(curl -s "$BASE/queries?queries=20" | grep -o '"id"' | wc -l)" = 20 ] || { echo "FAIL $ref /queries" >&2; exit 1; }
@@ -108,9 +117,13 @@ echo "all routes correct (and /db over TLS, its connections encrypted)"
 to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
 RESULTS=$WORK/results.tsv
 : > "$RESULTS"
-run_wrk() { # run_wrk LABEL VARIANT URL
-  local out rps p99 bad log
-  out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$3")
+ROUND=0
+# run_wrk LABEL VARIANT URL THREADS [CONNECTIONS]: one wrk run, its output kept whole in $RAW
+# after a line naming it (bench/plot.sh reads those lines), its figures in $RESULTS.
+run_wrk() {
+  local conns=${5:-$CONNECTIONS} out rps p99 bad log
+  out=$(wrk -t"$4" -c"$conns" -d"${DURATION}s" --latency "$3")
+  { printf '=== wrk route=%s variant=%s threads=%s connections=%s round=%s url=%s\n' "$1" "$2" "$4" "$conns" "$ROUND" "$3"; echo "$out"; } >> "$RAW"
   rps=$(echo "$out" | awk '/^Requests\/sec:/ { print $2 }')
   p99=$(to_ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
   bad=$(echo "$out" | awk '/Non-2xx/ { print $NF }')
@@ -119,59 +132,77 @@ run_wrk() { # run_wrk LABEL VARIANT URL
     echo "  WARNING $3: $bad non-2xx answers; server log tail:" >&2
     log=$WORK/$2.log; [ -f "$log" ] || log=$WORK/layer.log
     tail -n 5 "$log" >&2 || true
-    printf '%s\t%s\t%s\n' "$1" "$2" "$bad" >> "$WORK/errors.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$4" "$conns" "$bad" >> "$WORK/errors.tsv"
   fi
-  printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$rps" "$p99" >> "$RESULTS"
-  printf '  %-22s %-10s %10s req/s  p99 %8s ms\n' "$1" "$2" "$rps" "$p99"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$4" "$conns" "$rps" "$p99" "${bad:-0}" >> "$RESULTS"
+  printf '  %-22s %-14s -t%s -c%-4s %10s req/s  p99 %8s ms%s\n' "$1" "$2" "$4" "$conns" "$rps" "$p99" "${bad:+  non-2xx $bad}"
 }
 run_pgbench() {
   local script=$WORK/select.sql out tps
   printf '\\set id random(1, 10000)\nSELECT id, randomnumber FROM world WHERE id = :id;\n' > "$script"
   out=$(pgbench -n -M prepared -c "$CONNECTIONS" -j 2 -T "$DURATION" -f "$script" "$PG_URL" 2>&1)
+  { echo "=== pgbench round=$ROUND"; echo "$out"; } >> "$RAW"
   tps=$(echo "$out" | awk '/^tps = / { printf "%.0f", $3; exit }')
-  printf '%s\t%s\t%s\t%s\n' "pgbench ceiling" "pgbench" "$tps" "" >> "$RESULTS"
-  printf '  %-22s %-10s %10s tx/s\n' "pgbench ceiling" "pgbench" "$tps"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "pgbench ceiling" pgbench 0 "$CONNECTIONS" "$tps" "" 0 >> "$RESULTS"
+  printf '  %-22s %-14s %10s tx/s\n' "pgbench ceiling" pgbench "$tps"
 }
 
 echo "== warm-up"
 for path in /db /native/db /queries?queries=20 /fortunes /native/fortunes; do
   wrk -t2 -c"$CONNECTIONS" -d2s "$BASE$path" >/dev/null
 done
-for ref in percore percore-mt deadpool; do
+for ref in percore deadpool layer-percore layer-tls; do
   wrk -t2 -c"$CONNECTIONS" -d2s "${URL_OF[$ref]}/db" >/dev/null
 done
-wrk -t2 -c"$CONNECTIONS" -d2s "$TLS_BASE/db" >/dev/null
 
+# The variants each route is measured on (every one under each wrk -t in $THREADS).
+variants_of() {
+  case $1 in
+    db) echo "layer native percore deadpool layer-percore layer-tls" ;;
+    "queries?queries=20") echo "layer native shared pooled percore deadpool layer-percore sequential" ;;
+    fortunes) echo "layer native percore deadpool layer-percore" ;;
+    *) echo "layer native" ;;
+  esac
+}
+url_of() { # url_of VARIANT ROUTE
+  case $1 in
+    layer) echo "$BASE/$2" ;;
+    native) echo "$BASE/native/$2" ;;
+    sequential|shared|pooled) echo "$BASE/$1/$2" ;;
+    *) echo "${URL_OF[$1]}/$2" ;;
+  esac
+}
+ROUTES=(plaintext json db "queries?queries=20" fortunes "updates?queries=20")
 for round in $(seq "$ROUNDS"); do
+  ROUND=$round
   echo "== round $round of $ROUNDS"
   run_pgbench
-  for route in plaintext json db "queries?queries=20" fortunes "updates?queries=20"; do
-    label="/${route}"
-    run_wrk "$label" layer "$BASE/$route"
-    run_wrk "$label" native "$BASE/native/$route"
-    case $route in
-      db|queries*|fortunes)
-        for ref in percore percore-mt deadpool; do run_wrk "$label" "$ref" "${URL_OF[$ref]}/$route"; done ;;
-    esac
-    if [ "$route" = db ]; then run_wrk "$label" "layer, TLS" "$TLS_BASE/db"; fi
+  for route in "${ROUTES[@]}"; do
+    for threads in $THREADS; do
+      for variant in $(variants_of "$route"); do
+        run_wrk "/$route" "$variant" "$(url_of "$variant" "$route")" "$threads"
+      done
+    done
   done
-  run_wrk "/queries?queries=20" sequential "$BASE/sequential/queries?queries=20"
-done
-PEAK_RSS_64_MB=$(awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$SERVER_PID/status")
-echo "== 256 connections (peak RSS)"
-for route in db "queries?queries=20" fortunes; do
-  # Non-2xx answers are counted too: past the shared path's queue bound the service answers
-  # 503 at once, and those would otherwise read as throughput.
-  wrk -t2 -c256 -d"${DURATION}s" "$BASE/$route" | awk -v r="/$route" '
-    /Non-2xx/ { bad = $NF }
-    /^Requests\/sec:/ { rate = $2 }
-    END { printf "  %-22s layer, 256 connections %10s req/s, non-2xx %s\n", r, rate, bad + 0 }'
+  # 256 clients: the pipelined path's bounds against the pool and the per-core program.
+  # Non-2xx answers are counted: past the shared path's queue bound the service answers 503
+  # at once, and those must not read as throughput.
+  for route in db "queries?queries=20" fortunes; do
+    for threads in $THREADS; do
+      variants="layer percore deadpool"
+      [ "$route" = db ] || [ "$route" = fortunes ] || variants="layer shared pooled percore deadpool"
+      for variant in $variants; do
+        run_wrk "/$route" "$variant" "$(url_of "$variant" "$route")" "$threads" 256
+      done
+    done
+  done
 done
 PEAK_RSS_MB=$(awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$SERVER_PID/status")
+echo "peak RSS of the layer's server: $PEAK_RSS_MB MB" | tee -a "$RAW"
 
 # Where the 2 cores go under /db: CPU ticks of the server, of Postgres (postmaster and its
 # backends), and of everything busy on the machine (the rest is wrk), over one more run.
-echo "== CPU split during /db"
+echo "== CPU split during /db (wrk -t2)"
 proc_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 pg_ticks() {
   local pm total=0 pid
@@ -180,117 +211,152 @@ pg_ticks() {
   echo "$total"
 }
 busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
-S0=$(proc_ticks "$SERVER_PID"); P0=$(pg_ticks); B0=$(busy_ticks)
+S0=$(proc_ticks "$SERVER_PID"); P0=$(pg_ticks); B0=$(busy_ticks); T0=$(date +%s.%N)
 wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" "$BASE/db" > /dev/null
-S1=$(proc_ticks "$SERVER_PID"); P1=$(pg_ticks); B1=$(busy_ticks)
+S1=$(proc_ticks "$SERVER_PID"); P1=$(pg_ticks); B1=$(busy_ticks); T1=$(date +%s.%N)
 share() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a / b; else print "n/a" }'; }
 CPU_SERVER=$(share $((S1 - S0)) $((B1 - B0)))
 CPU_PG=$(share $((P1 - P0)) $((B1 - B0)))
 CPU_REST=$(share $((B1 - B0 - (S1 - S0) - (P1 - P0))) $((B1 - B0)))
-CPU_BUSY=$(awk -v b=$((B1 - B0)) -v d="$DURATION" -v n="$(nproc)" 'BEGIN { printf "%.0f%%", b / (d * 100 * n) * 100 }')
-echo "  server $CPU_SERVER, postgres $CPU_PG, wrk and the rest $CPU_REST (machine busy $CPU_BUSY)"
+CPU_BUSY=$(awk -v b=$((B1 - B0)) -v d="$(awk -v a="$T0" -v b="$T1" 'BEGIN { print b - a }')" -v n="$(nproc)" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f%%", b / (d * hz * n) * 100 }')
+echo "cpu split /db: server $CPU_SERVER, postgres $CPU_PG, rest $CPU_REST, machine busy $CPU_BUSY" | tee -a "$RAW"
+raw_end
 
 # Medians over the rounds.
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-stat() { awk -F'\t' -v l="$1" -v v="$2" -v c="$3" '$1 == l && $2 == v { print $c }' "$RESULTS" | median; }
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# stat ROUTE VARIANT THREADS COLUMN [CONNECTIONS]: 5 = req/s, 6 = p99 ms, 7 = non-2xx
+stat() { awk -F'\t' -v l="$1" -v v="$2" -v t="$3" -v c="${5:-$CONNECTIONS}" -v col="$4" '$1 == l && $2 == v && $3 == t && $4 == c { print $col }' "$RESULTS" | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'; }
+fmt() { awk -v v="$1" 'BEGIN { if (v == "n/a" || v == "") print "n/a"; else printf "%\047.0f", v }'; }
+verdict() { awk -v r="$1" -v t="$2" -v dir="$3" 'BEGIN { if (r == "n/a") { print "n/a"; exit } ok = (dir == "ge") ? (r + 0 >= t + 0) : (r + 0 <= t + 0); print ok ? "met" : "missed" }'; }
+vs() { ratio "$(stat "$1" "$2" "$4" 5)" "$(stat "$1" "$3" "$4" 5)"; } # vs ROUTE A B THREADS
 
-TABLE="| route | variant | median req/s | median p99 (ms) |
-| --- | --- | ---: | ---: |
-| pgbench: \`SELECT\` one \`world\` row | ceiling | $(stat "pgbench ceiling" pgbench 3) tx/s | |"
-for route in /plaintext /json /db "/queries?queries=20" /fortunes "/updates?queries=20"; do
-  variants="layer native"
-  case $route in /db|/queries*|/fortunes) variants="layer native percore percore-mt deadpool" ;; esac
+HEAD="| route | variant |"; RULE="| --- | --- |"
+for t in $THREADS; do HEAD="$HEAD req/s, \`-t$t\` | p99 ms, \`-t$t\` |"; RULE="$RULE ---: | ---: |"; done
+TABLE="$HEAD
+$RULE
+| pgbench: \`SELECT\` one \`world\` row | ceiling (tx/s) |$(for t in $THREADS; do printf ' %s | |' "$(fmt "$(stat "pgbench ceiling" pgbench 0 5)")"; done)"
+for route in "${ROUTES[@]}"; do
+  for variant in $(variants_of "$route"); do
+    TABLE="$TABLE
+| \`/$route\` | $variant |$(for t in $THREADS; do printf ' %s | %s |' "$(fmt "$(stat "/$route" "$variant" "$t" 5)")" "$(stat "/$route" "$variant" "$t" 6)"; done)"
+  done
+done
+for route in db "queries?queries=20" fortunes; do
+  variants="layer percore deadpool"
+  [ "$route" = db ] || [ "$route" = fortunes ] || variants="layer shared pooled percore deadpool"
   for variant in $variants; do
     TABLE="$TABLE
-| \`$route\` | $variant | $(stat "$route" $variant 3) | $(stat "$route" $variant 4) |"
+| \`/$route\`, 256 clients | $variant |$(for t in $THREADS; do
+      bad=$(stat "/$route" "$variant" "$t" 7 256)
+      bad=$(awk -v b="$bad" 'BEGIN { if (b != "n/a" && b + 0 > 0) printf " (%.0f non-2xx)", b }')
+      printf ' %s%s | %s |' "$(fmt "$(stat "/$route" "$variant" "$t" 5 256)")" "$bad" "$(stat "/$route" "$variant" "$t" 6 256)"
+    done)"
   done
-  if [ "$route" = /db ]; then
-    TABLE="$TABLE
-| \`/db\` | layer, Postgres over TLS (verify-full) | $(stat /db "layer, TLS" 3) | $(stat /db "layer, TLS" 4) |"
-  fi
 done
-TABLE="$TABLE
-| \`/queries?queries=20\` | sequential | $(stat "/queries?queries=20" sequential 3) | $(stat "/queries?queries=20" sequential 4) |"
 
-verdict() { awk -v r="$1" -v t="$2" -v dir="$3" 'BEGIN { ok = (dir == "ge") ? (r + 0 >= t + 0) : (r + 0 < t + 0); print ok ? "met" : "missed" }'; }
-vs() { ratio "$(stat "$1" "$2" 3)" "$(stat "$1" "$3" 3)"; }
-TARGETS="| target | measured | verdict |
-| --- | --- | --- |"
-for route in /db "/queries?queries=20" /fortunes; do
-  r=$(vs "$route" layer percore)
+TARGETS="| target | $(for t in $THREADS; do printf '`wrk -t%s` | ' "$t"; done)
+| --- |$(for t in $THREADS; do printf ' --- |'; done)"
+row() { # row TEXT ROUTE A B THRESHOLD [le]; THRESHOLD 0: a ratio to read, no target
+  local line="| $1 |" r t
+  for t in $THREADS; do
+    r=$(vs "$2" "$3" "$4" "$t")
+    if [ "$5" = 0 ]; then line="$line $r |"; else line="$line $r: $(verdict "$r" "$5" "${6:-ge}") |"; fi
+  done
   TARGETS="$TARGETS
-| layer ≥ 0.9× the per-core reference on \`$route\` | layer/percore = $r | $(verdict "$r" 0.9 ge) |"
-done
-r=$(vs /db layer deadpool)
-TARGETS="$TARGETS
-| layer ≥ 2× axum + deadpool on \`/db\` | layer/deadpool = $r | $(verdict "$r" 2 ge) |"
-for route in /plaintext /db "/queries?queries=20" /fortunes; do
-  r=$(vs "$route" layer native)
+$line"
+}
+row "layer / per-core program, \`/db\` (≥ 0.9)" /db layer percore 0.9
+row "layer / per-core program, \`/fortunes\` (≥ 0.9)" /fortunes layer percore 0.9
+row "layer / per-core program, \`/queries?queries=20\` (≥ 1.0)" "/queries?queries=20" layer percore 1.0
+row "layer / axum + deadpool, \`/db\` (≥ 2)" /db layer deadpool 2
+for route in /plaintext /db /fortunes; do row "layer / native, \`$route\` (≥ 0.95)" "$route" layer native 0.95; done
+row "layer, runtime per core / per-core program, \`/db\`" /db layer-percore percore 0
+row "layer, runtime per core / layer, \`/db\`" /db layer-percore layer 0
+row "layer, runtime per core / layer, \`/fortunes\`" /fortunes layer-percore layer 0
+row "layer, runtime per core / layer, \`/queries?queries=20\`" "/queries?queries=20" layer-percore layer 0
+row "\`/queries?queries=20\` pipelined / sequential" "/queries?queries=20" layer sequential 1.5
+row "\`/db\` over TLS / plain" /db layer-tls layer 0
+p99row() { # p99row ROUTE: layer p99 against the per-core program's at 256 clients
+  local line="| p99 at 256 clients, layer / per-core program, \`$1\` (≤ 1) |" t r
+  for t in $THREADS; do
+    r=$(ratio "$(stat "$1" layer "$t" 6 256)" "$(stat "$1" percore "$t" 6 256)")
+    line="$line $r: $(verdict "$r" 1 le) |"
+  done
   TARGETS="$TARGETS
-| layer within 5% of native on \`$route\` | layer/native = $r | $(verdict "$r" 0.95 ge) |"
-done
-R_CEIL=$(ratio "$(stat /db layer 3)" "$(stat "pgbench ceiling" pgbench 3)")
-R_PIPE=$(ratio "$(stat "/queries?queries=20" layer 3)" "$(stat "/queries?queries=20" sequential 3)")
-R_TLS=$(ratio "$(stat /db "layer, TLS" 3)" "$(stat /db layer 3)")
+$line"
+}
+p99row /db; p99row "/queries?queries=20"; p99row /fortunes
+q256() {
+  local line="| \`/queries?queries=20\`, 256 clients: layer / axum + deadpool (≥ 1) |" t r
+  for t in $THREADS; do
+    r=$(ratio "$(stat "/queries?queries=20" layer "$t" 5 256)" "$(stat "/queries?queries=20" deadpool "$t" 5 256)")
+    line="$line $r: $(verdict "$r" 1 ge) |"
+  done
+  TARGETS="$TARGETS
+$line"
+}
+q256
+row "\`/queries?queries=20\`, 64 clients: layer / axum + deadpool (≥ 1)" "/queries?queries=20" layer deadpool 1
+row "\`/queries?queries=20\`, 64 clients: pooled / shared" "/queries?queries=20" pooled shared 0
 TARGETS="$TARGETS
-| \`/db\` at least 50% of the pgbench ceiling | $R_CEIL of the ceiling | $(verdict "$R_CEIL" 0.5 ge) |
-| \`/queries?queries=20\` at least 1.5× sequential | $R_PIPE× | $(verdict "$R_PIPE" 1.5 ge) |
-| server RSS under 50 MB at 256 connections | peak $PEAK_RSS_MB MB ($PEAK_RSS_64_MB MB after the 64-connection rounds) | $(verdict "$PEAK_RSS_MB" 50 lt) |"
+| layer's server, peak RSS (< 50 MB, after the 256-client runs; one figure for the run) | $PEAK_RSS_MB MB: $(verdict "$PEAK_RSS_MB" 50 le) |$(for t in $THREADS; do :; done | sed 1d)"
 ERRORS=""
 if [ -s "$WORK/errors.tsv" ]; then
   ERRORS="
-Non-2xx answers during the timed runs (route, variant, count): $(awk -F'\t' '{ printf "%s %s %s; ", $1, $2, $3 }' "$WORK/errors.tsv")
+Non-2xx answers during the timed runs (route, variant, wrk -t, clients, count): $(awk -F'\t' '{ printf "%s %s -t%s -c%s: %s; ", $1, $2, $3, $4, $5 }' "$WORK/errors.tsv")
 "
 fi
-MT=""
-for route in /db "/queries?queries=20" /fortunes; do
-  MT="$MT \`$route\` $(vs "$route" percore-mt percore)×;"
-done
 
-SECTION="## TechEmpower database tests (issues 5 and 10)
+echo "== plot"
+bash bench/plot.sh "$RAW" bench/techempower.svg
 
-\`bash bench/run.sh\` (DURATION=${DURATION}s ROUNDS=$ROUNDS CONNECTIONS=$CONNECTIONS), $(date -u +%Y-%m-%d): $(machine).
-wrk (\`wrk -t2 -c$CONNECTIONS -d${DURATION}s --latency\`), the servers and Postgres (fsync off) share
-the same 2 cores — and the machine was shared with other engineers' builds and tests while this
-ran, so only the interleaved comparisons mean anything. Variants: **layer** and **native** are
-\`examples/techempower/\` (single statements on \`db.shared()\`, one pipelined connection per core;
-pool of 32 for the rest); **percore** is \`examples/reference_percore.rs\` (one current-thread
-runtime, \`SO_REUSEPORT\` listener and tokio-postgres connection per core, statements prepared at
-connect); **percore-mt** is the same program on one multi-threaded runtime; **deadpool** is
-\`examples/reference_deadpool.rs\` (plain axum + deadpool, pool of 32). All run interleaved, route
-by route, each round; the ceiling is \`pgbench -n -M prepared -c $CONNECTIONS -j 2 -T $DURATION\`
-running the same single-row \`SELECT\`. \`/db\` over TLS is a second layer server whose shared
-connections and pool connect with \`sslmode=verify-full\` (rustls, ECDSA P-256 certificate) to the
-same Postgres, run right after the plain-TCP \`/db\` in each round: TLS/plain = $R_TLS. Medians over
-the rounds.
+SECTION="## TechEmpower database tests (issues 5, 10 and 21)
+
+\`$RAW_COMMAND\`, $(date -u +%Y-%m-%d): $(machine); $(run_facts).
+Each figure is the median over the rounds of \`wrk -tT -c$CONNECTIONS -d${DURATION}s --latency\`,
+for T in $THREADS (nothing pinned), with wrk, the servers and Postgres (fsync off) on the same
+machine; every variant runs in every round, route by route, so the ratios compare runs made
+minutes apart. Variants: **layer** and **native** are \`examples/techempower/\` (through the
+contract and as native axum handlers over the same data functions; single statements on
+\`db.shared()\`, one pipelined connection per core; pool of 32 for the rest); **layer-percore** is
+the same example with \`RUNTIME=percore\` (one current-thread runtime per core, each with a
+\`SO_REUSEPORT\` listener and its own \`Db\`); **percore** is \`examples/reference_percore.rs\`
+(one current-thread runtime, \`SO_REUSEPORT\` listener and tokio-postgres connection per core,
+statements prepared at connect); **deadpool** is \`examples/reference_deadpool.rs\` (plain axum +
+deadpool, pool of 32); **layer-tls** is a second layer server whose connections use
+\`sslmode=verify-full\` (rustls); **sequential** awaits the 20 statements one by one on a pooled
+connection; for \`/queries\`, **shared** pipelines them always on the shared connections,
+**pooled** always on one pooled connection, and **layer** chooses (\`FANOUT_TO_POOL\`, default
+8: at least 8 statements go to the pool). The ceiling is \`pgbench -n -M prepared -c $CONNECTIONS -j 2 -T $DURATION\` on the same
+single-row \`SELECT\`.
+
+![req/s and p99 per route and variant, wrk -t1 and -t2](techempower.svg)
 
 $TABLE
 
 $TARGETS
 $ERRORS
-Multi-threaded runtime against one current-thread runtime per core (the reference program,
-percore-mt/percore):$MT
-
-Where the time goes under \`/db\` (one more ${DURATION}-s run of the layer, CPU ticks from \`/proc\`):
-the machine is $CPU_BUSY busy; of that, the server takes $CPU_SERVER, Postgres $CPU_PG, and wrk with
-the rest $CPU_REST."
+Where the time goes under \`/db\` (one more ${DURATION}-s \`wrk -t2\` run of the layer, CPU ticks
+from \`/proc\`): the machine is $CPU_BUSY busy; of that, the server takes $CPU_SERVER, Postgres
+$CPU_PG, and wrk with the rest $CPU_REST."
 write_section techempower "$SECTION"
 
-TLS_SECTION="## \`/db\` with Postgres over TLS (issue 13)
+README_TABLE="| route | wrk | through the layer | native axum | per-core program | axum + deadpool (pool 32) |
+| --- | --- | ---: | ---: | ---: | ---: |"
+for route in plaintext db "queries?queries=20" fortunes; do
+  for t in $THREADS; do
+    README_TABLE="$README_TABLE
+| \`/$route\` | \`-t$t\` | $(fmt "$(stat "/$route" layer "$t" 5)") | $(fmt "$(stat "/$route" native "$t" 5)") | $(fmt "$(stat "/$route" percore "$t" 5)") | $(fmt "$(stat "/$route" deadpool "$t" 5)") |"
+  done
+done
+README_SECTION="Written by \`bash bench/run.sh\` ($RAW_COMMAND; $(run_facts)): req/s,
+medians of interleaved \`wrk -c$CONNECTIONS\` rounds with the load generator, the servers and
+Postgres on the same $(nproc) cores, so only the ratios within one run carry over to other
+machines. \`bench/RESULTS.md\` has p99, the targets and the rest of the variants.
 
-\`DURATION=$DURATION ROUNDS=$ROUNDS bash bench/run.sh\`, $(date -u +%Y-%m-%d): $(machine).
-Two servers (\`examples/techempower/\`: \`/db\` on the shared, pipelined connections) on the same
-Postgres, one connecting over plain TCP, the other with \`sslmode=verify-full\` (rustls, ECDSA P-256
-certificate, TLS 1.3); \`/db\` on each, interleaved in every round (\`wrk -t2 -c$CONNECTIONS -d${DURATION}s --latency\`).
-Medians over the rounds.
+![req/s and p99 per route and variant, wrk -t1 and -t2](bench/techempower.svg)
 
-| \`/db\` | median req/s | median p99 (ms) |
-| --- | ---: | ---: |
-| layer, plain TCP | $(stat /db layer 3) | $(stat /db layer 4) |
-| native, plain TCP | $(stat /db native 3) | $(stat /db native 4) |
-| layer, TLS (verify-full) | $(stat /db "layer, TLS" 3) | $(stat /db "layer, TLS" 4) |
-
-TLS/plain (layer) = $R_TLS."
-write_section techempower-tls "$TLS_SECTION"
-echo "== wrote bench/RESULTS.md"
+$README_TABLE"
+write_section perf "$README_SECTION" README.md
+echo "== wrote bench/RESULTS.md, README.md and bench/techempower.svg"

@@ -1,6 +1,7 @@
 //! Benchmark for `GET /notes/events`: many concurrent subscribers on one LISTEN connection.
 //!
-//! Opens `SUBSCRIBERS` event streams against a running pgbridge, then `ROUNDS` times sends
+//! Opens `SUBSCRIBERS` event streams against a running pgbridge (failing if they are not all
+//! open within `OPEN_TIMEOUT_S` seconds, default 120), then `ROUNDS` times sends
 //! a `PATCH` and times how long each subscriber takes to receive the event. Prints the
 //! server's RSS (from `/proc/PID/status`), the delivery latencies, and how many LISTEN
 //! connections Postgres sees. Run by `bench/sse.sh`, which starts Postgres and the server.
@@ -67,9 +68,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
     }
     drop(ready_tx);
+    // A server that stops accepting (at its connection cap, say) must fail the run, not
+    // hang it: every stream gets OPEN_TIMEOUT_S seconds (default 120) to open.
+    let open_deadline =
+        tokio::time::Instant::now() + Duration::from_secs(env("OPEN_TIMEOUT_S", 120));
     for n in 0..subscribers {
-        if ready_rx.recv().await.is_none() {
-            return Err(format!("only {n} of {subscribers} streams opened").into());
+        match tokio::time::timeout_at(open_deadline, ready_rx.recv()).await {
+            Ok(Some(())) => {}
+            Ok(None) => return Err(format!("only {n} of {subscribers} streams opened").into()),
+            Err(_) => {
+                return Err(format!(
+                    "only {n} of {subscribers} streams opened within OPEN_TIMEOUT_S: is the \
+                     server's MAX_CONNECTIONS above SUBSCRIBERS?"
+                )
+                .into());
+            }
         }
     }
     println!(

@@ -101,11 +101,35 @@ impl AppState {
     /// work ([`Apps::start`]), which connects in the background. Needs a tokio runtime.
     /// `PGSSLMODE`/`PGSSLROOTCERT` are folded into every database URL here, so every
     /// connection sees them.
-    pub fn new(mut config: Config) -> Result<Self, DbError> {
+    pub fn new(config: Config) -> Result<Self, DbError> {
+        Ok(Self::per_core(config, 0)?.0)
+    }
+
+    /// [`new`](Self::new), plus one state per core for `RUNTIME=percore`: each the same but
+    /// for its own [`Db`] (one shared connection, `DB_POOL_SIZE / cores` pooled ones) and
+    /// read router, opened lazily by the runtime that uses it. Everything else — settings,
+    /// the event feed (one `LISTEN` connection), the draining flag, and one `/metrics`
+    /// registry whose database gauges sum every core's — is the process's, shared.
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> Result<(), pgbridge::db::DbError> {
+    /// use clap::Parser;
+    /// let config = pgbridge::config::Config::parse_from(["pgbridge"]);
+    /// let (process, cores) = pgbridge::AppState::per_core(config, 2)?;
+    /// assert_eq!(cores.len(), 2);
+    /// # let _ = process; Ok(()) }
+    /// ```
+    pub fn per_core(mut config: Config, cores: usize) -> Result<(Self, Vec<Self>), DbError> {
         config.check_pooler().map_err(DbError::Config)?;
         config.fold_tls_defaults();
         let db = Db::connect(&config.db())?;
         let reads = ReadRouter::new(db.clone(), &config.read_route(), &config.db())?;
+        let mut core_config = config.db();
+        core_config.shared.connections = 1;
+        core_config.pool_size = (config.db_pool_size / cores.max(1)).max(1);
+        let core_dbs = (0..cores)
+            .map(|_| Db::connect(&core_config))
+            .collect::<Result<Vec<_>, _>>()?;
         let apps = Apps::start(&db, &config);
         let bulkheads = bulkhead::Bulkheads::behind(
             config.bulkheads(),
@@ -113,12 +137,16 @@ impl AppState {
         );
         let mut metrics = Metrics::default();
         metrics.register_collector(bulkheads.clone());
-        metrics.register_collector(DbGauges(db.clone()));
+        if cores == 0 {
+            metrics.register_collector(DbGauges(db.clone()));
+        } else {
+            metrics.register_collector(DbGauges::summed(db.clone(), core_dbs.clone()));
+        }
         metrics.register_collector(crate::metrics::StandbyGauges(reads.clone()));
         apps.register_metrics(&mut metrics);
         let login_stats = Arc::new(auth::LoginStats::default());
         metrics.register_collector(auth::sessions::LoginGauges(login_stats.clone()));
-        Ok(Self {
+        let state = Self {
             login_stats,
             db,
             apps,
@@ -127,7 +155,19 @@ impl AppState {
             reads,
             draining: Arc::new(AtomicBool::new(false)),
             bulkheads,
-        })
+        };
+        let per_core = core_dbs
+            .into_iter()
+            .map(|db| {
+                let reads = ReadRouter::new(db.clone(), &state.config.read_route(), &core_config)?;
+                Ok(Self {
+                    db,
+                    reads,
+                    ..state.clone()
+                })
+            })
+            .collect::<Result<Vec<_>, DbError>>()?;
+        Ok((state, per_core))
     }
 
     /// Begins a graceful stop: `/readyz` turns 503 ("draining"), event streams end, so

@@ -10,10 +10,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use pgbridge::config::LogFormat;
-use pgbridge::db::Db;
 use pgbridge::db::migrate::Migrator;
 use pgbridge::embedded_pg::{EmbeddedPg, EmbeddedPgError, NO_BINARIES_HELP};
-use pgbridge::server::{self, Server, Stopped};
+use pgbridge::server::{self, PerCore, Runtime, Server, Stopped, settle};
 use pgbridge::{AppState, config::Config, router};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -25,20 +24,35 @@ fn main() -> ExitCode {
     // passed as fd 3 with `LISTEN_FDS=1`. Taken before the runtime starts its threads, since
     // taking it removes `LISTEN_FDS`/`LISTEN_PID` from the environment.
     let inherited = listenfd::ListenFd::from_env().take_tcp_listener(0);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let layout = match Runtime::parse(std::env::var("RUNTIME").ok().as_deref()) {
+        Ok(layout) => layout,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Per core, this thread's runtime only starts things (and carries the event feed's
+    // LISTEN connection); each core's own runtime serves (src/server/percore.rs).
+    let runtime = match layout {
+        Runtime::Multi => tokio::runtime::Builder::new_multi_thread(),
+        Runtime::PerCore => tokio::runtime::Builder::new_current_thread(),
+    }
+    .enable_all()
+    .build();
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("cannot start the async runtime: {err}");
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(start(inherited))
+    runtime.block_on(start(inherited, layout))
 }
 
-async fn start(inherited: std::io::Result<Option<std::net::TcpListener>>) -> ExitCode {
+async fn start(
+    inherited: std::io::Result<Option<std::net::TcpListener>>,
+    layout: Runtime,
+) -> ExitCode {
     let mut config = Config::parse();
     if config.healthcheck {
         return healthcheck(config.bind_addr).await;
@@ -62,7 +76,7 @@ async fn start(inherited: std::io::Result<Option<std::net::TcpListener>>) -> Exi
         None
     };
 
-    let result = run(config, listener).await;
+    let result = run(config, listener, layout).await;
     if let Some(pg) = embedded {
         let data = pg.data().display().to_string();
         match pg.stop().await {
@@ -175,9 +189,17 @@ async fn start_embedded(config: &Config) -> Option<EmbeddedPg> {
     }
 }
 
-async fn run(config: Config, listener: TcpListener) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(
+    config: Config,
+    listener: TcpListener,
+    layout: Runtime,
+) -> Result<(), Box<dyn std::error::Error>> {
     let grace = config.shutdown_grace();
-    let state = AppState::new(config)?;
+    let cores = match layout {
+        Runtime::Multi => 0,
+        Runtime::PerCore => Runtime::cores(),
+    };
+    let (state, per_core) = AppState::per_core(config, cores)?;
 
     // Wait for Postgres before taking traffic, unless told to stop first.
     tokio::select! {
@@ -221,6 +243,23 @@ async fn run(config: Config, listener: TcpListener) -> Result<(), Box<dyn std::e
     let db = state.db.clone();
     let stats = state.metrics.connections.clone();
     let drain_delay = state.config.drain_delay();
+    if !per_core.is_empty() {
+        let cores = per_core
+            .into_iter()
+            .map(|core| (router(core.clone()), core.db))
+            .collect();
+        let signal = async move {
+            shutdown_signal().await;
+            stopping.shutdown();
+            tracing::info!(?drain_delay, ?grace, "shutting down: draining every core");
+        };
+        PerCore::new(listener.into_std()?, cores, limits, stats)
+            .drain_delay(drain_delay)
+            .run(signal, grace)
+            .await?;
+        tracing::info!("pgbridge stopped");
+        return Ok(());
+    }
     let server = Server::new(listener, router(state), limits, stats).drain_delay(drain_delay);
     let signal = async move {
         shutdown_signal().await;
@@ -253,26 +292,6 @@ fn open_url(mut addr: SocketAddr) -> String {
 
 /// How long, after the grace period, cancels of dropped queries get to land.
 const CANCEL_WAIT: Duration = Duration::from_secs(2);
-
-/// Waits (at most `within`) until every pooled connection is back and idle: a connection
-/// whose query was cancelled on drop returns only once the cancel has landed.
-async fn settle(db: &Db, within: Duration) {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let status = db.status();
-        if status.available >= status.size {
-            return;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            tracing::warn!(
-                busy = status.size - status.available,
-                "queries may still be running in Postgres"
-            );
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// `GET /healthz` on the bind address (loopback if it binds every interface): exit 0 on 200.
 async fn healthcheck(bind: SocketAddr) -> ExitCode {

@@ -137,100 +137,146 @@ impl Metrics {
 
 /// The database's gauges and counters, read on each scrape: the pool, the shared
 /// connections, cancels sent for abandoned queries, and reads by the server that served them.
+///
+/// With one runtime per core (`RUNTIME=percore`) the process has one [`Db`] per core besides
+/// its own: [`DbGauges::summed`] reports them as one — pools added up, shared connections
+/// numbered in turn.
 #[derive(Debug, Clone)]
 pub struct DbGauges(pub Db);
 
-impl Collector for DbGauges {
-    fn encode(&self, mut e: DescriptorEncoder<'_>) -> fmt::Result {
-        let pool = self.0.status();
-        for (name, help, value) in [
-            (
-                "pgbridge_db_pool_max_connections",
-                "Most pooled connections.",
-                pool.max_size,
-            ),
-            (
-                "pgbridge_db_pool_connections",
-                "Pooled connections open.",
-                pool.size,
-            ),
-            (
-                "pgbridge_db_pool_idle_connections",
-                "Pooled connections open and idle.",
-                pool.available,
-            ),
-            (
-                "pgbridge_db_pool_waiting",
-                "Requests waiting for a pooled connection.",
-                pool.waiting,
-            ),
-        ] {
-            gauge(&mut e, name, help, value)?;
-        }
-        counter(
-            &mut e,
-            "pgbridge_db_cancels",
-            "Queries cancelled on the server because their request went away.",
-            self.0.cancels_sent(),
-        )?;
-        let (standby, primary) = crate::db::replica::reads_served();
-        let mut reads = e.encode_descriptor(
-            "pgbridge_db_reads",
-            "Lag-tolerant reads, by the server that served them.",
-            None,
-            MetricType::Counter,
-        )?;
-        for (served_by, n) in [("standby", standby), ("primary", primary)] {
-            ConstCounter::new(n).encode(reads.encode_family(&[("served_by", served_by)])?)?;
-        }
-        let shared = self.0.shared();
-        let status = shared.status();
-        let mut in_flight = e.encode_descriptor(
-            "pgbridge_db_shared_in_flight",
-            "Statements in flight on each shared connection.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for (i, conn) in status.iter().enumerate() {
-            ConstGauge::new(to_i64(conn.in_flight))
-                .encode(in_flight.encode_family(&[("connection", i)])?)?;
-        }
-        let mut up = e.encode_descriptor(
-            "pgbridge_db_shared_up",
-            "1 while the shared connection is open.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for (i, conn) in status.iter().enumerate() {
-            ConstGauge::new(i64::from(conn.connected))
-                .encode(up.encode_family(&[("connection", i)])?)?;
-        }
-        counter(
-            &mut e,
-            "pgbridge_db_shared_rejected",
-            "Statements refused (503) because every shared connection was full.",
-            shared.rejected(),
-        )?;
-        let signs = self.0.failover().counts();
-        counter(
-            &mut e,
-            "pgbridge_db_read_only_errors",
-            "Statements refused with SQLSTATE 25006 (the server is read-only: a standby after a failover).",
-            signs.read_only,
-        )?;
-        counter(
-            &mut e,
-            "pgbridge_db_connections_lost",
-            "Database connections found closed by the server or broken on the wire.",
-            signs.lost,
-        )?;
-        counter(
-            &mut e,
-            "pgbridge_db_shared_abandoned",
-            "Abandoned shared statements left to finish, not cancelled, because others shared the connection.",
-            crate::db::shared::abandoned_uncancelled(),
-        )
+impl DbGauges {
+    /// The gauges of several handles, reported as one.
+    ///
+    /// ```no_run
+    /// # fn demo(main: pgbridge::db::Db, per_core: Vec<pgbridge::db::Db>) {
+    /// use pgbridge::metrics::{DbGauges, Metrics};
+    ///
+    /// let mut metrics = Metrics::default();
+    /// metrics.register_collector(DbGauges::summed(main, per_core));
+    /// # }
+    /// ```
+    pub fn summed(main: Db, more: Vec<Db>) -> SummedDbGauges {
+        let mut all = vec![main];
+        all.extend(more);
+        SummedDbGauges(all)
     }
+}
+
+/// Several [`Db`]s' gauges as one: see [`DbGauges::summed`].
+#[derive(Debug, Clone)]
+pub struct SummedDbGauges(Vec<Db>);
+
+impl Collector for DbGauges {
+    fn encode(&self, e: DescriptorEncoder<'_>) -> fmt::Result {
+        encode_dbs(std::slice::from_ref(&self.0), e)
+    }
+}
+
+impl Collector for SummedDbGauges {
+    fn encode(&self, e: DescriptorEncoder<'_>) -> fmt::Result {
+        encode_dbs(&self.0, e)
+    }
+}
+
+fn encode_dbs(dbs: &[Db], mut e: DescriptorEncoder<'_>) -> fmt::Result {
+    let mut pool = crate::db::PoolStatus {
+        max_size: 0,
+        size: 0,
+        available: 0,
+        waiting: 0,
+    };
+    for db in dbs {
+        let one = db.status();
+        pool.max_size += one.max_size;
+        pool.size += one.size;
+        pool.available += one.available;
+        pool.waiting += one.waiting;
+    }
+    for (name, help, value) in [
+        (
+            "pgbridge_db_pool_max_connections",
+            "Most pooled connections.",
+            pool.max_size,
+        ),
+        (
+            "pgbridge_db_pool_connections",
+            "Pooled connections open.",
+            pool.size,
+        ),
+        (
+            "pgbridge_db_pool_idle_connections",
+            "Pooled connections open and idle.",
+            pool.available,
+        ),
+        (
+            "pgbridge_db_pool_waiting",
+            "Requests waiting for a pooled connection.",
+            pool.waiting,
+        ),
+    ] {
+        gauge(&mut e, name, help, value)?;
+    }
+    counter(
+        &mut e,
+        "pgbridge_db_cancels",
+        "Queries cancelled on the server because their request went away.",
+        dbs.iter().map(Db::cancels_sent).sum(),
+    )?;
+    let (standby, primary) = crate::db::replica::reads_served();
+    let mut reads = e.encode_descriptor(
+        "pgbridge_db_reads",
+        "Lag-tolerant reads, by the server that served them.",
+        None,
+        MetricType::Counter,
+    )?;
+    for (served_by, n) in [("standby", standby), ("primary", primary)] {
+        ConstCounter::new(n).encode(reads.encode_family(&[("served_by", served_by)])?)?;
+    }
+    let status: Vec<_> = dbs.iter().flat_map(|db| db.shared().status()).collect();
+    let mut in_flight = e.encode_descriptor(
+        "pgbridge_db_shared_in_flight",
+        "Statements in flight on each shared connection.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (i, conn) in status.iter().enumerate() {
+        ConstGauge::new(to_i64(conn.in_flight))
+            .encode(in_flight.encode_family(&[("connection", i)])?)?;
+    }
+    let mut up = e.encode_descriptor(
+        "pgbridge_db_shared_up",
+        "1 while the shared connection is open.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (i, conn) in status.iter().enumerate() {
+        ConstGauge::new(i64::from(conn.connected))
+            .encode(up.encode_family(&[("connection", i)])?)?;
+    }
+    counter(
+        &mut e,
+        "pgbridge_db_shared_rejected",
+        "Statements refused (503) because every shared connection was full.",
+        dbs.iter().map(|db| db.shared().rejected()).sum(),
+    )?;
+    counter(
+        &mut e,
+        "pgbridge_db_read_only_errors",
+        "Statements refused with SQLSTATE 25006 (the server is read-only: a standby after a failover).",
+        dbs.iter().map(|db| db.failover().counts().read_only).sum(),
+    )?;
+    counter(
+        &mut e,
+        "pgbridge_db_connections_lost",
+        "Database connections found closed by the server or broken on the wire.",
+        dbs.iter().map(|db| db.failover().counts().lost).sum(),
+    )?;
+    counter(
+        &mut e,
+        "pgbridge_db_shared_abandoned",
+        "Abandoned shared statements left to finish, not cancelled, because others shared the connection.",
+        crate::db::shared::abandoned_uncancelled(),
+    )
 }
 
 /// The standbys behind `DATABASE_READ_URL`, as the read router last checked them:

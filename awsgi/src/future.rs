@@ -4,11 +4,15 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
 use http::Response;
 
 use crate::ResponseBody;
+use crate::exchange::Exchange;
+use crate::layer::Config;
+use crate::service::respond;
 
 type BoxFuture = Pin<Box<dyn Future<Output = Response<ResponseBody>> + Send + 'static>>;
 
@@ -37,15 +41,42 @@ type BoxFuture = Pin<Box<dyn Future<Output = Response<ResponseBody>> + Send + 's
 /// # }
 /// ```
 pub struct ResponseFuture {
-    inner: BoxFuture,
+    inner: Inner,
+}
+
+enum Inner {
+    /// The usual case: the exchange, polled here until its first chunk, then answered.
+    Exchange {
+        exchange: Option<Exchange>,
+        config: Arc<Config>,
+    },
+    /// Answered before the application ran (a refusal).
+    Ready(Option<Response<ResponseBody>>),
+    /// The general path, boxed whole.
+    Boxed(BoxFuture),
 }
 
 impl ResponseFuture {
-    pub(crate) fn new(
+    pub(crate) fn exchange(exchange: Exchange, config: Arc<Config>) -> Self {
+        Self {
+            inner: Inner::Exchange {
+                exchange: Some(exchange),
+                config,
+            },
+        }
+    }
+
+    pub(crate) fn ready(response: Response<ResponseBody>) -> Self {
+        Self {
+            inner: Inner::Ready(Some(response)),
+        }
+    }
+
+    pub(crate) fn boxed(
         inner: impl Future<Output = Response<ResponseBody>> + Send + 'static,
     ) -> Self {
         Self {
-            inner: Box::pin(inner),
+            inner: Inner::Boxed(Box::pin(inner)),
         }
     }
 }
@@ -53,8 +84,23 @@ impl ResponseFuture {
 impl Future for ResponseFuture {
     type Output = Result<Response<ResponseBody>, Infallible>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx).map(Ok)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().inner {
+            Inner::Exchange { exchange, config } => {
+                let Some(running) = exchange else {
+                    panic!("ResponseFuture polled after it completed");
+                };
+                let first = ready!(running.poll_chunk(cx));
+                let Some(running) = exchange.take() else {
+                    unreachable!("the exchange was there a moment ago");
+                };
+                Poll::Ready(Ok(respond(config, running, first)))
+            }
+            Inner::Ready(response) => Poll::Ready(Ok(response
+                .take()
+                .expect("ResponseFuture polled after it completed"))),
+            Inner::Boxed(future) => future.as_mut().poll(cx).map(Ok),
+        }
     }
 }
 

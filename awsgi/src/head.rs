@@ -61,14 +61,37 @@ where
         if is_hop_by_hop(&header) {
             return Err(StartResponseError::HopByHop(name.to_owned()));
         }
-        let value = HeaderValue::from_bytes(value.as_bytes())
-            .map_err(|_| StartResponseError::InvalidHeaderValue(name.to_owned()))?;
+        let value = match well_known(value) {
+            Some(value) => value,
+            None => HeaderValue::from_bytes(value.as_bytes())
+                .map_err(|_| StartResponseError::InvalidHeaderValue(name.to_owned()))?,
+        };
         map.append(header, value);
     }
     Ok(Head {
         status,
         headers: map,
     })
+}
+
+/// The common values, as static `HeaderValue`s: sent without copying them per response.
+fn well_known(value: &str) -> Option<HeaderValue> {
+    let value = match value {
+        "application/json" => "application/json",
+        "application/json; charset=utf-8" => "application/json; charset=utf-8",
+        "application/problem+json" => "application/problem+json",
+        "application/octet-stream" => "application/octet-stream",
+        "text/plain" => "text/plain",
+        "text/plain; charset=utf-8" => "text/plain; charset=utf-8",
+        "text/html" => "text/html",
+        "text/html; charset=utf-8" => "text/html; charset=utf-8",
+        "text/event-stream" => "text/event-stream",
+        "no-cache" => "no-cache",
+        "no-store" => "no-store",
+        "nosniff" => "nosniff",
+        _ => return None,
+    };
+    Some(HeaderValue::from_static(value))
 }
 
 fn parse_status(status: &str) -> Result<StatusCode, StartResponseError> {

@@ -1,5 +1,6 @@
 //! [`AwsgiService`]: an [`Application`] served as a tower `Service` — refuse what cannot
-//! become an environ, build the environ, run the exchange up to its commit, and answer.
+//! become an environ, build the environ, run the exchange up to its commit (in
+//! [`ResponseFuture`]), and answer.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http::{Request, Response, header};
 use tower::{Layer, Service};
 
@@ -104,15 +106,14 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        ResponseFuture::new(serve(self.app.clone(), self.config.clone(), request))
+        start(&self.app, &self.config, request)
     }
 }
 
-async fn serve<A, B>(
-    app: Arc<A>,
-    config: Arc<Config>,
-    request: Request<B>,
-) -> Response<ResponseBody>
+/// Everything before the application's first poll, done in `call`: refuse what cannot
+/// become an environ, build it, and hand the exchange to the future — whose only
+/// allocation is the application's future (the exchange), not a box around itself.
+fn start<A, B>(app: &Arc<A>, config: &Arc<Config>, request: Request<B>) -> ResponseFuture
 where
     A: Application,
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -129,16 +130,66 @@ where
             limit: config.body_limit,
         });
         tracing::info!(error = %err, "refused before the application ran");
-        return (config.error_responder)(&err);
+        return ResponseFuture::ready((config.error_responder)(&err));
     }
 
-    let routing_args = match extract::routing_args(&mut parts).await {
+    // Reading the router's parameters never waits (axum's extractor is async in name only);
+    // if it ever does, the request takes the general, boxed path.
+    let args = {
+        let routing = std::pin::pin!(extract::routing_args(&mut parts));
+        routing.now_or_never()
+    };
+    let Some(args) = args else {
+        return ResponseFuture::boxed(serve(app.clone(), config.clone(), parts, body));
+    };
+    match begin(app, config, parts, body, args) {
+        Ok(exchange) => ResponseFuture::exchange(exchange, config.clone()),
+        Err(refused) => ResponseFuture::ready((config.error_responder)(&refused)),
+    }
+}
+
+/// The general path, in one boxed future: what `start` does, for a router whose
+/// parameters are not ready at once.
+async fn serve<A, B>(
+    app: Arc<A>,
+    config: Arc<Config>,
+    mut parts: http::request::Parts,
+    body: B,
+) -> Response<ResponseBody>
+where
+    A: Application,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let args = extract::routing_args(&mut parts).await;
+    let mut exchange = match begin(&app, &config, parts, body, args) {
+        Ok(exchange) => exchange,
+        Err(refused) => return (config.error_responder)(&refused),
+    };
+    let first = poll_fn(|cx| exchange.poll_chunk(cx)).await;
+    respond(&config, exchange, first)
+}
+
+/// The environ and the exchange that will run the application, or the refusal (logged;
+/// the error responder answers it).
+fn begin<A, B>(
+    app: &Arc<A>,
+    config: &Config,
+    parts: http::request::Parts,
+    body: B,
+    routing_args: Result<Vec<(String, String)>, RequestError>,
+) -> Result<Exchange, Error>
+where
+    A: Application,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let routing_args = match routing_args {
         Ok(args) => args,
         Err(refused) => {
             let RequestError::InvalidPathParam { detail } = &refused;
             tracing::info!(error = %refused, %detail, "refused before the application ran");
-            let err = Error::from(refused);
-            return (config.error_responder)(&err);
+            return Err(Error::from(refused));
         }
     };
     // A body that is over before it starts (most GETs) is not boxed: an empty one is free.
@@ -147,22 +198,30 @@ where
     } else {
         Input::new(body, config.body_limit)
     };
-    let environ = build_environ(parts, input, &config, routing_args);
+    let environ = build_environ(parts, input, config, routing_args);
 
     let start_response = StartResponse::new();
     let call = {
-        let start_response = start_response.clone();
+        let (app, start_response) = (app.clone(), start_response.clone());
         async move { app.call(environ, start_response).await }
     };
-    let mut exchange = Exchange::new(call, start_response);
+    Ok(Exchange::new(call, start_response))
+}
 
-    let first = match poll_fn(|cx| exchange.poll_chunk(cx)).await {
+/// The response, once the exchange has given its first chunk (or its end, or its failure):
+/// the committed head over the rest of the exchange, or the error responder's answer.
+pub(crate) fn respond(
+    config: &Config,
+    exchange: Exchange,
+    first: Result<Option<Bytes>, Error>,
+) -> Response<ResponseBody> {
+    let first = match first {
         Ok(first) => first,
-        Err(err) => return fail_before_commit(&config, &err),
+        Err(err) => return fail_before_commit(config, &err),
     };
     let head = match exchange.start_response.commit() {
         Ok(head) => head,
-        Err(err) => return fail_before_commit(&config, &err.into()),
+        Err(err) => return fail_before_commit(config, &err.into()),
     };
     let declared = match head.headers.get(header::CONTENT_LENGTH) {
         None => None,
@@ -172,7 +231,7 @@ where
                 let err = ContractError::InvalidContentLength(
                     String::from_utf8_lossy(value.as_bytes()).into(),
                 );
-                return fail_before_commit(&config, &err.into());
+                return fail_before_commit(config, &err.into());
             }
         },
     };

@@ -47,17 +47,27 @@ struct State {
 /// ```
 #[derive(Debug, Clone)]
 pub struct StartResponse {
-    state: Arc<Mutex<State>>,
-    writes: Arc<WriteQueue>,
+    /// The head's state and the `write()` queue, in one allocation per request.
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    state: Mutex<State>,
+    writes: WriteQueue,
 }
 
 impl StartResponse {
     /// A fresh handle, for the server.
     pub(crate) fn new() -> Self {
         Self {
-            state: Arc::default(),
-            writes: Arc::default(),
+            inner: Arc::default(),
         }
+    }
+
+    /// The `write()` queue.
+    pub(crate) fn writes(&self) -> &WriteQueue {
+        &self.inner.writes
     }
 
     /// Sets the status and headers. Returns the legacy [`Write`] handle.
@@ -184,7 +194,7 @@ impl StartResponse {
         match result {
             Ok(head) => {
                 state.head = Some(head);
-                Ok(Write::new(self.writes.clone()))
+                Ok(Write::new(self.clone()))
             }
             Err(err) => {
                 state.rejected.get_or_insert_with(|| err.clone());
@@ -215,23 +225,23 @@ impl StartResponse {
     /// The next `write()` chunk: `Ready(Some)`, `Ready(None)` once closed and drained, or
     /// `Pending` (and a wake-up when a chunk comes).
     pub(crate) fn poll_written(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
-        self.writes.poll_written(cx)
+        self.writes().poll_written(cx)
     }
 
     /// Whether `write()` output is queued.
     pub(crate) fn has_written(&self) -> bool {
-        self.writes.has_written()
+        self.writes().has_written()
     }
 
     /// The next `write()` chunk already queued, without waiting.
     pub(crate) fn take_written(&self) -> Option<Bytes> {
-        self.writes.take_written()
+        self.writes().take_written()
     }
 
     /// Ends `write()`: the application returned, or the response is gone. Later writes
     /// fail; what is queued can still be taken.
     pub(crate) fn close_writes(&self) {
-        self.writes.close();
+        self.writes().close();
     }
 
     /// A rejected call made after the commit, which must abort the response.
@@ -252,7 +262,8 @@ impl StartResponse {
     fn lock(&self) -> MutexGuard<'_, State> {
         // The lock is never held across a call that can panic, but a poisoned lock only
         // means another thread panicked between two plain field writes: the state is sound.
-        self.state
+        self.inner
+            .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }

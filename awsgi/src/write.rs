@@ -3,9 +3,10 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+use crate::StartResponse;
 use bytes::Bytes;
 
 /// How many `write()` chunks may wait for the client before `write` suspends.
@@ -38,7 +39,14 @@ impl WriteQueue {
             Some(chunk) => Poll::Ready(Some(chunk)),
             None if writes.closed => Poll::Ready(None),
             None => {
-                writes.reader = Some(cx.waker().clone());
+                // The same task polls again and again: clone its waker only when it changes.
+                if !writes
+                    .reader
+                    .as_ref()
+                    .is_some_and(|reader| reader.will_wake(cx.waker()))
+                {
+                    writes.reader = Some(cx.waker().clone());
+                }
                 Poll::Pending
             }
         }
@@ -100,7 +108,8 @@ impl Writes {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Write {
-    queue: Arc<WriteQueue>,
+    /// The response this writes to; its queue is [`StartResponse::writes`].
+    start_response: StartResponse,
 }
 
 /// `write()` was called after the response ended: the client went away, or the
@@ -123,8 +132,8 @@ pub struct Write {
 pub struct WriteError;
 
 impl Write {
-    pub(crate) fn new(queue: Arc<WriteQueue>) -> Self {
-        Self { queue }
+    pub(crate) fn new(start_response: StartResponse) -> Self {
+        Self { start_response }
     }
 
     /// Sends `data` to the client, committing the headers if this is the first output.
@@ -144,7 +153,7 @@ impl Write {
     pub async fn write(&self, data: impl Into<Bytes>) -> Result<(), WriteError> {
         let mut data = Some(data.into()).filter(|d| !d.is_empty());
         poll_fn(|cx| {
-            let mut writes = self.queue.lock();
+            let mut writes = self.start_response.writes().lock();
             if writes.closed {
                 return Poll::Ready(Err(WriteError));
             }

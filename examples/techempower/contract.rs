@@ -44,6 +44,20 @@ pub(crate) async fn queries(environ: Environ, sr: StartResponse) -> Result<Body,
     Ok(Body::from(serde_json::to_vec(&worlds)?))
 }
 
+pub(crate) async fn shared_queries(environ: Environ, sr: StartResponse) -> Result<Body, Error> {
+    let n = query_count(environ.query("queries").as_deref());
+    let worlds = many_worlds_shared(&pool(&environ)?, n).await?;
+    sr.start("200 OK", JSON)?;
+    Ok(Body::from(serde_json::to_vec(&worlds)?))
+}
+
+pub(crate) async fn pooled_queries(environ: Environ, sr: StartResponse) -> Result<Body, Error> {
+    let n = query_count(environ.query("queries").as_deref());
+    let worlds = many_worlds_pooled(&pool(&environ)?, n).await?;
+    sr.start("200 OK", JSON)?;
+    Ok(Body::from(serde_json::to_vec(&worlds)?))
+}
+
 pub(crate) async fn sequential_queries(environ: Environ, sr: StartResponse) -> Result<Body, Error> {
     let n = query_count(environ.query("queries").as_deref());
     let worlds = many_worlds_sequentially(&pool(&environ)?, n).await?;

@@ -68,21 +68,59 @@ pub(crate) async fn one_world(db: &Db) -> Result<World, DbError> {
     })
 }
 
-/// `n` rows, all in flight at once on the shared connections, pipelined with every other
-/// request's statements.
+/// Where a request's `n` statements go: fan-outs of at least `FANOUT_TO_POOL` statements
+/// (default 8; `0`: never) run pipelined on one pooled connection of their own, smaller
+/// ones on the shared connections. Read once.
+pub(crate) fn fanout_to_pool() -> usize {
+    static MIN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MIN.get_or_init(|| {
+        std::env::var("FANOUT_TO_POOL")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(8)
+    })
+}
+
+/// `n` rows, all in flight at once: on a pooled connection of its own for a large fan-out
+/// (see [`fanout_to_pool`]), else on the shared connections.
 pub(crate) async fn many_worlds(db: &Db, n: usize) -> Result<Vec<World>, DbError> {
+    let min = fanout_to_pool();
+    if min > 0 && n >= min {
+        many_worlds_pooled(db, n).await
+    } else {
+        many_worlds_shared(db, n).await
+    }
+}
+
+/// `n` rows on the shared connections, pipelined with every other request's statements.
+pub(crate) async fn many_worlds_shared(db: &Db, n: usize) -> Result<Vec<World>, DbError> {
     let conn = db.shared();
     let ids: Vec<i32> = (0..n).map(|_| random_id()).collect();
     let params: Vec<[&(dyn ToSql + Sync); 1]> =
         ids.iter().map(|id| [id as &(dyn ToSql + Sync)]).collect();
     let rows = try_join_all(params.iter().map(|p| conn.query_one(SELECT_WORLD, p))).await?;
-    Ok(rows
-        .iter()
+    Ok(worlds(&rows))
+}
+
+/// `n` rows pipelined on one exclusive pooled connection: the request's statements do not
+/// queue behind other requests' on the two shared connections, and the pool's backends
+/// work in parallel.
+pub(crate) async fn many_worlds_pooled(db: &Db, n: usize) -> Result<Vec<World>, DbError> {
+    let conn = db.conn().await?;
+    let ids: Vec<i32> = (0..n).map(|_| random_id()).collect();
+    let params: Vec<[&(dyn ToSql + Sync); 1]> =
+        ids.iter().map(|id| [id as &(dyn ToSql + Sync)]).collect();
+    let rows = try_join_all(params.iter().map(|p| conn.query_one(SELECT_WORLD, p))).await?;
+    Ok(worlds(&rows))
+}
+
+fn worlds(rows: &[tokio_postgres::Row]) -> Vec<World> {
+    rows.iter()
         .map(|row| World {
             id: row.get(0),
             random_number: row.get(1),
         })
-        .collect())
+        .collect()
 }
 
 /// The obvious version: one query after another, on an exclusive connection.

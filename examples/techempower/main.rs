@@ -2,7 +2,9 @@
 //! functions: through the contract (`AwsgiLayer`) at `/db`, `/queries`, …, and as native
 //! axum handlers at `/native/db`, `/native/queries`, …, so the layer's cost is measured on
 //! identical work. `/sequential/queries` (through the layer) awaits its queries one after
-//! another, for comparison with the pipelined `/queries`.
+//! another, for comparison with the pipelined `/queries`; `/shared/queries` and
+//! `/pooled/queries` pipeline them always on the shared connections or always on one
+//! pooled connection, for comparison with `/queries`' choice (`FANOUT_TO_POOL`).
 //!
 //! ```sh
 //! psql "$DATABASE_URL" -f bench/techempower.sql
@@ -15,7 +17,8 @@
 //!
 //! Settings (this program's own): `DATABASE_URL`, `BIND_ADDR` (default `127.0.0.1:8080`),
 //! `DB_POOL_SIZE` (default 32), `DB_SHARED_CONNECTIONS` (default 0: one per core),
-//! `DB_SHARED_MAX_IN_FLIGHT` (default 256),
+//! `DB_SHARED_MAX_IN_FLIGHT` (default 256), `FANOUT_TO_POOL` (default 8: `/queries` and
+//! `/updates` with at least that many statements pipeline them on a pooled connection),
 //! `RUNTIME=percore` (one current-thread runtime per core with `SO_REUSEPORT` listeners,
 //! each with its own `Db`; default: one multi-threaded runtime).
 
@@ -31,7 +34,10 @@ use axum::{Extension, Router};
 use pgbridge::db::{Db, DbConfig};
 use tower::Layer;
 
-use contract::{db as db_route, fortunes, json, plaintext, queries, sequential_queries, updates};
+use contract::{
+    db as db_route, fortunes, json, plaintext, pooled_queries, queries, sequential_queries,
+    shared_queries, updates,
+};
 use native::*;
 
 fn contract<A: Application>(layer: &AwsgiLayer, app: A) -> awsgi::AwsgiService<A> {
@@ -48,6 +54,8 @@ fn app(db: Db) -> Router {
         .route_service("/updates", contract(&layer, updates))
         .route_service("/fortunes", contract(&layer, fortunes))
         .route_service("/sequential/queries", contract(&layer, sequential_queries))
+        .route_service("/shared/queries", contract(&layer, shared_queries))
+        .route_service("/pooled/queries", contract(&layer, pooled_queries))
         .layer(Extension(db.clone()))
         .route("/native/plaintext", get(native_plaintext))
         .route("/native/json", get(native_json))

@@ -9,6 +9,7 @@
 //! | `shutdown.rs` | the graceful stop: stop accepting, drain, abort at the grace deadline |
 //! | `stats.rs` | connection counters for `/metrics` |
 //! | `fd_limit.rs` | raise `RLIMIT_NOFILE`; fit the cap under it |
+//! | `percore.rs` | `RUNTIME=percore`: one current-thread runtime and server per core |
 //!
 //! Handlers see `ConnectInfo<SocketAddr>` and the [`Connection`] extension, and TCP_NODELAY is set on every connection, as
 //! with `axum::serve(..).into_make_service_with_connect_info::<SocketAddr>()`.
@@ -37,6 +38,7 @@ mod accept;
 mod conn;
 mod evict;
 mod fd_limit;
+mod percore;
 mod reject;
 mod shutdown;
 mod stats;
@@ -45,6 +47,7 @@ use std::time::Duration;
 
 pub use evict::{Connection, Evictable};
 pub use fd_limit::{RESERVED_DESCRIPTORS, connection_cap, raise_nofile_limit};
+pub use percore::{PerCore, Runtime, settle};
 pub use shutdown::{Server, Stopped};
 pub use stats::{ConnectionStats, TimedOut};
 

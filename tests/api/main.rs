@@ -21,6 +21,7 @@ mod notes;
 mod notes_props;
 mod openapi;
 mod ownership;
+mod percore;
 mod policy_plans;
 mod prometheus;
 mod resilience;

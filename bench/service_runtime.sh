@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The service itself (the pgbridge binary) on one multi-threaded runtime (RUNTIME=multi, the
+# default) against one current-thread runtime per core (RUNTIME=percore), interleaved route
+# by route, each under wrk -t1 and -t2 (nothing pinned): GET /healthz (no database) and
+# GET /notes/{id} (a bearer token checked, the note read under its account's scope). Raw
+# output: bench/results/<time>-service_runtime.txt; writes its section of bench/RESULTS.md.
+# Loopback only.
+#
+#   bash bench/service_runtime.sh                   # 3 rounds of 5 s
+#   DURATION=3 ROUNDS=1 bash bench/service_runtime.sh
+#   BIN=target/release/pgbridge bash bench/service_runtime.sh   # a binary already built
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-3}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-1 2}
+RAW_COMMAND="DURATION=$DURATION ROUNDS=$ROUNDS CONNECTIONS=$CONNECTIONS THREADS='$THREADS' bash bench/service_runtime.sh"
+[ -z "${BIN:-}" ] || RAW_COMMAND="BIN=$BIN $RAW_COMMAND"
+source bench/lib.sh
+start_postgres fsync=off synchronous_commit=off shared_buffers=128MB
+BIN=${BIN:-}
+if [ -z "$BIN" ]; then
+  cargo build --release --bin pgbridge 2>&1 | tail -1
+  BIN=./target/release/pgbridge
+fi
+raw_results service_runtime
+declare -A URL_OF
+for runtime in multi percore; do
+  port=$(free_port)
+  DATABASE_URL="$PG_URL" BIND_ADDR="127.0.0.1:$port" RUNTIME=$runtime RUST_LOG=warn \
+    "$BIN" > "$WORK/$runtime.log" 2>&1 &
+  BENCH_PIDS+=("$!")
+  URL_OF[$runtime]="http://127.0.0.1:$port"
+  ready=no
+  for _ in $(seq 300); do curl -sf "${URL_OF[$runtime]}/readyz" >/dev/null && { ready=yes; break; }; sleep 0.1; done
+  [ "$ready" = yes ] || { echo "pgbridge ($runtime) did not become ready; its log:" >&2; cat "$WORK/$runtime.log" >&2; exit 1; }
+done
+BASE=${URL_OF[multi]}
+curl -sf -H 'Content-Type: application/json' -d '{"username":"bench","password":"bench password"}' "$BASE/accounts" >/dev/null
+TOKEN=$(curl -sf -H 'Content-Type: application/json' -d '{"username":"bench","password":"bench password"}' "$BASE/sessions" \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
+NOTE=$(curl -sf -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{"title":"bench"}' "$BASE/notes" \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+for runtime in multi percore; do
+  curl -sf -H "Authorization: Bearer $TOKEN" "${URL_OF[$runtime]}/notes/$NOTE" | grep -q '"title":"bench"' \
+    || { echo "FAIL: GET /notes/$NOTE on $runtime" >&2; exit 1; }
+done
+
+to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
+RESULTS=$WORK/results.tsv; : > "$RESULTS"
+ROUND=0
+for runtime in multi percore; do
+  wrk -t2 -c"$CONNECTIONS" -d2s -H "Authorization: Bearer $TOKEN" "${URL_OF[$runtime]}/notes/$NOTE" >/dev/null
+done
+for round in $(seq "$ROUNDS"); do
+  ROUND=$round
+  echo "== round $round of $ROUNDS"
+  for route in /healthz "/notes/$NOTE"; do
+    label=$route; [ "$route" = /healthz ] || label="/notes/{id}"
+    for threads in $THREADS; do
+      for runtime in multi percore; do
+        out=$(wrk -t"$threads" -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Authorization: Bearer $TOKEN" "${URL_OF[$runtime]}$route")
+        { printf '=== wrk route=%s variant=%s threads=%s connections=%s round=%s\n' "$label" "$runtime" "$threads" "$CONNECTIONS" "$round"; echo "$out"; } >> "$RAW"
+        rps=$(echo "$out" | awk '/^Requests\/sec:/ { print $2 }')
+        p99=$(to_ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
+        bad=$(echo "$out" | awk '/Non-2xx/ { print $NF }')
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$runtime" "$threads" "$rps" "$p99" "${bad:-0}" >> "$RESULTS"
+        printf '  %-14s %-8s -t%s %10s req/s  p99 %8s ms%s\n' "$label" "$runtime" "$threads" "$rps" "$p99" "${bad:+  non-2xx $bad}"
+      done
+    done
+  done
+done
+raw_end
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+stat() { awk -F'\t' -v l="$1" -v v="$2" -v t="$3" -v col="$4" '$1 == l && $2 == v && $3 == t { print $col }' "$RESULTS" | median; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'; }
+TABLE="| route | wrk | multi-threaded req/s | per core req/s | per core / multi | multi p99 ms | per core p99 ms | non-2xx (multi, per core) |
+| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"
+for label in /healthz "/notes/{id}"; do
+  for t in $THREADS; do
+    m=$(stat "$label" multi "$t" 4); p=$(stat "$label" percore "$t" 4)
+    TABLE="$TABLE
+| \`$label\` | \`-t$t\` | $m | $p | $(ratio "$p" "$m") | $(stat "$label" multi "$t" 5) | $(stat "$label" percore "$t" 5) | $(awk -F'\t' -v l="$label" -v t="$t" '$1 == l && $3 == t { s[$2] += $6 } END { printf "%d, %d", s["multi"], s["percore"] }' "$RESULTS") |"
+  done
+done
+SECTION="## The service on one runtime per core (\`RUNTIME=percore\`) or one multi-threaded runtime (issue 21)
+
+\`$RAW_COMMAND\`, $(date -u +%Y-%m-%d): $(machine); $(run_facts).
+Two \`pgbridge\` processes on one Postgres, \`RUNTIME=multi\` (the default) and \`RUNTIME=percore\`
+(src/server/percore.rs: a current-thread runtime per core, every core accepting on the one
+socket, each with its own \`Db\`), interleaved route by route in each round, under
+\`wrk -tT -c$CONNECTIONS -d${DURATION}s\` for T in $THREADS (nothing pinned); medians of the rounds.
+\`/notes/{id}\` checks a bearer token and reads the note under its account's scope.
+
+$TABLE"
+write_section service-runtime "$SECTION"
+echo "== wrote bench/RESULTS.md"
