@@ -30,6 +30,16 @@ pub struct KeyedLimit<K: Eq + Hash + Clone> {
     held: Arc<Mutex<HashMap<K, usize>>>,
 }
 
+/// A clone counts against the same keys: servers that share one limit hold clones.
+impl<K: Eq + Hash + Clone> Clone for KeyedLimit<K> {
+    fn clone(&self) -> Self {
+        Self {
+            max: self.max,
+            held: Arc::clone(&self.held),
+        }
+    }
+}
+
 impl<K: Eq + Hash + Clone> fmt::Debug for KeyedLimit<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedLimit")

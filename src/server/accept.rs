@@ -38,6 +38,7 @@ pub(crate) async fn run(
     permits: Arc<Semaphore>,
     stats: Arc<ConnectionStats>,
     phase: watch::Receiver<Phase>,
+    per_address: KeyedLimit<IpAddr>,
 ) {
     // True while at (or near) the cap: connections shed idleness and slow heads sooner.
     let (pressure, pressure_rx) = watch::channel(false);
@@ -51,7 +52,6 @@ pub(crate) async fn run(
     let mut starved = false;
     let mut cap_log = RateLimitedLog::default();
     let evictions = Arc::new(Evictions::default());
-    let per_address = KeyedLimit::<IpAddr>::new(limits.max_connections_per_address);
     let mut address_log = RateLimitedLog::default();
     let refusals = Arc::new(Semaphore::new(REFUSALS_LINGERING));
     loop {

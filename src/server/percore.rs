@@ -21,6 +21,7 @@
 //!     header_read_timeout: Duration::from_secs(10),
 //!     idle_timeout: Duration::from_secs(60),
 //!     max_connections: 10_000,
+//!     max_connections_per_address: 256,
 //! };
 //! let per_core = PerCore::new(listener, routers, limits, Arc::new(ConnectionStats::default()));
 //! let stopped = per_core
@@ -32,6 +33,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +42,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::{ConnectionStats, Limits, Server, Stopped};
 use crate::db::Db;
+use crate::keyed_limit::KeyedLimit;
 
 /// How long, after the grace period, cancels of dropped queries get to land.
 const CANCEL_WAIT: Duration = Duration::from_secs(2);
@@ -138,6 +141,8 @@ impl PerCore {
         } = self;
         let n = cores.len().max(1);
         limits.max_connections = limits.max_connections.div_ceil(n).max(1);
+        // One count per client address for the process, not one per core.
+        let per_address = KeyedLimit::new(limits.max_connections_per_address);
         listener.set_nonblocking(true)?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let (exit_tx, mut exit_rx) = mpsc::unbounded_channel::<usize>();
@@ -145,6 +150,7 @@ impl PerCore {
         for (core, (router, db)) in cores.into_iter().enumerate() {
             let listener = listener.try_clone()?;
             let server = CoreServer {
+                per_address: per_address.clone(),
                 limits: limits.clone(),
                 stats: stats.clone(),
                 drain_delay,
@@ -206,6 +212,7 @@ impl PerCore {
 
 /// What one core's thread needs besides its socket, router and database.
 struct CoreServer {
+    per_address: KeyedLimit<IpAddr>,
     limits: Limits,
     stats: Arc<ConnectionStats>,
     drain_delay: Duration,
@@ -226,6 +233,7 @@ impl CoreServer {
                 let _ = stop.wait_for(|stopped| *stopped).await;
             };
             let stopped = Server::new(listener, router, self.limits, self.stats)
+                .per_address(self.per_address)
                 .drain_delay(self.drain_delay)
                 .run(signal, self.grace)
                 .await;

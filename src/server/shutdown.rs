@@ -1,6 +1,7 @@
 //! [`Server`]: accept until a stop signal, then drain within a grace period, then abort.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use tokio::sync::{Semaphore, watch};
 
 use super::stats::ConnectionStats;
 use super::{Limits, Phase, accept};
+use crate::keyed_limit::KeyedLimit;
 
 /// How long aborted connections get to drop their requests (and spawn their cancels).
 const ABORT_WAIT: Duration = Duration::from_secs(2);
@@ -22,6 +24,7 @@ pub struct Server {
     limits: Limits,
     stats: Arc<ConnectionStats>,
     drain_delay: Duration,
+    per_address: KeyedLimit<IpAddr>,
 }
 
 /// How [`Server::run`] ended.
@@ -46,12 +49,37 @@ impl Server {
         stats: Arc<ConnectionStats>,
     ) -> Self {
         Self {
+            per_address: KeyedLimit::new(limits.max_connections_per_address),
             listener,
             router,
             limits,
             stats,
             drain_delay: Duration::ZERO,
         }
+    }
+
+    /// Counts connections per client address (`MAX_CONNECTIONS_PER_ADDRESS`) in `limit`
+    /// instead of a count of this server's own, so that servers sharing one listening
+    /// socket (`RUNTIME=percore`: one per core) hold an address to one limit in all.
+    ///
+    /// ```no_run
+    /// # async fn demo(a: tokio::net::TcpListener, b: tokio::net::TcpListener, limits: pgbridge::server::Limits) {
+    /// use std::sync::Arc;
+    /// use pgbridge::keyed_limit::KeyedLimit;
+    /// use pgbridge::server::{ConnectionStats, Server};
+    ///
+    /// let stats = Arc::new(ConnectionStats::default());
+    /// let per_address = KeyedLimit::new(limits.max_connections_per_address);
+    /// let first = Server::new(a, axum::Router::new(), limits.clone(), stats.clone())
+    ///     .per_address(per_address.clone());
+    /// let second = Server::new(b, axum::Router::new(), limits, stats).per_address(per_address);
+    /// # let _ = (first, second);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn per_address(mut self, limit: KeyedLimit<IpAddr>) -> Self {
+        self.per_address = limit;
+        self
     }
 
     /// Keeps accepting for `delay` after the stop signal before the listener closes
@@ -76,6 +104,7 @@ impl Server {
             limits,
             stats,
             drain_delay,
+            per_address,
         } = self;
         let max = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX >> 3);
         let permits = Arc::new(Semaphore::new(max as usize));
@@ -87,6 +116,7 @@ impl Server {
             permits.clone(),
             stats,
             phase_rx,
+            per_address,
         ));
         let signalled = tokio::select! {
             () = &mut accepting => false,
