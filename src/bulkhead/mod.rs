@@ -3,7 +3,7 @@
 //! flood of anonymous or long-running requests fills its own share and nothing else.
 //!
 //! A route declares its class in the route table ([`crate::routes::Route::class`]);
-//! [`crate::routes`] mounts a [`BulkheadLayer`] on every route that is not
+//! [`routes`](mod@crate::routes) mounts a [`BulkheadLayer`] on every route that is not
 //! [`RouteClass::Short`]. What each class is held to:
 //!
 //! | class | routes | bounded by | when full |
