@@ -284,6 +284,10 @@ async fn shared_scopes_of_many_owners_never_mix_leak_or_cancel_a_neighbour() {
 /// The same through PgBouncer 1.18 in transaction mode (unnamed statements, the
 /// client-side statement timeout), fewer rounds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    skip_pgbouncer,
+    ignore = "SKIPPED: needs pgbouncer: apt-get install pgbouncer"
+)]
 async fn shared_scopes_hold_through_a_transaction_pooler() {
     let cluster = Cluster::shared().await;
     let direct_url = cluster.create_database().await;
