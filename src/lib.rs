@@ -49,6 +49,7 @@ pub mod db;
 mod drain;
 pub mod embedded_pg;
 pub mod error;
+pub mod http;
 mod http_edge;
 pub mod keyed_limit;
 pub mod log_secrets;

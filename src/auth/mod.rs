@@ -152,18 +152,6 @@ pub(crate) fn bearer(value: &str) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-fn cookie<'a>(environ: &'a Environ, name: &str) -> Option<&'a str> {
-    environ
-        .headers()
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim())
-}
-
 fn unauthorized(message: &str, invalid_token: bool) -> ApiError {
     ApiError::Unauthorized {
         message: message.into(),
@@ -180,7 +168,9 @@ pub fn presented_token(environ: &Environ, carrier: Carrier) -> Result<&str, ApiE
             .and_then(bearer)
             .ok_or_else(|| unauthorized("Authorization must be \"Bearer <token>\"", true))?,
         None => match carrier {
-            Carrier::HeaderOrCookie => cookie(environ, SESSION_COOKIE),
+            Carrier::HeaderOrCookie => {
+                crate::http::cookie::first(environ.headers(), SESSION_COOKIE)
+            }
             Carrier::Header => None,
         }
         .ok_or_else(|| {

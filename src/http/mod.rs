@@ -1,0 +1,4 @@
+//! General HTTP helpers that any application uses, whatever its resource: reading request
+//! cookies ([`cookie`]).
+
+pub mod cookie;
