@@ -38,8 +38,8 @@ use http::Method;
 use serde::Serialize;
 use tower::Layer;
 
-use crate::AppState;
 use crate::bulkhead::RouteClass;
+use crate::state::AppState;
 use awsgi::{Application, AwsgiLayer, Validator};
 
 /// Builds a route's axum service when the router is built.

@@ -25,7 +25,7 @@ use crate::error::{ApiError, FieldError};
 use crate::routes::Route;
 use awsgi::{Body, Environ, Error, StartResponse};
 
-use super::db;
+use crate::request::db;
 
 pub use crate::auth::USERNAME_LEN;
 /// Passwords' length bounds, in characters.

@@ -1,6 +1,6 @@
 //! Reading the request's `Cookie` headers (RFC 6265 §5.4): `name=value` pairs separated by
 //! `;`, in one or several headers. The one parser the service has: the session cookie
-//! ([`crate::auth`]) and the read-your-writes cookie ([`crate::apps::consistency`]) both go
+//! ([`crate::auth`]) and the read-your-writes cookie ([`crate::request::consistency`]) both go
 //! through it.
 //!
 //! ```

@@ -19,11 +19,11 @@
 //!   request's parts, and answering (JSON, 304, 412, idempotent replays);
 //! - [`input`]: what clients may send, checked field by field;
 //! - [`store`]: the SQL;
-//! - [`conditional`]: ETags, preconditions and cursors;
+//! - [`crate::http::conditional`] (outside this resource, for every resource): ETags,
+//!   preconditions and cursors;
 //! - [`events`]: `GET /notes/events`, the live feed, with its own `LISTEN` connection
 //!   and gauges (started by [`crate::apps::Apps`]).
 
-pub mod conditional;
 pub mod events;
 mod handlers;
 pub mod input;
