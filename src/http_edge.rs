@@ -13,9 +13,9 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{OnResponse, TraceLayer};
 
-use crate::AppState;
 use crate::config::LogRequests;
 use crate::error::error_response;
+use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

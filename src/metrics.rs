@@ -1,5 +1,7 @@
-//! `GET /metrics`: the service's counters in Prometheus's text format (version 0.0.4),
-//! on the [`prometheus_client`] crate.
+//! The service's metrics registry: its counters, rendered in Prometheus's text format
+//! (version 0.0.4) on the [`prometheus_client`] crate. The route that serves them,
+//! `GET /metrics`, is an application's ([`crate::apps::health::metrics_routes`]): this
+//! module knows nothing of routes or tokens.
 //!
 //! Requests are counted by method and status, and timed to their response head (a stream's
 //! lifetime is not a latency). Everything else is read when scraped, by a
@@ -19,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use http::{Method, StatusCode};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -32,7 +34,6 @@ use prometheus_client::registry::Registry;
 
 use crate::db::Db;
 use crate::db::replica::ReadRouter;
-use crate::routes::Route;
 use crate::server::ConnectionStats;
 
 /// Upper bounds of the latency histogram's buckets, in seconds.
@@ -429,35 +430,6 @@ pub(crate) async fn track(
     let response = next.run(request).await;
     metrics.record(&method, response.status(), started.elapsed());
     response
-}
-
-/// `GET /metrics`.
-pub async fn handler(State(metrics): State<Arc<Metrics>>) -> Response {
-    let mut response = metrics.render().into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(prometheus_client::encoding::prometheus_text::CONTENT_TYPE),
-    );
-    response
-}
-
-/// The route `/metrics`, behind `METRICS_TOKEN` when that is set.
-pub fn routes() -> Vec<Route> {
-    vec![Route::with(
-        &[Method::GET],
-        "/metrics",
-        "counters in the Prometheus text format; needs Authorization: Bearer <METRICS_TOKEN> when that is set",
-        |mount| {
-            let state = mount.state();
-            let token = crate::auth::AuthSettings::from_config(&state.config).metrics_token;
-            axum::routing::on(mount.methods(), handler)
-                .with_state(state.metrics.clone())
-                .route_layer(axum::middleware::from_fn_with_state(
-                    token,
-                    crate::auth::require_metrics_token,
-                ))
-        },
-    )]
 }
 
 #[cfg(test)]

@@ -33,13 +33,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::handler::Handler;
-use axum::routing::{MethodFilter, MethodRouter, on, on_service};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use http::Method;
 use serde::Serialize;
 use tower::Layer;
 
-use crate::AppState;
 use crate::bulkhead::RouteClass;
+use crate::state::AppState;
 use awsgi::{Application, AwsgiLayer, Validator};
 
 /// Builds a route's axum service when the router is built.
@@ -153,6 +153,51 @@ impl Route {
         }
     }
 
+    /// A route served by one application per method, declared here and nowhere else: start
+    /// with [`Route::methods`], then add each method with [`on`](Self::on). The router
+    /// answers any other method with a 405 whose `Allow` lists these (HEAD rides along with
+    /// GET), before an application runs, so applications dispatch on nothing.
+    ///
+    /// ```
+    /// use http::Method;
+    /// use pgbridge::awsgi::{Body, Environ, Error, StartResponse};
+    /// use pgbridge::routes::Route;
+    ///
+    /// async fn list(_: Environ, start_response: StartResponse) -> Result<Body, Error> {
+    ///     start_response.start("200 OK", [("Content-Type", "application/json")])?;
+    ///     Ok(Body::from("[]"))
+    /// }
+    /// async fn create(_: Environ, start_response: StartResponse) -> Result<Body, Error> {
+    ///     start_response.start("201 Created", [("Content-Type", "application/json")])?;
+    ///     Ok(Body::from("{}"))
+    /// }
+    ///
+    /// let route = Route::methods("/todos", "list and create todos")
+    ///     .on(Method::GET, list)
+    ///     .on(Method::POST, create);
+    /// assert_eq!(route.label(), "GET|POST /todos");
+    /// ```
+    pub fn methods(path: &'static str, summary: &'static str) -> Self {
+        Self::with(&[], path, summary, |_| MethodRouter::new())
+    }
+
+    /// Serves `method` on this route with `app` (through the [`AwsgiLayer`], and the
+    /// [`Validator`] when `VALIDATE_APPS` is on), adding it to the route's methods. Mounting
+    /// panics if axum cannot route `method` (a mistake in the table, found by the first
+    /// test).
+    pub fn on<A: Application>(mut self, method: Method, app: A) -> Self {
+        self.methods.push(method.clone());
+        let path = self.path;
+        let previous = self.build;
+        self.build = Box::new(move |mount| {
+            let Ok(filter) = MethodFilter::try_from(method.clone()) else {
+                panic!("route {path}: axum cannot route the method {method}");
+            };
+            mount.add_app(previous(mount), filter, app)
+        });
+        self
+    }
+
     /// Sets the query string the index shows after the path (`"seconds=N"`).
     pub fn query(mut self, query: &'static str) -> Self {
         self.query = query;
@@ -228,10 +273,20 @@ impl Mount<'_> {
     /// Serves `app` on the route's methods through the layer (under the [`Validator`] when
     /// configured).
     pub fn app<A: Application>(&self, app: A) -> MethodRouter {
+        self.add_app(MethodRouter::new(), self.methods, app)
+    }
+
+    /// `router`, serving `app` on `methods` too (through the layer, as [`app`](Self::app)).
+    fn add_app<A: Application>(
+        &self,
+        router: MethodRouter,
+        methods: MethodFilter,
+        app: A,
+    ) -> MethodRouter {
         if self.validate {
-            on_service(self.methods, self.layer.layer(Validator::new(app)))
+            router.on_service(methods, self.layer.layer(Validator::new(app)))
         } else {
-            on_service(self.methods, self.layer.layer(app))
+            router.on_service(methods, self.layer.layer(app))
         }
     }
 }

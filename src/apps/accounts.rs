@@ -25,7 +25,7 @@ use crate::error::{ApiError, FieldError};
 use crate::routes::Route;
 use awsgi::{Body, Environ, Error, StartResponse};
 
-use super::db;
+use crate::request::db;
 
 pub use crate::auth::USERNAME_LEN;
 /// Passwords' length bounds, in characters.
@@ -63,7 +63,6 @@ pub fn routes() -> Vec<Route> {
 
 /// `POST /accounts`: sign up.
 pub async fn signup(mut environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
-    only(&environ, Method::POST, "POST")?;
     let credentials = read_credentials(&mut environ).await?;
     let username = credentials.username.to_ascii_lowercase();
     let mut errors = Vec::new();
@@ -114,7 +113,6 @@ pub async fn signup(mut environ: Environ, start_response: StartResponse) -> Resu
 /// Argon2id runs (tens of milliseconds of CPU); the outcome and the new session take
 /// another afterwards. See [`throttle`] for the limits.
 pub async fn login(mut environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
-    only(&environ, Method::POST, "POST")?;
     let settings = settings(&environ)?;
     let credentials = read_credentials(&mut environ).await?;
     let username = credentials.username.to_ascii_lowercase();
@@ -198,7 +196,6 @@ pub async fn login(mut environ: Environ, start_response: StartResponse) -> Resul
 
 /// `DELETE /sessions/current`: log out. The token stops working at once.
 pub async fn logout(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
-    only(&environ, Method::DELETE, "DELETE")?;
     let settings = settings(&environ)?;
     let principal = auth::authenticate(&environ, Carrier::Header).await?;
     let conn = db(&environ)?.conn().await?;
@@ -214,9 +211,6 @@ pub async fn logout(environ: Environ, start_response: StartResponse) -> Result<B
 
 /// `GET /accounts/me`: who the token belongs to.
 pub async fn me(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
-    if !matches!(*environ.method(), Method::GET | Method::HEAD) {
-        return Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }.into());
-    }
     let principal = auth::authenticate(&environ, Carrier::Header).await?;
     let conn = db(&environ)?.conn().await?;
     let row = conn
@@ -259,14 +253,6 @@ fn settings(environ: &Environ) -> Result<AuthSettings, ApiError> {
             tracing::error!("no AuthSettings in the environ");
             ApiError::Internal
         })
-}
-
-fn only(environ: &Environ, method: Method, allow: &'static str) -> Result<(), ApiError> {
-    if *environ.method() == method {
-        Ok(())
-    } else {
-        Err(ApiError::MethodNotAllowed { allow })
-    }
 }
 
 /// The stream cookie: `HttpOnly`, `SameSite=Lax`, sent only to the event stream, `Secure`

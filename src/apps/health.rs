@@ -1,4 +1,5 @@
-//! `GET /healthz` and `GET /readyz`: native axum handlers beside the contract's apps.
+//! `GET /healthz`, `GET /readyz` and `GET /metrics`: native axum handlers beside the
+//! contract's apps. The metrics registry itself is [`crate::metrics`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::db::failover::Sign;
 use crate::db::{Db, Ready};
+use crate::metrics::Metrics;
 use crate::routes::Route;
 
 /// The routes `/healthz` and `/readyz`.
@@ -165,4 +167,33 @@ pub async fn readyz(State(ready): State<Readiness>) -> Response {
     } else {
         Json(body).into_response()
     }
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(metrics): State<Arc<Metrics>>) -> Response {
+    let mut response = metrics.render().into_response();
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(prometheus_client::encoding::prometheus_text::CONTENT_TYPE),
+    );
+    response
+}
+
+/// The route `/metrics`, behind `METRICS_TOKEN` when that is set.
+pub fn metrics_routes() -> Vec<Route> {
+    vec![Route::with(
+        &[http::Method::GET],
+        "/metrics",
+        "counters in the Prometheus text format; needs Authorization: Bearer <METRICS_TOKEN> when that is set",
+        |mount| {
+            let state = mount.state();
+            let token = crate::auth::AuthSettings::from_config(&state.config).metrics_token;
+            axum::routing::on(mount.methods(), metrics)
+                .with_state(state.metrics.clone())
+                .route_layer(axum::middleware::from_fn_with_state(
+                    token,
+                    crate::auth::require_metrics_token,
+                ))
+        },
+    )]
 }

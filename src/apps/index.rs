@@ -23,9 +23,6 @@ pub fn routes() -> Vec<Route> {
 
 /// The application.
 pub async fn app(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
-    if !matches!(*environ.method(), Method::GET | Method::HEAD) {
-        return Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }.into());
-    }
     let accept = environ
         .headers()
         .get(header::ACCEPT)

@@ -5,7 +5,6 @@
 //! feed) keeps it in [`Apps`], which the root holds without knowing what is inside.
 
 pub mod accounts;
-pub mod consistency;
 pub mod health;
 pub mod index;
 pub mod notes;
@@ -71,14 +70,6 @@ impl Apps {
     pub fn stop(&self) {
         self.notes.stop();
     }
-}
-
-/// The database handle from the environ's extensions.
-pub fn db(environ: &Environ) -> Result<Db, ApiError> {
-    environ.extensions().get::<Db>().cloned().ok_or_else(|| {
-        tracing::error!("no Db in the environ: mount the app under the router's Extension layer");
-        ApiError::Internal
-    })
 }
 
 /// Refuses a body whose media type (`Content-Type` without its parameters, any case) is not

@@ -12,7 +12,8 @@ use serde::Serialize;
 use crate::db::{Db, DbError};
 use awsgi::{Body, Environ, Error, StartResponse};
 
-use super::{bounded_query, db};
+use super::bounded_query;
+use crate::request::db;
 
 /// The longest `delay` accepted, in seconds.
 pub const MAX_DELAY: f64 = 10.0;

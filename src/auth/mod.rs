@@ -36,6 +36,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::request::Principal;
 pub use client_addr::TrustedProxies;
 pub use metrics_token::require_metrics_token;
 pub use sessions::LoginStats;
@@ -105,15 +106,6 @@ impl AuthSettings {
     }
 }
 
-/// An authenticated caller: the account, and the session its token belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Principal {
-    /// `accounts.id`: the owner of what it creates, and of all it may see.
-    pub account_id: i64,
-    /// `sessions.id`: revoking it ends the caller's access, open streams included.
-    pub session_id: i64,
-}
-
 /// Where a request may carry its token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Carrier {
@@ -152,18 +144,6 @@ pub(crate) fn bearer(value: &str) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-fn cookie<'a>(environ: &'a Environ, name: &str) -> Option<&'a str> {
-    environ
-        .headers()
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim())
-}
-
 fn unauthorized(message: &str, invalid_token: bool) -> ApiError {
     ApiError::Unauthorized {
         message: message.into(),
@@ -180,7 +160,9 @@ pub fn presented_token(environ: &Environ, carrier: Carrier) -> Result<&str, ApiE
             .and_then(bearer)
             .ok_or_else(|| unauthorized("Authorization must be \"Bearer <token>\"", true))?,
         None => match carrier {
-            Carrier::HeaderOrCookie => cookie(environ, SESSION_COOKIE),
+            Carrier::HeaderOrCookie => {
+                crate::http::cookie::first(environ.headers(), SESSION_COOKIE)
+            }
             Carrier::Header => None,
         }
         .ok_or_else(|| {
@@ -243,7 +225,7 @@ pub fn authenticate(
 ) -> impl Future<Output = Result<Principal, ApiError>> + Send + 'static {
     let ready = presented_token(environ, carrier)
         .map(str::to_owned)
-        .and_then(|token| Ok((token, crate::apps::db(environ)?)));
+        .and_then(|token| Ok((token, crate::request::db(environ)?)));
     async move {
         let (token, db) = ready?;
         let conn = db.conn().await?;
@@ -266,7 +248,7 @@ pub fn scoped_via(
 ) -> impl Future<Output = Result<(Principal, Scoped), ApiError>> + Send + 'static {
     let ready = presented_token(environ, carrier)
         .map(str::to_owned)
-        .and_then(|token| Ok((token, crate::apps::db(environ)?)));
+        .and_then(|token| Ok((token, crate::request::db(environ)?)));
     async move {
         let (token, db) = ready?;
         resolve_scope(db.conn().await?, &token).await
@@ -313,7 +295,7 @@ async fn resolve_scope(conn: Conn, token: &str) -> Result<(Principal, Scoped), A
 pub struct Bearer {
     hash: Vec<u8>,
     db: Db,
-    route: Option<crate::apps::consistency::ReadRoute>,
+    route: Option<crate::request::consistency::ReadRoute>,
 }
 
 impl Bearer {
@@ -322,16 +304,16 @@ impl Bearer {
         let token = presented_token(environ, Carrier::Header)?;
         Ok(Self {
             hash: token::hash(token),
-            db: crate::apps::db(environ)?,
+            db: crate::request::db(environ)?,
             route: None,
         })
     }
 
     /// As [`from_environ`](Self::from_environ), with the read route
-    /// ([`read_route`](crate::apps::consistency::read_route)) for [`read_once`](Self::read_once).
+    /// ([`read_route`](crate::request::consistency::read_route)) for [`read_once`](Self::read_once).
     pub fn for_read(environ: &Environ) -> Result<Self, ApiError> {
         let mut bearer = Self::from_environ(environ)?;
-        bearer.route = Some(crate::apps::consistency::read_route(environ)?);
+        bearer.route = Some(crate::request::consistency::read_route(environ)?);
         Ok(bearer)
     }
 
@@ -409,7 +391,7 @@ fn principal_of(unit: &Unit) -> Result<Principal, ApiError> {
 }
 
 /// [`scoped`] for a read that tolerates replication lag: the owner-scoped transaction runs
-/// on the connection [`read_route`](crate::apps::consistency::read_route) picks — a
+/// on the connection [`read_route`](crate::request::consistency::read_route) picks — a
 /// caught-up standby (`DATABASE_READ_URL`, honouring `Pgbridge-Min-Lsn`), else the primary.
 ///
 /// The session is always resolved on the **primary**: a standby may not have replayed a
@@ -422,7 +404,7 @@ pub fn scoped_read(
 ) -> impl Future<Output = Result<(Principal, ScopedRead), ApiError>> + Send + 'static {
     let ready = presented_token(environ, Carrier::Header)
         .map(str::to_owned)
-        .and_then(|token| Ok((token, crate::apps::consistency::read_route(environ)?)));
+        .and_then(|token| Ok((token, crate::request::consistency::read_route(environ)?)));
     async move {
         let (token, route) = ready?;
         let primary = route.primary().clone();

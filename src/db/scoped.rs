@@ -16,15 +16,8 @@ use tokio_postgres::Row;
 use tokio_postgres::types::{ToSql, Type};
 
 use super::replica::Lsn;
-use super::unit::{self, End, Owner, Step, Unit};
+use super::unit::{self, ACCOUNT_SETTING, End, Owner, RLS_ROLE, Step, Unit};
 use super::{Conn, DbError};
-
-/// The role the policies apply to: not a superuser, not `BYPASSRLS`, not the tables'
-/// owner (created by the migration `…_accounts_and_ownership.sql`).
-pub const RLS_ROLE: &str = "pgbridge_rls";
-
-/// The transaction-local setting the policies read (through `pgbridge_current_account()`).
-pub const ACCOUNT_SETTING: &str = "pgbridge.account_id";
 
 /// A connection in a transaction scoped to one account. Derefs to [`Conn`], so the same
 /// statements run on it; [`commit`](Self::commit) ends it, and dropping it rolls back

@@ -24,8 +24,14 @@ use tokio_postgres::{Row, SimpleQueryMessage};
 
 use super::pooler::{self, StatementTypes};
 use super::replica::Lsn;
-use super::scoped::{ACCOUNT_SETTING, RLS_ROLE};
 use super::{Conn, DbError};
+
+/// The role the policies apply to: not a superuser, not `BYPASSRLS`, not the tables'
+/// owner (created by the migration `…_accounts_and_ownership.sql`).
+pub const RLS_ROLE: &str = "pgbridge_rls";
+
+/// The transaction-local setting the policies read (through `pgbridge_current_account()`).
+pub const ACCOUNT_SETTING: &str = "pgbridge.account_id";
 
 /// The scope statement for a bearer token's hash: the session (or none) and, always, the
 /// owner setting and the role, as the connecting user (who may read `sessions`). One row

@@ -728,3 +728,53 @@ async fn caching_headers_and_revalidation() {
     let filtered = get(service.addr, "/notes?q=another").await;
     assert_ne!(filtered.header("etag"), reply.header("etag"));
 }
+
+/// The route table is the only place the notes' methods are declared: a method it does not
+/// list is a 405 whose `Allow` is the table's (HEAD riding along with GET), answered before
+/// any application runs (so before authentication: even without a token), and nothing
+/// changes.
+#[tokio::test]
+async fn methods_not_in_the_table_are_405_with_the_tables_allow() {
+    let service = start_migrated(|_| {}).await;
+    let id = post(&service, json!({"title": "kept"})).await.json()["id"].clone();
+    let before = count(&service).await;
+    let item = format!("/notes/{id}");
+    for (method, path, allow) in [
+        ("PUT", "/notes", "GET,HEAD,POST"),
+        ("DELETE", "/notes", "GET,HEAD,POST"),
+        ("PATCH", "/notes", "GET,HEAD,POST"),
+        ("POST", item.as_str(), "GET,HEAD,PATCH,DELETE"),
+        ("PUT", item.as_str(), "GET,HEAD,PATCH,DELETE"),
+    ] {
+        for token in [true, false] {
+            let mut req = request(method, path);
+            if !token {
+                // An explicit empty Authorization: the harness adds no default token then.
+                req = req.header("Authorization", "");
+            }
+            let reply = send(service.addr, req.body(String::new()).unwrap())
+                .await
+                .unwrap();
+            let label = format!("{method} {path} (token: {token})");
+            assert_eq!(reply.status, 405, "{label}: {}", reply.text());
+            let mut got: Vec<&str> = reply
+                .header("allow")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .collect();
+            got.sort_unstable();
+            let mut want: Vec<&str> = allow.split(',').collect();
+            want.sort_unstable();
+            assert_eq!(got, want, "{label}");
+            assert_eq!(
+                reply.json()["error"]["code"],
+                "method_not_allowed",
+                "{label}"
+            );
+        }
+    }
+    assert_eq!(count(&service).await, before, "a 405 changes nothing");
+    let kept = get(service.addr, &item).await;
+    assert_eq!(kept.status, 200, "{}", kept.text());
+}

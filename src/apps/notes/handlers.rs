@@ -8,18 +8,18 @@ use http::Method;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::apps::consistency::{commit_scoped, lsn_headers, served_by};
 use crate::apps::{bounded_query, require_media_type};
 use crate::auth::Bearer;
 use crate::db::{Conn, DbError, Step, Unit};
 use crate::error::ApiError;
+use crate::request::consistency::{commit_scoped, lsn_headers, served_by};
 use awsgi::{Body, Environ, Error, StartResponse};
 
-use super::conditional::{self, Outcome, Preconditions, Validators};
 use super::reply::*;
 use super::request::*;
 use super::store::{self, Filter, Recorded};
 use super::{CACHE_CONTROL, DEFAULT_LIMIT, IDEMPOTENCY_ROUTE, MAX_LIMIT, input};
+use crate::http::conditional::{self, Outcome, Preconditions, Validators};
 
 pub(super) async fn list(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
     let limit = bounded_query(&environ, "limit", 1, MAX_LIMIT, DEFAULT_LIMIT)?;

@@ -14,16 +14,17 @@
 //! the database until the input is known good), then one statement or one transaction.
 //! Errors are [`ApiError`]s returned with `?`; the layer renders them as JSON.
 //!
-//! - this file: the route table ([`routes`]) and the dispatch by method and path;
+//! - this file: the route table ([`routes`]), one application per method and path (the
+//!   router answers other methods with 405 and `Allow` from the table);
 //! - `handlers`: one handler per method and path; `request` and `reply`: reading the
 //!   request's parts, and answering (JSON, 304, 412, idempotent replays);
 //! - [`input`]: what clients may send, checked field by field;
 //! - [`store`]: the SQL;
-//! - [`conditional`]: ETags, preconditions and cursors;
+//! - [`crate::http::conditional`] (outside this resource, for every resource): ETags,
+//!   preconditions and cursors;
 //! - [`events`]: `GET /notes/events`, the live feed, with its own `LISTEN` connection
 //!   and gauges (started by [`crate::apps::Apps`]).
 
-pub mod conditional;
 pub mod events;
 mod handlers;
 pub mod input;
@@ -55,18 +56,19 @@ pub const IDEMPOTENCY_ROUTE: &str = "POST /notes";
 /// The notes' routes: the collection, one note, and the event stream.
 pub fn routes() -> Vec<Route> {
     vec![
-        Route::app(
-            &[Method::GET, Method::POST],
+        Route::methods(
             "/notes",
             "the template resource: list (newest first, keyset pages) and create; needs Authorization: Bearer",
-            app,
-        ),
-        Route::app(
-            &[Method::GET, Method::PATCH, Method::DELETE],
+        )
+        .on(Method::GET, list_notes)
+        .on(Method::POST, create_note),
+        Route::methods(
             "/notes/{id}",
             "one note: read (ETag), change with If-Match (JSON merge patch), delete; needs Authorization: Bearer",
-            app,
-        ),
+        )
+        .on(Method::GET, show_note)
+        .on(Method::PATCH, patch_note)
+        .on(Method::DELETE, delete_note),
         Route::app(
             &[Method::GET],
             "/notes/events",
@@ -78,28 +80,48 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-/// The application: mounted at `/notes` and `/notes/{id}`.
-pub async fn app(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
-    // No token, or not a token: 401 before anything else (the session is checked when the
-    // handler opens its owner-scoped transaction).
-    auth::presented_token(&environ, auth::Carrier::Header)?;
-    let id = environ.routing_arg("id").map(str::to_owned);
-    let method = environ.method().clone();
-    match (id, method) {
-        (None, Method::GET | Method::HEAD) => list(environ, start_response).await,
-        (None, Method::POST) => create(environ, start_response).await,
-        (Some(id), Method::GET | Method::HEAD) => {
-            show(environ, start_response, note_id(&id)?).await
-        }
-        (Some(id), Method::PATCH) => patch(environ, start_response, note_id(&id)?).await,
-        (Some(id), Method::DELETE) => delete(environ, start_response, note_id(&id)?).await,
-        (None, _) => Err(ApiError::MethodNotAllowed {
-            allow: "GET, HEAD, POST",
-        }
-        .into()),
-        (Some(_), _) => Err(ApiError::MethodNotAllowed {
-            allow: "GET, HEAD, PATCH, DELETE",
-        }
-        .into()),
-    }
+// One application per method and path, as the table above declares them: the router
+// answers every other method (405 with `Allow`) before any of these runs. Each refuses a
+// request with no token, or not a token, with 401 before anything else (the session is
+// checked when the handler opens its owner-scoped transaction).
+
+/// `GET /notes` (and `HEAD`).
+pub async fn list_notes(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
+    presents_token(&environ)?;
+    list(environ, start_response).await
+}
+
+/// `POST /notes`.
+pub async fn create_note(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
+    presents_token(&environ)?;
+    create(environ, start_response).await
+}
+
+/// `GET /notes/{id}` (and `HEAD`).
+pub async fn show_note(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
+    let id = item(&environ)?;
+    show(environ, start_response, id).await
+}
+
+/// `PATCH /notes/{id}`.
+pub async fn patch_note(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
+    let id = item(&environ)?;
+    patch(environ, start_response, id).await
+}
+
+/// `DELETE /notes/{id}`.
+pub async fn delete_note(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
+    let id = item(&environ)?;
+    delete(environ, start_response, id).await
+}
+
+/// 401 unless the request presents a bearer token.
+fn presents_token(environ: &Environ) -> Result<(), ApiError> {
+    auth::presented_token(environ, auth::Carrier::Header).map(|_| ())
+}
+
+/// The token check, then the note's id from the path (404 if it cannot be one).
+fn item(environ: &Environ) -> Result<i64, ApiError> {
+    presents_token(environ)?;
+    note_id(environ.routing_arg("id").unwrap_or_default())
 }

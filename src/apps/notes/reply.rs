@@ -7,8 +7,8 @@ use crate::error::{ApiError, FieldError};
 use awsgi::{Body, Error, StartResponse};
 
 use super::CACHE_CONTROL;
-use super::conditional::{self, EntityTag, Outcome, Preconditions, Validators};
 use super::store::{self, Recorded};
+use crate::http::conditional::{self, EntityTag, Outcome, Preconditions, Validators};
 
 /// Evaluates a write's preconditions against the note as it is.
 pub(super) fn check_note(

@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use sha2::{Digest, Sha256};
 
-use crate::apps::notes::conditional::{EntityTag, TagList};
 use crate::error::ApiError;
+use crate::http::conditional::{EntityTag, TagList};
 use crate::routes::Route;
 
 /// The routes `/openapi.json`, `/docs` and `/assets/{name}`.

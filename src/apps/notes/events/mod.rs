@@ -40,7 +40,7 @@ use crate::db::{Db, Scoped};
 use crate::error::ApiError;
 use awsgi::{Body, Environ, Error, StartResponse};
 
-use super::super::db;
+use crate::request::db;
 
 mod gauges;
 pub mod limits;

@@ -41,15 +41,8 @@ pub fn min_lsn(environ: &Environ) -> Result<Option<Lsn>, ApiError> {
             })?;
         return Ok(Some(lsn));
     }
-    let from_cookie = environ
-        .headers()
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(name, _)| *name == COMMIT_LSN)
-        .filter_map(|(_, value)| value.trim_matches('"').parse::<Lsn>().ok())
+    let from_cookie = crate::http::cookie::values(environ.headers(), COMMIT_LSN)
+        .filter_map(|value| value.parse::<Lsn>().ok())
         .max();
     Ok(from_cookie)
 }

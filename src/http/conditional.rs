@@ -7,7 +7,7 @@
 //!
 //! ```
 //! use http::{HeaderMap, Method};
-//! use pgbridge::apps::notes::conditional::{Outcome, Preconditions, Validators};
+//! use pgbridge::http::conditional::{Outcome, Preconditions, Validators};
 //!
 //! let mut headers = HeaderMap::new();
 //! headers.append("if-match", "\"v9\", \"v1\"".parse().unwrap());
