@@ -20,6 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FLOOD_SECS=${FLOOD_SECS:-30}
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 ROUNDS=${ROUNDS:-1}
 POOL=${DB_POOL_SIZE:-16}
 
@@ -155,8 +156,9 @@ SECTION="## Bulkheads: anonymous and long requests against signed-in ones (issue
 \`bash bench/hostile_bulkheads.sh\` (run by \`bench/hostile.sh\`; floods of ${FLOOD_SECS} s,
 DB_POOL_SIZE=$POOL, other settings default; release build; loopback), on $(machine).
 Raw output: \`$RAW\`. Flood clients (\`bench/long_flood.py\`) connect from 127.0.0.10 on, the
-normal client from 127.0.0.1 (wrk) or 127.0.0.2 (curl). The machine is shared with other
-builds, so compare rows of one run, not absolute figures.
+normal client from 127.0.0.1 (wrk) or 127.0.0.2 (curl). Load average at the start
+$LOAD_START, at the end $(cut -d' ' -f1-3 /proc/loadavg): compare rows of one run; absolute
+figures move with what else the machine runs.
 
 **Case 1** — 64 anonymous workers each repeating \`GET /seed/postgres-async?delay=10\` (a
 fresh connection each, 10 ms pause after a refusal); the normal client is wrk, signed-in

@@ -198,8 +198,8 @@ section=$(cat <<MD
 Command: \`DURATION=$DURATION CONNECTIONS=$CONNECTIONS bash bench/scale.sh\` — one round each,
 \`wrk -t2 -c$CONNECTIONS -d${DURATION}s\`, everything on loopback on one machine:
 $(machine); nginx $(/usr/sbin/nginx -v 2>&1 | cut -d/ -f2), PgBouncer $(/usr/sbin/pgbouncer --version | head -1 | awk '{print $2}').
-The machine is shared with other engineers' builds and tests: treat differences under ~15 %
-as noise. Topology: primary + streaming standby, PgBouncer (transaction mode,
+Load average when the section was written: $(cut -d' ' -f1-3 /proc/loadavg); treat differences
+under ~15 % as noise. Topology: primary + streaming standby, PgBouncer (transaction mode,
 \`default_pool_size = 16\`), three pgbridge replicas (\`DB_POOL_MODE=transaction\`,
 \`DATABASE_READ_URL\` = the standby), nginx with \`deploy/nginx.conf\`.
 
