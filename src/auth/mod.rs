@@ -473,8 +473,10 @@ enum Attempt {
 }
 
 /// How long after its first failure a read that meets a failover is tried again: longer
-/// than a proxy takes to follow a promotion (HAProxy `inter 1s rise 2`, `deploy/ha/`).
-pub const READ_RETRY_WINDOW: Duration = Duration::from_secs(3);
+/// than a proxy takes to follow a promotion (with `deploy/ha/haproxy.cfg`'s `inter 1s
+/// rise 2 fall 3`, up to 3 s for the read-write port to lead to the new primary, and as long
+/// for the read-only port to stop leading there), with room for a loaded machine.
+pub const READ_RETRY_WINDOW: Duration = Duration::from_secs(5);
 
 /// Pause between two retries of a read.
 const READ_RETRY_PAUSE: Duration = Duration::from_millis(100);
