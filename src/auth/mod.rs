@@ -369,9 +369,10 @@ impl Bearer {
     /// A read is idempotent, and nothing has been answered yet when its statements fail:
     /// a try that meets a failover (the connection lost, the server shutting down,
     /// unreachable or read-only) runs again elsewhere — after a standby on the primary,
-    /// after the primary on a standby that answers (with none, on the primary again: the
-    /// failover mark sends it on a new connection) — for up to [`READ_RETRY_WINDOW`]
-    /// after the first failure. Writes are never retried here: their clients retry with
+    /// after the primary on a standby that answers (with none, on the primary again, but
+    /// only after a failover sign: the mark sends it on a new connection) — for up to
+    /// [`READ_RETRY_WINDOW`] after the first failure. A primary that cannot be reached,
+    /// with no standby answering, fails fast. Writes are never retried here: their clients retry with
     /// an `Idempotency-Key`.
     pub async fn read_once(
         &mut self,
@@ -386,8 +387,13 @@ impl Bearer {
                     .shared()
                     .scope(Owner::TokenHash(&self.hash), steps, false)
                     .await;
+                // Only the primary: again only on a failover sign (the next try opens a new
+                // connection); a server that cannot be reached fails fast.
                 match tried {
-                    Err(err) if may_retry(&err, &mut deadline).await => {
+                    Err(err)
+                        if err.failover_sign().is_some()
+                            && may_retry(&err, &mut deadline).await =>
+                    {
                         note_retry(&err, ReadFrom::Primary);
                     }
                     other => {
@@ -398,13 +404,16 @@ impl Bearer {
             }
         };
         let primary = route.primary().clone();
-        let mut failed: Option<ReadFrom> = None;
+        let mut failed: Option<(ReadFrom, DbError)> = None;
         loop {
-            let reader = match failed {
+            let reader = match failed.take() {
                 None => route.reader().await,
-                Some(from) => match route.retry_reader(from).await {
+                Some((from, err)) => match route.retry_reader(from).await {
                     Ok(Some(reader)) => Ok(reader),
-                    Ok(None) => route.reader().await,
+                    // Nowhere else to go: the primary again only after a failover sign
+                    // (a new connection may lead to the new primary); else fail fast.
+                    Ok(None) if err.failover_sign().is_some() => route.reader().await,
+                    Ok(None) => return Err(err.into()),
                     Err(err) => Err(err),
                 },
             };
@@ -422,7 +431,7 @@ impl Bearer {
                 Err(Attempt::Api(err)) => return Err(err),
                 Err(Attempt::Db(err)) if may_retry(&err, &mut deadline).await => {
                     note_retry(&err, from);
-                    failed = Some(from);
+                    failed = Some((from, err));
                 }
                 Err(Attempt::Db(err)) => return Err(err.into()),
             }
