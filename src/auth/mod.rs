@@ -485,6 +485,10 @@ enum Attempt {
 /// than a proxy takes to follow a promotion (with `deploy/ha/haproxy.cfg`'s `inter 1s
 /// rise 2 fall 3`, up to 3 s for the read-write port to lead to the new primary, and as long
 /// for the read-only port to stop leading there), with room for a loaded machine.
+///
+/// ```
+/// assert!(pgbridge::auth::READ_RETRY_WINDOW >= std::time::Duration::from_secs(3));
+/// ```
 pub const READ_RETRY_WINDOW: Duration = Duration::from_secs(5);
 
 /// Pause between two retries of a read.

@@ -55,7 +55,12 @@ static FROM_PRIMARY: AtomicU64 = AtomicU64::new(0);
 
 static RETRIED: AtomicU64 = AtomicU64::new(0);
 
-/// Counts a read that met a failover and ran once more ([`ReadRouter::retry_reader`]).
+/// Counts a read that met a failover and ran again ([`ReadRouter::retry_reader`]).
+///
+/// ```
+/// pgbridge::db::replica::count_retry();
+/// assert!(pgbridge::db::replica::reads_retried() >= 1);
+/// ```
 pub fn count_retry() {
     RETRIED.fetch_add(1, Ordering::Relaxed);
 }
