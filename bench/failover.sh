@@ -3,8 +3,13 @@
 # tests/api/failover/patroni.rs — etcd, two Patroni nodes (deploy/ha/patroni.yml), HAProxy
 # (deploy/ha/haproxy.cfg), the pgbridge binary and 4 writers retrying each write with the
 # same Idempotency-Key until a 2xx — and prints, per case and route:
-#   acknowledged writes, lost, duplicated, seconds from the first failed write to the first
-#   successful one after it, write and read responses by status.
+#   acknowledged writes, lost, duplicated, seconds writes were unavailable (the longest gap
+#   between two acknowledgements), write and read responses by status, and the events:
+#   written for the phase's notes (and of those, for notes acknowledged after the failover
+#   began), delivered to a live /notes/events stream opened before the load (reopened with
+#   Last-Event-ID whenever the server ends it), delivered twice, times it was reopened.
+# The test fails (and so this script) on a lost or duplicated write, a 500, an event not
+# delivered or delivered twice, or a failed read during the switchover.
 # Cases: kill (kill -9 of the primary's Patroni and postmaster) and switchover (patronictl)
 # through HAProxy; multihost-kill through a multi-host DATABASE_URL with
 # target_session_attrs=read-write and no proxy.

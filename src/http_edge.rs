@@ -8,10 +8,11 @@ use axum::extract::Request as AxumRequest;
 use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderName, HeaderValue, Request, StatusCode, header};
+use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{OnResponse, TraceLayer};
+use tower_http::trace::{OnFailure, OnResponse, TraceLayer};
 
 use crate::config::LogRequests;
 use crate::error::error_response;
@@ -45,7 +46,8 @@ pub(crate) fn layers(router: Router, state: &AppState) -> Router {
         .on_request(())
         .on_response(LogResponse {
             all: config.log_requests == LogRequests::All,
-        });
+        })
+        .on_failure(LogFailure);
     router
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -101,6 +103,33 @@ impl<B> OnResponse<B> for LogResponse {
             latency = %Millis(latency),
             status = status.as_u16(),
             "finished processing request"
+        );
+    }
+}
+
+/// tower-http's ERROR line for a failed request (`response failed`), but for a 503: the
+/// service answers 503 only when it expects the condition to pass (the database
+/// unavailable or failing over, a bulkhead full), logs the cause itself (the database's as
+/// one rate-limited WARN, `unavailable_log.rs`), and the request's own line still shows
+/// the status. An ERROR per request there would flood the log during every failover.
+#[derive(Debug, Clone, Copy)]
+struct LogFailure;
+
+impl OnFailure<ServerErrorsFailureClass> for LogFailure {
+    fn on_failure(
+        &mut self,
+        class: ServerErrorsFailureClass,
+        latency: std::time::Duration,
+        _span: &tracing::Span,
+    ) {
+        if let ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) = class {
+            return;
+        }
+        tracing::error!(
+            target: "tower_http::trace::on_failure",
+            classification = %class,
+            latency = %Millis(latency),
+            "response failed"
         );
     }
 }

@@ -223,6 +223,12 @@ fn encode_dbs(dbs: &[Db], mut e: DescriptorEncoder<'_>) -> fmt::Result {
         "Queries cancelled on the server because their request went away.",
         dbs.iter().map(Db::cancels_sent).sum(),
     )?;
+    counter(
+        &mut e,
+        "pgbridge_db_read_retries",
+        "Reads that met a failover before answering and ran once more elsewhere.",
+        crate::db::replica::reads_retried(),
+    )?;
     let (standby, primary) = crate::db::replica::reads_served();
     let mut reads = e.encode_descriptor(
         "pgbridge_db_reads",

@@ -345,38 +345,162 @@ impl Bearer {
     /// standbys: [`once`](Self::once), on the shared connections. With standbys, on the
     /// connection the router picks: on the primary one round trip; on a standby the
     /// session is looked up on the primary first (a standby may not have replayed a logout
-    /// yet), then one round trip there.
+    /// yet), then one round trip there — or, when the primary cannot be reached (a
+    /// failover), looked up on the standby itself, in its one round trip.
+    ///
+    /// A read is idempotent, and nothing has been answered yet when its statements fail:
+    /// a try that meets a failover (the connection lost, the server shutting down,
+    /// unreachable or read-only) runs again elsewhere — after a standby on the primary,
+    /// after the primary on a standby that answers (with none, on the primary again, but
+    /// only after a failover sign: the mark sends it on a new connection) — for up to
+    /// [`READ_RETRY_WINDOW`] after the first failure. A primary that cannot be reached,
+    /// with no standby answering, fails fast. Writes are never retried here: their clients retry with
+    /// an `Idempotency-Key`.
     pub async fn read_once(
         &mut self,
         steps: &[Step<'_>],
     ) -> Result<(Principal, Unit, ReadFrom), ApiError> {
-        let Some(route) = self.route.take() else {
-            let (principal, unit) = self.once(steps, false).await?;
-            return Ok((principal, unit, ReadFrom::Primary));
-        };
-        if !route.has_standbys() {
-            let (principal, unit) = self.once(steps, false).await?;
-            return Ok((principal, unit, ReadFrom::Primary));
-        }
-        let primary = route.primary().clone();
-        let reader = route.reader().await?;
-        let from = reader.from();
-        let (owner, looked_up) = match from {
-            ReadFrom::Primary => (Owner::TokenHash(&self.hash), None),
-            ReadFrom::Standby => {
-                let conn = primary.conn().await?;
-                let principal = session_by_hash(&conn, &self.hash).await?;
-                drop(conn);
-                (Owner::Account(principal.account_id), Some(principal))
+        let route = self.route.take();
+        let mut deadline = None;
+        let Some(route) = route.filter(|route| route.has_standbys()) else {
+            loop {
+                let tried = self
+                    .db
+                    .shared()
+                    .scope(Owner::TokenHash(&self.hash), steps, false)
+                    .await;
+                // Only the primary: again only on a failover sign (the next try opens a new
+                // connection); a server that cannot be reached fails fast.
+                match tried {
+                    Err(err)
+                        if err.failover_sign().is_some()
+                            && may_retry(&err, &mut deadline).await =>
+                    {
+                        note_retry(&err, ReadFrom::Primary);
+                    }
+                    other => {
+                        let unit = other?;
+                        return Ok((principal_of(&unit)?, unit, ReadFrom::Primary));
+                    }
+                }
             }
         };
-        let unit = Scoped::once(reader.into_conn(), owner, steps, false).await?;
+        let primary = route.primary().clone();
+        let mut failed: Option<(ReadFrom, DbError)> = None;
+        loop {
+            let reader = match failed.take() {
+                None => route.reader().await,
+                Some((from, err)) => match route.retry_reader(from).await {
+                    Ok(Some(reader)) => Ok(reader),
+                    // Nowhere else to go: the primary again only after a failover sign
+                    // (a new connection may lead to the new primary); else fail fast.
+                    Ok(None) if err.failover_sign().is_some() => route.reader().await,
+                    Ok(None) => return Err(err.into()),
+                    Err(err) => Err(err),
+                },
+            };
+            // A reader not had is the primary's pool failing (a standby that fails is
+            // skipped by the router).
+            let (tried, from) = match reader {
+                Ok(reader) => {
+                    let from = reader.from();
+                    (self.read_on(&primary, reader, steps).await, from)
+                }
+                Err(err) => (Err(Attempt::Db(err)), ReadFrom::Primary),
+            };
+            match tried {
+                Ok(out) => return Ok(out),
+                Err(Attempt::Api(err)) => return Err(err),
+                Err(Attempt::Db(err)) if may_retry(&err, &mut deadline).await => {
+                    note_retry(&err, from);
+                    failed = Some((from, err));
+                }
+                Err(Attempt::Db(err)) => return Err(err.into()),
+            }
+        }
+    }
+
+    /// One try of [`read_once`](Self::read_once) on `reader`.
+    async fn read_on(
+        &self,
+        primary: &Db,
+        reader: crate::db::replica::Reader,
+        steps: &[Step<'_>],
+    ) -> Result<(Principal, Unit, ReadFrom), Attempt> {
+        let from = reader.from();
+        let looked_up = match from {
+            ReadFrom::Primary => None,
+            ReadFrom::Standby => match primary.conn().await {
+                Ok(conn) => match session_by_hash(&conn, &self.hash).await {
+                    Ok(principal) => Some(principal),
+                    // The primary is going away: the standby's copy of the session.
+                    Err(ApiError::Unavailable) => None,
+                    Err(err) => return Err(Attempt::Api(err)),
+                },
+                Err(err) if err.is_unavailable() => None,
+                Err(err) => return Err(Attempt::Db(err)),
+            },
+        };
+        let owner = match &looked_up {
+            Some(principal) => Owner::Account(principal.account_id),
+            None => Owner::TokenHash(&self.hash),
+        };
+        let unit = Scoped::once(reader.into_conn(), owner, steps, false)
+            .await
+            .map_err(Attempt::Db)?;
         let principal = match looked_up {
             Some(principal) => principal,
-            None => principal_of(&unit)?,
+            None => principal_of(&unit).map_err(Attempt::Api)?,
         };
         Ok((principal, unit, from))
     }
+}
+
+/// How one try of a read failed: in the database (maybe worth a retry elsewhere), or with
+/// an answer already decided (401, or unavailable after the error was logged).
+enum Attempt {
+    Db(DbError),
+    Api(ApiError),
+}
+
+/// How long after its first failure a read that meets a failover is tried again: longer
+/// than a proxy takes to follow a promotion (with `deploy/ha/haproxy.cfg`'s `inter 1s
+/// rise 2 fall 3`, up to 3 s for the read-write port to lead to the new primary, and as long
+/// for the read-only port to stop leading there), with room for a loaded machine.
+///
+/// ```
+/// assert!(pgbridge::auth::READ_RETRY_WINDOW >= std::time::Duration::from_secs(3));
+/// ```
+pub const READ_RETRY_WINDOW: Duration = Duration::from_secs(5);
+
+/// Pause between two retries of a read.
+const READ_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Whether a read that failed with `err` runs again: a sign of a failover or an
+/// unreachable server (not a statement timeout or a bug), within [`READ_RETRY_WINDOW`]
+/// of the first failure (`deadline`, set by the first call). Pauses before every retry
+/// but the first.
+async fn may_retry(err: &DbError, deadline: &mut Option<tokio::time::Instant>) -> bool {
+    if !err.is_unavailable() || matches!(err, DbError::Timeout(_)) {
+        return false;
+    }
+    let now = tokio::time::Instant::now();
+    match deadline {
+        None => {
+            *deadline = Some(now + READ_RETRY_WINDOW);
+            true
+        }
+        Some(until) if now + READ_RETRY_PAUSE < *until => {
+            tokio::time::sleep(READ_RETRY_PAUSE).await;
+            true
+        }
+        Some(_) => false,
+    }
+}
+
+fn note_retry(err: &DbError, failed: ReadFrom) {
+    crate::db::replica::count_retry();
+    tracing::info!(error = %err, failed_on = failed.as_str(), "read met a failover; retrying");
 }
 
 /// The principal of a unit's scope; 401 if its token had no live session.
@@ -453,6 +577,22 @@ mod tests {
         );
         let err = presented_token(&env, Carrier::Header).unwrap_err();
         assert_eq!(err.status(), 401);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_is_retried_only_after_a_failover_sign_and_within_the_window() {
+        let mut deadline = None;
+        let lost = DbError::ConnectionLost("terminating connection".into());
+        assert!(may_retry(&lost, &mut deadline).await, "the first retry");
+        assert!(deadline.is_some());
+        assert!(may_retry(&DbError::Unavailable("pool".into()), &mut deadline).await);
+        tokio::time::advance(READ_RETRY_WINDOW).await;
+        assert!(!may_retry(&lost, &mut deadline).await, "past the window");
+
+        let mut fresh = None;
+        let config = DbError::Config("bad url".into());
+        assert!(!may_retry(&config, &mut fresh).await, "not a failover");
+        assert!(fresh.is_none());
     }
 
     #[test]

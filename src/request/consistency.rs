@@ -12,7 +12,7 @@
 //! ```
 
 use crate::db::replica::{Lsn, ReadFrom, ReadRouter, Reader, commit_lsn};
-use crate::db::{Conn, Scoped};
+use crate::db::{Conn, DbError, Scoped};
 use crate::error::ApiError;
 use awsgi::Environ;
 
@@ -58,8 +58,14 @@ pub struct ReadRoute {
 impl ReadRoute {
     /// A connection for a read that tolerates lag but must see the request's own writes:
     /// a standby when one is usable and caught up, else the primary.
-    pub async fn reader(self) -> Result<Reader, ApiError> {
-        Ok(self.router.reader(self.min_lsn).await?)
+    pub async fn reader(&self) -> Result<Reader, DbError> {
+        self.router.reader(self.min_lsn).await
+    }
+
+    /// A connection for the one retry of a read whose first try on `failed` met a
+    /// failover ([`ReadRouter::retry_reader`]); `None`: nowhere else to go.
+    pub async fn retry_reader(&self, failed: ReadFrom) -> Result<Option<Reader>, DbError> {
+        self.router.retry_reader(self.min_lsn, failed).await
     }
 
     /// The primary pool (where sessions are looked up, and writes go).

@@ -53,6 +53,29 @@ const POLL_EVERY: Duration = Duration::from_millis(5);
 static FROM_STANDBY: AtomicU64 = AtomicU64::new(0);
 static FROM_PRIMARY: AtomicU64 = AtomicU64::new(0);
 
+static RETRIED: AtomicU64 = AtomicU64::new(0);
+
+/// Counts a read that met a failover and ran again ([`ReadRouter::retry_reader`]).
+///
+/// ```
+/// pgbridge::db::replica::count_retry();
+/// assert!(pgbridge::db::replica::reads_retried() >= 1);
+/// ```
+pub fn count_retry() {
+    RETRIED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Reads this process retried after a failover, for `/metrics`.
+///
+/// ```
+/// let before = pgbridge::db::replica::reads_retried();
+/// pgbridge::db::replica::count_retry();
+/// assert!(pgbridge::db::replica::reads_retried() > before);
+/// ```
+pub fn reads_retried() -> u64 {
+    RETRIED.load(Ordering::Relaxed)
+}
+
 /// Reads this process has served `(from a standby, from the primary)`, for `/metrics`.
 pub fn reads_served() -> (u64, u64) {
     (
@@ -106,6 +129,10 @@ struct Standby {
     db: Db,
     /// Up, in recovery, and lagging less than the bound, at the last check.
     usable: AtomicBool,
+    /// Answered the last check, and either [usable](Self::usable) or out of recovery (a
+    /// standby just promoted, still behind the read-only address): a read whose first try
+    /// on the primary met a failover may go there ([`ReadRouter::retry_reader`]).
+    readable: AtomicBool,
     /// Replay lag at the last check that answered, in milliseconds; `u64::MAX` when the
     /// last check did not answer.
     lag_ms: AtomicU64,
@@ -143,6 +170,7 @@ impl ReadRouter {
                         ))
                     })?,
                     usable: AtomicBool::new(false),
+                    readable: AtomicBool::new(false),
                     lag_ms: AtomicU64::new(u64::MAX),
                 })
             })
@@ -250,6 +278,52 @@ impl ReadRouter {
             from: ReadFrom::Primary,
         })
     }
+
+    /// A connection for the second and last try of a read whose first try, on `failed`,
+    /// met a failover (the connection lost, the server shutting down or unreachable)
+    /// before any answer was sent: a read is idempotent, so it may run again elsewhere.
+    /// After a standby, the primary; after the primary, a standby that answered its last
+    /// check (within the lag bound, or out of recovery: just promoted, and still behind
+    /// the read-only address while the read-write one does not lead to it yet). `None`:
+    /// nowhere else to go.
+    ///
+    /// ```no_run
+    /// # async fn demo(reads: pgbridge::db::replica::ReadRouter) -> Result<(), pgbridge::db::DbError> {
+    /// use pgbridge::db::replica::ReadFrom;
+    ///
+    /// if let Some(reader) = reads.retry_reader(None, ReadFrom::Primary).await? {
+    ///     let row = reader.query_one("SELECT 1", &[]).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn retry_reader(
+        &self,
+        min_lsn: Option<Lsn>,
+        failed: ReadFrom,
+    ) -> Result<Option<Reader>, DbError> {
+        let inner = &self.inner;
+        if failed == ReadFrom::Standby {
+            FROM_PRIMARY.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(Reader {
+                conn: inner.primary.conn().await?,
+                from: ReadFrom::Primary,
+            }));
+        }
+        let deadline = Instant::now() + inner.lsn_wait;
+        for standby in &inner.standbys {
+            if !standby.readable.load(Ordering::Relaxed) {
+                continue;
+            }
+            if let Ok(Some(conn)) = standby.reader(min_lsn, deadline).await {
+                FROM_STANDBY.fetch_add(1, Ordering::Relaxed);
+                return Ok(Some(Reader {
+                    conn,
+                    from: ReadFrom::Standby,
+                }));
+            }
+        }
+        Ok(None)
+    }
 }
 
 impl Standby {
@@ -282,8 +356,10 @@ impl Standby {
         }
     }
 
-    /// Whether the standby answers, is in recovery and lags less than `max_lag`.
-    async fn check(&self, max_lag: Duration) -> Result<bool, DbError> {
+    /// Whether the standby answers, is in recovery and lags less than `max_lag`
+    /// (`usable`), and whether it may serve a retried read (`readable`: usable, or out of
+    /// recovery).
+    async fn check(&self, max_lag: Duration) -> Result<Check, DbError> {
         let conn = self.db.conn().await?;
         // Lag is 0 while everything received is replayed (an idle primary sends nothing,
         // and `pg_last_xact_replay_timestamp` would grow old); otherwise the age of the
@@ -308,8 +384,19 @@ impl Standby {
             },
             Ordering::Relaxed,
         );
-        Ok(in_recovery && lag_ms <= max_lag.as_millis() as f64)
+        let usable = in_recovery && lag_ms <= max_lag.as_millis() as f64;
+        Ok(Check {
+            usable,
+            readable: usable || !in_recovery,
+        })
     }
+}
+
+/// What one check of a standby found.
+#[derive(Debug, Clone, Copy)]
+struct Check {
+    usable: bool,
+    readable: bool,
 }
 
 /// Checks every standby every [`CHECK_EVERY`] until the router is dropped.
@@ -320,16 +407,23 @@ async fn check_standbys(inner: Weak<Inner>) {
         tick.tick().await;
         let Some(inner) = inner.upgrade() else { return };
         for (i, standby) in inner.standbys.iter().enumerate() {
-            let checked = tokio::time::timeout(CHECK_EVERY * 2, standby.check(inner.max_lag)).await;
-            let usable = matches!(checked, Ok(Ok(true)));
+            let checked = tokio::time::timeout(CHECK_EVERY * 2, standby.check(inner.max_lag))
+                .await
+                .map(|answer| answer.map(|check| (check.usable, check.readable)));
+            let usable = matches!(checked, Ok(Ok((true, _))));
+            standby
+                .readable
+                .store(matches!(checked, Ok(Ok((_, true)))), Ordering::Relaxed);
             if !matches!(checked, Ok(Ok(_))) {
                 standby.lag_ms.store(u64::MAX, Ordering::Relaxed);
             }
             let was = standby.usable.swap(usable, Ordering::Relaxed);
             if was != usable {
                 match checked {
-                    Ok(Ok(true)) => tracing::info!(standby = i, "standby usable for reads"),
-                    Ok(Ok(false)) => {
+                    Ok(Ok((true, _))) => {
+                        tracing::info!(standby = i, "standby usable for reads")
+                    }
+                    Ok(Ok((false, _))) => {
                         tracing::warn!(standby = i, "standby not in recovery or lagging; skipped")
                     }
                     Ok(Err(err)) => {

@@ -22,6 +22,8 @@ pub struct Stream {
     buffer: String,
     /// Comments seen (heartbeats, the greeting).
     pub comments: usize,
+    /// The server ended the stream (seen by [`Stream::next_event`]).
+    pub ended: bool,
     _sender: hyper::client::conn::http1::SendRequest<http_body_util::Empty<Bytes>>,
 }
 
@@ -72,6 +74,7 @@ pub async fn open_with(
         body: response.into_body(),
         buffer: String::new(),
         comments: 0,
+        ended: false,
         _sender: sender,
     }
 }
@@ -98,10 +101,14 @@ impl Stream {
                     return Some(Event { id, data });
                 }
             }
-            let frame = tokio::time::timeout_at(deadline, self.body.frame())
-                .await
-                .ok()??
-                .ok()?;
+            let frame = match tokio::time::timeout_at(deadline, self.body.frame()).await {
+                Err(_) => return None,
+                Ok(Some(Ok(frame))) => frame,
+                Ok(None | Some(Err(_))) => {
+                    self.ended = true;
+                    return None;
+                }
+            };
             if let Ok(bytes) = frame.into_data() {
                 self.buffer.push_str(&String::from_utf8_lossy(&bytes));
             }
