@@ -24,6 +24,8 @@ for name in nginx pgbouncer chromium chromium-browser sqlx schemathesis patroni 
     [ -e "$dir/$name" ] && hide+=("$dir/$name")
   done
 done
+# One entry per file (PATH and the fixed places overlap).
+mapfile -t hide < <(printf '%s\n' "${hide[@]}" | sort -u)
 playwright=$(python3 -c 'import playwright, os; print(os.path.dirname(playwright.__file__))' 2>/dev/null || true)
 cat > "$work/run.sh" <<INNER
 #!/usr/bin/env bash
