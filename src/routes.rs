@@ -60,8 +60,14 @@ pub struct Route {
     pub summary: &'static str,
     /// What it costs while it runs: the share it is held to (see [`crate::bulkhead`]).
     pub class: RouteClass,
+    /// What the route adds to the API document (`GET /openapi.json`): its operations and the
+    /// schemas they name ([`documented`](Self::documented)).
+    pub docs: Vec<Document>,
     build: Build,
 }
+
+/// Adds a route's operations, and the component schemas they refer to, to the API document.
+pub type Document = fn(&mut utoipa::openapi::OpenApi);
 
 impl fmt::Debug for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -71,6 +77,7 @@ impl fmt::Debug for Route {
             .field("query", &self.query)
             .field("summary", &self.summary)
             .field("class", &self.class)
+            .field("docs", &self.docs.len())
             .finish_non_exhaustive()
     }
 }
@@ -149,6 +156,7 @@ impl Route {
             query: "",
             summary,
             class: RouteClass::Short,
+            docs: Vec::new(),
             build: Box::new(build),
         }
     }
@@ -218,6 +226,30 @@ impl Route {
     /// ```
     pub fn class(mut self, class: RouteClass) -> Self {
         self.class = class;
+        self
+    }
+
+    /// Documents the route: `doc` adds its operations (and the schemas they name) to the
+    /// API document that `GET /openapi.json` serves. A route may carry several.
+    ///
+    /// ```
+    /// use http::Method;
+    /// use pgbridge::routes::Route;
+    /// use utoipa::openapi::{OpenApi, PathItem, path::{HttpMethod, OperationBuilder}};
+    ///
+    /// fn ping(doc: &mut OpenApi) {
+    ///     let operation = OperationBuilder::new().summary(Some("answers pong")).build();
+    ///     doc.paths.add_path("/ping", PathItem::new(HttpMethod::Get, operation));
+    /// }
+    ///
+    /// let route = Route::handler(&[Method::GET], "/ping", "answers pong", || async { "pong" })
+    ///     .documented(ping);
+    /// let mut doc = OpenApi::default();
+    /// (route.docs[0])(&mut doc);
+    /// assert!(doc.paths.get_path_item("/ping").is_some());
+    /// ```
+    pub fn documented(mut self, doc: Document) -> Self {
+        self.docs.push(doc);
         self
     }
 
