@@ -14,6 +14,8 @@
 //!   the server when the request awaiting them goes away.
 //! - [`apps`]: applications on the contract, each with its table of [`routes`](mod@routes); [`router`]
 //!   mounts every table, and the index at `/` lists it.
+//! - [`resource`]: the resource kit, the way to write a JSON resource owned by an account
+//!   (`apps::notes` is its worked example).
 //! - [`config`], [`error`]: every setting in one place; one JSON error shape.
 //! - [`embedded_pg`]: a private PostgreSQL cluster from the machine's server binaries, the
 //!   database of `cargo run` with no `DATABASE_URL` and of the test harness.
@@ -56,6 +58,7 @@ pub mod log_secrets;
 pub mod metrics;
 pub mod request;
 mod request_log;
+pub mod resource;
 pub mod routes;
 pub mod server;
 mod state;
@@ -97,6 +100,21 @@ pub fn routes() -> Vec<Route> {
 /// through the [`AwsgiLayer`], native axum handlers as they are), under the service's
 /// tower-http layers (request id, tracing, timeout, JSON errors).
 pub fn router(state: AppState) -> Router {
+    router_with(state, Vec::new())
+}
+
+/// [`router`], serving `extra` routes too (after the [`routes()`] table): a resource defined
+/// outside the crate (a test's, a plug-in's) is mounted, listed and documented like the
+/// service's own.
+///
+/// ```no_run
+/// # async fn run(state: pgbridge::AppState) {
+/// let extra = pgbridge::resource::routes::<pgbridge::apps::notes::Notes>();
+/// # let extra: Vec<pgbridge::routes::Route> = extra.into_iter().take(0).collect();
+/// let router = pgbridge::router_with(state, extra);
+/// # let _ = router; }
+/// ```
+pub fn router_with(state: AppState, extra: Vec<Route>) -> Router {
     let awsgi = AwsgiLayer::new()
         .body_limit(state.config.body_limit_bytes)
         .server(
@@ -104,7 +122,9 @@ pub fn router(state: AppState) -> Router {
             state.config.bind_addr.port(),
         )
         .error_responder(error::awsgi_error_response);
-    let (routes, listing) = routes::mount(routes(), &state, &awsgi, state.config.validate_apps);
+    let mut table = routes();
+    table.extend(extra);
+    let (routes, listing) = routes::mount(table, &state, &awsgi, state.config.validate_apps);
     let mut auth_settings = auth::AuthSettings::from_config(&state.config);
     auth_settings.stats = state.login_stats.clone();
     let routes = routes

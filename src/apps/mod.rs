@@ -16,9 +16,12 @@ use axum::{Extension, Router};
 
 use crate::config::Config;
 use crate::db::Db;
-use crate::error::ApiError;
 use crate::metrics::Metrics;
-use awsgi::Environ;
+use crate::resource::Resource;
+use crate::resource::feed::{Feed, Feeds};
+
+/// The input rules every resource shares, where the applications have always found them.
+pub use crate::resource::input::{bounded_query, require_media_type};
 
 /// Each application's long-lived state, started with the service: background tasks,
 /// connections of their own, gauges. The root ([`crate::AppState`]) holds it and calls
@@ -44,109 +47,36 @@ use awsgi::Environ;
 /// ```
 #[derive(Clone, Debug)]
 pub struct Apps {
-    /// The notes' event feed: its `LISTEN` connection, open streams and their gauges.
-    pub notes: notes::events::Feed,
+    /// Every resource's change feed: the one `LISTEN` connection, the open streams, the
+    /// pruners and their gauges. A resource's routes take their feed from it when the
+    /// router is built ([`Feeds::feed`]).
+    pub feeds: Feeds,
+    /// The notes' feed (the `LISTEN` connection and the streams are every feed's).
+    pub notes: Feed,
 }
 
 impl Apps {
     /// Starts every application's background work. Needs a tokio runtime.
     pub fn start(db: &Db, config: &Config) -> Self {
+        let feeds = Feeds::spawn(db, config);
         Self {
-            notes: notes::events::Feed::spawn(db, config),
+            notes: feeds.feed(&notes::Notes::SPEC.feed),
+            feeds,
         }
     }
 
     /// Adds each application's state to every environ (as an extension).
     pub fn layer(&self, router: Router) -> Router {
-        router.layer(Extension(self.notes.clone()))
+        router.layer(Extension(self.feeds.clone()))
     }
 
     /// Registers each application's gauges with `/metrics`.
     pub fn register_metrics(&self, metrics: &mut Metrics) {
-        metrics.register_collector(self.notes.clone());
+        metrics.register_collector(self.feeds.clone());
     }
 
     /// Stops the background work (graceful shutdown): the event streams end.
     pub fn stop(&self) {
-        self.notes.stop();
-    }
-}
-
-/// Refuses a body whose media type (`Content-Type` without its parameters, any case) is not
-/// one of `accepted`, with 415 and the accepted types in the message.
-///
-/// ```
-/// use pgbridge::apps::require_media_type;
-/// use pgbridge::awsgi::Environ;
-///
-/// let request = http::Request::post("/notes")
-///     .header("Content-Type", "Application/JSON; charset=utf-8")
-///     .body(())
-///     .unwrap();
-/// let environ = Environ::builder(request).build();
-/// assert!(require_media_type(&environ, &["application/json"]).is_ok());
-/// assert!(require_media_type(&environ, &["text/plain"]).is_err());
-/// ```
-pub fn require_media_type(environ: &Environ, accepted: &[&str]) -> Result<(), ApiError> {
-    let media = environ.content_type().map(|ct| {
-        ct.split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase()
-    });
-    match media {
-        Some(media) if accepted.contains(&media.as_str()) => Ok(()),
-        _ => Err(ApiError::UnsupportedMediaType(format!(
-            "send the body as {}",
-            accepted.join(" or ")
-        ))),
-    }
-}
-
-/// A number from the query string, within `min..=max`; absent gives `default`.
-/// Anything else is a 400 that says what is allowed.
-pub fn bounded_query<T>(
-    environ: &Environ,
-    name: &str,
-    min: T,
-    max: T,
-    default: T,
-) -> Result<T, ApiError>
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
-{
-    let Some(raw) = environ.query(name) else {
-        return Ok(default);
-    };
-    match raw.trim().parse::<T>() {
-        Ok(value) if value >= min && value <= max => Ok(value),
-        _ => Err(ApiError::bad_request(format!(
-            "{name} must be a number from {min} to {max}, got {raw:?}"
-        ))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn environ(query: &str) -> Environ {
-        Environ::builder(http::Request::get(format!("/?{query}")).body(()).unwrap()).build()
-    }
-
-    #[test]
-    fn bounded_query_rules() {
-        assert_eq!(bounded_query(&environ(""), "n", 0, 30, 1).unwrap(), 1);
-        assert_eq!(bounded_query(&environ("n=30"), "n", 0, 30, 1).unwrap(), 30);
-        assert_eq!(
-            bounded_query(&environ("n=2.5"), "n", 0.0, 10.0, 1.0).unwrap(),
-            2.5
-        );
-        for bad in ["n=31", "n=-1", "n=abc", "n=", "n=NaN"] {
-            let err = bounded_query(&environ(bad), "n", 0.0, 30.0, 1.0).unwrap_err();
-            assert_eq!(err.status(), 400, "{bad}");
-            assert!(err.to_string().contains("from 0 to 30"), "{err}");
-        }
+        self.feeds.stop();
     }
 }

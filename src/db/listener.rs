@@ -1,5 +1,6 @@
-//! [`Listener`]: one dedicated Postgres connection that `LISTEN`s on a channel for the whole
-//! process and fans each notification out to any number of subscribers.
+//! [`Listener`]: one dedicated Postgres connection that `LISTEN`s for the whole process, on
+//! one channel or several ([`Listener::listen`] adds one, live), and fans each notification
+//! out to any number of subscribers.
 //!
 //! Subscribers cost memory (a broadcast receiver), not database connections. When the
 //! connection drops (Postgres restarted, backend terminated), the listener reconnects with a
@@ -44,7 +45,8 @@ impl<T> Clone for Notice<T> {
 pub struct ListenConfig {
     /// The database URL.
     pub url: String,
-    /// The channel to `LISTEN` on: an identifier, not user input.
+    /// The channel to `LISTEN` on: an identifier, not user input (empty: none yet; see
+    /// [`Listener::listen`]).
     pub channel: &'static str,
     /// How many notices the broadcast buffer holds before a slow subscriber lags.
     pub capacity: usize,
@@ -85,6 +87,7 @@ pub struct Listener<T> {
     tx: broadcast::Sender<Notice<T>>,
     connected: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
+    channels: watch::Sender<Vec<String>>,
 }
 
 impl<T: Send + Sync + 'static> Listener<T> {
@@ -94,12 +97,39 @@ impl<T: Send + Sync + 'static> Listener<T> {
         let (tx, _) = broadcast::channel(config.capacity.max(1));
         let connected = Arc::new(AtomicBool::new(false));
         let (stop, stopped) = watch::channel(false);
-        tokio::spawn(run(config, parse, tx.clone(), connected.clone(), stopped));
+        let first: Vec<String> = Some(config.channel)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .into_iter()
+            .collect();
+        let (channels, wanted) = watch::channel(first);
+        tokio::spawn(run(
+            config,
+            parse,
+            tx.clone(),
+            connected.clone(),
+            stopped,
+            wanted,
+        ));
         Self {
             tx,
             connected,
             stop,
+            channels,
         }
+    }
+
+    /// Listens on `channel` too (an identifier, not user input), from now on and after
+    /// every reconnection. Once its `LISTEN` is done, subscribers get a [`Notice::Resync`]:
+    /// what was notified on it before is theirs to catch up on.
+    pub fn listen(&self, channel: &str) {
+        self.channels.send_if_modified(|channels| {
+            let new = !channels.iter().any(|c| c == channel);
+            if new {
+                channels.push(channel.to_owned());
+            }
+            new
+        });
     }
 
     /// A new subscription: every notice sent from now on.
@@ -143,25 +173,23 @@ async fn run<T: Send + Sync + 'static>(
     tx: broadcast::Sender<Notice<T>>,
     connected: Arc<AtomicBool>,
     mut stopped: watch::Receiver<bool>,
+    wanted: watch::Receiver<Vec<String>>,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(100), config.max_backoff);
     loop {
         let result = tokio::select! {
-            result = listen_once(&config, parse, &tx, &connected) => result,
+            result = listen_once(&config, parse, &tx, &connected, wanted.clone()) => result,
             _ = stopped.wait_for(|stop| *stop) => return,
         };
         connected.store(false, Ordering::Relaxed);
         match result {
             Ok(()) => {
                 backoff.reset();
-                tracing::warn!(
-                    channel = config.channel,
-                    "LISTEN connection lost; reconnecting"
-                );
+                tracing::warn!("LISTEN connection lost; reconnecting");
             }
             Err(err) => {
                 let delay = backoff.next_delay();
-                tracing::warn!(channel = config.channel, error = %err, retry_in = ?delay, "LISTEN connection failed");
+                tracing::warn!(error = %err, retry_in = ?delay, "LISTEN connection failed");
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     _ = stopped.wait_for(|stop| *stop) => return,
@@ -178,6 +206,7 @@ async fn listen_once<T: Send + Sync + 'static>(
     parse: fn(&str) -> Option<T>,
     tx: &broadcast::Sender<Notice<T>>,
     connected: &AtomicBool,
+    mut wanted: watch::Receiver<Vec<String>>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut pg = PgConnect::parse(&config.url)?;
     pg.config_mut().connect_timeout(config.connect_timeout);
@@ -186,7 +215,8 @@ async fn listen_once<T: Send + Sync + 'static>(
     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
 
     // Drive the connection while LISTEN is sent on it.
-    let statement = format!("LISTEN {}", config.channel);
+    let mut listening = wanted.borrow_and_update().clone();
+    let statement = listen_statement(&listening);
     let listen = client.batch_execute(&statement);
     tokio::pin!(listen);
     loop {
@@ -200,7 +230,7 @@ async fn listen_once<T: Send + Sync + 'static>(
         }
     }
     connected.store(true, Ordering::Relaxed);
-    tracing::info!(channel = config.channel, "listening");
+    tracing::info!(channels = ?listening, "listening");
     // Whatever was notified before this connection listened (an outage, or the time before
     // the first connect) is lost to LISTEN: subscribers catch up.
     let _ = tx.send(Notice::Resync);
@@ -211,7 +241,10 @@ async fn listen_once<T: Send + Sync + 'static>(
     let mut ping = tokio::time::interval(config.ping_interval.max(Duration::from_millis(1)));
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
-    let mut pong: Option<Pin<Box<dyn Future<Output = bool> + Send + '_>>> = None;
+    let mut pong: Option<RoundTrip<'_>> = None;
+    // A channel added while connected: its LISTEN, polled beside the messages too.
+    let mut adding: Option<(Vec<String>, RoundTrip<'_>)> = None;
+    let mut more_may_come = true;
     loop {
         tokio::select! {
             message = messages.next() => match message {
@@ -242,9 +275,44 @@ async fn listen_once<T: Send + Sync + 'static>(
             }, if pong.is_some() => {
                 pong = None;
                 if !alive {
-                    tracing::warn!(channel = config.channel, "LISTEN connection did not answer a ping");
+                    tracing::warn!("LISTEN connection did not answer a ping");
                     return Ok(());
                 }
+            }
+            changed = wanted.changed(), if adding.is_none() && more_may_come => {
+                if changed.is_err() {
+                    more_may_come = false; // the Listener is gone; `stop` ends this soon
+                    continue;
+                }
+                let new: Vec<String> = wanted
+                    .borrow_and_update()
+                    .iter()
+                    .filter(|c| !listening.contains(c))
+                    .cloned()
+                    .collect();
+                if !new.is_empty() {
+                    let statement = listen_statement(&new);
+                    let client = &client;
+                    adding = Some((new, Box::pin(async move {
+                        client.batch_execute(&statement).await.is_ok()
+                    })));
+                }
+            }
+            done = async {
+                match adding.as_mut() {
+                    Some((_, listen)) => listen.await,
+                    None => std::future::pending().await,
+                }
+            }, if adding.is_some() => {
+                let Some((new, _)) = adding.take() else { continue };
+                if !done {
+                    tracing::warn!(channels = ?new, "LISTEN on a new channel failed; reconnecting");
+                    return Ok(());
+                }
+                tracing::info!(channels = ?new, "listening");
+                listening.extend(new);
+                // Whatever was notified on the new channels before is lost to LISTEN.
+                let _ = tx.send(Notice::Resync);
             }
             _ = ping.tick(), if pong.is_none() => {
                 let timeout = config.connect_timeout;
@@ -254,5 +322,30 @@ async fn listen_once<T: Send + Sync + 'static>(
                 }));
             }
         }
+    }
+}
+
+/// A statement on the listening connection, polled beside its messages: whether it worked.
+type RoundTrip<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+
+/// `LISTEN` on each of `channels`, quoted as identifiers (nothing for none).
+fn listen_statement(channels: &[String]) -> String {
+    channels
+        .iter()
+        .map(|c| format!("LISTEN \"{}\";", c.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn listen_statements_quote_each_channel() {
+        let channels = ["note_events".to_owned(), "task_events".to_owned()];
+        assert_eq!(
+            super::listen_statement(&channels),
+            "LISTEN \"note_events\"; LISTEN \"task_events\";"
+        );
+        assert_eq!(super::listen_statement(&[]), "");
     }
 }

@@ -1,10 +1,13 @@
 //! What a client may send: the JSON of a new note and of a merge patch, checked field by
-//! field so a 422 can name every bad field at once.
+//! field (the kit's [`Form`]) so a 422 can name every bad field at once.
 
-use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde::{Deserialize, Serialize};
 
-use crate::error::{ApiError, FieldError};
+use super::Notes;
+use crate::error::ApiError;
+use crate::resource::Resource;
+use crate::resource::input::Form;
+pub use crate::resource::input::{NUL_MESSAGE, has_nul};
 
 /// Longest title, in characters.
 pub const MAX_TITLE: usize = 200;
@@ -16,7 +19,7 @@ pub const MAX_TAGS: usize = 10;
 pub const MAX_TAG: usize = 50;
 
 /// A valid note's fields.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NoteFields {
     /// 1 to 200 characters, not only spaces.
     pub title: String,
@@ -28,174 +31,67 @@ pub struct NoteFields {
 
 /// Parses `POST /notes`: `{"title": ..., "body"?: ..., "tags"?: [...]}`.
 pub fn new_note(bytes: &[u8]) -> Result<NoteFields, ApiError> {
-    let object = json_object(bytes)?;
-    let mut errors = Vec::new();
-    unknown_fields(&object, &mut errors);
-    let title = match object.get("title") {
-        None => {
-            errors.push(field("title", "is required"));
-            None
-        }
-        Some(value) => string_field("title", value, &mut errors),
-    };
-    let body = match object.get("body") {
-        None | Some(Value::Null) => Some(String::new()),
-        Some(value) => string_field("body", value, &mut errors),
-    };
-    let tags = match object.get("tags") {
-        None | Some(Value::Null) => Some(Vec::new()),
-        Some(value) => tags_field(value, &mut errors),
-    };
-    finish(title, body, tags, errors)
+    fields(bytes, None)
 }
 
 /// Applies a JSON merge patch (RFC 7396) of `title`/`body`/`tags` to `current`.
 /// `null` clears `body` and `tags`; `title` cannot be cleared.
 pub fn merge_patch(bytes: &[u8], current: &NoteFields) -> Result<NoteFields, ApiError> {
-    let object = json_object(bytes)?;
-    let mut errors = Vec::new();
-    unknown_fields(&object, &mut errors);
-    let title = match object.get("title") {
-        None => Some(current.title.clone()),
-        Some(value) => string_field("title", value, &mut errors),
-    };
-    let body = match object.get("body") {
-        None => Some(current.body.clone()),
-        Some(Value::Null) => Some(String::new()),
-        Some(value) => string_field("body", value, &mut errors),
-    };
-    let tags = match object.get("tags") {
-        None => Some(current.tags.clone()),
-        Some(Value::Null) => Some(Vec::new()),
-        Some(value) => tags_field(value, &mut errors),
-    };
-    finish(title, body, tags, errors)
+    fields(bytes, Some(current))
 }
 
-fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(object)) => Ok(object),
-        Ok(_) => Err(ApiError::bad_request(
-            "the request body must be a JSON object",
-        )),
-        Err(err) => Err(ApiError::bad_request(format!("malformed JSON: {err}"))),
-    }
-}
-
-fn unknown_fields(object: &Map<String, Value>, errors: &mut Vec<FieldError>) {
-    for key in object.keys() {
-        if !matches!(key.as_str(), "title" | "body" | "tags") {
-            errors.push(field(key, "is not a field of a note"));
-        }
-    }
-}
-
-fn string_field(name: &str, value: &Value, errors: &mut Vec<FieldError>) -> Option<String> {
-    match value {
-        Value::String(s) => Some(s.clone()),
-        _ => {
-            errors.push(field(name, "must be a string"));
-            None
-        }
-    }
-}
-
-fn tags_field(value: &Value, errors: &mut Vec<FieldError>) -> Option<Vec<String>> {
-    let Value::Array(items) = value else {
-        errors.push(field("tags", "must be an array of strings"));
-        return None;
-    };
-    let mut tags = Vec::with_capacity(items.len());
-    for item in items {
-        match item {
-            Value::String(tag) => tags.push(tag.clone()),
-            _ => {
-                errors.push(field("tags", "must be an array of strings"));
-                return None;
-            }
-        }
-    }
-    Some(tags)
-}
-
-fn finish(
-    title: Option<String>,
-    body: Option<String>,
-    tags: Option<Vec<String>>,
-    mut errors: Vec<FieldError>,
-) -> Result<NoteFields, ApiError> {
-    for (name, text) in [("title", &title), ("body", &body)] {
-        if text.as_deref().is_some_and(has_nul) {
-            errors.push(field(name, NUL_MESSAGE));
-        }
-    }
-    if tags.as_ref().is_some_and(|t| t.iter().any(|t| has_nul(t))) {
-        errors.push(field("tags", NUL_MESSAGE));
-    }
+/// A note's fields from `bytes`: a new one, or `current` patched.
+fn fields(bytes: &[u8], current: Option<&NoteFields>) -> Result<NoteFields, ApiError> {
+    let mut form = Form::parse(bytes, Notes::COLUMNS, "note")?;
+    let title = form.take("title", current.map(|c| c.title.clone()), None);
+    let body = form.take("body", current.map(|c| c.body.clone()), Some(String::new()));
+    let tags = form.take("tags", current.map(|c| c.tags.clone()), Some(Vec::new()));
     if let Some(title) = &title {
         let chars = title.chars().count();
-        if title.trim().is_empty() {
-            errors.push(field("title", "must not be empty"));
-        } else if chars > MAX_TITLE {
-            errors.push(field(
-                "title",
-                &format!("must be at most {MAX_TITLE} characters, got {chars}"),
-            ));
-        }
+        let blank = title.trim().is_empty();
+        form.check("title", !blank, "must not be empty");
+        form.check(
+            "title",
+            blank || chars <= MAX_TITLE,
+            &format!("must be at most {MAX_TITLE} characters, got {chars}"),
+        );
     }
     if let Some(body) = &body {
         let chars = body.chars().count();
-        if chars > MAX_BODY {
-            errors.push(field(
-                "body",
-                &format!("must be at most {MAX_BODY} characters, got {chars}"),
-            ));
-        }
+        form.check(
+            "body",
+            chars <= MAX_BODY,
+            &format!("must be at most {MAX_BODY} characters, got {chars}"),
+        );
     }
     if let Some(tags) = &tags {
-        if tags.len() > MAX_TAGS {
-            errors.push(field(
-                "tags",
-                &format!("at most {MAX_TAGS} tags, got {}", tags.len()),
-            ));
-        }
-        if tags
-            .iter()
-            .any(|t| t.trim().is_empty() || t.chars().count() > MAX_TAG)
-        {
-            errors.push(field(
-                "tags",
-                &format!("each tag must be 1 to {MAX_TAG} characters"),
-            ));
-        }
-        let mut sorted = tags.clone();
-        sorted.sort();
-        sorted.dedup();
-        if sorted.len() != tags.len() {
-            errors.push(field("tags", "must not repeat a tag"));
-        }
+        form.check(
+            "tags",
+            tags.len() <= MAX_TAGS,
+            &format!("at most {MAX_TAGS} tags, got {}", tags.len()),
+        );
+        form.check(
+            "tags",
+            tags.iter()
+                .all(|t| !t.trim().is_empty() && t.chars().count() <= MAX_TAG),
+            &format!("each tag must be 1 to {MAX_TAG} characters"),
+        );
+        let mut distinct = tags.clone();
+        distinct.sort();
+        distinct.dedup();
+        form.check(
+            "tags",
+            distinct.len() == tags.len(),
+            "must not repeat a tag",
+        );
     }
-    match (title, body, tags) {
-        (Some(title), Some(body), Some(tags)) if errors.is_empty() => {
-            Ok(NoteFields { title, body, tags })
-        }
-        _ => Err(ApiError::Invalid(errors)),
-    }
-}
-
-/// What a 422 or 400 says of text holding U+0000, which Postgres `text` cannot store.
-pub const NUL_MESSAGE: &str = "must not contain the NUL character (\\u0000)";
-
-/// Whether `text` holds U+0000.
-pub fn has_nul(text: &str) -> bool {
-    text.contains('\0')
-}
-
-fn field(name: &str, message: &str) -> FieldError {
-    FieldError {
-        field: name.to_owned(),
-        message: message.to_owned(),
-    }
+    form.finish(|| {
+        Some(NoteFields {
+            title: title?,
+            body: body?,
+            tags: tags?,
+        })
+    })
 }
 
 #[cfg(test)]
@@ -277,6 +173,25 @@ mod tests {
         for bad in [&b"{"[..], b"[]", b"\"title\"", b""] {
             assert_eq!(new_note(bad).unwrap_err().status(), 400);
         }
+    }
+
+    #[test]
+    fn messages_name_the_rule() {
+        let err = new_note(br#"{"title":"a","colour":1,"tags":"x"}"#).unwrap_err();
+        let ApiError::Invalid(fields) = err else {
+            panic!("422")
+        };
+        let said: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|f| (f.field.as_str(), f.message.as_str()))
+            .collect();
+        assert_eq!(
+            said,
+            [
+                ("colour", "is not a field of a note"),
+                ("tags", "must be an array of strings")
+            ]
+        );
     }
 
     #[test]

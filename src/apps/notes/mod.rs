@@ -1,4 +1,5 @@
-//! `/notes` — the template resource: JSON CRUD over Postgres, the part to copy.
+//! `/notes` — the worked example of the resource kit ([`crate::resource`]): what is a
+//! note's own, and nothing else.
 //!
 //! | request | answer |
 //! | --- | --- |
@@ -7,121 +8,81 @@
 //! | `GET /notes/{id}` | the note, its `ETag` and `Last-Modified`; `If-None-Match` (or `If-Modified-Since`) gives 304, a failing `If-Match` 412 |
 //! | `PATCH /notes/{id}` | a JSON merge patch; requires `If-Match` (428 without, 412 if stale) |
 //! | `DELETE /notes/{id}` | 204; `If-Match` optional |
+//! | `GET /notes/events` | note changes as server-sent events, resumable with `Last-Event-ID`; `?note=ID` for one note |
 //!
-//! Notes and pages carry `Cache-Control: private, no-cache`: caches revalidate with the ETag.
-//!
-//! Each handler is an ordinary `async fn` on the contract: validate first (nothing touches
-//! the database until the input is known good), then one statement or one transaction.
-//! Errors are [`ApiError`]s returned with `?`; the layer renders them as JSON.
-//!
-//! - this file: the route table ([`routes`]), one application per method and path (the
-//!   router answers other methods with 405 and `Allow` from the table);
-//! - `handlers`: one handler per method and path; `request` and `reply`: reading the
-//!   request's parts, and answering (JSON, 304, 412, idempotent replays);
-//! - [`input`]: what clients may send, checked field by field;
-//! - [`store`]: the SQL;
-//! - [`crate::http::conditional`] (outside this resource, for every resource): ETags,
-//!   preconditions and cursors;
-//! - [`events`]: `GET /notes/events`, the live feed, with its own `LISTEN` connection
-//!   and gauges (started by [`crate::apps::Apps`]).
+//! A note is its [`Resource`] implementation ([`Notes`]): its names, its columns, its field
+//! rules ([`input`]) and its two list filters (`tag`, `q`). Everything else — the owner
+//! scope, conditional requests, cursors, idempotency keys, the JSON errors, the change feed
+//! ([`events`]) — is the kit's.
 
 pub mod events;
-mod handlers;
 pub mod input;
-mod reply;
-mod request;
-pub mod store;
 
-use http::Method;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
-use crate::auth;
 use crate::error::ApiError;
+use crate::resource::request::text_query;
+use crate::resource::store::like_pattern;
+use crate::resource::{self, Param, Resource, Spec};
 use crate::routes::Route;
-use awsgi::{Body, Environ, Error, StartResponse};
-use handlers::{create, delete, list, patch, show};
-use request::note_id;
+use awsgi::Environ;
 
-/// `Cache-Control` on notes and pages: any cache must revalidate (with the `ETag`) before
-/// reusing them, and shared caches must not store them.
-pub const CACHE_CONTROL: &str = "private, no-cache";
+pub use input::NoteFields;
 
-/// Default page size.
-pub const DEFAULT_LIMIT: i64 = 50;
-/// Largest page size.
-pub const MAX_LIMIT: i64 = 200;
-/// The route `Idempotency-Key`s of `POST /notes` are scoped to (and to their owner): a
-/// key never replays a response recorded for another route that copies the pattern.
-pub const IDEMPOTENCY_ROUTE: &str = "POST /notes";
+/// A note as the API shows it.
+pub type Note = resource::Item<NoteFields>;
+
+/// The notes resource.
+#[derive(Debug, Clone, Copy)]
+pub struct Notes;
+
+impl Resource for Notes {
+    const SPEC: &'static Spec = &crate::resource_spec!("notes", "note");
+    const COLUMNS: &'static [&'static str] = &["title", "body", "tags"];
+    const FILTER_SQL: &'static str = "AND ($3::text IS NULL OR tags @> ARRAY[$3]) \
+         AND ($4::text IS NULL OR title ILIKE $4 OR body ILIKE $4)";
+    const SUMMARIES: [&'static str; 3] = [
+        "the template resource: list (newest first, keyset pages) and create; needs Authorization: Bearer",
+        "one note: read (ETag), change with If-Match (JSON merge patch), delete; needs Authorization: Bearer",
+        "note changes as server-sent events, resumable with Last-Event-ID; needs Authorization: Bearer or the session cookie",
+    ];
+    type Fields = NoteFields;
+
+    fn read(row: &Row) -> NoteFields {
+        NoteFields {
+            title: row.get("title"),
+            body: row.get("body"),
+            tags: row.get("tags"),
+        }
+    }
+
+    fn params(note: &NoteFields) -> Vec<&(dyn ToSql + Sync)> {
+        vec![&note.title, &note.body, &note.tags]
+    }
+
+    fn create(body: &[u8]) -> Result<NoteFields, ApiError> {
+        input::new_note(body)
+    }
+
+    fn patch(body: &[u8], current: &NoteFields) -> Result<NoteFields, ApiError> {
+        input::merge_patch(body, current)
+    }
+
+    /// `tag` (notes with this tag) and `q` (title or body contains this, any case).
+    fn filter(environ: &Environ) -> Result<Vec<Param>, ApiError> {
+        let tag = text_query(environ, "tag")?;
+        let pattern = text_query(environ, "q")?.as_deref().map(like_pattern);
+        Ok(vec![Box::new(tag), Box::new(pattern)])
+    }
+}
 
 /// The notes' routes: the collection, one note, and the event stream.
+///
+/// ```
+/// let table = pgbridge::apps::notes::routes();
+/// assert!(table.iter().any(|r| r.path == "/notes/events"));
+/// ```
 pub fn routes() -> Vec<Route> {
-    vec![
-        Route::methods(
-            "/notes",
-            "the template resource: list (newest first, keyset pages) and create; needs Authorization: Bearer",
-        )
-        .on(Method::GET, list_notes)
-        .on(Method::POST, create_note),
-        Route::methods(
-            "/notes/{id}",
-            "one note: read (ETag), change with If-Match (JSON merge patch), delete; needs Authorization: Bearer",
-        )
-        .on(Method::GET, show_note)
-        .on(Method::PATCH, patch_note)
-        .on(Method::DELETE, delete_note),
-        Route::app(
-            &[Method::GET],
-            "/notes/events",
-            "note changes as server-sent events, resumable with Last-Event-ID; needs Authorization: Bearer or the session cookie",
-            events::app,
-        )
-        // Open for long: a bounded number opening at once, counted per address.
-        .class(crate::bulkhead::RouteClass::Stream),
-    ]
-}
-
-// One application per method and path, as the table above declares them: the router
-// answers every other method (405 with `Allow`) before any of these runs. Each refuses a
-// request with no token, or not a token, with 401 before anything else (the session is
-// checked when the handler opens its owner-scoped transaction).
-
-/// `GET /notes` (and `HEAD`).
-pub async fn list_notes(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
-    presents_token(&environ)?;
-    list(environ, start_response).await
-}
-
-/// `POST /notes`.
-pub async fn create_note(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
-    presents_token(&environ)?;
-    create(environ, start_response).await
-}
-
-/// `GET /notes/{id}` (and `HEAD`).
-pub async fn show_note(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
-    let id = item(&environ)?;
-    show(environ, start_response, id).await
-}
-
-/// `PATCH /notes/{id}`.
-pub async fn patch_note(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
-    let id = item(&environ)?;
-    patch(environ, start_response, id).await
-}
-
-/// `DELETE /notes/{id}`.
-pub async fn delete_note(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
-    let id = item(&environ)?;
-    delete(environ, start_response, id).await
-}
-
-/// 401 unless the request presents a bearer token.
-fn presents_token(environ: &Environ) -> Result<(), ApiError> {
-    auth::presented_token(environ, auth::Carrier::Header).map(|_| ())
-}
-
-/// The token check, then the note's id from the path (404 if it cannot be one).
-fn item(environ: &Environ) -> Result<i64, ApiError> {
-    presents_token(environ)?;
-    note_id(environ.routing_arg("id").unwrap_or_default())
+    resource::routes::<Notes>()
 }

@@ -1,20 +1,21 @@
-//! Answering a notes request: JSON bodies with their validators, 304s, the 412 that names
-//! the failing precondition, and the replay of a recorded (idempotent) response.
+//! Answering a resource request: JSON bodies with their validators, 304s, the 412 that
+//! names the failing precondition, and the replay of a recorded (idempotent) response.
 
 use http::Method;
 
 use crate::error::{ApiError, FieldError};
 use awsgi::{Body, Error, StartResponse};
 
-use super::CACHE_CONTROL;
-use super::store::{self, Recorded};
+use super::idempotency::Recorded;
+use super::{CACHE_CONTROL, Item, Page};
 use crate::http::conditional::{self, EntityTag, Outcome, Preconditions, Validators};
 
-/// Evaluates a write's preconditions against the note as it is.
-pub(super) fn check_note(
+/// Evaluates a write's preconditions against the item as it is.
+pub(super) fn check_item<F>(
     pre: &Preconditions,
     method: &Method,
-    current: &store::Note,
+    current: &Item<F>,
+    noun: &str,
 ) -> Result<(), ApiError> {
     let etag = conditional::etag(current.version);
     let validators = Validators {
@@ -23,7 +24,7 @@ pub(super) fn check_note(
     };
     match pre.evaluate(method, Some(&validators)) {
         Outcome::Proceed => Ok(()),
-        _ => Err(precondition_failed(pre, &validators, "note")),
+        _ => Err(precondition_failed(pre, &validators, noun)),
     }
 }
 
@@ -39,9 +40,7 @@ pub(super) fn precondition_failed(
         .as_ref()
         .is_some_and(|m| !m.matches_strong(tag.as_ref()))
     {
-        ApiError::PreconditionFailed(format!(
-            "If-Match does not name the {what}'s current version; GET it again"
-        ))
+        stale(what)
     } else {
         ApiError::PreconditionFailed(format!(
             "If-None-Match matches the {what}'s current version"
@@ -58,13 +57,15 @@ pub(super) fn not_modified(
     Ok(Body::empty())
 }
 
-pub(super) fn page_etag(page: &store::Page) -> String {
+/// A page's ETag: its items' ids and versions, and where the next page starts.
+pub(super) fn page_etag<F>(page: &Page<F>) -> String {
     conditional::list_etag(
-        page.notes.iter().map(|n| (n.id, n.version)),
+        page.items.iter().map(|n| (n.id, n.version)),
         page.next_after,
     )
 }
 
+/// The recorded response again, if `request_hash` is the request it answered (else 422).
 pub(super) fn replay(
     start_response: &StartResponse,
     first: Recorded,
@@ -81,6 +82,7 @@ pub(super) fn replay(
     send_recorded(start_response, &first, true, lsn)
 }
 
+/// A creation's response (first sent, or `replayed`).
 pub(super) fn send_recorded(
     start_response: &StartResponse,
     recorded: &Recorded,
@@ -104,6 +106,7 @@ pub(super) fn send_recorded(
     send_json(start_response, status, &headers, &recorded.response)
 }
 
+/// `body` as JSON with `status` and `headers`.
 pub(super) fn send_json(
     start_response: &StartResponse,
     status: &str,
@@ -116,13 +119,14 @@ pub(super) fn send_json(
     Ok(Body::from(serde_json::to_vec(body)?))
 }
 
-pub(super) fn not_found(id: i64) -> ApiError {
-    ApiError::not_found(format!("no note with id {id}"))
+/// 404 for the item `id`.
+pub(super) fn not_found(noun: &str, id: i64) -> ApiError {
+    ApiError::not_found(format!("no {noun} with id {id}"))
 }
 
-pub(super) fn stale() -> ApiError {
-    // After a conditional write matched no row: the note changed since it was checked.
-    ApiError::PreconditionFailed(
-        "If-Match does not name the note's current version; GET it again".into(),
-    )
+/// 412: the item changed since the client read it (or since it was checked).
+pub(super) fn stale(noun: &str) -> ApiError {
+    ApiError::PreconditionFailed(format!(
+        "If-Match does not name the {noun}'s current version; GET it again"
+    ))
 }

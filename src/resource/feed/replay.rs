@@ -8,10 +8,12 @@
 //! Pages are read in an owner scope ([`Scoped`]): row-level security shows the reader its
 //! own events only, and "the newest event" is its own newest. The horizon is one row for
 //! every owner. Pruning runs as the service's own role in no owner's scope; it says so with
-//! the transaction-local `pgbridge.pruning` setting, which the `note_events` policies let
+//! the transaction-local `pgbridge.pruning` setting, which the events tables' policies let
 //! read, lock and delete any owner's events — for members of `pgbridge_pruner` only, so a
 //! scoped statement meets one policy, `owner_id = …`, which the `(owner_id, id)` index
 //! serves (see the migrations `…_accounts_and_ownership` and `…_policies_use_index`).
+//!
+//! Every statement is the resource's, from its [`FeedSpec`].
 
 use std::time::Duration;
 
@@ -19,13 +21,13 @@ use bytes::Bytes;
 
 use crate::db::{Db, DbError, Scoped};
 
-use super::NoteEvent;
+use super::{Event, FeedSpec};
 
 /// What one catch-up query found.
 #[derive(Debug)]
 pub enum Page {
     /// Up to a page of events after the reader's last id, in id order.
-    Events(Vec<NoteEvent>),
+    Events(Vec<Event>),
     /// Events after the reader's last id were pruned: it must re-read the collection and
     /// follow the stream from `latest`, the reader's newest stored id (or the horizon, if
     /// that is later).
@@ -35,41 +37,21 @@ pub enum Page {
     },
 }
 
-/// The statement of [`page`]: `$1` the reader's last id, `$2` the note or NULL, `$3` the
-/// page size. Run in the owner's scope, it is an index scan on `note_events (owner_id, id)`
-/// (tests/api/policy_plans.rs asserts the plan).
-pub const PAGE_SQL: &str = concat!(
-    "SELECT h.pruned_through, \
-            greatest(h.pruned_through, (SELECT coalesce(max(id), 0) FROM note_events)), \
-            e.id, e.note_id, e.kind, e.version, ",
-    crate::utc_text!("e.at"),
-    " FROM note_events_horizon h \
-     LEFT JOIN LATERAL ( \
-         SELECT * FROM note_events \
-         WHERE id > $1 AND ($2::bigint IS NULL OR note_id = $2) \
-         ORDER BY id LIMIT $3 \
-     ) e ON true \
-     ORDER BY e.id"
-);
-
-/// The statement of [`latest`], in the owner's scope.
-pub const LATEST_SQL: &str = "SELECT greatest(pruned_through, \
-     (SELECT coalesce(max(id), 0) FROM note_events)) FROM note_events_horizon";
-
-/// Reads `owner`'s events after `after` (for `note` only, if given), at most `limit` of
-/// them, in `owner`'s scope.
+/// Reads `owner`'s events of `spec`'s resource after `after` (for `item` only, if given),
+/// at most `limit` of them, in `owner`'s scope.
 pub async fn page(
     db: &Db,
+    spec: &FeedSpec,
     owner: i64,
     after: i64,
-    note: Option<i64>,
+    item: Option<i64>,
     limit: i64,
 ) -> Result<Page, DbError> {
     let conn = Scoped::begin(db.conn().await?, owner).await?;
     // `latest` is never below the horizon: every event up to it may be gone, and one of
     // this owner's events above it would be its newest. A reader resumed there is not
     // told to reset again.
-    let rows = conn.query(PAGE_SQL, &[&after, &note, &limit]).await?;
+    let rows = conn.query(spec.page, &[&after, &item, &limit]).await?;
     conn.commit().await?;
     let Some(first) = rows.first() else {
         return Ok(Page::Events(Vec::new()));
@@ -83,9 +65,10 @@ pub async fn page(
     let events = rows
         .iter()
         .filter_map(|row| {
-            Some(NoteEvent {
+            Some(Event {
                 id: row.get::<_, Option<i64>>(2)?,
-                note_id: row.get(3),
+                noun: spec.noun.to_owned(),
+                item_id: row.get(3),
                 kind: row.get(4),
                 version: row.get(5),
                 at: row.get(6),
@@ -99,9 +82,9 @@ pub async fn page(
 /// Where a stream of `owner` with no `Last-Event-ID` begins: `owner`'s newest stored
 /// event, or the pruning horizon if that is later (so that the stream's first catch-up is
 /// not a reset because other owners' events were pruned).
-pub async fn latest(db: &Db, owner: i64) -> Result<i64, DbError> {
+pub async fn latest(db: &Db, spec: &FeedSpec, owner: i64) -> Result<i64, DbError> {
     let conn = Scoped::begin(db.conn().await?, owner).await?;
-    let row = conn.query_one(LATEST_SQL, &[]).await?;
+    let row = conn.query_one(spec.latest, &[]).await?;
     conn.commit().await?;
     Ok(row.get(0))
 }
@@ -120,7 +103,12 @@ pub const PRUNE_BATCH: i64 = 1000;
 
 /// Deletes up to `batch` of the oldest events older than `retention` and raises the
 /// horizon past them, in one transaction. Returns how many it deleted.
-pub async fn prune_batch(db: &Db, retention: Duration, batch: i64) -> Result<u64, DbError> {
+pub async fn prune_batch(
+    db: &Db,
+    spec: &FeedSpec,
+    retention: Duration,
+    batch: i64,
+) -> Result<u64, DbError> {
     let mut conn = db.conn().await?;
     let tx = conn.transaction().await?;
     // No owner scope: the pruning policies let this transaction see every owner's events
@@ -128,33 +116,21 @@ pub async fn prune_batch(db: &Db, retention: Duration, batch: i64) -> Result<u64
     tx.execute("SELECT set_config('pgbridge.pruning', 'on', true)", &[])
         .await?;
     let secs = retention.as_secs_f64();
-    let row = tx
-        .query_one(
-            "WITH doomed AS ( \
-                 SELECT id FROM note_events \
-                 WHERE at < now() - make_interval(secs => $1) \
-                 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED \
-             ), gone AS ( \
-                 DELETE FROM note_events e USING doomed d WHERE e.id = d.id RETURNING e.id \
-             ), raised AS ( \
-                 UPDATE note_events_horizon \
-                 SET pruned_through = greatest(pruned_through, (SELECT max(id) FROM gone)) \
-                 WHERE EXISTS (SELECT 1 FROM gone) \
-                 RETURNING 1 \
-             ) \
-             SELECT count(*) FROM gone",
-            &[&secs, &batch],
-        )
-        .await?;
+    let row = tx.query_one(spec.prune, &[&secs, &batch]).await?;
     tx.commit().await?;
     Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
 }
 
 /// Prunes every event older than `retention`, a batch per transaction. Returns how many.
-pub async fn prune(db: &Db, retention: Duration, batch: i64) -> Result<u64, DbError> {
+pub async fn prune(
+    db: &Db,
+    spec: &FeedSpec,
+    retention: Duration,
+    batch: i64,
+) -> Result<u64, DbError> {
     let mut total = 0;
     loop {
-        let n = prune_batch(db, retention, batch).await?;
+        let n = prune_batch(db, spec, retention, batch).await?;
         total += n;
         if n < u64::try_from(batch).unwrap_or(0) {
             return Ok(total);
@@ -167,6 +143,7 @@ pub async fn prune(db: &Db, retention: Duration, batch: i64) -> Result<u64, DbEr
 /// Prunes every `interval` until `stopped` turns true. `retention` zero keeps everything.
 pub async fn run_pruner(
     db: Db,
+    spec: &'static FeedSpec,
     retention: Duration,
     interval: Duration,
     mut stopped: tokio::sync::watch::Receiver<bool>,
@@ -182,10 +159,17 @@ pub async fn run_pruner(
             _ = tick.tick() => {}
             _ = stopped.wait_for(|stop| *stop) => return,
         }
-        match prune(&db, retention, PRUNE_BATCH).await {
+        match prune(&db, spec, retention, PRUNE_BATCH).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(pruned = n, ?retention, "pruned old note events"),
-            Err(err) => tracing::warn!(error = %err, "could not prune note events"),
+            Ok(n) => tracing::info!(
+                pruned = n,
+                ?retention,
+                events = spec.channel,
+                "pruned old events"
+            ),
+            Err(err) => {
+                tracing::warn!(error = %err, events = spec.channel, "could not prune events")
+            }
         }
     }
 }

@@ -1,23 +1,23 @@
 //! The event feed's gauges on `/metrics`: subscribers, the `LISTEN` connection, open
-//! streams, catch-ups and slow clients dropped. Registered by
-//! [`crate::apps::Apps::register_metrics`], read on each scrape.
+//! streams, catch-ups and slow clients dropped — every resource's feed together.
+//! Registered by `Apps::register_metrics`, read on each scrape.
 
 use std::fmt;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 
-use super::Feed;
+use super::Feeds;
 use crate::metrics::{counter, gauge};
 
-impl Collector for Feed {
+impl Collector for Feeds {
     fn encode(&self, mut e: DescriptorEncoder<'_>) -> fmt::Result {
         let listener = &self.listener;
         let streams = &self.streams;
         for (name, help, value) in [
             (
                 "pgbridge_events_subscribers",
-                "Open /notes/events streams.",
+                "Open event streams (every resource's /…/events).",
                 listener.subscribers(),
             ),
             (
@@ -27,7 +27,7 @@ impl Collector for Feed {
             ),
             (
                 "pgbridge_events_open_streams",
-                "Open /notes/events streams under the cap (EVENTS_MAX_STREAMS).",
+                "Open event streams under the cap (EVENTS_MAX_STREAMS).",
                 streams.open_streams(),
             ),
             (

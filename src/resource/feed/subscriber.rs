@@ -17,7 +17,7 @@ use crate::db::{Db, DbError};
 
 use super::limits::{Slot, Streams};
 use super::replay::{self, Page};
-use super::{Broadcast, NoteEvent};
+use super::{Broadcast, Event, FeedSpec};
 
 /// One client's subscription. Dropped with the response body, which frees it.
 pub(super) struct Subscriber {
@@ -25,13 +25,16 @@ pub(super) struct Subscriber {
     pub(super) stopped: watch::Receiver<bool>,
     pub(super) heartbeat: tokio::time::Interval,
     pub(super) db: Db,
+    /// Which resource's events.
+    pub(super) spec: &'static FeedSpec,
     /// Whose events this stream carries; its session is re-checked on every heartbeat.
     pub(super) principal: Principal,
-    pub(super) note: Option<i64>,
+    /// Only this item's events, if given (`?{noun}=ID`).
+    pub(super) item: Option<i64>,
     /// The id of the last event sent (or skipped as before the stream began).
     pub(super) last_id: i64,
     /// Events read from the table and not yet sent (at most a page).
-    pub(super) page: VecDeque<NoteEvent>,
+    pub(super) page: VecDeque<Event>,
     /// A frame to send before anything else (the reset event).
     pub(super) pending: Option<Bytes>,
     pub(super) streams: Arc<Streams>,
@@ -110,9 +113,10 @@ impl Subscriber {
         }
     }
 
-    fn wanted(&self, event: &NoteEvent) -> bool {
-        event.owner_id == self.principal.account_id
-            && self.note.is_none_or(|note| note == event.note_id)
+    fn wanted(&self, event: &Event) -> bool {
+        event.noun == self.spec.noun
+            && event.owner_id == self.principal.account_id
+            && self.item.is_none_or(|item| item == event.item_id)
     }
 
     /// Whether the stream's session still stands (a database error counts as no: the
@@ -135,9 +139,10 @@ impl Subscriber {
             let _turn = self.streams.catch_up_query().await;
             replay::page(
                 &self.db,
+                self.spec,
                 self.principal.account_id,
                 self.last_id,
-                self.note,
+                self.item,
                 self.page_size,
             )
             .await?
@@ -166,7 +171,7 @@ impl Subscriber {
     /// Starts the stream at the newest stored event of its owner, or at the pruning
     /// horizon if that is later (no `Last-Event-ID`).
     pub(super) async fn start_at_latest(&mut self) -> Result<(), DbError> {
-        self.last_id = replay::latest(&self.db, self.principal.account_id).await?;
+        self.last_id = replay::latest(&self.db, self.spec, self.principal.account_id).await?;
         Ok(())
     }
 }
