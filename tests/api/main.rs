@@ -25,6 +25,7 @@ mod percore;
 mod policy_plans;
 mod prometheus;
 mod resilience;
+mod resource_kit;
 mod scale;
 mod scopes;
 mod seed_apps;

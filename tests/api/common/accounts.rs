@@ -48,10 +48,13 @@ impl Account {
 
     /// `POST /notes`; the new note's id.
     pub async fn create(&self, title: &str) -> i64 {
-        let reply = self
-            .send("POST", "/notes", Some(json!({ "title": title })), &[])
-            .await;
-        assert_eq!(reply.status, 201, "{}", reply.text());
+        self.create_in("/notes", json!({ "title": title })).await
+    }
+
+    /// `POST collection` with `body` (any owned resource); the new item's id.
+    pub async fn create_in(&self, collection: &str, body: Value) -> i64 {
+        let reply = self.send("POST", collection, Some(body), &[]).await;
+        assert_eq!(reply.status, 201, "POST {collection}: {}", reply.text());
         reply.json()["id"].as_i64().expect("id")
     }
 

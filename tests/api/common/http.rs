@@ -1,7 +1,7 @@
 //! A small HTTP client and server for tests: real TCP on loopback, no mocks. The wire part
 //! (serving a router, one request per connection, raw bytes) is the contract crate's own
-//! test client, `awsgi/tests/support`; this adds the harness's accounts: requests to
-//! `/notes…` carry a bearer token by default.
+//! test client, `awsgi/tests/support`; this adds the harness's accounts: requests to an
+//! owned resource (`/notes…`, and any other [`owns`] names) carry a bearer token by default.
 
 use std::net::SocketAddr;
 
@@ -16,11 +16,37 @@ static DEFAULT_ACCOUNTS: std::sync::Mutex<
     Vec<(SocketAddr, std::sync::Arc<tokio::sync::OnceCell<String>>)>,
 > = std::sync::Mutex::new(Vec::new());
 
+/// The collections whose requests carry the harness account's token by default.
+static OWNED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// From now on, requests to `collection…` (`/tasks`, `/tasks/7`, `/tasks/events`) carry the
+/// harness account's token by default, as `/notes…` always do.
+pub fn owns(collection: &str) {
+    let mut owned = OWNED.lock().unwrap_or_else(|p| p.into_inner());
+    if !owned.iter().any(|c| c == collection) {
+        owned.push(collection.to_owned());
+    }
+}
+
+/// Whether `path` is in an owned resource: `/notes…`, or a collection named by [`owns`].
+pub fn is_owned(path: &str) -> bool {
+    let in_collection = |collection: &str| {
+        path.strip_prefix(collection)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']))
+    };
+    path.starts_with("/notes")
+        || OWNED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|c| in_collection(c))
+}
+
 /// The harness's own account on every service it starts.
 pub const HARNESS_USER: &str = "harness";
 pub const HARNESS_PASSWORD: &str = "harness password";
 
-/// From now on, requests to `/notes…` on `addr` without an `Authorization` header get the
+/// From now on, requests to an owned resource (`/notes…`, see [`is_owned`]) on `addr` without an `Authorization` header get the
 /// harness account's token (see [`default_token`]).
 pub fn authenticate_by_default(addr: SocketAddr) {
     let mut accounts = DEFAULT_ACCOUNTS.lock().unwrap_or_else(|p| p.into_inner());
@@ -28,7 +54,7 @@ pub fn authenticate_by_default(addr: SocketAddr) {
     accounts.push((addr, Default::default()));
 }
 
-/// From now on, requests to `/notes…` on `addr` without an `Authorization` header carry
+/// From now on, requests to an owned resource (`/notes…`, see [`is_owned`]) on `addr` without an `Authorization` header carry
 /// `token`: one session shared by several processes of one service (sessions live in the
 /// shared database, so a token from one replica works on every replica).
 pub fn authenticate_with(addr: SocketAddr, token: &str) {
@@ -39,9 +65,9 @@ pub fn authenticate_with(addr: SocketAddr, token: &str) {
 }
 
 /// The token requests to `path` on `addr` carry by default: the harness account's, for
-/// `/notes…` paths of services started with [`authenticate_by_default`].
+/// owned resources' paths ([`is_owned`]) of services started with [`authenticate_by_default`].
 pub async fn default_token(addr: SocketAddr, path: &str) -> Option<String> {
-    if !path.starts_with("/notes") {
+    if !is_owned(path) {
         return None;
     }
     let cell = DEFAULT_ACCOUNTS
@@ -85,8 +111,8 @@ pub async fn account(addr: SocketAddr, username: &str, password: &str) -> String
 }
 
 /// Sends one request on a fresh connection and reads the whole response.
-/// Fails (rather than panics) when the server aborts the response. Requests to `/notes…`
-/// without `Authorization` get the harness account's token (see [`default_token`]).
+/// Fails (rather than panics) when the server aborts the response. Requests to an owned
+/// resource without `Authorization` get the harness account's token (see [`default_token`]).
 pub async fn send(addr: SocketAddr, mut request: http::Request<String>) -> Result<Reply, String> {
     if !request.headers().contains_key(http::header::AUTHORIZATION)
         && let Some(token) = default_token(addr, request.uri().path()).await

@@ -12,6 +12,7 @@ pub mod pg;
 pub mod pgbouncer;
 pub mod process;
 pub mod programs;
+pub mod resource;
 pub mod service;
 pub mod sse;
 pub mod standby;

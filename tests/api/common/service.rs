@@ -2,8 +2,8 @@
 
 use std::net::SocketAddr;
 
+use pgbridge::AppState;
 use pgbridge::config::Config;
-use pgbridge::{AppState, router};
 
 use super::http::serve;
 use super::pg::Cluster;
@@ -25,11 +25,40 @@ pub async fn start(configure: impl FnOnce(&mut Config)) -> TestService {
 /// [`start`], then the migrations.
 pub async fn start_migrated(configure: impl FnOnce(&mut Config)) -> TestService {
     let service = start(configure).await;
+    migrate(&service.database_url).await;
+    service
+}
+
+/// Applies the embedded migrations to `database_url`.
+async fn migrate(database_url: &str) {
     pgbridge::db::migrate::Migrator::embedded()
         .expect("embedded migrations")
-        .run_url(&service.database_url)
+        .run_url(database_url)
         .await
         .expect("migrate");
+}
+
+/// A resource defined outside the product (a test's), live: a fresh database migrated,
+/// then `sql` (the resource's migration) applied, then the router serving `routes` beside
+/// the service's own, the harness account's token on their paths by default, and the
+/// event listener connected (within `wait`).
+pub async fn start_with_resource(
+    sql: &str,
+    routes: Vec<pgbridge::routes::Route>,
+    wait: std::time::Duration,
+) -> TestService {
+    let database_url = Cluster::shared().await.create_database().await;
+    migrate(&database_url).await;
+    connect(&database_url)
+        .await
+        .batch_execute(sql)
+        .await
+        .expect("the resource's migration");
+    for route in &routes {
+        super::http::owns(route.path.split("/{").next().unwrap_or(route.path));
+    }
+    let service = serve_state(database_url, |_| {}, routes).await;
+    wait_live(&service, wait).await;
     service
 }
 
@@ -40,6 +69,12 @@ pub async fn start_live(
     wait: std::time::Duration,
 ) -> TestService {
     let service = start_migrated(configure).await;
+    wait_live(&service, wait).await;
+    service
+}
+
+/// Waits (at most `wait`) until the service's event listener is connected.
+async fn wait_live(service: &TestService, wait: std::time::Duration) {
     let deadline = std::time::Instant::now() + wait;
     while !service.state.apps.notes.listener.is_connected() {
         assert!(
@@ -48,7 +83,6 @@ pub async fn start_live(
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    service
 }
 
 /// Starts the router on `database_url`.
@@ -59,6 +93,15 @@ pub async fn start_live(
 /// connection and the test's own connections (`database_url`) stay direct: any suite then
 /// runs through the pooler (README "Scaling out").
 pub async fn start_on(database_url: String, configure: impl FnOnce(&mut Config)) -> TestService {
+    serve_state(database_url, configure, Vec::new()).await
+}
+
+/// [`start_on`], serving `extra` routes beside the service's own.
+async fn serve_state(
+    database_url: String,
+    configure: impl FnOnce(&mut Config),
+    extra: Vec<pgbridge::routes::Route>,
+) -> TestService {
     let mut config = Config::new(database_url.clone());
     if let Ok(pooler) = std::env::var("PGBRIDGE_TEST_POOLER_URL") {
         let database = database_url.rsplit('/').next().unwrap_or_default();
@@ -70,7 +113,7 @@ pub async fn start_on(database_url: String, configure: impl FnOnce(&mut Config))
     config.validate_apps = true;
     configure(&mut config);
     let state = AppState::new(config).expect("valid config");
-    let addr = serve(router(state.clone())).await;
+    let addr = serve(pgbridge::router_with(state.clone(), extra)).await;
     super::http::authenticate_by_default(addr);
     TestService {
         addr,
