@@ -17,7 +17,6 @@ use axum::{Extension, Router};
 use crate::config::Config;
 use crate::db::Db;
 use crate::metrics::Metrics;
-use crate::resource::Resource;
 use crate::resource::feed::{Feed, Feeds};
 
 /// The input rules every resource shares, where the applications have always found them.
@@ -60,7 +59,7 @@ impl Apps {
     pub fn start(db: &Db, config: &Config) -> Self {
         let feeds = Feeds::spawn(db, config);
         Self {
-            notes: feeds.feed(&notes::Notes::SPEC.feed),
+            notes: feeds.feed(notes::events::FEED),
             feeds,
         }
     }

@@ -23,7 +23,7 @@
 //!   ([`crate::auth::Bearer`], [`crate::db::Step`]): the session, the owner, the role, the
 //!   statements and `COMMIT` in one round trip; row-level security does the rest, so one
 //!   account never sees another's rows;
-//! - **conditional requests** ([`crate::http::conditional`], answered by [`reply`]): `ETag`
+//! - **conditional requests** ([`crate::http::conditional`], answered by `reply.rs`): `ETag`
 //!   from the row's `version`, `If-Match`/`If-None-Match`, 428/412/304;
 //! - **keyset cursors**: pages by `id` (stable under inserts and deletes);
 //! - **idempotency keys** ([`idempotency`]): a `POST` retried with the same
@@ -101,7 +101,7 @@ pub mod feed;
 mod handlers;
 pub mod idempotency;
 pub mod input;
-pub mod reply;
+mod reply;
 pub mod request;
 pub mod store;
 
@@ -111,6 +111,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use crate::auth;
+use crate::bulkhead::RouteClass;
 use crate::error::ApiError;
 use crate::routes::Route;
 use awsgi::Environ;
@@ -235,8 +236,19 @@ pub fn routes<R: Resource>() -> Vec<Route> {
             .on(Method::PATCH, handlers::patch::<R>)
             .on(Method::DELETE, handlers::delete::<R>)
             .documented(document::item::<R>),
-        feed::route(spec, R::SUMMARIES[2]).documented(document::events::<R>),
+        feed_route(spec, R::SUMMARIES[2]).documented(document::events::<R>),
     ]
+}
+
+/// The route of a resource's feed, `GET {spec.events_path}`: its [`feed::Feed`] is taken
+/// from the service's [`feed::Feeds`] when the router is built.
+fn feed_route(spec: &'static Spec, summary: &'static str) -> Route {
+    Route::with(&[Method::GET], spec.events_path, summary, move |mount| {
+        let feed = mount.state().apps.feeds.feed(&spec.feed);
+        mount.app(move |environ, start_response| feed::app(feed.clone(), environ, start_response))
+    })
+    // Open for long: a bounded number opening at once, counted per address.
+    .class(RouteClass::Stream)
 }
 
 /// 401 unless the request presents a bearer token.

@@ -142,3 +142,40 @@ async fn every_bad_field_is_named_and_the_api_document_has_it() {
         "{gadget}"
     );
 }
+
+#[tokio::test]
+async fn old_events_are_pruned_under_the_resources_own_policies() {
+    use pgbridge::resource::Resource;
+    let (service, owned) = service().await;
+    let alice = owned.account("prune").await;
+    for _ in 0..3 {
+        alice.create_in(owned.path, owned.sample.clone()).await;
+    }
+    let admin = connect(&service.database_url).await;
+    admin
+        .batch_execute("UPDATE gadget_events SET at = now() - interval '1 hour'")
+        .await
+        .unwrap();
+    let feed = &Gadgets::SPEC.feed;
+    let pruned = pgbridge::resource::feed::replay::prune(
+        &service.state.db,
+        feed,
+        Duration::from_secs(60),
+        2,
+    )
+    .await
+    .unwrap();
+    assert_eq!(pruned, 3, "in batches of 2");
+    let row = admin
+        .query_one(
+            "SELECT (SELECT count(*) FROM gadget_events), \
+                    (SELECT pruned_through FROM gadget_events_horizon), \
+                    (SELECT count(*) FROM gadgets)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (left, horizon, gadgets): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!((left, gadgets), (0, 3), "the events go, the gadgets stay");
+    assert!(horizon >= 3, "the horizon rose past them: {horizon}");
+}

@@ -4,12 +4,11 @@
 
 pub use crate::resource::feed::{Broadcast, Event as NoteEvent, Feed};
 
-use super::Notes;
-use crate::resource::Resource;
 use crate::resource::feed::FeedSpec;
 
-/// The notes' feed: tables, channel and statements.
-pub const FEED: &FeedSpec = &Notes::SPEC.feed;
+/// The notes' feed: tables, channel and statements (what `Notes::SPEC.feed` holds too; a
+/// constant of its own, so that `apps::Apps` starts it without naming the routes).
+pub const FEED: &FeedSpec = &crate::feed_spec!("notes", "note");
 
 /// The channel the trigger notifies.
 pub const CHANNEL: &str = FEED.channel;
@@ -49,5 +48,19 @@ pub mod replay {
     /// Prunes every note event older than `retention`, `batch` per transaction.
     pub async fn prune(db: &Db, retention: Duration, batch: i64) -> Result<u64, DbError> {
         crate::resource::feed::replay::prune(db, FEED, retention, batch).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::resource::Resource;
+
+    #[test]
+    fn the_feed_is_the_resources() {
+        let spec = &super::super::Notes::SPEC.feed;
+        assert_eq!(
+            (spec.page, spec.prune),
+            (super::FEED.page, super::FEED.prune)
+        );
     }
 }

@@ -3,11 +3,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Notes;
 use crate::error::ApiError;
-use crate::resource::Resource;
 use crate::resource::input::Form;
 pub use crate::resource::input::{NUL_MESSAGE, has_nul};
+
+/// A note's fields, in the order of its columns.
+pub const FIELDS: [&str; 3] = ["title", "body", "tags"];
 
 /// Longest title, in characters.
 pub const MAX_TITLE: usize = 200;
@@ -42,7 +43,7 @@ pub fn merge_patch(bytes: &[u8], current: &NoteFields) -> Result<NoteFields, Api
 
 /// A note's fields from `bytes`: a new one, or `current` patched.
 fn fields(bytes: &[u8], current: Option<&NoteFields>) -> Result<NoteFields, ApiError> {
-    let mut form = Form::parse(bytes, Notes::COLUMNS, "note")?;
+    let mut form = Form::parse(bytes, &FIELDS, "note")?;
     let title = form.take("title", current.map(|c| c.title.clone()), None);
     let body = form.take("body", current.map(|c| c.body.clone()), Some(String::new()));
     let tags = form.take("tags", current.map(|c| c.tags.clone()), Some(Vec::new()));

@@ -39,7 +39,7 @@ pub struct Notes;
 
 impl Resource for Notes {
     const SPEC: &'static Spec = &crate::resource_spec!("notes", "note");
-    const COLUMNS: &'static [&'static str] = &["title", "body", "tags"];
+    const COLUMNS: &'static [&'static str] = &input::FIELDS;
     const FILTER_SQL: &'static str = "AND ($3::text IS NULL OR tags @> ARRAY[$3]) \
          AND ($4::text IS NULL OR title ILIKE $4 OR body ILIKE $4)";
     const SUMMARIES: [&'static str; 3] = [

@@ -40,16 +40,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Method;
 
 use crate::auth::{self, Carrier};
-use crate::bulkhead::RouteClass;
 use crate::config::Config;
 use crate::db::listener::{ListenConfig, Listener};
 use crate::db::{Db, Scoped};
 use crate::error::ApiError;
 use crate::request::db;
-use crate::routes::Route;
 use awsgi::{Body, Environ, Error, StartResponse};
 
 mod gauges;
@@ -63,7 +60,7 @@ use subscriber::Subscriber;
 /// A feed's names and statements, all derived from the resource's plural `name` and
 /// singular `noun` by [`feed_spec!`](crate::feed_spec) (part of a resource's
 /// [`Spec`](super::Spec)).
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct FeedSpec {
     /// The item, singular: the SSE event name, the query parameter, the `{noun}_id` field.
     pub noun: &'static str,
@@ -360,17 +357,6 @@ impl Feed {
     pub fn stop(&self) {
         self.listener.stop();
     }
-}
-
-/// The route of a resource's feed, `GET {spec.events_path}`: its [`Feed`] is taken from
-/// the service's [`Feeds`] when the router is built.
-pub(super) fn route(spec: &'static super::Spec, summary: &'static str) -> Route {
-    Route::with(&[Method::GET], spec.events_path, summary, move |mount| {
-        let feed = mount.state().apps.feeds.feed(&spec.feed);
-        mount.app(move |environ, start_response| app(feed.clone(), environ, start_response))
-    })
-    // Open for long: a bounded number opening at once, counted per address.
-    .class(RouteClass::Stream)
 }
 
 /// Seconds a client turned away at the stream cap is asked to wait.
