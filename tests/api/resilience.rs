@@ -141,7 +141,7 @@ async fn a_cancel_never_hits_the_next_borrower() {
         round += 1;
         {
             let conn = db.conn().await.unwrap();
-            let queries: i32 = if round % 2 == 0 { 1 } else { 5 };
+            let queries: i32 = if round.is_multiple_of(2) { 1 } else { 5 };
             // Odd rounds abandon five pipelined queries at once, even rounds one.
             let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&queries];
             let work = futures_util::future::try_join_all(
