@@ -18,16 +18,35 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::Response;
-use http::{HeaderValue, Method, StatusCode, header};
+use http::{HeaderValue, Method, Request, StatusCode, header};
+use tower::util::MapResponseLayer;
 
-/// Response middleware: `Connection: close` once draining began.
-pub(crate) async fn connection_close(
-    State(draining): State<Arc<AtomicBool>>,
-    mut response: Response,
-) -> Response {
+use crate::http::admit::AdmitLayer;
+
+/// While draining, `GET`/`HEAD` (safe to retry elsewhere; not `/healthz`) get 503
+/// `draining` at once ([`crate::http::admit::AdmitLayer`]'s check); everything else is
+/// served.
+pub(crate) fn refuse_reads<B>(draining: &AtomicBool, request: &Request<B>) -> Option<Response> {
+    // Liveness stays true while draining: the process is up, only leaving.
+    let refusable = matches!(*request.method(), Method::GET | Method::HEAD)
+        && request.uri().path() != "/healthz";
+    if !refusable || !draining.load(Ordering::Relaxed) {
+        return None;
+    }
+    let mut response = crate::error::error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "draining",
+        "this replica is shutting down; retry",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("0"));
+    Some(response)
+}
+
+/// `Connection: close` on every response once draining began.
+pub(crate) fn connection_close(draining: &AtomicBool, mut response: Response) -> Response {
     if draining.load(Ordering::Relaxed) {
         response
             .headers_mut()
@@ -36,28 +55,18 @@ pub(crate) async fn connection_close(
     response
 }
 
-/// Request middleware: while draining, `GET`/`HEAD` (safe to retry elsewhere; not
-/// `/healthz`) get 503 `draining`; everything else is served, with `Connection: close`.
-pub(crate) async fn refuse_reads(
-    State(draining): State<Arc<AtomicBool>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    // Liveness stays true while draining: the process is up, only leaving.
-    let refusable = matches!(*request.method(), Method::GET | Method::HEAD)
-        && request.uri().path() != "/healthz";
-    let response = if refusable && draining.load(Ordering::Relaxed) {
-        let mut response = crate::error::error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "draining",
-            "this replica is shutting down; retry",
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("0"));
-        response
-    } else {
-        next.run(request).await
-    };
-    connection_close(State(draining), response).await
+/// [`refuse_reads`] as a layer: while draining, the refusal answers before routing.
+pub(crate) fn refusal(
+    draining: &Arc<AtomicBool>,
+) -> AdmitLayer<impl Fn(&Request<axum::body::Body>) -> Option<Response> + Clone + use<>> {
+    let draining = draining.clone();
+    AdmitLayer::new(move |request: &Request<axum::body::Body>| refuse_reads(&draining, request))
+}
+
+/// [`connection_close`] as a layer, on whatever answers (the refusal included).
+pub(crate) fn closing(
+    draining: &Arc<AtomicBool>,
+) -> MapResponseLayer<impl Fn(Response) -> Response + Clone + use<>> {
+    let draining = draining.clone();
+    MapResponseLayer::new(move |response| connection_close(&draining, response))
 }

@@ -235,11 +235,12 @@ impl Route {
     /// ```
     /// use http::Method;
     /// use pgbridge::routes::Route;
-    /// use utoipa::openapi::{OpenApi, PathItem, path::{HttpMethod, OperationBuilder}};
+    /// use utoipa::openapi::OpenApi;
+    /// use utoipa::openapi::path::{HttpMethod, OperationBuilder};
     ///
     /// fn ping(doc: &mut OpenApi) {
     ///     let operation = OperationBuilder::new().summary(Some("answers pong")).build();
-    ///     doc.paths.add_path("/ping", PathItem::new(HttpMethod::Get, operation));
+    ///     doc.paths.add_path_operation("/ping", vec![HttpMethod::Get], operation);
     /// }
     ///
     /// let route = Route::handler(&[Method::GET], "/ping", "answers pong", || async { "pong" })

@@ -12,7 +12,7 @@ pub mod poll_sleep;
 pub mod postgres_async;
 pub mod web;
 
-use axum::{Extension, Router};
+use axum::Router;
 
 use crate::config::Config;
 use crate::db::Db;
@@ -64,9 +64,12 @@ impl Apps {
         }
     }
 
-    /// Adds each application's state to every environ (as an extension).
+    /// Adds each application's state to every environ (as an extension): none today —
+    /// each resource's feed route holds its own [`Feed`], taken from [`Feeds`] when the
+    /// router is built. An application with state of its own adds it here
+    /// (`router.layer(Extension(…))`).
     pub fn layer(&self, router: Router) -> Router {
-        router.layer(Extension(self.feeds.clone()))
+        router
     }
 
     /// Registers each application's gauges with `/metrics`.

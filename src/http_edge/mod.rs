@@ -5,9 +5,12 @@
 
 use axum::Router;
 use axum::extract::Request as AxumRequest;
-use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderName, HeaderValue, Request, StatusCode, header};
+use std::convert::Infallible;
+
+use tower::util::{MapRequestLayer, MapResponseLayer};
+use tower::{Service, ServiceBuilder};
 use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -16,6 +19,9 @@ use tower_http::trace::{OnFailure, OnResponse, TraceLayer};
 
 use crate::config::LogRequests;
 use crate::error::error_response;
+use crate::http::admit::AdmitLayer;
+
+mod observe;
 use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -23,11 +29,19 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest client-supplied `X-Request-Id` kept.
 const MAX_REQUEST_ID_LEN: usize = 64;
 
-/// Wraps `router` in the service's layers, outermost first: `nosniff` and a default
+/// Wraps `service` (the routes) in the service's layers, outermost first: `nosniff` and a default
 /// `Cache-Control: no-store` on every response, an unsafe client request id dropped, request
 /// id (set, then echoed), tracing, metrics, refusal of unknown transfer codings, JSON for
 /// bare errors, timeout.
-pub(crate) fn layers(router: Router, state: &AppState) -> Router {
+pub(crate) fn layers<S>(service: S, state: &AppState) -> Router
+where
+    S: Service<AxumRequest, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
     let config = &state.config;
     let trace = TraceLayer::new_for_http()
         .make_span_with(|request: &Request<_>| {
@@ -48,33 +62,31 @@ pub(crate) fn layers(router: Router, state: &AppState) -> Router {
             all: config.log_requests == LogRequests::All,
         })
         .on_failure(LogFailure);
-    router
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            config.request_timeout(),
-        ))
-        .layer(axum::middleware::map_response(json_for_bare_errors))
-        .layer(axum::middleware::from_fn(refuse_transfer_codings))
-        // Its own state, not the whole AppState: the middleware's state is cloned for
-        // every request (the profile showed AppState's clone and drop per request).
-        .layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
-            crate::metrics::track,
-        ))
-        .layer(axum::middleware::from_fn(crate::request_log::log_abandoned))
-        .layer(trace)
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .layer(axum::middleware::map_request(drop_unsafe_request_id))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
+    let stack = ServiceBuilder::new()
         // Responses that choose their own caching (the notes app's) keep it.
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(MapRequestLayer::new(drop_unsafe_request_id))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(trace)
+        .layer(observe::ObserveLayer::new(state.metrics.clone()))
+        .layer(AdmitLayer::new(refuse_transfer_codings))
+        .layer(MapResponseLayer::new(json_for_bare_errors))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout(),
+        ))
+        .service(service);
+    // A router with nothing but this service behind it, so the server and the tests keep
+    // serving an `axum::Router`.
+    Router::new().fallback_service(stack)
 }
 
 /// The request's log line, `finished processing request` with its status and latency (the
@@ -155,7 +167,7 @@ fn is_safe_request_id(id: &[u8]) -> bool {
 
 /// Removes `X-Request-Id` headers that are not [safe](is_safe_request_id) (or that come more
 /// than once), so the next layer generates a fresh id.
-async fn drop_unsafe_request_id(mut request: AxumRequest) -> AxumRequest {
+fn drop_unsafe_request_id(mut request: AxumRequest) -> AxumRequest {
     let headers = request.headers();
     let mut ids = headers.get_all(&REQUEST_ID).iter();
     let keep = match (ids.next(), ids.next()) {
@@ -177,7 +189,7 @@ async fn drop_unsafe_request_id(mut request: AxumRequest) -> AxumRequest {
 /// `Transfer-Encoding` other than `chunked` (e.g. `gzip, chunked`): hyper removes only the
 /// chunked framing, so the body would reach applications still encoded. Answered 501
 /// (RFC 9112 §6.1), in the JSON shape, before any application runs.
-async fn refuse_transfer_codings(request: AxumRequest, next: Next) -> Response {
+fn refuse_transfer_codings(request: &AxumRequest) -> Option<Response> {
     let unsupported = request
         .headers()
         .get_all(header::TRANSFER_ENCODING)
@@ -186,7 +198,7 @@ async fn refuse_transfer_codings(request: AxumRequest, next: Next) -> Response {
         .map(|coding| coding.trim_ascii())
         .any(|coding| !coding.eq_ignore_ascii_case(b"chunked"));
     if !unsupported {
-        return next.run(request).await;
+        return None;
     }
     let mut response = error_response(
         StatusCode::NOT_IMPLEMENTED,
@@ -197,12 +209,12 @@ async fn refuse_transfer_codings(request: AxumRequest, next: Next) -> Response {
     response
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
+    Some(response)
 }
 
 /// Errors answered by axum or tower-http themselves (no route, wrong method, timeout) come
 /// with an empty body; give them the one JSON shape, keeping their status and headers.
-async fn json_for_bare_errors(response: Response) -> Response {
+fn json_for_bare_errors(response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error())
         || response.headers().contains_key(header::CONTENT_TYPE)
