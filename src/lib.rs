@@ -37,6 +37,7 @@
 )]
 #![forbid(unsafe_code)]
 
+pub mod api_doc;
 pub mod apps;
 pub mod auth;
 /// The contract crate (`awsgi/` in this workspace), re-exported so that a user of pgbridge
@@ -104,11 +105,14 @@ pub fn router(state: AppState) -> Router {
             state.config.bind_addr.port(),
         )
         .error_responder(error::awsgi_error_response);
-    let (routes, listing) = routes::mount(routes(), &state, &awsgi, state.config.validate_apps);
+    let table = routes();
+    let document = apps::web::ApiDocument::new(&api_doc::json(&api_doc::document(&table)));
+    let (routes, listing) = routes::mount(table, &state, &awsgi, state.config.validate_apps);
     let mut auth_settings = auth::AuthSettings::from_config(&state.config);
     auth_settings.stats = state.login_stats.clone();
     let routes = routes
         .layer(Extension(listing))
+        .layer(Extension(document))
         .layer(Extension(state.db.clone()))
         .layer(Extension(state.reads.clone()))
         .layer(axum::middleware::from_fn_with_state(

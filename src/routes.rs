@@ -324,11 +324,12 @@ impl Mount<'_> {
 }
 
 /// One line of the index at `/`: `{"route": "GET /healthz", "description": "…"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Entry {
-    /// [`Route::label`].
+    /// The methods, the path and the query if any (`GET /seed/poll-sleep?seconds=N`), as
+    /// `Route::label` writes them.
     pub route: String,
-    /// [`Route::summary`].
+    /// What the route does, in one line (its `summary`).
     pub description: &'static str,
 }
 
