@@ -1,20 +1,19 @@
 //! The API document `GET /openapi.json` serves (OpenAPI 3.1), built from the code with
 //! utoipa: a [base](base()) (the info, the security schemes, the `Error` schema and the
-//! shared responses), then every route's [`Document`]s applied in the order of the route
-//! table ([`crate::routes()`]). Each module documents its own routes, next to them
-//! ([`Route::documented`]), with the schemas of its real types (`#[derive(ToSchema)]`) and
-//! the shortcuts of [`parts`]; a route that is not documented is found by
-//! `tests/api/openapi.rs`, which also checks that every documented operation is served.
+//! shared responses), then each route's [`Document`]s applied in the order of the route
+//! table ([`crate::routes()`], see [`crate::routes::document`]). Each module documents its
+//! own routes, next to them ([`Route::documented`]), with the schemas of its real types
+//! (`#[derive(ToSchema)]`) and the shortcuts of [`parts`]; a route that is not documented is
+//! found by `tests/api/openapi.rs`, which also checks that every documented operation is
+//! served.
 //!
 //! ```
-//! let table = pgbridge::routes();
-//! let doc = pgbridge::api_doc::document(&table);
+//! let doc = pgbridge::routes::document(&pgbridge::routes());
 //! assert!(doc.paths.get_path_item("/notes/{id}").is_some());
 //! let json = pgbridge::api_doc::json(&doc);
 //! assert_eq!(json["openapi"], "3.1.0");
 //! ```
 //!
-//! [`Document`]: crate::routes::Document
 //! [`Route::documented`]: crate::routes::Route::documented
 
 mod base;
@@ -25,15 +24,28 @@ pub use base::base;
 use serde_json::Value;
 use utoipa::openapi::OpenApi;
 
-use crate::routes::Route;
+/// Adds a route's operations, and the component schemas they refer to, to the API document.
+pub type Document = fn(&mut OpenApi);
 
-/// The document of `table`: the [`base`], then each route's documents in table order.
-pub fn document(table: &[Route]) -> OpenApi {
+/// The [`base`], then each of `docs` in turn.
+///
+/// ```
+/// use pgbridge::api_doc::{self, parts};
+/// use utoipa::openapi::OpenApi;
+///
+/// fn ping(doc: &mut OpenApi) {
+///     let operation = parts::operation("ping", "Answers pong")
+///         .response("200", parts::text("Pong.", "text/plain"));
+///     parts::add(doc, "/ping", parts::Method::Get, operation);
+/// }
+///
+/// let doc = api_doc::build([ping as api_doc::Document]);
+/// assert!(doc.paths.get_path_item("/ping").is_some());
+/// ```
+pub fn build(docs: impl IntoIterator<Item = Document>) -> OpenApi {
     let mut doc = base();
-    for route in table {
-        for add in &route.docs {
-            add(&mut doc);
-        }
+    for add in docs {
+        add(&mut doc);
     }
     doc
 }
@@ -109,7 +121,7 @@ mod tests {
     #[test]
     fn every_route_is_documented_with_its_own_path_and_methods() {
         let table = crate::routes();
-        let doc = json(&document(&table));
+        let doc = json(&crate::routes::document(&table));
         for route in &table {
             let item = &doc["paths"][route.path];
             assert!(item.is_object(), "{} is not documented", route.path);
@@ -126,7 +138,7 @@ mod tests {
 
     #[test]
     fn every_reference_resolves() {
-        let doc = json(&document(&crate::routes()));
+        let doc = json(&crate::routes::document(&crate::routes()));
         let mut missing = Vec::new();
         references(&doc, &doc, &mut missing);
         assert!(missing.is_empty(), "dangling $ref: {missing:?}");

@@ -1,7 +1,8 @@
 //! `/openapi.json` cannot drift from the router: every documented path and method is
 //! served, every method a path does not document is answered 405, and the route table
 //! (`pgbridge::routes()`, which the router mounts and the index lists) is the document
-//! (`pgbridge::api_doc`, built from that table: a route without its document fails here).
+//! (`pgbridge::routes::document`, built from that table: a route without its document fails
+//! here).
 //! The router and the index agree. Also: the pages behind `/`, `/docs` and
 //! `/assets/` are served under a strict CSP, and JSON clients keep the JSON index.
 
@@ -67,7 +68,7 @@ fn concrete(path: &str, note_id: i64) -> String {
 
 /// The document as `GET /openapi.json` serves it, built from the route table.
 fn document() -> Value {
-    pgbridge::api_doc::json(&pgbridge::api_doc::document(&pgbridge::routes()))
+    pgbridge::api_doc::json(&pgbridge::routes::document(&pgbridge::routes()))
 }
 
 #[tokio::test]

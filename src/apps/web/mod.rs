@@ -319,7 +319,7 @@ mod tests {
 
     #[test]
     fn openapi_is_json_and_3_1() {
-        let doc = crate::api_doc::json(&crate::api_doc::document(&crate::routes()));
+        let doc = crate::api_doc::json(&crate::routes::document(&crate::routes()));
         assert_eq!(doc["openapi"].as_str().map(|v| &v[..4]), Some("3.1."));
         assert_eq!(
             doc["info"]["version"].as_str(),
