@@ -137,6 +137,15 @@ mod tests {
     }
 
     #[test]
+    fn a_route_documents_its_own_path_only() {
+        for route in crate::routes() {
+            let doc = build(route.docs.iter().copied());
+            let paths: Vec<&String> = doc.paths.paths.keys().collect();
+            assert_eq!(paths, [route.path], "{} documents other paths", route.label());
+        }
+    }
+
+    #[test]
     fn every_reference_resolves() {
         let doc = json(&crate::routes::document(&crate::routes()));
         let mut missing = Vec::new();
