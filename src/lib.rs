@@ -14,6 +14,7 @@
 //!   the server when the request awaiting them goes away.
 //! - [`apps`]: applications on the contract, each with its table of [`routes`](mod@routes); [`router`]
 //!   mounts every table, and the index at `/` lists it.
+//! - [`api_doc`]: the OpenAPI document `/openapi.json` serves, built from the route table.
 //! - [`config`], [`error`]: every setting in one place; one JSON error shape.
 //! - [`embedded_pg`]: a private PostgreSQL cluster from the machine's server binaries, the
 //!   database of `cargo run` with no `DATABASE_URL` and of the test harness.
@@ -37,6 +38,7 @@
 )]
 #![forbid(unsafe_code)]
 
+pub mod api_doc;
 pub mod apps;
 pub mod auth;
 /// The contract crate (`awsgi/` in this workspace), re-exported so that a user of pgbridge
@@ -104,7 +106,9 @@ pub fn router(state: AppState) -> Router {
             state.config.bind_addr.port(),
         )
         .error_responder(error::awsgi_error_response);
-    let (routes, listing) = routes::mount(routes(), &state, &awsgi, state.config.validate_apps);
+    let table = routes();
+    let document = apps::web::ApiDocument::new(&api_doc::json(&routes::document(&table)));
+    let (routes, listing) = routes::mount(table, &state, &awsgi, state.config.validate_apps);
     let mut auth_settings = auth::AuthSettings::from_config(&state.config);
     auth_settings.stats = state.login_stats.clone();
     // `with_state(())` turns every handler into its final route once, here: a router left
@@ -122,6 +126,7 @@ pub fn router(state: AppState) -> Router {
         .layer(Extension(state.reads.clone()))
         .layer(Extension(state.db.clone()))
         .layer(Extension(listing))
+        .layer(Extension(document))
         .service(routes);
     http_edge::layers(service, &state)
 }

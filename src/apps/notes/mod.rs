@@ -22,9 +22,11 @@
 //! - [`store`]: the SQL;
 //! - [`crate::http::conditional`] (outside this resource, for every resource): ETags,
 //!   preconditions and cursors;
+//! - [`doc`]: the notes' part of the API document (`GET /openapi.json`);
 //! - [`events`]: `GET /notes/events`, the live feed, with its own `LISTEN` connection
 //!   and gauges (started by [`crate::apps::Apps`]).
 
+pub mod doc;
 pub mod events;
 mod handlers;
 pub mod input;
@@ -61,14 +63,16 @@ pub fn routes() -> Vec<Route> {
             "the template resource: list (newest first, keyset pages) and create; needs Authorization: Bearer",
         )
         .on(Method::GET, list_notes)
-        .on(Method::POST, create_note),
+        .on(Method::POST, create_note)
+        .documented(doc::collection),
         Route::methods(
             "/notes/{id}",
             "one note: read (ETag), change with If-Match (JSON merge patch), delete; needs Authorization: Bearer",
         )
         .on(Method::GET, show_note)
         .on(Method::PATCH, patch_note)
-        .on(Method::DELETE, delete_note),
+        .on(Method::DELETE, delete_note)
+        .documented(doc::item),
         Route::app(
             &[Method::GET],
             "/notes/events",
@@ -76,7 +80,8 @@ pub fn routes() -> Vec<Route> {
             events::app,
         )
         // Open for long: a bounded number opening at once, counted per address.
-        .class(crate::bulkhead::RouteClass::Stream),
+        .class(crate::bulkhead::RouteClass::Stream)
+        .documented(doc::events),
     ]
 }
 

@@ -15,9 +15,10 @@ use crate::db::{DbError, Queries};
 use super::input::NoteFields;
 
 /// A note as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Note {
     /// Assigned by Postgres.
+    #[schema(minimum = 1)]
     pub id: i64,
     /// The title.
     pub title: String,
@@ -26,10 +27,13 @@ pub struct Note {
     /// The tags.
     pub tags: Vec<String>,
     /// RFC 3339, UTC.
+    #[schema(format = DateTime)]
     pub created_at: String,
     /// RFC 3339, UTC.
+    #[schema(format = DateTime)]
     pub updated_at: String,
     /// Bumped by every change; the ETag.
+    #[schema(minimum = 1)]
     pub version: i32,
     /// `updated_at` in whole seconds since the Unix epoch: `Last-Modified`.
     #[serde(skip)]

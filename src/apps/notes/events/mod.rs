@@ -54,17 +54,19 @@ use subscriber::Subscriber;
 pub const CHANNEL: &str = "note_events";
 
 /// One change to a note, as stored in `note_events` and sent to clients.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NoteEvent {
     /// Increasing in commit order: the SSE `id:`.
     pub id: i64,
     /// The note that changed.
     pub note_id: i64,
     /// `created`, `updated` or `deleted`.
+    #[schema(pattern = "^(created|updated|deleted)$")]
     pub kind: String,
     /// The note's version after the change (before it, for `deleted`).
     pub version: i32,
     /// When, RFC 3339 UTC.
+    #[schema(format = DateTime)]
     pub at: String,
     /// The note's owner: only streams of that account see the event (not sent to clients).
     #[serde(default, skip_serializing)]
