@@ -7,6 +7,11 @@
 //! are lost to `LISTEN`, so subscribers must catch up from wherever the events are stored.
 //! A subscriber that falls behind the broadcast buffer gets `RecvError::Lagged` and must do
 //! the same.
+//!
+//! Other parts of the process can listen on channels of their own on the same connection
+//! ([`Tap`], [`Listener::spawn_with`]): each tap's callback hears its channel's payloads, in
+//! order, as they arrive, and every loss and return of the connection — the session cache
+//! stops trusting itself the moment a notice could be missed.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -57,6 +62,68 @@ pub struct ListenConfig {
     pub ping_interval: Duration,
 }
 
+/// What a [`Tap`] hears, on the listener's task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard<'a> {
+    /// The connection listens on every channel (again). Whatever was notified before (an
+    /// outage, the time before the first connect) was missed.
+    Listening,
+    /// The connection was lost, or the listener stopped: notifications are missed until
+    /// the next [`Heard::Listening`].
+    Lost,
+    /// A notification on the tap's channel: its payload.
+    Payload(&'a str),
+}
+
+/// Another channel heard on a [`Listener`]'s connection: no connection of its own. Its
+/// callback runs on the listener's task, in order, the moment each notice arrives: it must
+/// be short and must not block.
+///
+/// ```
+/// use pgbridge::db::listener::{Heard, Tap};
+///
+/// let tap = Tap::new("cache_invalidations", |heard| {
+///     if let Heard::Payload(key) = heard {
+///         println!("forget {key}");
+///     }
+/// });
+/// assert_eq!(tap.channel(), "cache_invalidations");
+/// ```
+#[derive(Clone)]
+pub struct Tap {
+    channel: &'static str,
+    hear: Arc<dyn Fn(Heard<'_>) + Send + Sync>,
+}
+
+impl Tap {
+    /// A tap on `channel` (an identifier, not user input) calling `hear`.
+    pub fn new(channel: &'static str, hear: impl Fn(Heard<'_>) + Send + Sync + 'static) -> Self {
+        Self {
+            channel,
+            hear: Arc::new(hear),
+        }
+    }
+
+    /// Its channel.
+    pub fn channel(&self) -> &'static str {
+        self.channel
+    }
+}
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tap")
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
+    }
+}
+
+fn tell(taps: &[Tap], heard: Heard<'_>) {
+    for tap in taps {
+        (tap.hear)(heard);
+    }
+}
+
 /// The process's one `LISTEN` connection, shared by every subscriber.
 ///
 /// ```no_run
@@ -91,10 +158,40 @@ impl<T: Send + Sync + 'static> Listener<T> {
     /// Starts listening in a background task (it needs a tokio runtime). `parse` turns a
     /// payload into an event; payloads it refuses are logged and treated as a resync.
     pub fn spawn(config: ListenConfig, parse: fn(&str) -> Option<T>) -> Self {
+        Self::spawn_with(config, parse, Vec::new())
+    }
+
+    /// [`spawn`](Self::spawn), also listening on each tap's channel on the same connection.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use pgbridge::db::listener::{Heard, ListenConfig, Listener, Tap};
+    ///
+    /// # async fn demo() {
+    /// let config = ListenConfig {
+    ///     url: "postgres://postgres@localhost/app".into(),
+    ///     channel: "jobs",
+    ///     capacity: 1024,
+    ///     connect_timeout: Duration::from_secs(3),
+    ///     max_backoff: Duration::from_secs(5),
+    ///     ping_interval: Duration::from_secs(30),
+    /// };
+    /// let evictions = Tap::new("evictions", |heard| println!("{heard:?}"));
+    /// let listener = Listener::spawn_with(config, |p: &str| Some(p.to_owned()), vec![evictions]);
+    /// # let _ = listener; }
+    /// ```
+    pub fn spawn_with(config: ListenConfig, parse: fn(&str) -> Option<T>, taps: Vec<Tap>) -> Self {
         let (tx, _) = broadcast::channel(config.capacity.max(1));
         let connected = Arc::new(AtomicBool::new(false));
         let (stop, stopped) = watch::channel(false);
-        tokio::spawn(run(config, parse, tx.clone(), connected.clone(), stopped));
+        tokio::spawn(run(
+            config,
+            parse,
+            taps,
+            tx.clone(),
+            connected.clone(),
+            stopped,
+        ));
         Self {
             tx,
             connected,
@@ -140,6 +237,7 @@ impl<T> std::fmt::Debug for Listener<T> {
 async fn run<T: Send + Sync + 'static>(
     config: ListenConfig,
     parse: fn(&str) -> Option<T>,
+    taps: Vec<Tap>,
     tx: broadcast::Sender<Notice<T>>,
     connected: Arc<AtomicBool>,
     mut stopped: watch::Receiver<bool>,
@@ -147,10 +245,15 @@ async fn run<T: Send + Sync + 'static>(
     let mut backoff = Backoff::new(Duration::from_millis(100), config.max_backoff);
     loop {
         let result = tokio::select! {
-            result = listen_once(&config, parse, &tx, &connected) => result,
-            _ = stopped.wait_for(|stop| *stop) => return,
+            result = listen_once(&config, parse, &taps, &tx, &connected) => result,
+            _ = stopped.wait_for(|stop| *stop) => {
+                connected.store(false, Ordering::Relaxed);
+                tell(&taps, Heard::Lost);
+                return;
+            }
         };
         connected.store(false, Ordering::Relaxed);
+        tell(&taps, Heard::Lost);
         match result {
             Ok(()) => {
                 backoff.reset();
@@ -176,6 +279,7 @@ async fn run<T: Send + Sync + 'static>(
 async fn listen_once<T: Send + Sync + 'static>(
     config: &ListenConfig,
     parse: fn(&str) -> Option<T>,
+    taps: &[Tap],
     tx: &broadcast::Sender<Notice<T>>,
     connected: &AtomicBool,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -186,7 +290,10 @@ async fn listen_once<T: Send + Sync + 'static>(
     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
 
     // Drive the connection while LISTEN is sent on it.
-    let statement = format!("LISTEN {}", config.channel);
+    let mut statement = format!("LISTEN {}", config.channel);
+    for tap in taps {
+        statement.push_str(&format!("; LISTEN {}", tap.channel));
+    }
     let listen = client.batch_execute(&statement);
     tokio::pin!(listen);
     loop {
@@ -200,7 +307,8 @@ async fn listen_once<T: Send + Sync + 'static>(
         }
     }
     connected.store(true, Ordering::Relaxed);
-    tracing::info!(channel = config.channel, "listening");
+    tell(taps, Heard::Listening);
+    tracing::info!(channel = config.channel, taps = taps.len(), "listening");
     // Whatever was notified before this connection listened (an outage, or the time before
     // the first connect) is lost to LISTEN: subscribers catch up.
     let _ = tx.send(Notice::Resync);
@@ -215,6 +323,11 @@ async fn listen_once<T: Send + Sync + 'static>(
     loop {
         tokio::select! {
             message = messages.next() => match message {
+                Some(Ok(AsyncMessage::Notification(n))) if n.channel() != config.channel => {
+                    for tap in taps.iter().filter(|tap| tap.channel == n.channel()) {
+                        (tap.hear)(Heard::Payload(n.payload()));
+                    }
+                }
                 Some(Ok(AsyncMessage::Notification(n))) => {
                     let notice = match parse(n.payload()) {
                         Some(event) => Notice::Event(Arc::new(event)),

@@ -1,0 +1,486 @@
+//! The session cache: live sessions remembered in the process for a moment, so that an
+//! authenticated request skips its session lookup, and an open event stream's heartbeat
+//! asks nobody.
+//!
+//! - **Bounded**: at most `SESSION_CACHE_SIZE` sessions (the oldest kept goes first), each
+//!   for at most `SESSION_CACHE_TTL_SECS` and never past its session's expiry.
+//! - **Revoked everywhere at once**: every change that ends a live session notifies the
+//!   channel [`CHANNEL`] with its id (a trigger, migration
+//!   `…_sessions_notify_revocations.sql`); each process hears it on its one `LISTEN`
+//!   connection (a [`Tap`] on the notes feed's [`Listener`](crate::db::listener::Listener))
+//!   and forgets the session. This process's own logouts forget it before answering.
+//! - **Trusted only while listening**: while the `LISTEN` connection is down a revocation
+//!   could be missed, so the cache answers nothing and keeps nothing (every request looks
+//!   its session up, as without a cache) until the connection listens again; it starts
+//!   empty then.
+//! - **No stale answer kept**: a lookup takes a [`Ticket`] before it asks Postgres; what it
+//!   found is kept only if nothing was forgotten (and the connection did not drop) since,
+//!   so an answer read before a revocation never outlives the revocation's notice.
+//!
+//! It only saves the lookup: a request it answers still runs in an owner scope (the owner
+//! and the role set in the same round trip), and row-level security still confines it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+
+use crate::db::listener::{Heard, Tap};
+use crate::request::Principal;
+
+/// The channel the sessions trigger notifies: a session's id, or `*` for all.
+pub const CHANNEL: &str = "pgbridge_sessions";
+
+/// A token's hash (SHA-256).
+type Key = [u8; 32];
+
+/// Live sessions by token hash; see the [module](self).
+///
+/// ```
+/// use std::time::Duration;
+/// use pgbridge::auth::cache::SessionCache;
+/// use pgbridge::auth::Principal;
+/// use pgbridge::db::listener::Heard;
+///
+/// let cache = SessionCache::new(1000, Duration::from_secs(60));
+/// let principal = Principal { account_id: 7, session_id: 42 };
+/// let hash = [1_u8; 32];
+/// cache.hear(Heard::Listening); // trusted only while its LISTEN connection is up
+/// let ticket = cache.ticket(); // before the lookup
+/// cache.keep(&ticket, &hash, principal, Duration::from_secs(3600));
+/// assert_eq!(cache.get(&hash), Some(principal));
+/// cache.hear(Heard::Payload("42")); // the session was revoked, here or elsewhere
+/// assert_eq!(cache.get(&hash), None);
+/// ```
+#[derive(Debug)]
+pub struct SessionCache {
+    capacity: usize,
+    ttl: Duration,
+    state: Mutex<State>,
+    /// Whether notices reach the cache (the `LISTEN` connection is up).
+    listening: AtomicBool,
+    /// Bumped (under the lock) by everything that forgets: a lookup that began before a
+    /// bump may have read a session since revoked, and is not kept.
+    epoch: AtomicU64,
+    stats: Stats,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    by_hash: HashMap<Key, Entry>,
+    by_session: HashMap<i64, Key>,
+    /// Insertion order, for eviction: `(key, serial)`; an item whose serial is no longer
+    /// its key's is stale and skipped.
+    order: VecDeque<(Key, u64)>,
+    serial: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    principal: Principal,
+    until: Instant,
+    serial: u64,
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    invalidations: AtomicU64,
+    resets: AtomicU64,
+}
+
+/// Taken before a session lookup, handed to [`SessionCache::keep`] with its answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket {
+    epoch: u64,
+    at: Instant,
+}
+
+impl SessionCache {
+    /// A cache of at most `capacity` sessions, each kept at most `ttl`. It trusts nothing
+    /// until it hears [`Heard::Listening`].
+    pub fn new(capacity: usize, ttl: Duration) -> Self {
+        Self {
+            capacity,
+            ttl,
+            state: Mutex::default(),
+            listening: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+            stats: Stats::default(),
+        }
+    }
+
+    /// The cache `config` asks for: `None` with `SESSION_CACHE_SIZE=0`.
+    pub fn from_config(config: &crate::config::Config) -> Option<Arc<Self>> {
+        (config.session_cache_size > 0).then(|| {
+            Arc::new(Self::new(
+                config.session_cache_size,
+                Duration::from_secs(config.session_cache_ttl_secs.max(1)),
+            ))
+        })
+    }
+
+    /// The tap that keeps the cache in step with [`CHANNEL`] (see [`Self::hear`]).
+    pub fn tap(self: &Arc<Self>) -> Tap {
+        let cache = self.clone();
+        Tap::new(CHANNEL, move |heard| cache.hear(heard))
+    }
+
+    /// What the `LISTEN` connection heard: a session id to forget (`*`, or anything
+    /// unreadable: all of them); the connection lost (forget all, trust nothing); or
+    /// listening again (start empty, trusted).
+    pub fn hear(&self, heard: Heard<'_>) {
+        match heard {
+            Heard::Payload(payload) => match payload.trim().parse::<i64>() {
+                Ok(session_id) => self.forget(session_id),
+                Err(_) => {
+                    if payload.trim() != "*" {
+                        tracing::warn!(payload, "unreadable session notice; clearing the cache");
+                    }
+                    self.reset(true);
+                }
+            },
+            Heard::Listening => self.reset(true),
+            Heard::Lost => self.reset(false),
+        }
+    }
+
+    /// Whether the cache is trusted now (its `LISTEN` connection is up).
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
+    }
+
+    /// Forgets `session_id` (revoked, here or elsewhere).
+    pub fn forget(&self, session_id: i64) {
+        let mut state = self.lock();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        if let Some(key) = state.by_session.remove(&session_id) {
+            state.by_hash.remove(&key);
+        }
+        drop(state);
+        self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn reset(&self, listening: bool) {
+        let mut state = self.lock();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        *state = State::default();
+        self.listening.store(listening, Ordering::Release);
+        drop(state);
+        self.stats.resets.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Take one before looking a session up; [`keep`](Self::keep) what it found with it.
+    pub fn ticket(&self) -> Ticket {
+        Ticket {
+            epoch: self.epoch.load(Ordering::Acquire),
+            at: Instant::now(),
+        }
+    }
+
+    /// The live session of the token whose hash is `hash`, if the cache knows it and is
+    /// trusted. Counts a hit or a miss.
+    pub fn get(&self, hash: &[u8]) -> Option<Principal> {
+        let found = self.get_at(hash, Instant::now());
+        let counter = match found {
+            Some(_) => &self.stats.hits,
+            None => &self.stats.misses,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    fn get_at(&self, hash: &[u8], now: Instant) -> Option<Principal> {
+        let key: &Key = hash.try_into().ok()?;
+        if !self.is_listening() {
+            return None;
+        }
+        let mut state = self.lock();
+        let entry = *state.by_hash.get(key)?;
+        if entry.until > now {
+            return Some(entry.principal);
+        }
+        state.by_hash.remove(key);
+        state.by_session.remove(&entry.principal.session_id);
+        None
+    }
+
+    /// Whether the cache knows `session_id` as live (and is trusted): an open stream's
+    /// heartbeat then asks nobody. Counts a hit or a miss.
+    pub fn is_live(&self, session_id: i64) -> bool {
+        let live = self.is_live_at(session_id, Instant::now());
+        let counter = if live {
+            &self.stats.hits
+        } else {
+            &self.stats.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        live
+    }
+
+    fn is_live_at(&self, session_id: i64, now: Instant) -> bool {
+        if !self.is_listening() {
+            return false;
+        }
+        let state = self.lock();
+        state
+            .by_session
+            .get(&session_id)
+            .and_then(|key| state.by_hash.get(key))
+            .is_some_and(|entry| entry.until > now)
+    }
+
+    /// Keeps `principal` as the live session of `hash` for what is left of the cache's
+    /// lifetime or of `expires_in` (the session's, counted from before `ticket`'s lookup),
+    /// whichever ends first — unless the cache is not trusted, or forgot anything since
+    /// `ticket` was taken (the answer may predate a revocation).
+    pub fn keep(&self, ticket: &Ticket, hash: &[u8], principal: Principal, expires_in: Duration) {
+        let Ok(key) = Key::try_from(hash) else {
+            return;
+        };
+        if self.capacity == 0 {
+            return;
+        }
+        let until = ticket.at + expires_in.min(self.ttl);
+        let mut state = self.lock();
+        if !self.is_listening() || self.epoch.load(Ordering::Acquire) != ticket.epoch {
+            return;
+        }
+        state.serial += 1;
+        let serial = state.serial;
+        if let Some(old) = state.by_hash.insert(
+            key,
+            Entry {
+                principal,
+                until,
+                serial,
+            },
+        ) && old.principal.session_id != principal.session_id
+        {
+            state.by_session.remove(&old.principal.session_id);
+        }
+        if let Some(other) = state.by_session.insert(principal.session_id, key)
+            && other != key
+        {
+            state.by_hash.remove(&other);
+        }
+        state.order.push_back((key, serial));
+        while state.by_hash.len() > self.capacity {
+            let Some((oldest, serial)) = state.order.pop_front() else {
+                break;
+            };
+            if state
+                .by_hash
+                .get(&oldest)
+                .is_some_and(|e| e.serial == serial)
+                && let Some(entry) = state.by_hash.remove(&oldest)
+            {
+                state.by_session.remove(&entry.principal.session_id);
+            }
+        }
+        // Stale items (forgotten or replaced entries) must not grow the queue past a bound.
+        if state.order.len() > 2 * self.capacity + 16 {
+            let State { by_hash, order, .. } = &mut *state;
+            order.retain(|(key, serial)| by_hash.get(key).is_some_and(|e| e.serial == *serial));
+        }
+    }
+
+    /// Sessions kept now.
+    pub fn len(&self) -> usize {
+        self.lock().by_hash.len()
+    }
+
+    /// Whether no session is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The most sessions kept.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// [`SessionCache`] counters on `/metrics`.
+#[derive(Debug)]
+pub struct CacheGauges(pub Arc<SessionCache>);
+
+impl Collector for CacheGauges {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let cache = &self.0;
+        let stats = &cache.stats;
+        crate::metrics::counter(
+            &mut e,
+            "pgbridge_session_cache_hits",
+            "Session checks the session cache answered (no lookup in Postgres).",
+            stats.hits.load(Ordering::Relaxed),
+        )?;
+        crate::metrics::counter(
+            &mut e,
+            "pgbridge_session_cache_misses",
+            "Session checks the session cache could not answer (looked up in Postgres).",
+            stats.misses.load(Ordering::Relaxed),
+        )?;
+        crate::metrics::counter(
+            &mut e,
+            "pgbridge_session_cache_invalidations",
+            "Sessions the session cache was told to forget (revoked, expired or deleted).",
+            stats.invalidations.load(Ordering::Relaxed),
+        )?;
+        crate::metrics::counter(
+            &mut e,
+            "pgbridge_session_cache_resets",
+            "Times the session cache was emptied: its LISTEN connection lost or back.",
+            stats.resets.load(Ordering::Relaxed),
+        )?;
+        crate::metrics::gauge(
+            &mut e,
+            "pgbridge_session_cache_entries",
+            "Sessions in the session cache.",
+            cache.len(),
+        )?;
+        crate::metrics::gauge(
+            &mut e,
+            "pgbridge_session_cache_capacity",
+            "Most sessions the session cache keeps (SESSION_CACHE_SIZE).",
+            cache.capacity(),
+        )?;
+        crate::metrics::gauge(
+            &mut e,
+            "pgbridge_session_cache_trusted",
+            "1 while the session cache's LISTEN connection is up and it answers; 0 otherwise.",
+            usize::from(cache.is_listening()),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(n: i64) -> Principal {
+        Principal {
+            account_id: n % 3,
+            session_id: n,
+        }
+    }
+
+    fn key(n: i64) -> Key {
+        let mut key = [0; 32];
+        key[..8].copy_from_slice(&n.to_le_bytes());
+        key
+    }
+
+    fn listening(capacity: usize, ttl: Duration) -> SessionCache {
+        let cache = SessionCache::new(capacity, ttl);
+        cache.hear(Heard::Listening);
+        cache
+    }
+
+    #[test]
+    fn never_holds_more_than_its_capacity_and_drops_the_oldest() {
+        let cache = listening(10, Duration::from_secs(60));
+        for n in 0..1000 {
+            let ticket = cache.ticket();
+            cache.keep(&ticket, &key(n), principal(n), Duration::from_secs(3600));
+            assert!(cache.len() <= 10, "{} after {n}", cache.len());
+            let state = cache.lock();
+            assert_eq!(state.by_hash.len(), state.by_session.len());
+            assert!(state.order.len() <= 2 * 10 + 16 + 1);
+        }
+        assert_eq!(cache.len(), 10);
+        assert_eq!(cache.get(&key(999)), Some(principal(999)));
+        assert_eq!(cache.get(&key(989)), None, "the oldest went first");
+        // Forgetting and keeping again, over and over, keeps the queue bounded too.
+        for n in 0..1000 {
+            cache.forget(n % 5);
+            let ticket = cache.ticket();
+            cache.keep(
+                &ticket,
+                &key(n % 5),
+                principal(n % 5),
+                Duration::from_secs(60),
+            );
+            assert!(cache.lock().order.len() <= 2 * 10 + 16 + 1);
+        }
+    }
+
+    #[test]
+    fn an_entry_ends_with_its_lifetime_or_its_session_whichever_is_first() {
+        let cache = listening(10, Duration::from_secs(60));
+        let ticket = cache.ticket();
+        cache.keep(&ticket, &key(1), principal(1), Duration::from_secs(5));
+        cache.keep(&ticket, &key(2), principal(2), Duration::from_secs(3600));
+        let at = |secs: u64| ticket.at + Duration::from_secs(secs);
+        assert_eq!(cache.get_at(&key(1), at(4)), Some(principal(1)));
+        assert!(cache.is_live_at(1, at(4)));
+        assert_eq!(cache.get_at(&key(1), at(5)), None, "the session expired");
+        assert!(!cache.is_live_at(1, at(5)));
+        assert_eq!(cache.get_at(&key(2), at(59)), Some(principal(2)));
+        assert_eq!(cache.get_at(&key(2), at(60)), None, "the cache's lifetime");
+        assert!(cache.is_empty(), "expired entries are dropped when met");
+    }
+
+    #[test]
+    fn revocations_and_lost_connections_win_over_answers_read_before_them() {
+        let cache = listening(10, Duration::from_secs(60));
+        let ticket = cache.ticket();
+        cache.hear(Heard::Payload("7")); // a revocation heard while the lookup ran
+        cache.keep(&ticket, &key(1), principal(1), Duration::from_secs(60));
+        assert_eq!(
+            cache.get(&key(1)),
+            None,
+            "an answer older than a revocation"
+        );
+
+        let ticket = cache.ticket();
+        cache.keep(&ticket, &key(1), principal(1), Duration::from_secs(60));
+        assert!(cache.is_live(1));
+        cache.hear(Heard::Payload("1"));
+        assert!(!cache.is_live(1));
+        assert_eq!(cache.get(&key(1)), None);
+
+        let ticket = cache.ticket();
+        cache.keep(&ticket, &key(2), principal(2), Duration::from_secs(60));
+        cache.hear(Heard::Lost);
+        assert_eq!(
+            cache.get(&key(2)),
+            None,
+            "nothing is trusted while not listening"
+        );
+        let ticket = cache.ticket();
+        cache.keep(&ticket, &key(2), principal(2), Duration::from_secs(60));
+        assert!(cache.is_empty(), "nothing is kept while not listening");
+        cache.hear(Heard::Listening);
+        assert_eq!(cache.get(&key(2)), None, "it starts empty");
+        cache.keep(&ticket, &key(2), principal(2), Duration::from_secs(60));
+        assert!(
+            cache.is_empty(),
+            "a lookup from before the reconnect is not kept"
+        );
+
+        let ticket = cache.ticket();
+        cache.keep(&ticket, &key(3), principal(3), Duration::from_secs(60));
+        cache.hear(Heard::Payload("*"));
+        assert!(cache.is_empty(), "`*` forgets everything");
+    }
+
+    #[test]
+    fn a_token_kept_again_replaces_its_old_session() {
+        let cache = listening(10, Duration::from_secs(60));
+        let ticket = cache.ticket();
+        cache.keep(&ticket, &key(1), principal(1), Duration::from_secs(60));
+        cache.keep(&ticket, &key(1), principal(2), Duration::from_secs(60));
+        assert!(!cache.is_live(1));
+        assert!(cache.is_live(2));
+        assert_eq!(cache.len(), 1);
+    }
+}
