@@ -378,3 +378,53 @@ async fn revocations_reach_services_behind_a_transaction_pooler() {
         .expect("B refused the logged-out token within 1 s");
     assert_401(&refused, "B, through the pooler");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_served_by_a_standby_stop_with_the_session_too() {
+    let primary = Cluster::start_private().await;
+    let direct = primary.create_database().await;
+    pgbridge::db::migrate::Migrator::embedded()
+        .expect("embedded migrations")
+        .run_url(&direct)
+        .await
+        .expect("migrate");
+    let mut standby = common::standby::Standby::start(common::standby::port_of(&direct)).await;
+    let standby_url = standby.url(direct.rsplit('/').next().unwrap());
+    let a = start_on(direct.clone(), |_| {}).await;
+    // B reads from the standby; its LISTEN stays on the primary (EVENTS_DATABASE_URL unset:
+    // DATABASE_URL).
+    let b = start_on(direct.clone(), |c| {
+        c.database_read_url = Some(standby_url.clone());
+        c.read_max_lag_ms = 60_000;
+    })
+    .await;
+    wait_listening(&a).await;
+    wait_listening(&b).await;
+    let alice = Account::new(a.addr, "alice").await;
+    let note = format!("/notes/{}", alice.create("replicated").await);
+    standby.catch_up(&direct).await;
+
+    // Until B's router uses the standby, and then once more so that the cache answers.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let reply = on(&b, &alice).get(&note).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        if reply.header("pgbridge-served-by") == Some("standby") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the standby was never used"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cached_on(&b, &alice, &note).await;
+
+    let logout = alice.send("DELETE", "/sessions/current", None, &[]).await;
+    assert_eq!(logout.status, 204);
+    let refused = refused_within(&on(&b, &alice), &note, REVOCATION_BOUND)
+        .await
+        .expect("B refused the logged-out token within 1 s");
+    assert_401(&refused, "a standby read after the logout");
+    standby.stop();
+}
