@@ -12,7 +12,12 @@
 //! - **Trusted only while listening**: while the `LISTEN` connection is down a revocation
 //!   could be missed, so the cache answers nothing and keeps nothing (every request looks
 //!   its session up, as without a cache) until the connection listens again; it starts
-//!   empty then.
+//!   empty then. A connection that dies without closing (or a listener task that stops
+//!   being scheduled) is not seen as lost at once, so the cache also holds a **lease**:
+//!   the connection is pinged every [`PING_EVERY`], and the cache answers only within
+//!   [`LEASE`] of the sending of the last ping answered — an answer that arrives after
+//!   every notification sent before it. So whatever fails, a revocation stops the token
+//!   within [`LEASE`].
 //! - **No stale answer kept**: a lookup takes a [`Ticket`] before it asks Postgres; what it
 //!   found is kept only if nothing was forgotten (and the connection did not drop) since,
 //!   so an answer read before a revocation never outlives the revocation's notice.
@@ -36,6 +41,18 @@ pub const CHANNEL: &str = "pgbridge_sessions";
 
 /// A token's hash (SHA-256).
 type Key = [u8; 32];
+
+/// How long after a keep-alive round trip was sent its answer keeps the cache trusted: the
+/// bound on a revocation under any failure of the `LISTEN` connection.
+///
+/// ```
+/// assert!(pgbridge::auth::cache::LEASE <= std::time::Duration::from_secs(1));
+/// ```
+pub const LEASE: Duration = Duration::from_secs(1);
+
+/// How often the cache asks for a keep-alive round trip on the `LISTEN` connection: a few
+/// per [`LEASE`], so a late answer or two do not stop the cache from answering.
+pub const PING_EVERY: Duration = Duration::from_millis(250);
 
 /// Live sessions by token hash; see the [module](self).
 ///
@@ -62,6 +79,9 @@ pub struct SessionCache {
     state: Mutex<State>,
     /// Whether notices reach the cache (the `LISTEN` connection is up).
     listening: AtomicBool,
+    /// The lease: nanoseconds after `born` until which the connection is known alive.
+    alive_until: AtomicU64,
+    born: Instant,
     /// Bumped (under the lock) by everything that forgets: a lookup that began before a
     /// bump may have read a session since revoked, and is not kept.
     epoch: AtomicU64,
@@ -109,6 +129,8 @@ impl SessionCache {
             ttl,
             state: Mutex::default(),
             listening: AtomicBool::new(false),
+            alive_until: AtomicU64::new(0),
+            born: Instant::now(),
             epoch: AtomicU64::new(0),
             stats: Stats::default(),
         }
@@ -124,15 +146,17 @@ impl SessionCache {
         })
     }
 
-    /// The tap that keeps the cache in step with [`CHANNEL`] (see [`Self::hear`]).
+    /// The tap that keeps the cache in step with [`CHANNEL`] (see [`Self::hear`]), pinging
+    /// every [`PING_EVERY`].
     pub fn tap(self: &Arc<Self>) -> Tap {
         let cache = self.clone();
-        Tap::new(CHANNEL, move |heard| cache.hear(heard))
+        Tap::new(CHANNEL, move |heard| cache.hear(heard)).pinging_every(PING_EVERY)
     }
 
     /// What the `LISTEN` connection heard: a session id to forget (`*`, or anything
-    /// unreadable: all of them); the connection lost (forget all, trust nothing); or
-    /// listening again (start empty, trusted).
+    /// unreadable: all of them); the connection lost (forget all, trust nothing);
+    /// listening again (start empty, trusted for a [`LEASE`]); or a ping answered (the
+    /// lease renewed from when it was sent).
     pub fn hear(&self, heard: Heard<'_>) {
         match heard {
             Heard::Payload(payload) => match payload.trim().parse::<i64>() {
@@ -144,14 +168,36 @@ impl SessionCache {
                     self.reset(true);
                 }
             },
-            Heard::Listening => self.reset(true),
+            Heard::Listening => {
+                self.renew(Instant::now());
+                self.reset(true);
+            }
             Heard::Lost => self.reset(false),
+            Heard::Answered(sent) => self.renew(sent),
         }
     }
 
-    /// Whether the cache is trusted now (its `LISTEN` connection is up).
+    fn since_born(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.born).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn renew(&self, sent: Instant) {
+        let until = self.since_born(sent + LEASE);
+        self.alive_until.fetch_max(until, Ordering::AcqRel);
+    }
+
+    /// Whether the cache's `LISTEN` connection is up (it may still be past its lease).
     pub fn is_listening(&self) -> bool {
         self.listening.load(Ordering::Acquire)
+    }
+
+    /// Whether the cache answers now: listening, and within its [`LEASE`].
+    pub fn is_trusted(&self) -> bool {
+        self.trusted_at(Instant::now())
+    }
+
+    fn trusted_at(&self, now: Instant) -> bool {
+        self.is_listening() && self.since_born(now) < self.alive_until.load(Ordering::Acquire)
     }
 
     /// Forgets `session_id` (revoked, here or elsewhere).
@@ -196,7 +242,7 @@ impl SessionCache {
 
     fn get_at(&self, hash: &[u8], now: Instant) -> Option<Principal> {
         let key: &Key = hash.try_into().ok()?;
-        if !self.is_listening() {
+        if !self.trusted_at(now) {
             return None;
         }
         let mut state = self.lock();
@@ -223,7 +269,7 @@ impl SessionCache {
     }
 
     fn is_live_at(&self, session_id: i64, now: Instant) -> bool {
-        if !self.is_listening() {
+        if !self.trusted_at(now) {
             return false;
         }
         let state = self.lock();
@@ -247,7 +293,7 @@ impl SessionCache {
         }
         let until = ticket.at + expires_in.min(self.ttl);
         let mut state = self.lock();
-        if !self.is_listening() || self.epoch.load(Ordering::Acquire) != ticket.epoch {
+        if !self.is_trusted() || self.epoch.load(Ordering::Acquire) != ticket.epoch {
             return;
         }
         state.serial += 1;
@@ -356,8 +402,8 @@ impl Collector for CacheGauges {
         crate::metrics::gauge(
             &mut e,
             "pgbridge_session_cache_trusted",
-            "1 while the session cache's LISTEN connection is up and it answers; 0 otherwise.",
-            usize::from(cache.is_listening()),
+            "1 while the session cache answers: its LISTEN connection up, within its lease.",
+            usize::from(cache.is_trusted()),
         )
     }
 }
@@ -419,7 +465,12 @@ mod tests {
         let ticket = cache.ticket();
         cache.keep(&ticket, &key(1), principal(1), Duration::from_secs(5));
         cache.keep(&ticket, &key(2), principal(2), Duration::from_secs(3600));
-        let at = |secs: u64| ticket.at + Duration::from_secs(secs);
+        // Each moment below just after a ping answered (within the lease).
+        let at = |secs: u64| {
+            let at = ticket.at + Duration::from_secs(secs);
+            cache.hear(Heard::Answered(at));
+            at
+        };
         assert_eq!(cache.get_at(&key(1), at(4)), Some(principal(1)));
         assert!(cache.is_live_at(1, at(4)));
         assert_eq!(cache.get_at(&key(1), at(5)), None, "the session expired");
@@ -471,6 +522,28 @@ mod tests {
         cache.keep(&ticket, &key(3), principal(3), Duration::from_secs(60));
         cache.hear(Heard::Payload("*"));
         assert!(cache.is_empty(), "`*` forgets everything");
+    }
+
+    #[test]
+    fn it_answers_only_within_the_lease_of_the_last_ping_answered() {
+        let cache = listening(10, Duration::from_secs(60));
+        let ticket = cache.ticket();
+        cache.keep(&ticket, &key(1), principal(1), Duration::from_secs(60));
+        let start = ticket.at;
+        assert!(cache.trusted_at(start));
+        assert_eq!(cache.get_at(&key(1), start + LEASE / 2), Some(principal(1)));
+        // No answer for a lease: a connection that may be dead without having closed.
+        let late = start + LEASE + Duration::from_millis(10);
+        assert_eq!(cache.get_at(&key(1), late), None);
+        assert!(!cache.is_live_at(1, late));
+        // A ping sent after that and answered: what it kept is trusted again (every
+        // notice sent before the ping was heard before its answer).
+        cache.hear(Heard::Answered(late));
+        assert_eq!(cache.get_at(&key(1), late), Some(principal(1)));
+        // An older answer arriving late does not shorten or stretch it.
+        cache.hear(Heard::Answered(start));
+        assert!(cache.trusted_at(late + LEASE / 2));
+        assert!(!cache.trusted_at(late + LEASE));
     }
 
     #[test]

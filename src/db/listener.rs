@@ -73,6 +73,10 @@ pub enum Heard<'a> {
     Lost,
     /// A notification on the tap's channel: its payload.
     Payload(&'a str),
+    /// A keep-alive round trip sent at this instant was answered: the connection was alive
+    /// then, and what was notified before it has been heard (notifications and the answer
+    /// come in order on the one connection).
+    Answered(std::time::Instant),
 }
 
 /// Another channel heard on a [`Listener`]'s connection: no connection of its own. Its
@@ -93,6 +97,7 @@ pub enum Heard<'a> {
 pub struct Tap {
     channel: &'static str,
     hear: Arc<dyn Fn(Heard<'_>) + Send + Sync>,
+    ping: Option<Duration>,
 }
 
 impl Tap {
@@ -101,7 +106,17 @@ impl Tap {
         Self {
             channel,
             hear: Arc::new(hear),
+            ping: None,
         }
+    }
+
+    /// Asks the connection to make a keep-alive round trip at least this often (the
+    /// listener pings at the shortest interval any tap or its config asks for), each
+    /// answer heard as [`Heard::Answered`]: for a tap that must know the connection is
+    /// alive, not only that it has not failed yet.
+    pub fn pinging_every(mut self, interval: Duration) -> Self {
+        self.ping = Some(interval);
+        self
     }
 
     /// Its channel.
@@ -316,10 +331,15 @@ async fn listen_once<T: Send + Sync + 'static>(
     // A periodic round trip notices a connection that died without closing. The round trip
     // is polled beside the connection's messages, never awaited on its own: its answer only
     // arrives while the connection is being driven.
-    let mut ping = tokio::time::interval(config.ping_interval.max(Duration::from_millis(1)));
+    let every = taps
+        .iter()
+        .filter_map(|tap| tap.ping)
+        .fold(config.ping_interval, Duration::min);
+    let mut ping = tokio::time::interval(every.max(Duration::from_millis(1)));
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
     let mut pong: Option<Pin<Box<dyn Future<Output = bool> + Send + '_>>> = None;
+    let mut pinged_at = std::time::Instant::now();
     loop {
         tokio::select! {
             message = messages.next() => match message {
@@ -358,8 +378,12 @@ async fn listen_once<T: Send + Sync + 'static>(
                     tracing::warn!(channel = config.channel, "LISTEN connection did not answer a ping");
                     return Ok(());
                 }
+                // Its answer came after every notification sent before it, each already
+                // handled (the answer is routed only once those were read).
+                tell(taps, Heard::Answered(pinged_at));
             }
             _ = ping.tick(), if pong.is_none() => {
+                pinged_at = std::time::Instant::now();
                 let timeout = config.connect_timeout;
                 let round_trip = client.simple_query("");
                 pong = Some(Box::pin(async move {

@@ -94,13 +94,21 @@ async fn refused_within(account: &Account, path: &str, within: Duration) -> Opti
 
 /// Uses `account`'s token on `service` until the cache answers it (a hit is counted).
 async fn cached_on(service: &TestService, account: &Account, path: &str) {
-    let before = metric(service, "pgbridge_session_cache_hits_total").await;
-    for _ in 0..2 {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut hits = metric(service, "pgbridge_session_cache_hits_total").await;
+    for n in 0.. {
         let reply = on(service, account).get(path).await;
         assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+        let now = metric(service, "pgbridge_session_cache_hits_total").await;
+        if n > 0 && now > hits {
+            return;
+        }
+        hits = now;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the cache never answered"
+        );
     }
-    let after = metric(service, "pgbridge_session_cache_hits_total").await;
-    assert!(after > before, "the second request was a cache hit");
 }
 
 async fn log_in(service: &TestService, username: &str) -> Account {
@@ -268,6 +276,71 @@ async fn revocations_while_the_listen_connection_is_down_are_honoured() {
     );
     assert_401(&asked_during.get(&note).await, "still refused");
     cached_on(&service, &untouched, &own).await;
+}
+
+/// Sends SIGCONT to a stopped backend when dropped, whatever the test's outcome.
+struct Stopped(i32);
+
+impl Stopped {
+    fn signal(pid: i32, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        Self::signal(self.0, "-CONT");
+    }
+}
+
+#[tokio::test]
+async fn a_listen_connection_that_stops_answering_is_not_trusted_past_its_lease() {
+    let (a, b) = two_services(|_| {}).await;
+    let alice = Account::new(a.addr, "alice").await;
+    let note = format!("/notes/{}", alice.create("x").await);
+    cached_on(&b, &alice, &note).await;
+
+    // B's LISTEN backend stops, its socket open: nothing tells B the connection is dead,
+    // and the revocation's notice never reaches it.
+    let admin = connect(&b.database_url).await;
+    let pids: Vec<i32> = admin
+        .query(
+            "SELECT pid FROM pg_stat_activity \
+             WHERE application_name = 'pgbridge-listener' AND datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    let _stopped: Vec<Stopped> = pids
+        .iter()
+        .map(|pid| {
+            Stopped::signal(*pid, "-STOP");
+            Stopped(*pid)
+        })
+        .collect();
+
+    let changed = admin
+        .execute(
+            "UPDATE sessions SET revoked_at = now() \
+             WHERE token_hash = sha256(convert_to($1, 'UTF8'))",
+            &[&alice.token],
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed, 1);
+    let refused = refused_within(&on(&b, &alice), &note, REVOCATION_BOUND)
+        .await
+        .expect("B refused the revoked token within its lease");
+    assert_401(&refused, "B, its LISTEN connection silent");
+    assert_401(&alice.get(&note).await, "A too");
 }
 
 #[tokio::test]
