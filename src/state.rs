@@ -63,7 +63,12 @@ impl AppState {
         config.fold_tls_defaults();
         // The session cache goes with every Db, so that whatever holds one (a request, an
         // open stream) reaches it; its revocations come through the feed's LISTEN.
-        let sessions = auth::SessionCache::from_config(&config);
+        let sessions = (config.session_cache_size > 0).then(|| {
+            Arc::new(auth::SessionCache::new(
+                config.session_cache_size,
+                std::time::Duration::from_secs(config.session_cache_ttl_secs.max(1)),
+            ))
+        });
         let with_sessions = |db: Db| match &sessions {
             Some(cache) => db.attach(cache.clone()),
             None => db,

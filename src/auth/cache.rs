@@ -136,16 +136,6 @@ impl SessionCache {
         }
     }
 
-    /// The cache `config` asks for: `None` with `SESSION_CACHE_SIZE=0`.
-    pub fn from_config(config: &crate::config::Config) -> Option<Arc<Self>> {
-        (config.session_cache_size > 0).then(|| {
-            Arc::new(Self::new(
-                config.session_cache_size,
-                Duration::from_secs(config.session_cache_ttl_secs.max(1)),
-            ))
-        })
-    }
-
     /// The tap that keeps the cache in step with [`CHANNEL`] (see [`Self::hear`]), pinging
     /// every [`PING_EVERY`].
     pub fn tap(self: &Arc<Self>) -> Tap {

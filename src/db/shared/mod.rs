@@ -106,7 +106,7 @@ impl Unnamed {
 pub struct Shared {
     set: Arc<Set>,
     /// What the layers above attached to the [`Db`](super::Db) ([`Db::attach`](super::Db::attach)).
-    extensions: Arc<http::Extensions>,
+    extensions: Arc<::http::Extensions>,
 }
 
 /// Settings of the shared path; part of [`DbConfig`](super::DbConfig).
