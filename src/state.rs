@@ -83,6 +83,13 @@ impl AppState {
             .collect::<Result<Vec<_>, _>>()?;
         let taps = sessions.iter().map(|cache| cache.tap()).collect();
         let apps = Apps::start_with(&db, &config, taps);
+        if let Some(cache) = &sessions {
+            tokio::spawn(
+                cache
+                    .clone()
+                    .arm_when_triggered(db.clone(), apps.notes.listener.stopped()),
+            );
+        }
         let bulkheads = bulkhead::Bulkheads::behind(
             config.bulkheads(),
             auth::client_addr::TrustedProxies::new(config.trusted_proxies.clone()),

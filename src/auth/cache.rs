@@ -18,6 +18,9 @@
 //!   [`LEASE`] of the sending of the last ping answered — an answer that arrives after
 //!   every notification sent before it. So whatever fails, a revocation stops the token
 //!   within [`LEASE`].
+//! - **Only once the trigger is there**: a database whose migrations have not run yet
+//!   sends no notice at all, so the cache answers nothing until it has seen the trigger
+//!   ([`SessionCache::arm_when_triggered`]); till then every request asks Postgres.
 //! - **No stale answer kept**: a lookup takes a [`Ticket`] before it asks Postgres; what it
 //!   found is kept only if nothing was forgotten (and the connection did not drop) since,
 //!   so an answer read before a revocation never outlives the revocation's notice.
@@ -65,6 +68,7 @@ pub const PING_EVERY: Duration = Duration::from_millis(250);
 /// let cache = SessionCache::new(1000, Duration::from_secs(60));
 /// let principal = Principal { account_id: 7, session_id: 42 };
 /// let hash = [1_u8; 32];
+/// cache.arm(); // the sessions trigger exists (see `arm_when_triggered`)
 /// cache.hear(Heard::Listening); // trusted only while its LISTEN connection is up
 /// let ticket = cache.ticket(); // before the lookup
 /// cache.keep(&ticket, &hash, principal, Duration::from_secs(3600));
@@ -77,6 +81,8 @@ pub struct SessionCache {
     capacity: usize,
     ttl: Duration,
     state: Mutex<State>,
+    /// Whether the database has the trigger that sends the notices.
+    armed: AtomicBool,
     /// Whether notices reach the cache (the `LISTEN` connection is up).
     listening: AtomicBool,
     /// The lease: nanoseconds after `born` until which the connection is known alive.
@@ -128,6 +134,7 @@ impl SessionCache {
             capacity,
             ttl,
             state: Mutex::default(),
+            armed: AtomicBool::new(false),
             listening: AtomicBool::new(false),
             alive_until: AtomicU64::new(0),
             born: Instant::now(),
@@ -187,7 +194,72 @@ impl SessionCache {
     }
 
     fn trusted_at(&self, now: Instant) -> bool {
-        self.is_listening() && self.since_born(now) < self.alive_until.load(Ordering::Acquire)
+        self.armed.load(Ordering::Acquire)
+            && self.is_listening()
+            && self.since_born(now) < self.alive_until.load(Ordering::Acquire)
+    }
+
+    /// Declares that the database has the sessions trigger: without it no revocation would
+    /// ever be heard, so the cache answers nothing until this is called. The service calls
+    /// it from [`arm_when_triggered`](Self::arm_when_triggered).
+    pub fn arm(&self) {
+        self.armed.store(true, Ordering::Release);
+    }
+
+    /// Checks every second (on `db`'s shared connections) whether the sessions trigger of
+    /// the migration `…_sessions_notify_revocations.sql` is installed, and [arms](Self::arm)
+    /// the cache once it is; gives up when `stop` turns `true`. A service whose migrations
+    /// run later (`MIGRATE=false`, or the tests' harness) thus starts without a cache and
+    /// gains it, never the reverse.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: pgbridge::db::Db) {
+    /// use std::sync::Arc;
+    /// use pgbridge::auth::SessionCache;
+    ///
+    /// let cache = Arc::new(SessionCache::new(1000, std::time::Duration::from_secs(60)));
+    /// let (_stop, stopped) = tokio::sync::watch::channel(false);
+    /// tokio::spawn(cache.clone().arm_when_triggered(db, stopped));
+    /// # }
+    /// ```
+    pub async fn arm_when_triggered(
+        self: Arc<Self>,
+        db: crate::db::Db,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut warned = false;
+        loop {
+            let found = db
+                .shared()
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_trigger \
+                     WHERE tgname = 'sessions_notify_revocations' \
+                       AND tgrelid = to_regclass('sessions'))",
+                    &[],
+                )
+                .await
+                .map(|row| row.get::<_, bool>(0));
+            match found {
+                Ok(true) => {
+                    self.arm();
+                    tracing::debug!("the sessions trigger is installed: session cache on");
+                    return;
+                }
+                Ok(false) if !warned => {
+                    warned = true;
+                    tracing::warn!(
+                        "no sessions trigger yet (migrations not run?): the session cache \
+                         stays off until it is installed"
+                    );
+                }
+                Ok(false) => {}
+                Err(err) => tracing::debug!(error = %err, "session cache: trigger check failed"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+        }
     }
 
     /// Forgets `session_id` (revoked, here or elsewhere).
@@ -417,8 +489,21 @@ mod tests {
 
     fn listening(capacity: usize, ttl: Duration) -> SessionCache {
         let cache = SessionCache::new(capacity, ttl);
+        cache.arm();
         cache.hear(Heard::Listening);
         cache
+    }
+
+    #[test]
+    fn it_answers_nothing_before_it_is_armed() {
+        let cache = SessionCache::new(10, Duration::from_secs(60));
+        cache.hear(Heard::Listening);
+        let ticket = cache.ticket();
+        cache.keep(&ticket, &key(1), principal(1), Duration::from_secs(60));
+        assert!(cache.is_empty() && !cache.is_trusted());
+        cache.arm();
+        cache.keep(&ticket, &key(1), principal(1), Duration::from_secs(60));
+        assert_eq!(cache.get(&key(1)), Some(principal(1)));
     }
 
     #[test]
