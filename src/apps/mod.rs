@@ -73,6 +73,8 @@ impl Apps {
     /// let cache = Arc::new(SessionCache::new(1000, std::time::Duration::from_secs(60)));
     /// let db = Db::connect(&config.db())?.attach(cache.clone());
     /// let apps = Apps::start_with(&db, &config, vec![cache.tap()]);
+    /// // The cache answers once the sessions trigger is seen (as `AppState` does it).
+    /// tokio::spawn(cache.arm_when_triggered(db.clone(), apps.notes.listener.stopped()));
     /// # Ok(()) }
     /// ```
     pub fn start_with(db: &Db, config: &Config, taps: Vec<Tap>) -> Self {
