@@ -369,6 +369,7 @@ pub async fn login(mut environ: Environ, start_response: StartResponse) -> Resul
     .await?;
     drop(conn);
     settings.stats.revoked(session.revoked);
+    auth::forget_sessions(&db, &session.revoked_ids);
     let cookie = session_cookie(&environ, &settings, &token, settings.session_ttl.as_secs());
     send_json(
         &start_response,
@@ -394,6 +395,8 @@ pub async fn logout(environ: Environ, start_response: StartResponse) -> Result<B
         &[&principal.session_id],
     )
     .await?;
+    // This process's session cache forgets it before the answer; the others hear it.
+    auth::forget_sessions(&db(&environ)?, &[principal.session_id]);
     let cookie = session_cookie(&environ, &settings, "", 0);
     start_response.start("204 No Content", vec![("Set-Cookie".to_owned(), cookie)])?;
     Ok(Body::empty())

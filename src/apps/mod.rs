@@ -12,10 +12,13 @@ pub mod poll_sleep;
 pub mod postgres_async;
 pub mod web;
 
+use std::time::Duration;
+
 use axum::{Extension, Router};
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::db::listener::{ListenConfig, Listener, Tap};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use awsgi::Environ;
@@ -51,8 +54,44 @@ pub struct Apps {
 impl Apps {
     /// Starts every application's background work. Needs a tokio runtime.
     pub fn start(db: &Db, config: &Config) -> Self {
+        Self::start_with(db, config, Vec::new())
+    }
+
+    /// [`start`](Self::start), with `taps`: other channels the process listens on, heard on
+    /// the notes feed's `LISTEN` connection (one per process; the session cache's
+    /// revocations come this way, see [`crate::auth::cache`]).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use pgbridge::apps::Apps;
+    /// use pgbridge::auth::SessionCache;
+    /// use pgbridge::config::Config;
+    /// use pgbridge::db::Db;
+    ///
+    /// let config = Config::new("postgres://postgres@localhost/app");
+    /// let cache = Arc::new(SessionCache::new(1000, std::time::Duration::from_secs(60)));
+    /// let db = Db::connect(&config.db())?.attach(cache.clone());
+    /// let apps = Apps::start_with(&db, &config, vec![cache.tap()]);
+    /// // The cache answers once the sessions trigger is seen (as `AppState` does it).
+    /// tokio::spawn(cache.arm_when_triggered(db.clone(), apps.notes.listener.stopped()));
+    /// # Ok(()) }
+    /// ```
+    pub fn start_with(db: &Db, config: &Config, taps: Vec<Tap>) -> Self {
+        let listener = Listener::spawn_with(
+            ListenConfig {
+                url: config.events_url().to_owned(),
+                channel: notes::events::CHANNEL,
+                capacity: config.events_buffer,
+                connect_timeout: Duration::from_millis(config.db_connect_timeout_ms),
+                max_backoff: Duration::from_secs(5),
+                ping_interval: Duration::from_millis(config.events_listen_ping_ms),
+            },
+            notes::events::Broadcast::parse,
+            taps,
+        );
         Self {
-            notes: notes::events::Feed::spawn(db, config),
+            notes: notes::events::Feed::start(listener, db, config),
         }
     }
 
