@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/rename.sh on a scratch copy: rename the template to `my_service`, check that every
 # target of the workspace builds, and run the tests that see the renamed spellings (headers and
-# cookie through a standby read, metric names, the role and its settings, session cookie).
+# cookie through a standby read, metric names, the role and its settings, session cookie, the
+# sessions trigger's NOTIFY channel).
 # The copy shares this checkout's target directory, so only the two workspace crates build again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,4 +27,5 @@ if left=$(git grep -n -i pgbridge -- . ':!scripts/rename.sh'); then
 fi
 export CARGO_TARGET_DIR="$root/target"
 cargo check --workspace --all-targets
-cargo test --test api -- auth:: ownership:: seed_apps:: scale::reads_from_a_standby_see_your_writes
+cargo test --test api -- auth:: ownership:: seed_apps:: scale::reads_from_a_standby_see_your_writes \
+  sessions_cache::a_logout_on_one_service_stops_the_token_on_the_other_within_a_second

@@ -43,7 +43,7 @@ pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response
 }
 
 /// One field that failed validation, for 422 answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// The field's name in the request.
     pub field: String,

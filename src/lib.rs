@@ -16,6 +16,7 @@
 //!   mounts every table, and the index at `/` lists it.
 //! - [`resource`]: the resource kit, the way to write a JSON resource owned by an account
 //!   (`apps::notes` is its worked example).
+//! - [`api_doc`]: the OpenAPI document `/openapi.json` serves, built from the route table.
 //! - [`config`], [`error`]: every setting in one place; one JSON error shape.
 //! - [`embedded_pg`]: a private PostgreSQL cluster from the machine's server binaries, the
 //!   database of `cargo run` with no `DATABASE_URL` and of the test harness.
@@ -39,6 +40,7 @@
 )]
 #![forbid(unsafe_code)]
 
+pub mod api_doc;
 pub mod apps;
 pub mod auth;
 /// The contract crate (`awsgi/` in this workspace), re-exported so that a user of pgbridge
@@ -124,6 +126,7 @@ pub fn router_with(state: AppState, extra: Vec<Route>) -> Router {
         .error_responder(error::awsgi_error_response);
     let mut table = routes();
     table.extend(extra);
+    let document = apps::web::ApiDocument::new(&api_doc::json(&routes::document(&table)));
     let (routes, listing) = routes::mount(table, &state, &awsgi, state.config.validate_apps);
     let mut auth_settings = auth::AuthSettings::from_config(&state.config);
     auth_settings.stats = state.login_stats.clone();
@@ -142,6 +145,7 @@ pub fn router_with(state: AppState, extra: Vec<Route>) -> Router {
         .layer(Extension(state.reads.clone()))
         .layer(Extension(state.db.clone()))
         .layer(Extension(listing))
+        .layer(Extension(document))
         .service(routes);
     http_edge::layers(service, &state)
 }

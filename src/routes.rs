@@ -2,6 +2,10 @@
 //! one-line summary beside the handler — and read twice: [`crate::router`] mounts it, and
 //! the index at `GET /` lists it. A route that is served is listed, and the other way round.
 //!
+//! The table is also read a third time: each route carries its part of the API document
+//! ([`Route::documented`]), and [`document`] joins them into the `/openapi.json` the router
+//! serves.
+//!
 //! Each application module declares its own table (`pub fn routes() -> Vec<Route>`), and
 //! [`crate::routes()`] joins them. To add a resource, declare its routes and add the table
 //! to that list:
@@ -66,8 +70,7 @@ pub struct Route {
     build: Build,
 }
 
-/// Adds a route's operations, and the component schemas they refer to, to the API document.
-pub type Document = fn(&mut utoipa::openapi::OpenApi);
+pub use crate::api_doc::Document;
 
 impl fmt::Debug for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -230,23 +233,24 @@ impl Route {
     }
 
     /// Documents the route: `doc` adds its operations (and the schemas they name) to the
-    /// API document that `GET /openapi.json` serves. A route may carry several.
+    /// API document that `GET /openapi.json` serves ([`document`]), written with utoipa's
+    /// builders and the shortcuts of [`crate::api_doc::parts`]. A route may carry several.
     ///
     /// ```
     /// use http::Method;
-    /// use pgbridge::routes::Route;
+    /// use pgbridge::api_doc::parts;
+    /// use pgbridge::routes::{self, Route};
     /// use utoipa::openapi::OpenApi;
-    /// use utoipa::openapi::path::{HttpMethod, OperationBuilder};
     ///
     /// fn ping(doc: &mut OpenApi) {
-    ///     let operation = OperationBuilder::new().summary(Some("answers pong")).build();
-    ///     doc.paths.add_path_operation("/ping", vec![HttpMethod::Get], operation);
+    ///     let operation = parts::operation("ping", "Answers pong")
+    ///         .response("200", parts::text("Pong.", "text/plain"));
+    ///     parts::add(doc, "/ping", parts::Method::Get, operation);
     /// }
     ///
     /// let route = Route::handler(&[Method::GET], "/ping", "answers pong", || async { "pong" })
     ///     .documented(ping);
-    /// let mut doc = OpenApi::default();
-    /// (route.docs[0])(&mut doc);
+    /// let doc = routes::document(&[route]);
     /// assert!(doc.paths.get_path_item("/ping").is_some());
     /// ```
     pub fn documented(mut self, doc: Document) -> Self {
@@ -325,11 +329,12 @@ impl Mount<'_> {
 }
 
 /// One line of the index at `/`: `{"route": "GET /healthz", "description": "…"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Entry {
-    /// [`Route::label`].
+    /// The methods, the path and the query if any (`GET /seed/poll-sleep?seconds=N`), as
+    /// `Route::label` writes them.
     pub route: String,
-    /// [`Route::summary`].
+    /// What the route does, in one line (its `summary`).
     pub description: &'static str,
 }
 
@@ -350,6 +355,17 @@ impl Listing {
                 .collect(),
         )
     }
+}
+
+/// The API document of `table`: the [base](crate::api_doc::base()), then each route's
+/// [`docs`](Route::docs) in table order (see [`crate::api_doc`]).
+///
+/// ```
+/// let doc = pgbridge::routes::document(&pgbridge::routes());
+/// assert!(doc.paths.get_path_item("/openapi.json").is_some());
+/// ```
+pub fn document(table: &[Route]) -> utoipa::openapi::OpenApi {
+    crate::api_doc::build(table.iter().flat_map(|route| route.docs.iter().copied()))
 }
 
 /// Mounts every route of `table` on one router, with the layer for applications, and

@@ -61,15 +61,35 @@ impl AppState {
     pub fn per_core(mut config: Config, cores: usize) -> Result<(Self, Vec<Self>), DbError> {
         config.check_pooler().map_err(DbError::Config)?;
         config.fold_tls_defaults();
-        let db = Db::connect(&config.db())?;
+        // The session cache goes with every Db, so that whatever holds one (a request, an
+        // open stream) reaches it; its revocations come through the feed's LISTEN.
+        let sessions = (config.session_cache_size > 0).then(|| {
+            Arc::new(auth::SessionCache::new(
+                config.session_cache_size,
+                std::time::Duration::from_secs(config.session_cache_ttl_secs.max(1)),
+            ))
+        });
+        let with_sessions = |db: Db| match &sessions {
+            Some(cache) => db.attach(cache.clone()),
+            None => db,
+        };
+        let db = with_sessions(Db::connect(&config.db())?);
         let reads = ReadRouter::new(db.clone(), &config.read_route(), &config.db())?;
         let mut core_config = config.db();
         core_config.shared.connections = 1;
         core_config.pool_size = (config.db_pool_size / cores.max(1)).max(1);
         let core_dbs = (0..cores)
-            .map(|_| Db::connect(&core_config))
+            .map(|_| Db::connect(&core_config).map(with_sessions))
             .collect::<Result<Vec<_>, _>>()?;
-        let apps = Apps::start(&db, &config);
+        let taps = sessions.iter().map(|cache| cache.tap()).collect();
+        let apps = Apps::start_with(&db, &config, taps);
+        if let Some(cache) = &sessions {
+            tokio::spawn(
+                cache
+                    .clone()
+                    .arm_when_triggered(db.clone(), apps.notes.listener.stopped()),
+            );
+        }
         let bulkheads = bulkhead::Bulkheads::behind(
             config.bulkheads(),
             auth::client_addr::TrustedProxies::new(config.trusted_proxies.clone()),
@@ -85,6 +105,9 @@ impl AppState {
         apps.register_metrics(&mut metrics);
         let login_stats = Arc::new(auth::LoginStats::default());
         metrics.register_collector(auth::sessions::LoginGauges(login_stats.clone()));
+        if let Some(cache) = &sessions {
+            metrics.register_collector(auth::cache::CacheGauges(cache.clone()));
+        }
         let state = Self {
             login_stats,
             db,

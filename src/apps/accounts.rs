@@ -16,8 +16,13 @@
 //! the account exists.
 
 use http::Method;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa::openapi::OpenApi;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+
+use crate::api_doc::parts::{self, Method as Op};
 
 use crate::auth::{self, AuthSettings, Carrier, password, sessions, throttle, token};
 use crate::db::DbError;
@@ -39,26 +44,208 @@ pub fn routes() -> Vec<Route> {
             "/accounts",
             "sign up: {\"username\",\"password\"}",
             signup,
-        ),
+        )
+        .documented(document_signup),
         Route::app(
             &[Method::GET],
             "/accounts/me",
             "the account the bearer token belongs to",
             me,
-        ),
+        )
+        .documented(document_me),
         Route::app(
             &[Method::POST],
             "/sessions",
             "log in: a bearer token, and the cookie for /notes/events",
             login,
-        ),
+        )
+        .documented(document_login),
         Route::app(
             &[Method::DELETE],
             "/sessions/current",
             "log out: the bearer token stops working at once",
             logout,
-        ),
+        )
+        .documented(document_logout),
     ]
+}
+
+/// An account, as `POST /accounts` and `GET /accounts/me` show it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Account {
+    /// Assigned by Postgres.
+    #[schema(minimum = 1)]
+    pub id: i64,
+    /// The username, lower-cased.
+    pub username: String,
+    /// RFC 3339, UTC.
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+impl Account {
+    fn from_row(row: &tokio_postgres::Row) -> Self {
+        Self {
+            id: row.get(0),
+            username: row.get(1),
+            created_at: row.get(2),
+        }
+    }
+}
+
+/// A new session, as `POST /sessions` answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Session {
+    /// Send as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// When it stops working, RFC 3339 UTC.
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+}
+
+/// What sign-up and log-in send.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct Credentials {
+    #[schema(schema_with = username_schema)]
+    username: String,
+    #[schema(schema_with = password_schema)]
+    password: String,
+}
+
+fn username_schema() -> Schema {
+    let (min, max) = (*USERNAME_LEN.start(), *USERNAME_LEN.end());
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(min))
+        .max_length(Some(max))
+        .pattern(Some(format!("^[A-Za-z0-9._-]{{{min},{max}}}$")))
+        .description(Some(format!(
+            "{min} to {max} letters, digits, `.`, `_` or `-`; letters are lower-cased."
+        )))
+        .into()
+}
+
+fn password_schema() -> Schema {
+    let (min, max) = (*PASSWORD_LEN.start(), *PASSWORD_LEN.end());
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(min))
+        .max_length(Some(max))
+        .description(Some(format!("{min} to {max} characters.")))
+        .into()
+}
+
+const NOT_CREDENTIALS: &str = "The body is not a JSON object with the strings `username` and \
+                               `password` (and nothing else).";
+
+/// Sign-up and log-in: the credentials as the body, and the answers to a bad one.
+fn with_credentials(
+    operation: utoipa::openapi::path::OperationBuilder,
+) -> utoipa::openapi::path::OperationBuilder {
+    operation
+        .request_body(Some(parts::body(
+            &["application/json"],
+            parts::schema_ref("Credentials"),
+        )))
+        .response("400", parts::error(NOT_CREDENTIALS))
+        .response("413", parts::error("The body is larger than the limit."))
+        .response("415", parts::error("The body is not `application/json`."))
+}
+
+fn document_signup(doc: &mut OpenApi) {
+    parts::add_schema_of::<Credentials>(doc);
+    parts::add_schema_of::<Account>(doc);
+    let operation = parts::operation("signUp", "Create an account")
+        .description(Some(
+            "Then log in with `POST /sessions`. The password is stored as an Argon2id hash.",
+        ))
+        .response(
+            "201",
+            parts::json("The account.", parts::schema_ref("Account"))
+                .header("Location", parts::header("`/accounts/me`.")),
+        )
+        .response("409", parts::error("That username is taken."))
+        .response(
+            "422",
+            parts::error("A username or password outside the rules; `fields` says which."),
+        )
+        .response("503", parts::unavailable());
+    parts::add(doc, "/accounts", Op::Post, with_credentials(operation));
+}
+
+fn document_me(doc: &mut OpenApi) {
+    parts::add_schema_of::<Account>(doc);
+    let operation = parts::operation("me", "The account the token belongs to")
+        .security(parts::bearer())
+        .response(
+            "200",
+            parts::json("The account.", parts::schema_ref("Account")),
+        )
+        .response("401", parts::unauthorized())
+        .response("503", parts::unavailable());
+    parts::add(doc, "/accounts/me", Op::Get, operation);
+}
+
+fn document_login(doc: &mut OpenApi) {
+    parts::add_schema_of::<Credentials>(doc);
+    parts::add_schema_of::<Session>(doc);
+    let cookie = auth::SESSION_COOKIE;
+    let path = auth::COOKIE_PATH;
+    let retry_after: RefOr<Schema> = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(0))
+        .into();
+    let operation = parts::operation("logIn", "Log in: a bearer token")
+        .description(Some(format!(
+            "Also sets the `HttpOnly`, `SameSite=Lax` cookie `{cookie}` with `Path={path}`, so \
+             that an `EventSource` on the same origin is signed in. Every failed login is the \
+             same 401, whether or not the account exists; too many failures for one account or \
+             one address within the window are 429."
+        )))
+        .response(
+            "201",
+            parts::json("A new session.", parts::schema_ref("Session")).header(
+                "Set-Cookie",
+                parts::header(&format!(
+                    "`{cookie}=<token>; Path={path}; Max-Age=…; HttpOnly; SameSite=Lax` (and \
+                     `Secure` over HTTPS)."
+                )),
+            ),
+        )
+        .response("401", parts::unauthorized())
+        .response(
+            "429",
+            parts::json(
+                "Too many failed logins; try again later.",
+                parts::schema_ref(parts::ERROR),
+            )
+            .header(
+                "Retry-After",
+                parts::header_of("Seconds until the window ends.", retry_after),
+            ),
+        )
+        .response("503", parts::unavailable());
+    parts::add(doc, "/sessions", Op::Post, with_credentials(operation));
+}
+
+fn document_logout(doc: &mut OpenApi) {
+    let operation = parts::operation("logOut", "Log out: revoke this token")
+        .description(Some(
+            "The token stops working at once; open event streams on it end. The stream cookie \
+             is cleared.",
+        ))
+        .security(parts::bearer())
+        .response(
+            "204",
+            parts::empty("Revoked.").header(
+                "Set-Cookie",
+                parts::header(&format!("Clears `{}`.", auth::SESSION_COOKIE)),
+            ),
+        )
+        .response("401", parts::unauthorized())
+        .response("503", parts::unavailable());
+    parts::add(doc, "/sessions/current", Op::Delete, operation);
 }
 
 /// `POST /accounts`: sign up.
@@ -97,7 +284,7 @@ pub async fn signup(mut environ: Environ, start_response: StartResponse) -> Resu
             DbError::Conflict { .. } => ApiError::Conflict("that username is taken".into()),
             other => other.into(),
         })?;
-    let body = json!({"id": row.get::<_, i64>(0), "username": row.get::<_, String>(1), "created_at": row.get::<_, String>(2)});
+    let body = Account::from_row(&row);
     send_json(
         &start_response,
         "201 Created",
@@ -182,6 +369,7 @@ pub async fn login(mut environ: Environ, start_response: StartResponse) -> Resul
     .await?;
     drop(conn);
     settings.stats.revoked(session.revoked);
+    auth::forget_sessions(&db, &session.revoked_ids);
     let cookie = session_cookie(&environ, &settings, &token, settings.session_ttl.as_secs());
     send_json(
         &start_response,
@@ -190,7 +378,10 @@ pub async fn login(mut environ: Environ, start_response: StartResponse) -> Resul
             ("Set-Cookie".into(), cookie),
             ("Cache-Control".into(), "no-store".into()),
         ],
-        &json!({"token": token, "expires_at": session.expires_at}),
+        &Session {
+            token,
+            expires_at: session.expires_at,
+        },
     )
 }
 
@@ -204,6 +395,8 @@ pub async fn logout(environ: Environ, start_response: StartResponse) -> Result<B
         &[&principal.session_id],
     )
     .await?;
+    // This process's session cache forgets it before the answer; the others hear it.
+    auth::forget_sessions(&db(&environ)?, &[principal.session_id]);
     let cookie = session_cookie(&environ, &settings, "", 0);
     start_response.start("204 No Content", vec![("Set-Cookie".to_owned(), cookie)])?;
     Ok(Body::empty())
@@ -223,15 +416,7 @@ pub async fn me(environ: Environ, start_response: StartResponse) -> Result<Body,
             &[&principal.account_id],
         )
         .await?;
-    let body = json!({"id": row.get::<_, i64>(0), "username": row.get::<_, String>(1), "created_at": row.get::<_, String>(2)});
-    send_json(&start_response, "200 OK", vec![], &body)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Credentials {
-    username: String,
-    password: String,
+    send_json(&start_response, "200 OK", vec![], &Account::from_row(&row))
 }
 
 async fn read_credentials(environ: &mut Environ) -> Result<Credentials, ApiError> {
@@ -271,7 +456,7 @@ fn send_json(
     start_response: &StartResponse,
     status: &str,
     mut headers: Vec<(String, String)>,
-    body: &serde_json::Value,
+    body: &impl Serialize,
 ) -> Result<Body, Error> {
     headers.insert(0, ("Content-Type".into(), "application/json".into()));
     start_response.start(status, headers)?;

@@ -9,6 +9,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 
+use utoipa::openapi::OpenApi;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+
+use crate::api_doc::parts::{self, Method};
 use crate::db::failover::Sign;
 use crate::db::{Db, Ready};
 use crate::metrics::Metrics;
@@ -22,7 +26,8 @@ pub fn routes() -> Vec<Route> {
             "/healthz",
             "liveness: the process answers (no database)",
             healthz,
-        ),
+        )
+        .documented(document_healthz),
         Route::with(
             &[http::Method::GET],
             "/readyz",
@@ -40,8 +45,59 @@ pub fn routes() -> Vec<Route> {
                 };
                 axum::routing::on(mount.methods(), readyz).with_state(readiness)
             },
-        ),
+        )
+        .documented(document_readyz),
     ]
+}
+
+fn document_healthz(doc: &mut OpenApi) {
+    let operation = parts::operation("healthz", "Liveness: the process answers (no database)")
+        .response(
+            "200",
+            parts::json("Alive.", parts::constant("status", "ok")),
+        );
+    parts::add(doc, "/healthz", Method::Get, operation);
+}
+
+fn document_readyz(doc: &mut OpenApi) {
+    let word = |values: &[&str], description: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(values.to_vec()))
+            .description(Some(description))
+    };
+    let ready = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .required("status")
+        .property(
+            "status",
+            word(
+                &["ready", "busy"],
+                "`busy`: every pooled connection is checked out (still ready).",
+            ),
+        )
+        .property("database", word(&["writable"], "The database takes writes."))
+        .property(
+            "listener",
+            word(
+                &["up", "down"],
+                "The event feed's `LISTEN` connection (down alone does not make the service unready).",
+            ),
+        );
+    let operation = parts::operation(
+        "readyz",
+        "Readiness: Postgres answers within the ready timeout",
+    )
+    .response("200", parts::json("Ready.", ready))
+    .response(
+        "503",
+        parts::error(
+            "The database does not answer (`database_unavailable`) or takes no writes \
+             (`database_read_only`), both with `Retry-After`; or the service is shutting down \
+             (`draining`).",
+        ),
+    );
+    parts::add(doc, "/readyz", Method::Get, operation);
 }
 
 /// What `/readyz` needs.
@@ -195,5 +251,31 @@ pub fn metrics_routes() -> Vec<Route> {
                     crate::auth::require_metrics_token,
                 ))
         },
-    )]
+    )
+    .documented(document_metrics)]
+}
+
+fn document_metrics(doc: &mut OpenApi) {
+    let operation = parts::operation("metrics", "Counters in the Prometheus text format")
+        .description(Some(
+            "Requests by method and status, request durations, the pool, open event streams, \
+             the `LISTEN` connection, queries cancelled because their client left. When the \
+             service has a `METRICS_TOKEN`, it needs `Authorization: Bearer <METRICS_TOKEN>`; \
+             without one it is open.",
+        ))
+        .response(
+            "200",
+            parts::text("Prometheus text exposition format 0.0.4.", "text/plain"),
+        )
+        .response(
+            "401",
+            parts::json(
+                "`METRICS_TOKEN` is set and the request does not carry it.",
+                parts::schema_ref(parts::ERROR),
+            )
+            .header("WWW-Authenticate", parts::www_authenticate()),
+        )
+        .security(parts::scheme("metricsToken"))
+        .security(utoipa::openapi::security::SecurityRequirement::default());
+    parts::add(doc, "/metrics", Method::Get, operation);
 }

@@ -16,6 +16,7 @@ use axum::Router;
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::db::listener::Tap;
 use crate::metrics::Metrics;
 use crate::resource::feed::{Feed, Feeds};
 
@@ -57,7 +58,31 @@ pub struct Apps {
 impl Apps {
     /// Starts every application's background work. Needs a tokio runtime.
     pub fn start(db: &Db, config: &Config) -> Self {
-        let feeds = Feeds::spawn(db, config);
+        Self::start_with(db, config, Vec::new())
+    }
+
+    /// [`start`](Self::start), with `taps`: other channels the process listens on, heard on
+    /// the feeds' `LISTEN` connection (one per process; the session cache's revocations
+    /// come this way, see [`crate::auth::cache`]).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use pgbridge::apps::Apps;
+    /// use pgbridge::auth::SessionCache;
+    /// use pgbridge::config::Config;
+    /// use pgbridge::db::Db;
+    ///
+    /// let config = Config::new("postgres://postgres@localhost/app");
+    /// let cache = Arc::new(SessionCache::new(1000, std::time::Duration::from_secs(60)));
+    /// let db = Db::connect(&config.db())?.attach(cache.clone());
+    /// let apps = Apps::start_with(&db, &config, vec![cache.tap()]);
+    /// // The cache answers once the sessions trigger is seen (as `AppState` does it).
+    /// tokio::spawn(cache.arm_when_triggered(db.clone(), apps.notes.listener.stopped()));
+    /// # Ok(()) }
+    /// ```
+    pub fn start_with(db: &Db, config: &Config, taps: Vec<Tap>) -> Self {
+        let feeds = Feeds::spawn_with(db, config, taps);
         Self {
             notes: feeds.feed(notes::events::FEED),
             feeds,

@@ -28,8 +28,42 @@ pub fn routes() -> Vec<crate::routes::Route> {
         )
         .query("seconds=N")
         // Anonymous and up to 30 s long: the first to go at the connection cap.
-        .class(crate::bulkhead::RouteClass::AnonymousLong),
+        .class(crate::bulkhead::RouteClass::AnonymousLong)
+        .documented(document),
     ]
+}
+
+fn document(doc: &mut utoipa::openapi::OpenApi) {
+    use crate::api_doc::parts;
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+
+    let seconds = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(0))
+        .maximum(Some(MAX_SECONDS));
+    let operation = parts::operation(
+        "seedPollSleep",
+        "Sleep N seconds through fdevent timeouts, a line a second",
+    )
+    .description(Some(
+        "The port of nginx-poll-sleep: streams one line per second, holding no thread.",
+    ))
+    .parameter(parts::query(
+        "seconds",
+        &format!("Whole seconds to sleep, 0 to {MAX_SECONDS} (default 1)."),
+        seconds,
+    ))
+    .response(
+        "200",
+        parts::text("One line per second slept, streamed.", "text/plain"),
+    )
+    .response(
+        "400",
+        parts::error(&format!(
+            "`seconds` is not a whole number from 0 to {MAX_SECONDS}."
+        )),
+    );
+    parts::add(doc, "/seed/poll-sleep", parts::Method::Get, operation);
 }
 
 /// The application.

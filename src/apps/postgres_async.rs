@@ -19,16 +19,18 @@ use crate::request::db;
 pub const MAX_DELAY: f64 = 10.0;
 
 /// What one request reports: the rows Postgres returned after waiting.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = SleepReport)]
 pub struct Report {
     /// Seconds Postgres was asked to wait.
     pub delay: f64,
     /// The rows read after the wait.
+    #[schema(inline)]
     pub rows: Vec<SleepRow>,
 }
 
 /// One row of the query.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SleepRow {
     /// The Postgres backend that ran the query.
     pub backend_pid: i32,
@@ -49,8 +51,46 @@ pub fn routes() -> Vec<crate::routes::Route> {
         )
         .query("delay=SECONDS")
         // Anonymous, and it holds a pooled connection for up to 10 s: a bounded share.
-        .class(crate::bulkhead::RouteClass::AnonymousDb),
+        .class(crate::bulkhead::RouteClass::AnonymousDb)
+        .documented(document),
     ]
+}
+
+fn document(doc: &mut utoipa::openapi::OpenApi) {
+    use crate::api_doc::parts;
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+
+    parts::add_schema_of::<Report>(doc);
+    let delay = ObjectBuilder::new()
+        .schema_type(Type::Number)
+        .minimum(Some(0))
+        .maximum(Some(MAX_DELAY));
+    let operation = parts::operation(
+        "seedPostgresAsync",
+        "Wait inside Postgres (pg_sleep) and return the rows read",
+    )
+    .description(Some(
+        "The port of nginx-postgres-async: the request suspends on the Postgres socket; \
+         hanging up cancels the query on the server.",
+    ))
+    .parameter(parts::query(
+        "delay",
+        &format!("Seconds to sleep in Postgres, 0 to {MAX_DELAY} (default 1)."),
+        delay,
+    ))
+    .response(
+        "200",
+        parts::json(
+            "The rows Postgres returned.",
+            parts::schema_ref("SleepReport"),
+        ),
+    )
+    .response(
+        "400",
+        parts::error(&format!("`delay` is not a number from 0 to {MAX_DELAY}.")),
+    )
+    .response("503", parts::unavailable());
+    parts::add(doc, "/seed/postgres-async", parts::Method::Get, operation);
 }
 
 /// The application.

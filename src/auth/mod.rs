@@ -6,6 +6,8 @@
 //! - [`throttle`]: failed-login limits per (account, address) and per address, kept in
 //!   Postgres; [`client_addr`]: who the address is, behind `TRUSTED_PROXIES`.
 //! - [`sessions`]: a login's new session, the per-account cap and the pruning.
+//! - [`cache`]: live sessions remembered in the process (bounded, revoked on every replica
+//!   through `NOTIFY`), so that most requests skip the session lookup.
 //! - [`authenticate`] / [`scoped`]: the [`Principal`] from `Authorization: Bearer` (or, for
 //!   event streams only, the session cookie), and a [`Scoped`] transaction in which
 //!   row-level security shows that principal's rows and no others.
@@ -25,6 +27,7 @@
 //! }
 //! ```
 
+pub mod cache;
 pub mod client_addr;
 mod metrics_token;
 pub mod password;
@@ -37,6 +40,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::request::Principal;
+pub use cache::SessionCache;
 pub use client_addr::TrustedProxies;
 pub use metrics_token::require_metrics_token;
 pub use sessions::LoginStats;
@@ -46,7 +50,7 @@ use awsgi::Environ;
 use tokio_postgres::types::Type;
 
 use crate::db::replica::{ReadFrom, ScopedRead};
-use crate::db::{ACCOUNT_SETTING, Conn, Db, DbError, Owner, Scoped, Step, Unit};
+use crate::db::{ACCOUNT_SETTING, Conn, Db, DbError, Owner, Scoped, Shared, Step, Unit};
 use crate::error::ApiError;
 
 /// The session cookie `POST /sessions` sets, accepted on `GET /notes/events` only.
@@ -179,39 +183,92 @@ pub fn presented_token(environ: &Environ, carrier: Carrier) -> Result<&str, ApiE
 }
 
 /// The principal whose live session `token` is: 401 if it is unknown, expired or revoked.
+/// Always asks Postgres (no cache).
 pub async fn session(conn: &Conn, token: &str) -> Result<Principal, ApiError> {
-    session_by_hash(conn, &token::hash(token)).await
+    Ok(session_by_hash(conn, &token::hash(token)).await?.0)
 }
 
-/// [`session`] by the token's hash (prepared once per connection).
-async fn session_by_hash(conn: &Conn, hash: &[u8]) -> Result<Principal, ApiError> {
+/// [`session`] by the token's hash (prepared once per connection), with how long the
+/// session has left (see the scope statement in `db/unit.rs` for why `clock_timestamp()`).
+async fn session_by_hash(conn: &Conn, hash: &[u8]) -> Result<(Principal, Duration), ApiError> {
     let row = conn
         .query_opt(
-            "SELECT id, account_id FROM sessions \
+            "SELECT id, account_id, \
+                    extract(epoch FROM expires_at - clock_timestamp())::float8 \
+             FROM sessions \
              WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > now()",
             &[&hash],
         )
         .await?;
     let row = row.ok_or_else(|| unauthorized("the token is unknown, expired or revoked", true))?;
-    Ok(Principal {
+    let principal = Principal {
         session_id: row.get(0),
         account_id: row.get(1),
-    })
+    };
+    let left = Duration::try_from_secs_f64(row.get(2)).unwrap_or_default();
+    Ok((principal, left))
+}
+
+/// The session cache attached to `db` ([`Db::attach`]), if the service runs one.
+fn cache_of(db: &Db) -> Option<Arc<SessionCache>> {
+    db.extension::<Arc<SessionCache>>().cloned()
+}
+
+/// [`session_by_hash`] through the cache of `db`: the cache's answer, or a lookup on a
+/// pooled connection of `db` (kept in the cache).
+async fn lookup(db: &Db, cache: Option<&SessionCache>, hash: &[u8]) -> Result<Principal, ApiError> {
+    if let Some(principal) = cache.and_then(|cache| cache.get(hash)) {
+        return Ok(principal);
+    }
+    let ticket = cache.map(SessionCache::ticket);
+    let conn = db.conn().await?;
+    let (principal, left) = session_by_hash(&conn, hash).await?;
+    if let (Some(cache), Some(ticket)) = (cache, ticket) {
+        cache.keep(&ticket, hash, principal, left);
+    }
+    Ok(principal)
+}
+
+/// Tells this process's session cache that `session_ids` were revoked, before the request
+/// that revoked them answers (the trigger's notice tells the other processes, and this
+/// one again). Call it after the revocation committed.
+///
+/// ```no_run
+/// # async fn demo(db: pgbridge::db::Db) {
+/// pgbridge::auth::forget_sessions(&db, &[42]);
+/// # }
+/// ```
+pub fn forget_sessions(db: &Db, session_ids: &[i64]) {
+    if let Some(cache) = cache_of(db) {
+        for id in session_ids {
+            cache.forget(*id);
+        }
+    }
 }
 
 /// Whether the session is still live (not revoked, not expired): open streams ask again
-/// on every heartbeat, on the shared connections (one pipelined, prepared statement; no
-/// pooled connection per check).
-pub async fn still_valid(
-    conn: &impl crate::db::Queries,
-    principal: &Principal,
-) -> Result<bool, DbError> {
+/// on every heartbeat. The session cache answers when it knows the session (no query:
+/// a revocation anywhere reaches it within moments); else one pipelined, prepared
+/// statement on the shared connections (no pooled connection per check), whose answer
+/// the cache keeps.
+pub async fn still_valid(conn: &Shared, principal: &Principal) -> Result<bool, DbError> {
+    let cache = conn.extension::<Arc<SessionCache>>();
+    if cache.is_some_and(|cache| cache.is_live(principal.session_id)) {
+        return Ok(true);
+    }
+    let ticket = cache.map(|cache| cache.ticket());
     let row = conn
         .query_opt(
-            "SELECT 1 FROM sessions WHERE id = $1 AND revoked_at IS NULL AND expires_at > now()",
+            "SELECT token_hash, extract(epoch FROM expires_at - clock_timestamp())::float8 \
+             FROM sessions WHERE id = $1 AND revoked_at IS NULL AND expires_at > now()",
             &[&principal.session_id],
         )
         .await?;
+    if let (Some(cache), Some(ticket), Some(row)) = (cache, ticket, &row) {
+        let hash: Vec<u8> = row.get(0);
+        let left = Duration::try_from_secs_f64(row.get(1)).unwrap_or_default();
+        cache.keep(&ticket, &hash, *principal, left);
+    }
     Ok(row.is_some())
 }
 
@@ -228,8 +285,8 @@ pub fn authenticate(
         .and_then(|token| Ok((token, crate::request::db(environ)?)));
     async move {
         let (token, db) = ready?;
-        let conn = db.conn().await?;
-        session(&conn, &token).await
+        let cache = cache_of(&db);
+        lookup(&db, cache.as_deref(), &token::hash(&token)).await
     }
 }
 
@@ -251,7 +308,14 @@ pub fn scoped_via(
         .and_then(|token| Ok((token, crate::request::db(environ)?)));
     async move {
         let (token, db) = ready?;
-        resolve_scope(db.conn().await?, &token).await
+        let cached = cache_of(&db).and_then(|cache| cache.get(&token::hash(&token)));
+        match cached {
+            Some(principal) => {
+                let scoped = Scoped::begin(db.conn().await?, principal.account_id).await?;
+                Ok((principal, scoped))
+            }
+            None => resolve_scope(db.conn().await?, &token).await,
+        }
     }
 }
 
@@ -296,17 +360,65 @@ pub struct Bearer {
     hash: Vec<u8>,
     db: Db,
     route: Option<crate::request::consistency::ReadRoute>,
+    cache: Option<Arc<SessionCache>>,
+}
+
+/// How a [`Bearer`] scope finds its owner.
+enum Resolve {
+    /// The session cache knew the token: the scope is opened for its account.
+    Cached(Principal),
+    /// Looked up in the scope's own round trip; what was found is kept with this ticket.
+    Lookup(Option<cache::Ticket>),
 }
 
 impl Bearer {
     /// The `Authorization: Bearer` token (401 if none or malformed) and the `Db`.
     pub fn from_environ(environ: &Environ) -> Result<Self, ApiError> {
         let token = presented_token(environ, Carrier::Header)?;
+        let db = crate::request::db(environ)?;
         Ok(Self {
             hash: token::hash(token),
-            db: crate::request::db(environ)?,
+            cache: cache_of(&db),
+            db,
             route: None,
         })
+    }
+
+    /// The session cache's answer for this token, or a ticket for the lookup.
+    fn resolve(&self) -> Resolve {
+        match &self.cache {
+            None => Resolve::Lookup(None),
+            Some(cache) => match cache.get(&self.hash) {
+                Some(principal) => Resolve::Cached(principal),
+                None => Resolve::Lookup(Some(cache.ticket())),
+            },
+        }
+    }
+
+    /// The owner a scope opens with: the cached account (the scope statement then sets
+    /// the owner and the role without reading `sessions`), or the token's hash.
+    fn owner(&self, resolve: &Resolve) -> Owner<'_> {
+        match resolve {
+            Resolve::Cached(principal) => Owner::Account(principal.account_id),
+            Resolve::Lookup(_) => Owner::TokenHash(&self.hash),
+        }
+    }
+
+    /// The principal of a unit opened with [`owner`](Self::owner); a session its scope
+    /// statement found is kept in the cache. 401 if there was none.
+    fn principal(&self, resolve: &Resolve, unit: &Unit) -> Result<Principal, ApiError> {
+        match resolve {
+            Resolve::Cached(principal) => Ok(*principal),
+            Resolve::Lookup(ticket) => {
+                let principal = principal_of(unit)?;
+                if let (Some(cache), Some(ticket), Some(left)) =
+                    (&self.cache, ticket, unit.session_expires_in)
+                {
+                    cache.keep(ticket, &self.hash, principal, left);
+                }
+                Ok(principal)
+            }
+        }
     }
 
     /// As [`from_environ`](Self::from_environ), with the read route
@@ -319,26 +431,30 @@ impl Bearer {
 
     /// The session lookup, the owner, the role, `steps` and `COMMIT` in one round trip, as
     /// one unit on a shared connection of the primary ([`Shared::scope`](crate::db::Shared::scope));
-    /// 401 if the token has no live session.
+    /// 401 if the token has no live session. With the session cache knowing the token, the
+    /// unit skips the lookup (it still sets the owner and the role).
     pub async fn once(
         &self,
         steps: &[Step<'_>],
         with_lsn: bool,
     ) -> Result<(Principal, Unit), ApiError> {
+        let resolve = self.resolve();
         let unit = self
             .db
             .shared()
-            .scope(Owner::TokenHash(&self.hash), steps, with_lsn)
+            .scope(self.owner(&resolve), steps, with_lsn)
             .await?;
-        Ok((principal_of(&unit)?, unit))
+        Ok((self.principal(&resolve, &unit)?, unit))
     }
 
     /// The session lookup, the owner, the role and `steps` in one round trip, the
     /// transaction left open ([`Scoped::open`]); 401 if the token has no live session.
+    /// The lookup is skipped when the session cache knows the token.
     pub async fn open(&self, steps: &[Step<'_>]) -> Result<(Principal, Scoped, Unit), ApiError> {
+        let resolve = self.resolve();
         let (scoped, unit) =
-            Scoped::open(self.db.conn().await?, Owner::TokenHash(&self.hash), steps).await?;
-        Ok((principal_of(&unit)?, scoped, unit))
+            Scoped::open(self.db.conn().await?, self.owner(&resolve), steps).await?;
+        Ok((self.principal(&resolve, &unit)?, scoped, unit))
     }
 
     /// A read that tolerates replication lag ([`for_read`](Self::for_read)). Without
@@ -364,10 +480,11 @@ impl Bearer {
         let mut deadline = None;
         let Some(route) = route.filter(|route| route.has_standbys()) else {
             loop {
+                let resolve = self.resolve();
                 let tried = self
                     .db
                     .shared()
-                    .scope(Owner::TokenHash(&self.hash), steps, false)
+                    .scope(self.owner(&resolve), steps, false)
                     .await;
                 // Only the primary: again only on a failover sign (the next try opens a new
                 // connection); a server that cannot be reached fails fast.
@@ -380,7 +497,8 @@ impl Bearer {
                     }
                     other => {
                         let unit = other?;
-                        return Ok((principal_of(&unit)?, unit, ReadFrom::Primary));
+                        let principal = self.principal(&resolve, &unit)?;
+                        return Ok((principal, unit, ReadFrom::Primary));
                     }
                 }
             }
@@ -428,11 +546,18 @@ impl Bearer {
         steps: &[Step<'_>],
     ) -> Result<(Principal, Unit, ReadFrom), Attempt> {
         let from = reader.from();
-        let looked_up = match from {
-            ReadFrom::Primary => None,
-            ReadFrom::Standby => match primary.conn().await {
+        let resolve = self.resolve();
+        let looked_up = match (&resolve, from) {
+            (Resolve::Cached(principal), _) => Some(*principal),
+            (Resolve::Lookup(_), ReadFrom::Primary) => None,
+            (Resolve::Lookup(ticket), ReadFrom::Standby) => match primary.conn().await {
                 Ok(conn) => match session_by_hash(&conn, &self.hash).await {
-                    Ok(principal) => Some(principal),
+                    Ok((principal, left)) => {
+                        if let (Some(cache), Some(ticket)) = (&self.cache, ticket) {
+                            cache.keep(ticket, &self.hash, principal, left);
+                        }
+                        Some(principal)
+                    }
                     // The primary is going away: the standby's copy of the session.
                     Err(ApiError::Unavailable) => None,
                     Err(err) => return Err(Attempt::Api(err)),
@@ -450,6 +575,11 @@ impl Bearer {
             .map_err(Attempt::Db)?;
         let principal = match looked_up {
             Some(principal) => principal,
+            // Resolved on the scope's own server: a standby's answer (the primary was
+            // unreachable) is not kept: it may lag behind a revocation.
+            None if from == ReadFrom::Primary => {
+                self.principal(&resolve, &unit).map_err(Attempt::Api)?
+            }
             None => principal_of(&unit).map_err(Attempt::Api)?,
         };
         Ok((principal, unit, from))
@@ -539,10 +669,8 @@ pub fn scoped_read(
                 Ok((principal, ScopedRead::new(scoped, ReadFrom::Primary)))
             }
             ReadFrom::Standby => {
-                let principal = {
-                    let conn = primary.conn().await?;
-                    session(&conn, &token).await?
-                };
+                let cache = cache_of(&primary);
+                let principal = lookup(&primary, cache.as_deref(), &token::hash(&token)).await?;
                 let read = ScopedRead::begin(reader, principal.account_id).await?;
                 Ok((principal, read))
             }

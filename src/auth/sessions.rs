@@ -23,6 +23,8 @@ pub struct NewSession {
     pub expires_at: String,
     /// Older sessions of the account this one revoked (past the cap).
     pub revoked: i64,
+    /// Their ids.
+    pub revoked_ids: Vec<i64>,
 }
 
 /// Creates a session with `token` (from [`token::generate`]) for `account_id` lasting
@@ -71,7 +73,8 @@ pub async fn create(
                  SELECT ",
                 crate::utc_text!("new.expires_at"),
                 ", (SELECT count(*) FROM capped), \
-                   (SELECT count(*) FROM pruned) + (SELECT count(*) FROM pruned_elsewhere) \
+                   (SELECT count(*) FROM pruned) + (SELECT count(*) FROM pruned_elsewhere), \
+                   (SELECT coalesce(array_agg(id), '{}') FROM capped) \
                  FROM new"
             ),
             &[
@@ -86,6 +89,7 @@ pub async fn create(
     Ok(NewSession {
         expires_at: row.get(0),
         revoked: row.get(1),
+        revoked_ids: row.get(3),
     })
 }
 

@@ -248,6 +248,18 @@ pub struct Config {
     #[arg(long, env = "SESSION_MAX_PER_ACCOUNT", default_value_t = 20)]
     pub session_max_per_account: u32,
 
+    /// Live sessions each process remembers, so that an authenticated request skips its
+    /// session lookup; revocations reach every process at once through `LISTEN` on
+    /// `EVENTS_DATABASE_URL` (see `auth::cache`). `0`: no cache, every request looks its
+    /// session up.
+    #[arg(long, env = "SESSION_CACHE_SIZE", default_value_t = 10_000)]
+    pub session_cache_size: usize,
+
+    /// Seconds a remembered session is trusted before it is looked up again (never past
+    /// the session's own expiry).
+    #[arg(long, env = "SESSION_CACHE_TTL_SECS", default_value_t = 60)]
+    pub session_cache_ttl_secs: u64,
+
     /// Proxies whose `X-Forwarded-For` names the client (for login throttling), as
     /// comma-separated addresses or CIDR ranges. Unset: the peer's address is the client's,
     /// and the header is ignored.

@@ -8,6 +8,11 @@
 //! are lost to `LISTEN`, so subscribers must catch up from wherever the events are stored.
 //! A subscriber that falls behind the broadcast buffer gets `RecvError::Lagged` and must do
 //! the same.
+//!
+//! Other parts of the process can listen on channels of their own on the same connection
+//! ([`Tap`], [`Listener::spawn_with`]): each tap's callback hears its channel's payloads, in
+//! order, as they arrive, and every loss and return of the connection — the session cache
+//! stops trusting itself the moment a notice could be missed.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -59,6 +64,83 @@ pub struct ListenConfig {
     pub ping_interval: Duration,
 }
 
+/// What a [`Tap`] hears, on the listener's task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard<'a> {
+    /// The connection listens on every channel (again). Whatever was notified before (an
+    /// outage, the time before the first connect) was missed.
+    Listening,
+    /// The connection was lost, or the listener stopped: notifications are missed until
+    /// the next [`Heard::Listening`].
+    Lost,
+    /// A notification on the tap's channel: its payload.
+    Payload(&'a str),
+    /// A keep-alive round trip sent at this instant was answered: the connection was alive
+    /// then, and what was notified before it has been heard (notifications and the answer
+    /// come in order on the one connection).
+    Answered(std::time::Instant),
+}
+
+/// Another channel heard on a [`Listener`]'s connection: no connection of its own. Its
+/// callback runs on the listener's task, in order, the moment each notice arrives: it must
+/// be short and must not block.
+///
+/// ```
+/// use pgbridge::db::listener::{Heard, Tap};
+///
+/// let tap = Tap::new("cache_invalidations", |heard| {
+///     if let Heard::Payload(key) = heard {
+///         println!("forget {key}");
+///     }
+/// });
+/// assert_eq!(tap.channel(), "cache_invalidations");
+/// ```
+#[derive(Clone)]
+pub struct Tap {
+    channel: &'static str,
+    hear: Arc<dyn Fn(Heard<'_>) + Send + Sync>,
+    ping: Option<Duration>,
+}
+
+impl Tap {
+    /// A tap on `channel` (an identifier, not user input) calling `hear`.
+    pub fn new(channel: &'static str, hear: impl Fn(Heard<'_>) + Send + Sync + 'static) -> Self {
+        Self {
+            channel,
+            hear: Arc::new(hear),
+            ping: None,
+        }
+    }
+
+    /// Asks the connection to make a keep-alive round trip at least this often (the
+    /// listener pings at the shortest interval any tap or its config asks for), each
+    /// answer heard as [`Heard::Answered`]: for a tap that must know the connection is
+    /// alive, not only that it has not failed yet.
+    pub fn pinging_every(mut self, interval: Duration) -> Self {
+        self.ping = Some(interval);
+        self
+    }
+
+    /// Its channel.
+    pub fn channel(&self) -> &'static str {
+        self.channel
+    }
+}
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tap")
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
+    }
+}
+
+fn tell(taps: &[Tap], heard: Heard<'_>) {
+    for tap in taps {
+        (tap.hear)(heard);
+    }
+}
+
 /// The process's one `LISTEN` connection, shared by every subscriber.
 ///
 /// ```no_run
@@ -94,6 +176,29 @@ impl<T: Send + Sync + 'static> Listener<T> {
     /// Starts listening in a background task (it needs a tokio runtime). `parse` turns a
     /// payload into an event; payloads it refuses are logged and treated as a resync.
     pub fn spawn(config: ListenConfig, parse: fn(&str) -> Option<T>) -> Self {
+        Self::spawn_with(config, parse, Vec::new())
+    }
+
+    /// [`spawn`](Self::spawn), also listening on each tap's channel on the same connection.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use pgbridge::db::listener::{Heard, ListenConfig, Listener, Tap};
+    ///
+    /// # async fn demo() {
+    /// let config = ListenConfig {
+    ///     url: "postgres://postgres@localhost/app".into(),
+    ///     channel: "jobs",
+    ///     capacity: 1024,
+    ///     connect_timeout: Duration::from_secs(3),
+    ///     max_backoff: Duration::from_secs(5),
+    ///     ping_interval: Duration::from_secs(30),
+    /// };
+    /// let evictions = Tap::new("evictions", |heard| println!("{heard:?}"));
+    /// let listener = Listener::spawn_with(config, |p: &str| Some(p.to_owned()), vec![evictions]);
+    /// # let _ = listener; }
+    /// ```
+    pub fn spawn_with(config: ListenConfig, parse: fn(&str) -> Option<T>, taps: Vec<Tap>) -> Self {
         let (tx, _) = broadcast::channel(config.capacity.max(1));
         let connected = Arc::new(AtomicBool::new(false));
         let (stop, stopped) = watch::channel(false);
@@ -106,6 +211,7 @@ impl<T: Send + Sync + 'static> Listener<T> {
         tokio::spawn(run(
             config,
             parse,
+            taps,
             tx.clone(),
             connected.clone(),
             stopped,
@@ -119,9 +225,10 @@ impl<T: Send + Sync + 'static> Listener<T> {
         }
     }
 
-    /// Listens on `channel` too (an identifier, not user input), from now on and after
-    /// every reconnection. Once its `LISTEN` is done, subscribers get a [`Notice::Resync`]:
-    /// what was notified on it before is theirs to catch up on.
+    /// Listens on `channel` too (an identifier, not user input), its payloads parsed and
+    /// broadcast like the first channel's, from now on and after every reconnection. Once
+    /// its `LISTEN` is done, subscribers get a [`Notice::Resync`]: what was notified on it
+    /// before is theirs to catch up on.
     pub fn listen(&self, channel: &str) {
         self.channels.send_if_modified(|channels| {
             let new = !channels.iter().any(|c| c == channel);
@@ -170,6 +277,7 @@ impl<T> std::fmt::Debug for Listener<T> {
 async fn run<T: Send + Sync + 'static>(
     config: ListenConfig,
     parse: fn(&str) -> Option<T>,
+    taps: Vec<Tap>,
     tx: broadcast::Sender<Notice<T>>,
     connected: Arc<AtomicBool>,
     mut stopped: watch::Receiver<bool>,
@@ -178,18 +286,26 @@ async fn run<T: Send + Sync + 'static>(
     let mut backoff = Backoff::new(Duration::from_millis(100), config.max_backoff);
     loop {
         let result = tokio::select! {
-            result = listen_once(&config, parse, &tx, &connected, wanted.clone()) => result,
-            _ = stopped.wait_for(|stop| *stop) => return,
+            result = listen_once(&config, parse, &taps, &tx, &connected, wanted.clone()) => result,
+            _ = stopped.wait_for(|stop| *stop) => {
+                connected.store(false, Ordering::Relaxed);
+                tell(&taps, Heard::Lost);
+                return;
+            }
         };
         connected.store(false, Ordering::Relaxed);
+        tell(&taps, Heard::Lost);
         match result {
             Ok(()) => {
                 backoff.reset();
-                tracing::warn!("LISTEN connection lost; reconnecting");
+                tracing::warn!(
+                    channel = config.channel,
+                    "LISTEN connection lost; reconnecting"
+                );
             }
             Err(err) => {
                 let delay = backoff.next_delay();
-                tracing::warn!(error = %err, retry_in = ?delay, "LISTEN connection failed");
+                tracing::warn!(channel = config.channel, error = %err, retry_in = ?delay, "LISTEN connection failed");
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     _ = stopped.wait_for(|stop| *stop) => return,
@@ -204,6 +320,7 @@ async fn run<T: Send + Sync + 'static>(
 async fn listen_once<T: Send + Sync + 'static>(
     config: &ListenConfig,
     parse: fn(&str) -> Option<T>,
+    taps: &[Tap],
     tx: &broadcast::Sender<Notice<T>>,
     connected: &AtomicBool,
     mut wanted: watch::Receiver<Vec<String>>,
@@ -216,7 +333,8 @@ async fn listen_once<T: Send + Sync + 'static>(
 
     // Drive the connection while LISTEN is sent on it.
     let mut listening = wanted.borrow_and_update().clone();
-    let statement = listen_statement(&listening);
+    let tapped: Vec<String> = taps.iter().map(|tap| tap.channel.to_owned()).collect();
+    let statement = listen_statement(&[listening.clone(), tapped].concat());
     let listen = client.batch_execute(&statement);
     tokio::pin!(listen);
     loop {
@@ -230,7 +348,8 @@ async fn listen_once<T: Send + Sync + 'static>(
         }
     }
     connected.store(true, Ordering::Relaxed);
-    tracing::info!(channels = ?listening, "listening");
+    tell(taps, Heard::Listening);
+    tracing::info!(channels = ?listening, taps = taps.len(), "listening");
     // Whatever was notified before this connection listened (an outage, or the time before
     // the first connect) is lost to LISTEN: subscribers catch up.
     let _ = tx.send(Notice::Resync);
@@ -238,16 +357,28 @@ async fn listen_once<T: Send + Sync + 'static>(
     // A periodic round trip notices a connection that died without closing. The round trip
     // is polled beside the connection's messages, never awaited on its own: its answer only
     // arrives while the connection is being driven.
-    let mut ping = tokio::time::interval(config.ping_interval.max(Duration::from_millis(1)));
+    let every = taps
+        .iter()
+        .filter_map(|tap| tap.ping)
+        .fold(config.ping_interval, Duration::min);
+    let mut ping = tokio::time::interval(every.max(Duration::from_millis(1)));
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
     let mut pong: Option<RoundTrip<'_>> = None;
+    let mut pinged_at = std::time::Instant::now();
     // A channel added while connected: its LISTEN, polled beside the messages too.
     let mut adding: Option<(Vec<String>, RoundTrip<'_>)> = None;
     let mut more_may_come = true;
     loop {
         tokio::select! {
             message = messages.next() => match message {
+                Some(Ok(AsyncMessage::Notification(n)))
+                    if taps.iter().any(|tap| tap.channel == n.channel()) =>
+                {
+                    for tap in taps.iter().filter(|tap| tap.channel == n.channel()) {
+                        (tap.hear)(Heard::Payload(n.payload()));
+                    }
+                }
                 Some(Ok(AsyncMessage::Notification(n))) => {
                     let notice = match parse(n.payload()) {
                         Some(event) => Notice::Event(Arc::new(event)),
@@ -275,9 +406,12 @@ async fn listen_once<T: Send + Sync + 'static>(
             }, if pong.is_some() => {
                 pong = None;
                 if !alive {
-                    tracing::warn!("LISTEN connection did not answer a ping");
+                    tracing::warn!(channel = config.channel, "LISTEN connection did not answer a ping");
                     return Ok(());
                 }
+                // Its answer came after every notification sent before it, each already
+                // handled (the answer is routed only once those were read).
+                tell(taps, Heard::Answered(pinged_at));
             }
             changed = wanted.changed(), if adding.is_none() && more_may_come => {
                 if changed.is_err() {
@@ -315,6 +449,7 @@ async fn listen_once<T: Send + Sync + 'static>(
                 let _ = tx.send(Notice::Resync);
             }
             _ = ping.tick(), if pong.is_none() => {
+                pinged_at = std::time::Instant::now();
                 let timeout = config.connect_timeout;
                 let round_trip = client.simple_query("");
                 pong = Some(Box::pin(async move {

@@ -212,6 +212,30 @@ impl Db {
         &self.shared
     }
 
+    /// This handle with `value` attached: state of the layers above the pool that must go
+    /// wherever the `Db` goes — into every environ, every clone made from now on, and code
+    /// that keeps only [`shared`](Self::shared) (the session cache, which the event
+    /// streams' revocation checks reach this way). One value per type; a second replaces
+    /// the first. Attach before cloning: clones made earlier do not see it.
+    ///
+    /// ```no_run
+    /// # fn demo(db: pgbridge::db::Db) {
+    /// #[derive(Clone)]
+    /// struct Region(&'static str);
+    /// let db = db.attach(Region("eu"));
+    /// assert_eq!(db.extension::<Region>().map(|r| r.0), Some("eu"));
+    /// # }
+    /// ```
+    pub fn attach<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.shared.attach(value);
+        self
+    }
+
+    /// The value of type `T` [attached](Self::attach), if any.
+    pub fn extension<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.shared.extension::<T>()
+    }
+
     /// How this pool reaches Postgres (`DB_POOL_MODE`): a statement path of its own must
     /// run statements unnamed, under a client-side timeout, in
     /// [`PoolMode::Transaction`] (see [`super::pooler`]).

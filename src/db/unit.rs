@@ -35,11 +35,15 @@ pub const ACCOUNT_SETTING: &str = "pgbridge.account_id";
 
 /// The scope statement for a bearer token's hash: the session (or none) and, always, the
 /// owner setting and the role, as the connecting user (who may read `sessions`). One row
-/// whatever the token: `(session id, account id)`, both `NULL` for no live session.
+/// whatever the token: `(session id, account id, …, seconds the session has left)`, all
+/// `NULL` for no live session. The seconds left are counted from the statement's own
+/// clock reading (`clock_timestamp()`, not the transaction's start), so that a cache
+/// counting them from before it sent the unit never keeps the session past its expiry.
 const BY_TOKEN: &str = const_format_scope(
     "SELECT s.id, s.account_id, \
        set_config('pgbridge.account_id', coalesce(s.account_id::text, ''), true), \
-       set_config('role', 'pgbridge_rls', true) \
+       set_config('role', 'pgbridge_rls', true), \
+       extract(epoch FROM s.expires_at - clock_timestamp())::float8 \
      FROM (SELECT $1::bytea AS hash) t \
      LEFT JOIN sessions s ON s.token_hash = t.hash AND s.revoked_at IS NULL AND s.expires_at > now()",
 );
@@ -120,6 +124,9 @@ pub struct Unit {
     /// such session (answer 401; nothing the unit's statements did was committed with
     /// an owner, and reads saw no rows). For [`Owner::Account`]: `(0, account)`.
     pub session: Option<(i64, i64)>,
+    /// For [`Owner::TokenHash`] with a live session: how long the session has left when the
+    /// scope statement ran (a session cache keeps it no longer).
+    pub session_expires_in: Option<std::time::Duration>,
     /// Each statement's rows, in order (empty when `session` is `None`).
     pub rows: Vec<Vec<Row>>,
     /// For a unit that committed with its position (`with_lsn`): the commit's WAL position.
@@ -325,12 +332,18 @@ pub(crate) async fn submit(
         .into_iter()
         .map(|answer| answer.expect("the loop above ends once every part answered"));
     let mut session = Some((0, 0));
-    if owner.is_some() {
+    let mut session_expires_in = None;
+    if let Some(owner) = owner {
         answers.next().expect("BEGIN's answer")?;
         let row = match answers.next().expect("the scope statement's answer")? {
             Answer::Rows(rows) => rows.into_iter().next(),
             _ => None,
         };
+        if let (Some(row), Owner::TokenHash(_)) = (&row, owner) {
+            session_expires_in = row
+                .get::<_, Option<f64>>(4)
+                .and_then(|secs| std::time::Duration::try_from_secs_f64(secs).ok());
+        }
         session = row.and_then(|row| {
             let account = row.get::<_, Option<i64>>(1)?;
             Some((row.get::<_, Option<i64>>(0).unwrap_or(0), account))
@@ -353,6 +366,7 @@ pub(crate) async fn submit(
         // with, the caller answers 401.
         return Ok(Unit {
             session,
+            session_expires_in: None,
             rows: Vec::new(),
             lsn: None,
         });
@@ -368,7 +382,12 @@ pub(crate) async fn submit(
         },
         None => None,
     };
-    Ok(Unit { session, rows, lsn })
+    Ok(Unit {
+        session,
+        session_expires_in,
+        rows,
+        lsn,
+    })
 }
 
 fn lsn_of(messages: &[SimpleQueryMessage]) -> Result<Lsn, DbError> {

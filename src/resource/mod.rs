@@ -180,7 +180,7 @@ macro_rules! resource_spec {
 ///
 /// The table has `id bigint` (identity), `owner_id` (defaulting to the scope's owner),
 /// `version integer`, `created_at` and `updated_at timestamptz`, and the [`COLUMNS`](Self::COLUMNS).
-pub trait Resource: Send + Sync + 'static {
+pub trait Resource: Sized + Send + Sync + 'static {
     /// Its names (see [`resource_spec!`](crate::resource_spec)).
     const SPEC: &'static Spec;
     /// The columns a client writes, in the order [`params`](Self::params) binds them (and
@@ -211,6 +211,17 @@ pub trait Resource: Send + Sync + 'static {
     fn filter(environ: &Environ) -> Result<Vec<Param>, ApiError> {
         let _ = environ;
         Ok(Vec::new())
+    }
+    /// The list filters' query parameters, for the API document: none by default.
+    fn document_filters() -> Vec<utoipa::openapi::path::Parameter> {
+        Vec::new()
+    }
+    /// Adds the schemas of what clients send to the API document: `new` (the body of a
+    /// `POST`) and `patch` (a merge patch). By default from [`Fields`](Self::Fields)'
+    /// schema ([`document::input_schemas`]); a resource whose rules say more (lengths,
+    /// patterns, what `null` means) writes its own.
+    fn document_input(doc: &mut utoipa::openapi::OpenApi, new: &str, patch: &str) {
+        document::input_schemas::<Self>(doc, new, patch);
     }
 }
 

@@ -195,7 +195,8 @@ async fn missing_malformed_expired_and_revoked_tokens_are_401() {
     assert_401(&reply, "DELETE without a token");
     assert_eq!(alice.get(&note).await.status, 200, "still there");
 
-    // Expired.
+    // Expired. A row changed in SQL reaches the session cache through the sessions
+    // trigger's NOTIFY, within moments (at most 1 s: tests/api/sessions_cache.rs).
     let db = connect(&service.database_url).await;
     db.execute(
         "UPDATE sessions SET expires_at = now() - interval '1 second'",
@@ -203,6 +204,10 @@ async fn missing_malformed_expired_and_revoked_tokens_are_401() {
     )
     .await
     .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while alice.get(paths[0]).await.status == 200 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     for path in paths {
         assert_401(&alice.get(path).await, &format!("{path}, expired"));
     }

@@ -30,5 +30,6 @@ mod scale;
 mod scopes;
 mod seed_apps;
 mod server_limits;
+mod sessions_cache;
 mod shared;
 mod tls;

@@ -1,6 +1,8 @@
 //! `/openapi.json` cannot drift from the router: every documented path and method is
 //! served, every method a path does not document is answered 405, and the route table
-//! (`pgbridge::routes()`, which the router mounts and the index lists) is the document.
+//! (`pgbridge::routes()`, which the router mounts and the index lists) is the document
+//! (`pgbridge::routes::document`, built from that table: a route without its document fails
+//! here).
 //! The router and the index agree. Also: the pages behind `/`, `/docs` and
 //! `/assets/` are served under a strict CSP, and JSON clients keep the JSON index.
 
@@ -64,8 +66,9 @@ fn concrete(path: &str, note_id: i64) -> String {
     }
 }
 
+/// The document as `GET /openapi.json` serves it, built from the route table.
 fn document() -> Value {
-    serde_json::from_str(pgbridge::apps::web::OPENAPI).expect("openapi.json is JSON")
+    pgbridge::api_doc::json(&pgbridge::routes::document(&pgbridge::routes()))
 }
 
 #[tokio::test]
@@ -156,7 +159,7 @@ fn documented() -> BTreeSet<(String, String)> {
 #[test]
 fn the_route_table_is_the_document() {
     let table = table();
-    assert!(table.len() >= 10, "found too few routes: {table:?}");
+    assert!(!table.is_empty(), "the route table is empty");
     assert_eq!(
         table,
         documented(),

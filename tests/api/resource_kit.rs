@@ -119,28 +119,42 @@ async fn every_bad_field_is_named_and_the_api_document_has_it() {
         index.to_string().contains("GET|PATCH|DELETE /gadgets/{id}"),
         "{index}"
     );
-    // The routes document themselves: operations and schemas, no hand-written JSON.
-    let mut doc = utoipa::openapi::OpenApi::default();
-    for route in pgbridge::resource::routes::<Gadgets>() {
-        for document in route.docs {
-            document(&mut doc);
-        }
-    }
-    let doc = serde_json::to_value(&doc).unwrap();
-    for (path, method) in [
-        ("/gadgets", "get"),
-        ("/gadgets", "post"),
-        ("/gadgets/{id}", "patch"),
-        ("/gadgets/{id}", "delete"),
-        ("/gadgets/events", "get"),
+    // The routes document themselves in the served /openapi.json: no hand-written JSON.
+    let doc = common::http::get(service.addr, "/openapi.json")
+        .await
+        .json();
+    for (path, method, id) in [
+        ("/gadgets", "get", "listGadgets"),
+        ("/gadgets", "post", "createGadget"),
+        ("/gadgets/{id}", "get", "getGadget"),
+        ("/gadgets/{id}", "patch", "patchGadget"),
+        ("/gadgets/{id}", "delete", "deleteGadget"),
+        ("/gadgets/events", "get", "gadgetEvents"),
     ] {
-        assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+        assert_eq!(
+            doc["paths"][path][method]["operationId"], id,
+            "{method} {path}"
+        );
     }
-    let gadget = &doc["components"]["schemas"]["GadgetFields"]["properties"];
+    let schemas = &doc["components"]["schemas"];
+    let gadget = &schemas["Gadget"]["properties"];
     assert!(
         gadget["title"].is_object() && gadget["done"].is_object(),
         "{gadget}"
     );
+    assert_eq!(schemas["NewGadget"]["additionalProperties"], false);
+    assert_eq!(
+        schemas["NewGadget"]["required"],
+        json!(["title"]),
+        "done has a default"
+    );
+    assert_eq!(
+        schemas["NewGadget"]["properties"]["done"]["type"],
+        json!(["boolean", "null"]),
+        "null resets done"
+    );
+    assert!(schemas["GadgetPatch"].get("required").is_none());
+    assert!(schemas["GadgetEvent"]["properties"]["gadget_id"].is_object());
 }
 
 #[tokio::test]

@@ -11,15 +11,19 @@
 //! | `GET /notes/events` | note changes as server-sent events, resumable with `Last-Event-ID`; `?note=ID` for one note |
 //!
 //! A note is its [`Resource`] implementation ([`Notes`]): its names, its columns, its field
-//! rules ([`input`]) and its two list filters (`tag`, `q`). Everything else — the owner
+//! rules ([`input`]), its two list filters (`tag`, `q`) and what the API document says of
+//! them ([`doc`]). Everything else — the owner
 //! scope, conditional requests, cursors, idempotency keys, the JSON errors, the change feed
 //! ([`events`]) — is the kit's.
 
+pub mod doc;
 pub mod events;
 pub mod input;
 
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
+use utoipa::openapi::OpenApi;
+use utoipa::openapi::path::Parameter;
 
 use crate::error::ApiError;
 use crate::resource::request::text_query;
@@ -74,6 +78,14 @@ impl Resource for Notes {
         let tag = text_query(environ, "tag")?;
         let pattern = text_query(environ, "q")?.as_deref().map(like_pattern);
         Ok(vec![Box::new(tag), Box::new(pattern)])
+    }
+
+    fn document_filters() -> Vec<Parameter> {
+        doc::filters()
+    }
+
+    fn document_input(api: &mut OpenApi, new: &str, patch: &str) {
+        doc::input_schemas(api, new, patch);
     }
 }
 

@@ -3,18 +3,23 @@
 //!
 //! - `GET /` with `Accept: text/html` (a browser): the live notes page ([`page`]); JSON
 //!   clients keep the JSON index (see [`crate::apps::index`]).
-//! - `GET /openapi.json`: the OpenAPI 3.1 document of every route ([`OPENAPI`]).
+//! - `GET /openapi.json`: the OpenAPI 3.1 document of every route ([`ApiDocument`], built
+//!   from the route table by [`crate::api_doc`] when the router is).
 //! - `GET /docs`: that document rendered for people, offline ([`docs`]).
 //! - `GET /assets/{name}`: the pages' script and style sheet ([`asset`]).
 //!
 //! Every page carries a strict `Content-Security-Policy` (`default-src 'self'`), so its
 //! script and style come from this service only, and never inline.
 
+use axum::Extension;
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use sha2::{Digest, Sha256};
+use utoipa::openapi::OpenApi;
 
+use crate::api_doc::parts::{self, Method as Op};
 use crate::error::ApiError;
 use crate::http::conditional::{EntityTag, TagList};
 use crate::routes::Route;
@@ -27,25 +32,101 @@ pub fn routes() -> Vec<Route> {
             "/openapi.json",
             "the OpenAPI 3.1 document of every route",
             openapi,
-        ),
+        )
+        .documented(document_openapi),
         Route::handler(
             &[Method::GET],
             "/docs",
             "that document for people (works offline)",
             docs,
-        ),
+        )
+        .documented(document_docs),
         Route::handler(
             &[Method::GET],
             "/assets/{name}",
             "the scripts and style sheet of the live page and /docs",
             asset,
-        ),
+        )
+        .documented(document_assets),
     ]
 }
 
-/// The OpenAPI 3.1 document of every route, checked against the router by
-/// `tests/api/openapi.rs`.
-pub const OPENAPI: &str = include_str!("openapi.json");
+fn document_openapi(doc: &mut OpenApi) {
+    let object = utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::Object)
+        .build();
+    let operation = parts::operation("openapi", "This document (OpenAPI 3.1)")
+        .response("200", parts::json("The document.", object));
+    parts::add(doc, "/openapi.json", Op::Get, operation);
+}
+
+fn document_docs(doc: &mut OpenApi) {
+    let operation = parts::operation("docs", "This document for people (works offline)").response(
+        "200",
+        parts::text(
+            "An HTML page that renders `/openapi.json` with `/assets/docs.js`.",
+            "text/html",
+        ),
+    );
+    parts::add(doc, "/docs", Op::Get, operation);
+}
+
+fn document_assets(doc: &mut OpenApi) {
+    let names: Vec<&str> = ASSETS.iter().map(|(name, _, _)| *name).collect();
+    let listed: Vec<String> = names.iter().map(|name| format!("`{name}`")).collect();
+    let name = parts::path_parameter(
+        "name",
+        &format!("One of {}.", listed.join(", ")),
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .enum_values(Some(names)),
+    );
+    let mut file = parts::empty("The file.");
+    let mut seen: Vec<&str> = Vec::new();
+    for (_, media, _) in ASSETS {
+        let media = media.split(';').next().unwrap_or(media).trim();
+        if !seen.contains(&media) {
+            seen.push(media);
+            file = file.content(media, utoipa::openapi::Content::new(Some(parts::string())));
+        }
+    }
+    let operation = parts::operation("asset", "The pages' script and style sheet")
+        .parameter(name)
+        .response("200", file)
+        .response("404", parts::error("No such asset."));
+    parts::add(doc, "/assets/{name}", Op::Get, operation);
+}
+
+/// `/openapi.json` as served: the document's JSON, built once with the router, and its
+/// entity tag.
+///
+/// ```
+/// use pgbridge::apps::web::ApiDocument;
+///
+/// let doc = ApiDocument::new(&serde_json::json!({"openapi": "3.1.0"}));
+/// assert!(doc.etag().starts_with('"'));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ApiDocument {
+    body: Bytes,
+    etag: String,
+}
+
+impl ApiDocument {
+    /// The document `json`, pretty-printed, and its [`content_etag`].
+    pub fn new(json: &serde_json::Value) -> Self {
+        let text = serde_json::to_string_pretty(json).unwrap_or_default();
+        Self {
+            etag: content_etag(&text),
+            body: Bytes::from(text),
+        }
+    }
+
+    /// The entity tag served with it.
+    pub fn etag(&self) -> &str {
+        &self.etag
+    }
+}
 
 /// The policy every page is served under: this origin only, no inline script or style.
 pub const CSP: &str = "default-src 'self'; img-src 'self' data:; object-src 'none'; \
@@ -169,27 +250,36 @@ pub fn not_modified(request: &HeaderMap, etag: &str) -> bool {
 }
 
 /// An embedded file with its `ETag`, or 304 when the client already has it.
-fn embedded(request: &HeaderMap, mut headers: HeaderMap, body: &'static str) -> Response {
-    let etag = content_etag(body);
-    if let Ok(value) = HeaderValue::from_str(&etag) {
+fn embedded(request: &HeaderMap, headers: HeaderMap, body: &'static str) -> Response {
+    tagged(request, headers, &content_etag(body), body)
+}
+
+/// `body` with its `ETag`, or 304 when the client already has it.
+fn tagged(
+    request: &HeaderMap,
+    mut headers: HeaderMap,
+    etag: &str,
+    body: impl IntoResponse,
+) -> Response {
+    if let Ok(value) = HeaderValue::from_str(etag) {
         headers.insert(header::ETAG, value);
     }
-    if not_modified(request, &etag) {
+    if not_modified(request, etag) {
         headers.remove(header::CONTENT_TYPE);
         return (StatusCode::NOT_MODIFIED, headers).into_response();
     }
     (headers, body).into_response()
 }
 
-/// `GET /openapi.json`.
-pub async fn openapi(request: HeaderMap) -> Response {
+/// `GET /openapi.json`: the [`ApiDocument`] the router was built with.
+pub async fn openapi(Extension(document): Extension<ApiDocument>, request: HeaderMap) -> Response {
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    embedded(&request, headers, OPENAPI)
+    tagged(&request, headers, &document.etag, document.body)
 }
 
 /// `GET /docs`: the API document for people, rendered by `/assets/docs.js`.
@@ -229,7 +319,7 @@ mod tests {
 
     #[test]
     fn openapi_is_json_and_3_1() {
-        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("valid JSON");
+        let doc = crate::api_doc::json(&crate::routes::document(&crate::routes()));
         assert_eq!(doc["openapi"].as_str().map(|v| &v[..4]), Some("3.1."));
         assert_eq!(
             doc["info"]["version"].as_str(),

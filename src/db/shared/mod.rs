@@ -105,6 +105,8 @@ impl Unnamed {
 #[derive(Clone)]
 pub struct Shared {
     set: Arc<Set>,
+    /// What the layers above attached to the [`Db`](super::Db) ([`Db::attach`](super::Db::attach)).
+    extensions: Arc<::http::Extensions>,
 }
 
 /// Settings of the shared path; part of [`DbConfig`](super::DbConfig).
@@ -171,7 +173,30 @@ impl Shared {
             connect_timeout,
             unnamed,
         );
-        Self { set: Arc::new(set) }
+        Self {
+            set: Arc::new(set),
+            extensions: Arc::default(),
+        }
+    }
+
+    /// The value of type `T` attached to this path's [`Db`](super::Db) with
+    /// [`Db::attach`](super::Db::attach), if any: for code that keeps only the shared path.
+    ///
+    /// ```no_run
+    /// # fn demo(db: pgbridge::db::Db) {
+    /// #[derive(Clone)]
+    /// struct Region(&'static str);
+    /// let db = db.attach(Region("eu"));
+    /// assert_eq!(db.shared().extension::<Region>().map(|r| r.0), Some("eu"));
+    /// # }
+    /// ```
+    pub fn extension<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.extensions.get::<T>()
+    }
+
+    /// Attaches `value` (see [`Db::attach`](super::Db::attach)).
+    pub(super) fn attach<T: Clone + Send + Sync + 'static>(&mut self, value: T) {
+        Arc::make_mut(&mut self.extensions).insert(value);
     }
 
     /// Runs `sql` (prepared once per connection) and returns its rows.

@@ -43,7 +43,7 @@ use bytes::Bytes;
 
 use crate::auth::{self, Carrier};
 use crate::config::Config;
-use crate::db::listener::{ListenConfig, Listener};
+use crate::db::listener::{ListenConfig, Listener, Tap};
 use crate::db::{Db, Scoped};
 use crate::error::ApiError;
 use crate::request::db;
@@ -261,7 +261,13 @@ impl Feeds {
     /// # let _ = notes; Ok(()) }
     /// ```
     pub fn spawn(db: &Db, config: &Config) -> Self {
-        let listener = Listener::spawn(
+        Self::spawn_with(db, config, Vec::new())
+    }
+
+    /// [`spawn`](Self::spawn), the `LISTEN` connection also hearing `taps`: other channels
+    /// of the process, each with its own callback ([`Tap`]).
+    pub fn spawn_with(db: &Db, config: &Config, taps: Vec<Tap>) -> Self {
+        let listener = Listener::spawn_with(
             ListenConfig {
                 url: config.events_url().to_owned(),
                 channel: "",
@@ -271,6 +277,7 @@ impl Feeds {
                 ping_interval: Duration::from_millis(config.events_listen_ping_ms),
             },
             Broadcast::parse,
+            taps,
         );
         Self::start(listener, db, config)
     }

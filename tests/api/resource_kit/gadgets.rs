@@ -17,7 +17,9 @@ const MAX_TITLE: usize = 200;
 pub struct Gadget {
     /// 1 to 200 characters, not only spaces.
     pub title: String,
-    /// Whether it is done (default false).
+    /// Whether it is done: false when absent on create; `null` resets it to false.
+    #[serde(default)]
+    #[schema(nullable)]
     pub done: bool,
 }
 
