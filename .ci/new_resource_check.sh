@@ -2,7 +2,8 @@
 # scripts/new-resource on a scratch copy: generate the resource `widgets`, check that its
 # module is at most 250 lines and that the generated code is formatted, build, run its
 # generated tests (CRUD, conditional edit, idempotency, owner isolation, live feed, field
-# rules), and throw the copy away. The copy shares this checkout's target directory, so only
+# rules) and the API document's checks with it in the table (every route documented, every
+# reference resolving, every documented operation served), and throw the copy away. The copy shares this checkout's target directory, so only
 # the two workspace crates build again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,4 +25,5 @@ echo "src/apps/widgets.rs: $lines lines"
 cargo fmt --all -- --check
 export CARGO_TARGET_DIR="$root/target"
 cargo build
-cargo test --test api -- widgets::
+cargo test --lib -- api_doc::
+cargo test --test api -- widgets:: openapi::
