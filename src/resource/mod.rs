@@ -32,14 +32,17 @@
 //!   fields, and a 422 naming every bad field at once ([`input::Form`]);
 //! - **JSON errors**: handlers return [`ApiError`]s with `?`; the layer renders them;
 //! - **the change feed** ([`feed`]): a trigger records every change in `{noun}_events` and
-//!   notifies it; one `LISTEN` connection per process fans every resource's channel out.
+//!   notifies it; one `LISTEN` connection per process fans every resource's channel out;
+//! - **the API document** ([`document`]): each route documents its operations and schemas in
+//!   `/openapi.json`, from the resource's names and its fields' `utoipa::ToSchema`.
 //!
 //! # Writing one
 //!
 //! One migration (the table with `id`, `owner_id`, `version`, `created_at`, `updated_at`
 //! and its own columns, its policies and grants, its `{noun}_events` table and the kit's
-//! trigger: `scripts/new-resource NAME` writes it), one module implementing [`Resource`],
-//! one line in [`crate::routes()`]:
+//! trigger), one module implementing [`Resource`], one line in [`crate::routes()`] —
+//! `scripts/new-resource NAME` writes all of them, and a test file. A resource outside the
+//! crate (a test's) is mounted with [`crate::router_with`]. Its module, in short:
 //!
 //! ```
 //! use pgbridge::error::ApiError;
