@@ -31,7 +31,6 @@ use std::time::Duration;
 
 use std::future::Future;
 
-use tokio_postgres::Row;
 use tokio_postgres::types::Type;
 
 use self::set::Set;
@@ -39,7 +38,7 @@ use super::Conn;
 use super::cancel::{CancelTarget, SETTLE_TIMEOUT};
 use super::pooler::{self, StatementTypes};
 use super::shape::Shape;
-use super::{DbError, Params};
+use super::{DbError, Params, Queries};
 
 pub use fence::abandoned_uncancelled;
 
@@ -75,6 +74,8 @@ impl Unnamed {
 ///
 /// ```no_run
 /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
+/// use pgbridge::db::Queries;
+///
 /// // A single short statement on a table without row-level security: the shared path.
 /// let row = db.shared().query_one("SELECT name FROM countries WHERE code = $1", &[&"FR"]).await?;
 /// let name: String = row.get(0);
@@ -87,6 +88,9 @@ impl Unnamed {
 /// tx.commit().await?;
 /// # Ok(()) }
 /// ```
+///
+/// Its statements are the [`Queries`] methods (`query`, `query_one`, `query_opt`,
+/// `execute`).
 ///
 /// Guarantees:
 /// - A statement whose future is dropped is cancelled on the server only when it is the
@@ -172,54 +176,6 @@ impl Shared {
             unnamed,
         );
         Self { set: Arc::new(set) }
-    }
-
-    /// Runs `sql` (prepared once per connection) and returns its rows.
-    ///
-    /// ```no_run
-    /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
-    /// let rows = db.shared().query("SELECT id, message FROM fortune", &[]).await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
-        self.run(sql, params).await
-    }
-
-    /// Runs `sql` and returns its one row; no row, or several, is an error.
-    ///
-    /// ```no_run
-    /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
-    /// let row = db.shared().query_one("SELECT randomnumber FROM world WHERE id = $1", &[&7_i32]).await?;
-    /// let n: i32 = row.get(0);
-    /// # Ok(()) }
-    /// ```
-    pub async fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, DbError> {
-        self.run(sql, params).await
-    }
-
-    /// Runs `sql` and returns its row, if any.
-    ///
-    /// ```no_run
-    /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
-    /// let found = db.shared().query_opt("SELECT 1 FROM world WHERE id = $1", &[&7_i32]).await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
-        self.run(sql, params).await
-    }
-
-    /// Runs `sql` and returns the number of rows it changed.
-    ///
-    /// ```no_run
-    /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
-    /// let changed = db
-    ///     .shared()
-    ///     .execute("UPDATE world SET randomnumber = $1 WHERE id = $2", &[&42_i32, &7_i32])
-    ///     .await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
-        self.run(sql, params).await
     }
 
     /// One statement on a link: a place first, then the statement — prepared once per
@@ -313,6 +269,16 @@ where
                 "a shared statement ran past the statement timeout ({timeout:?}) and did not answer its cancel"
             )))
         }
+    }
+}
+
+impl Queries for Shared {
+    fn statement<T: Shape>(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> impl Future<Output = Result<T, DbError>> + Send {
+        self.run(sql, params)
     }
 }
 
