@@ -222,15 +222,6 @@ impl<S: Session> Statements<S> {
             .await
     }
 
-    /// One statement, of any [`Shape`]: unnamed under the client-side statement timeout in
-    /// transaction-pooler mode, else prepared once per connection.
-    async fn run<T: Shape>(&self, sql: &str, params: Params<'_>) -> Result<T, DbError> {
-        let out = self.run_unnoted(sql, params).await;
-        // A read-only server or a lost connection: this connection and every other of the
-        // pool opened before it is replaced (see `super::failover`).
-        self.cancel.failover().note(out)
-    }
-
     async fn run_unnoted<T: Shape>(&self, sql: &str, params: Params<'_>) -> Result<T, DbError> {
         let Some(types) = &self.unnamed else {
             let statement = self.prepare(sql).await?;
@@ -281,12 +272,13 @@ impl<S: Session> Statements<S> {
 }
 
 impl<S: Session> Queries for Statements<S> {
-    fn statement<T: Shape>(
-        &self,
-        sql: &str,
-        params: Params<'_>,
-    ) -> impl Future<Output = Result<T, DbError>> + Send {
-        self.run(sql, params)
+    /// One statement, of any [`Shape`]: unnamed under the client-side statement timeout in
+    /// transaction-pooler mode, else prepared once per connection.
+    async fn statement<T: Shape>(&self, sql: &str, params: Params<'_>) -> Result<T, DbError> {
+        let out = self.run_unnoted(sql, params).await;
+        // A read-only server or a lost connection: this connection and every other of the
+        // pool opened before it is replaced (see `super::failover`).
+        self.cancel.failover().note(out)
     }
 }
 

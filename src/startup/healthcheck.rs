@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::loopback;
+use super::listen::loopback;
 
 /// `GET /healthz` on `bind` (loopback if it binds every interface), within 3 s: whether the
 /// answer is 200.

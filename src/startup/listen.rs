@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
 
-use super::StartError;
+use super::error::StartError;
 
 /// `inherited` made non-blocking and handed to tokio, else a new socket bound to `bind`.
 pub(super) async fn listen(

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use super::{StartError, loopback};
+use super::error::StartError;
+use super::listen::loopback;
 use crate::db::migrate::Migrator;
 use crate::router;
 use crate::server::{self, PerCore, Server, Stopped, settle};

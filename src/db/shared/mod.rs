@@ -178,32 +178,6 @@ impl Shared {
         Self { set: Arc::new(set) }
     }
 
-    /// One statement on a link: a place first, then the statement — prepared once per
-    /// connection; or, through a transaction pooler, unnamed (parameter types learnt once
-    /// per statement text) under the client-side statement timeout.
-    async fn run<T: Shape>(&self, sql: &str, params: Params<'_>) -> Result<T, DbError> {
-        if let Some(unnamed) = &self.set.unnamed {
-            // Before taking a place: learning may borrow a pooled connection.
-            let types = unnamed.param_types(sql).await?;
-            let ticket = self.set.acquire().await?;
-            let link = ticket.link().clone();
-            let work = link.send(T::unnamed(
-                link.client(),
-                sql,
-                pooler::typed(params, &types),
-            ));
-            return timed(ticket, unnamed.types.statement_timeout, work).await;
-        }
-        let ticket = self.set.acquire().await?;
-        let link = ticket.link().clone();
-        let statement = match link.prepare(sql).await {
-            Ok(statement) => statement,
-            Err(err) => return finish(ticket, Err(err)),
-        };
-        let out = link.send(T::named(link.client(), &statement, params)).await;
-        finish(ticket, out.map_err(Into::into))
-    }
-
     /// Each shared connection's state, in slot order.
     pub fn status(&self) -> Vec<SharedConnStatus> {
         self.set
@@ -273,12 +247,30 @@ where
 }
 
 impl Queries for Shared {
-    fn statement<T: Shape>(
-        &self,
-        sql: &str,
-        params: Params<'_>,
-    ) -> impl Future<Output = Result<T, DbError>> + Send {
-        self.run(sql, params)
+    /// One statement on a link: a place first, then the statement — prepared once per
+    /// connection; or, through a transaction pooler, unnamed (parameter types learnt once
+    /// per statement text) under the client-side statement timeout.
+    async fn statement<T: Shape>(&self, sql: &str, params: Params<'_>) -> Result<T, DbError> {
+        if let Some(unnamed) = &self.set.unnamed {
+            // Before taking a place: learning may borrow a pooled connection.
+            let types = unnamed.param_types(sql).await?;
+            let ticket = self.set.acquire().await?;
+            let link = ticket.link().clone();
+            let work = link.send(T::unnamed(
+                link.client(),
+                sql,
+                pooler::typed(params, &types),
+            ));
+            return timed(ticket, unnamed.types.statement_timeout, work).await;
+        }
+        let ticket = self.set.acquire().await?;
+        let link = ticket.link().clone();
+        let statement = match link.prepare(sql).await {
+            Ok(statement) => statement,
+            Err(err) => return finish(ticket, Err(err)),
+        };
+        let out = link.send(T::named(link.client(), &statement, params)).await;
+        finish(ticket, out.map_err(Into::into))
     }
 }
 
