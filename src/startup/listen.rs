@@ -45,3 +45,29 @@ pub fn loopback(mut addr: SocketAddr) -> SocketAddr {
     }
     addr
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_busy_port_is_named() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let err = listen(addr, None).await.unwrap_err();
+        assert!(matches!(err, StartError::Listen { addr: named, .. } if named == addr));
+        assert!(err.to_string().contains(&addr.to_string()), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_passed_socket_is_used_instead_of_binding() {
+        let passed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = passed.local_addr().unwrap();
+        // The bind address is not used: binding it would fail.
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = listen(taken.local_addr().unwrap(), Some(passed))
+            .await
+            .unwrap();
+        assert_eq!(listener.local_addr().unwrap(), addr);
+    }
+}

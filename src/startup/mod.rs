@@ -85,6 +85,15 @@ pub struct Builder {
 impl Builder {
     /// Serve on `listener`, already listening (a socket passed by a service manager in
     /// `LISTEN_FDS`), instead of binding `BIND_ADDR`.
+    ///
+    /// ```no_run
+    /// # async fn demo(config: pgbridge::config::Config) -> Result<(), pgbridge::StartError> {
+    /// let held = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let addr = held.local_addr()?;
+    /// let app = pgbridge::Application::builder(config).listener(held).build().await?;
+    /// assert_eq!(app.addr(), addr);
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn listener(mut self, listener: std::net::TcpListener) -> Self {
         self.listener = Some(listener);
@@ -94,6 +103,14 @@ impl Builder {
     /// The thread layout (`RUNTIME`): with [`Runtime::PerCore`], every core serves on a
     /// current-thread runtime of its own, and the caller's runtime only starts things and
     /// carries the event feed's `LISTEN` connection.
+    ///
+    /// ```no_run
+    /// # async fn demo(config: pgbridge::config::Config) -> Result<(), pgbridge::StartError> {
+    /// use pgbridge::server::Runtime;
+    /// let layout = Runtime::parse(Some("percore")).map_err(std::io::Error::other)?;
+    /// let app = pgbridge::Application::builder(config).runtime(layout).build().await?;
+    /// # let _ = app; Ok(()) }
+    /// ```
     #[must_use]
     pub fn runtime(mut self, runtime: Runtime) -> Self {
         self.runtime = runtime;
@@ -102,7 +119,8 @@ impl Builder {
 
     /// Binds first (a busy port fails at once, before any database work), then starts the
     /// embedded PostgreSQL if `DATABASE_URL` is unset, then builds the state (the pools open
-    /// no connection yet). Needs a tokio runtime.
+    /// no connection yet). Needs a tokio runtime. The builder's example is above
+    /// ([`Builder`]).
     pub async fn build(self) -> Result<Application, StartError> {
         let Self {
             mut config,
@@ -142,11 +160,25 @@ impl Builder {
 impl Application {
     /// [`Builder::build`] with `config` alone: binds `BIND_ADDR`, one multi-threaded
     /// runtime (the caller's).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), pgbridge::StartError> {
+    /// use clap::Parser;
+    /// // The flags and environment variables, as the binary reads them.
+    /// let app = pgbridge::Application::build(pgbridge::config::Config::parse()).await?;
+    /// # let _ = app; Ok(()) }
+    /// ```
     pub async fn build(config: Config) -> Result<Self, StartError> {
         Self::builder(config).build().await
     }
 
     /// A [`Builder`], to pass a listening socket or choose the thread layout.
+    ///
+    /// ```no_run
+    /// # async fn demo(config: pgbridge::config::Config) -> Result<(), pgbridge::StartError> {
+    /// let app = pgbridge::Application::builder(config).build().await?;
+    /// # let _ = app; Ok(()) }
+    /// ```
     pub fn builder(config: Config) -> Builder {
         Builder {
             config,
@@ -156,12 +188,27 @@ impl Application {
     }
 
     /// The address it listens on (with `BIND_ADDR` port 0, the port the system chose).
+    ///
+    /// ```no_run
+    /// # async fn demo(mut config: pgbridge::config::Config) -> Result<(), pgbridge::StartError> {
+    /// config.bind_addr = "127.0.0.1:0".parse().unwrap();
+    /// let app = pgbridge::Application::build(config).await?;
+    /// assert_ne!(app.addr().port(), 0);
+    /// # Ok(()) }
+    /// ```
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// What the handlers share: the pool, the applications' state, the settings (with
     /// `DATABASE_URL` set to the embedded cluster's when it runs one).
+    ///
+    /// ```no_run
+    /// # async fn demo(config: pgbridge::config::Config) -> Result<(), pgbridge::StartError> {
+    /// let app = pgbridge::Application::build(config).await?;
+    /// println!("serving on {}", app.state().config.database_url);
+    /// # Ok(()) }
+    /// ```
     pub fn state(&self) -> &AppState {
         &self.state
     }
@@ -173,6 +220,17 @@ impl Application {
     /// `SHUTDOWN_GRACE_SECS` to finish, and the queries of those dropped after it are
     /// cancelled on the server. `shutdown` resolving before Postgres answers ends it at
     /// once, with `Ok`. The embedded PostgreSQL, if any, is stopped last (its data kept).
+    ///
+    /// ```no_run
+    /// # async fn demo(config: pgbridge::config::Config) -> Result<(), pgbridge::StartError> {
+    /// let app = pgbridge::Application::build(config).await?;
+    /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    /// let serving = tokio::spawn(app.run_until(async { let _ = stopped.await; }));
+    /// // ... later: drain and stop.
+    /// let _ = stop.send(());
+    /// serving.await.expect("not cancelled")?;
+    /// # Ok(()) }
+    /// ```
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
         let Self {
             listener,
