@@ -1,5 +1,6 @@
-//! [`Statements`]: the one query surface of an exclusive connection ([`Conn`](super::Conn))
-//! and of a transaction on one ([`Tx`](super::Tx)), which both deref to it.
+//! [`Statements`]: the statements of an exclusive connection ([`Conn`](super::Conn)) and of
+//! a transaction on one ([`Tx`](super::Tx)), which both deref to it — their
+//! [`Queries`] implementation.
 //!
 //! Every statement is guarded the same way — a pending cancel settled first, then
 //! cancel-on-drop (see [`super::cancel`]) — and its errors mapped the same way
