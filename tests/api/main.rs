@@ -30,4 +30,5 @@ mod scopes;
 mod seed_apps;
 mod server_limits;
 mod shared;
+mod startup;
 mod tls;
