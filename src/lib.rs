@@ -21,14 +21,17 @@
 //! - [`embedded_pg`]: a private PostgreSQL cluster from the machine's server binaries, the
 //!   database of `cargo run` with no `DATABASE_URL` and of the test harness.
 //!
+//! - [`startup`]: [`Application`] — bind, the embedded database, migrations, serving and the
+//!   drain — which the binary runs, and the tests run in-process.
+//!
 //! ```no_run
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use pgbridge::{AppState, config::Config, router};
+//! # async fn run() -> Result<(), pgbridge::StartError> {
+//! use pgbridge::{Application, config::Config};
 //!
 //! let config = Config::new("postgres://postgres@localhost/postgres");
-//! let state = AppState::new(config)?;
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! axum::serve(listener, router(state)).await?;
+//! let app = Application::build(config).await?;
+//! println!("listening on {}", app.addr());
+//! app.run_until(async { let _ = tokio::signal::ctrl_c().await; }).await?;
 //! # Ok(()) }
 //! ```
 
@@ -62,9 +65,11 @@ pub mod request;
 pub mod resource;
 pub mod routes;
 pub mod server;
+pub mod startup;
 mod state;
 pub mod unavailable_log;
 
+pub use startup::{Application, StartError};
 pub use state::AppState;
 
 use axum::Extension;

@@ -3,7 +3,7 @@
 use std::cell::Cell;
 
 use futures_util::future::try_join_all;
-use pgbridge::db::{Db, DbError};
+use pgbridge::db::{Db, DbError, Queries};
 use serde::Serialize;
 use tokio_postgres::types::ToSql;
 

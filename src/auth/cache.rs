@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 
+use crate::db::Queries;
 use crate::db::listener::{Heard, Tap};
 use crate::request::Principal;
 

@@ -50,7 +50,7 @@ use awsgi::Environ;
 use tokio_postgres::types::Type;
 
 use crate::db::replica::{ReadFrom, ScopedRead};
-use crate::db::{ACCOUNT_SETTING, Conn, Db, DbError, Owner, Scoped, Shared, Step, Unit};
+use crate::db::{ACCOUNT_SETTING, Conn, Db, DbError, Owner, Queries, Scoped, Shared, Step, Unit};
 use crate::error::ApiError;
 
 /// The session cookie `POST /sessions` sets, accepted on `GET /notes/events` only.

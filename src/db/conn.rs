@@ -1,6 +1,6 @@
 //! [`Conn`]: an exclusive connection from the [`Db`](super::Db) pool, and [`Tx`]: a
-//! transaction on one. Both deref to [`Statements`], the one query surface, whose
-//! statements are cancelled on the server when the future awaiting them is dropped (see
+//! transaction on one. Both deref to [`Statements`] (so both are
+//! [`Queries`](super::Queries)), whose statements are cancelled on the server when the future awaiting them is dropped (see
 //! [`super::cancel`]); the connection returns to the pool only once such a cancel has
 //! landed and it is idle outside any transaction, so a late cancel can never hit the next
 //! borrower's statement.

@@ -10,7 +10,7 @@
 //!
 //! ```no_run
 //! use awsgi::{Body, Environ, Error, StartResponse};
-//! use pgbridge::db::Db;
+//! use pgbridge::db::{Db, Queries};
 //!
 //! async fn count(environ: Environ, start_response: StartResponse) -> Result<Body, Error> {
 //!     let db = environ.extensions().get::<Db>().ok_or_else(|| Error::msg("no Db extension"))?;

@@ -205,6 +205,7 @@ impl Db {
     ///
     /// ```no_run
     /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
+    /// use pgbridge::db::Queries;
     /// let n: i64 = db.shared().query_one("SELECT count(*) FROM pg_stat_activity", &[]).await?.get(0);
     /// # Ok(()) }
     /// ```

@@ -111,11 +111,7 @@ impl Scoped {
         steps: &[Step<'_>],
         with_lsn: bool,
     ) -> Result<Unit, DbError> {
-        let end = if with_lsn {
-            End::CommitLsn
-        } else {
-            End::Commit
-        };
+        let end = End::commit(with_lsn);
         let out = unit::run(&conn, Some(owner), steps, end).await;
         if out.is_err() {
             // A failed statement's unit ended with ROLLBACK; but after a failed COMMIT or
@@ -162,11 +158,7 @@ impl Scoped {
             .conn
             .take()
             .ok_or(DbError::Config("scope already ended".into()))?;
-        let end = if with_lsn {
-            End::CommitLsn
-        } else {
-            End::Commit
-        };
+        let end = End::commit(with_lsn);
         let out = unit::run(&conn, None, steps, end).await;
         match &out {
             Ok(_) => conn.set_in_transaction(false),

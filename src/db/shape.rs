@@ -2,28 +2,33 @@
 //! of rows changed — and how each is run, prepared or unnamed. One definition for the
 //! exclusive connections ([`Statements`](super::Statements)) and the shared ones.
 
+use std::future::Future;
+
 use futures_util::TryStreamExt;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{GenericClient, Row, Statement};
 
 use super::Params;
 
-/// A statement's answer, and how to get it on a connection or a transaction.
-pub(crate) trait Shape: Sized {
+/// A statement's answer — `Vec<Row>`, `Row`, `Option<Row>`, or `u64` (rows changed) — and
+/// how to get it on a connection or a transaction. Public only as the bound of
+/// [`Queries`](super::Queries)' one required method; nothing outside `db/` implements it.
+#[allow(unreachable_pub)]
+pub trait Shape: Sized + Send {
     /// Runs the prepared `statement` on `client`.
-    async fn named(
+    fn named(
         client: &(impl GenericClient + Sync),
         statement: &Statement,
         params: Params<'_>,
-    ) -> Result<Self, tokio_postgres::Error>;
+    ) -> impl Future<Output = Result<Self, tokio_postgres::Error>> + Send;
 
     /// Runs `sql` unnamed (`query_typed*`: Parse, Bind, Execute and Sync in one round
     /// trip) with typed `params` on `client`: the transaction-pooler way.
-    async fn unnamed(
+    fn unnamed(
         client: &(impl GenericClient + Sync),
         sql: &str,
         params: Vec<(&(dyn ToSql + Sync), Type)>,
-    ) -> Result<Self, tokio_postgres::Error>;
+    ) -> impl Future<Output = Result<Self, tokio_postgres::Error>> + Send;
 }
 
 impl Shape for Vec<Row> {

@@ -1,5 +1,6 @@
-//! [`Statements`]: the one query surface of an exclusive connection ([`Conn`](super::Conn))
-//! and of a transaction on one ([`Tx`](super::Tx)), which both deref to it.
+//! [`Statements`]: the statements of an exclusive connection ([`Conn`](super::Conn)) and of
+//! a transaction on one ([`Tx`](super::Tx)), which both deref to it — their
+//! [`Queries`] implementation.
 //!
 //! Every statement is guarded the same way — a pending cancel settled first, then
 //! cancel-on-drop (see [`super::cancel`]) — and its errors mapped the same way
@@ -15,7 +16,7 @@ use tokio_postgres::{Row, Statement};
 use super::cancel::Canceller;
 use super::pooler::{self, StatementTypes};
 use super::shape::Shape;
-use super::{DbError, Params};
+use super::{DbError, Params, Queries};
 
 mod sealed {
     /// Only the pool's connection and a transaction on one are [`super::Session`]s.
@@ -119,56 +120,68 @@ impl<S: Session> Statements<S> {
         }
     }
 
-    /// Runs `sql` (prepared once per connection) and returns its rows.
+    // The four methods of [`Queries`], inherent too: a handler holding a `Conn`, `Tx` or
+    // `Scoped` calls them without importing the trait. Each is the trait's own.
+
+    /// [`Queries::query`]: runs `sql` and returns its rows.
     ///
     /// ```no_run
     /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
-    /// let conn = db.conn().await?;
-    /// let rows = conn.query("SELECT id FROM notes WHERE id > $1", &[&10_i64]).await?;
-    /// let ids: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
+    /// let rows = db.conn().await?.query("SELECT id FROM notes WHERE id > $1", &[&10_i64]).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
-        self.run(sql, params).await
+    pub fn query<'a>(
+        &'a self,
+        sql: &'a str,
+        params: Params<'a>,
+    ) -> impl Future<Output = Result<Vec<Row>, DbError>> + Send + 'a {
+        Queries::query(self, sql, params)
     }
 
-    /// Runs `sql` and returns its one row; no row, or several, is an error.
+    /// [`Queries::query_one`]: runs `sql` and returns its one row; no row, or several, is
+    /// an error.
     ///
     /// ```no_run
     /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
-    /// let conn = db.conn().await?;
-    /// let n: i64 = conn.query_one("SELECT count(*) FROM notes", &[]).await?.get(0);
+    /// let n: i64 = db.conn().await?.query_one("SELECT count(*) FROM notes", &[]).await?.get(0);
     /// # Ok(()) }
     /// ```
-    pub async fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, DbError> {
-        self.run(sql, params).await
+    pub fn query_one<'a>(
+        &'a self,
+        sql: &'a str,
+        params: Params<'a>,
+    ) -> impl Future<Output = Result<Row, DbError>> + Send + 'a {
+        Queries::query_one(self, sql, params)
     }
 
-    /// Runs `sql` and returns its row, if any.
+    /// [`Queries::query_opt`]: runs `sql` and returns its row, if any.
     ///
     /// ```no_run
     /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
-    /// let conn = db.conn().await?;
-    /// let title: Option<String> = conn
-    ///     .query_opt("SELECT title FROM notes WHERE id = $1", &[&1_i64])
-    ///     .await?
-    ///     .map(|row| row.get(0));
+    /// let row = db.conn().await?.query_opt("SELECT 1 FROM notes WHERE id = $1", &[&1_i64]).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
-        self.run(sql, params).await
+    pub fn query_opt<'a>(
+        &'a self,
+        sql: &'a str,
+        params: Params<'a>,
+    ) -> impl Future<Output = Result<Option<Row>, DbError>> + Send + 'a {
+        Queries::query_opt(self, sql, params)
     }
 
-    /// Runs `sql` and returns the number of rows it changed.
+    /// [`Queries::execute`]: runs `sql` and returns the number of rows it changed.
     ///
     /// ```no_run
     /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
-    /// let conn = db.conn().await?;
-    /// let deleted = conn.execute("DELETE FROM notes WHERE id = $1", &[&1_i64]).await?;
+    /// let deleted = db.conn().await?.execute("DELETE FROM notes WHERE id = $1", &[&1_i64]).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
-        self.run(sql, params).await
+    pub fn execute<'a>(
+        &'a self,
+        sql: &'a str,
+        params: Params<'a>,
+    ) -> impl Future<Output = Result<u64, DbError>> + Send + 'a {
+        Queries::execute(self, sql, params)
     }
 
     /// `sql`, prepared once per connection and cached. The statement is named: with
@@ -208,15 +221,6 @@ impl<S: Session> Statements<S> {
             .await
             .guard(work)
             .await
-    }
-
-    /// One statement, of any [`Shape`]: unnamed under the client-side statement timeout in
-    /// transaction-pooler mode, else prepared once per connection.
-    async fn run<T: Shape>(&self, sql: &str, params: Params<'_>) -> Result<T, DbError> {
-        let out = self.run_unnoted(sql, params).await;
-        // A read-only server or a lost connection: this connection and every other of the
-        // pool opened before it is replaced (see `super::failover`).
-        self.cancel.failover().note(out)
     }
 
     async fn run_unnoted<T: Shape>(&self, sql: &str, params: Params<'_>) -> Result<T, DbError> {
@@ -265,6 +269,17 @@ impl<S: Session> Statements<S> {
 
     pub(super) fn into_parts(self) -> (S, Arc<Canceller>) {
         (self.session, self.cancel)
+    }
+}
+
+impl<S: Session> Queries for Statements<S> {
+    /// One statement, of any [`Shape`]: unnamed under the client-side statement timeout in
+    /// transaction-pooler mode, else prepared once per connection.
+    async fn statement<T: Shape>(&self, sql: &str, params: Params<'_>) -> Result<T, DbError> {
+        let out = self.run_unnoted(sql, params).await;
+        // A read-only server or a lost connection: this connection and every other of the
+        // pool opened before it is replaced (see `super::failover`).
+        self.cancel.failover().note(out)
     }
 }
 

@@ -117,6 +117,17 @@ pub(crate) enum End {
     CommitLsn,
 }
 
+impl End {
+    /// `COMMIT`, with the commit's WAL position when `with_lsn` (for read-your-writes).
+    pub(crate) fn commit(with_lsn: bool) -> Self {
+        if with_lsn {
+            Self::CommitLsn
+        } else {
+            Self::Commit
+        }
+    }
+}
+
 /// What a unit answered.
 #[derive(Debug)]
 pub struct Unit {

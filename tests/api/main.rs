@@ -32,4 +32,5 @@ mod seed_apps;
 mod server_limits;
 mod sessions_cache;
 mod shared;
+mod startup;
 mod tls;

@@ -5,11 +5,10 @@ use crate::common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::http::get;
 use common::pg::Cluster;
-use common::service::connect;
+use common::service::{application_on, connect};
 use pgbridge::db::migrate::{MigrateError, Migrator};
 
 fn embedded_count() -> usize {
@@ -60,51 +59,23 @@ async fn concurrent_runs_apply_each_migration_once() {
     );
 }
 
+/// Two services started at once on one new database (each applies the migrations at
+/// start, as the binary does): both come up, and each migration is applied once.
 #[tokio::test]
 async fn two_services_started_together_both_come_up() {
     let url = Cluster::shared().await.create_database().await;
-    let bin = env!("CARGO_BIN_EXE_pgbridge");
-    let ports: Vec<u16> = (0..2)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        })
-        .collect();
-    let mut children: Vec<_> = ports
-        .iter()
-        .map(|port| {
-            Command::new(bin)
-                .env_clear()
-                .env("DATABASE_URL", &url)
-                .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-                .env("RUST_LOG", "warn")
-                .spawn()
-                .expect("start pgbridge")
-        })
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for port in &ports {
-        let addr = format!("127.0.0.1:{port}").parse().unwrap();
-        loop {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "instance on {port} did not come up"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert_eq!(get(addr, "/readyz").await.status, 200);
-        common::http::authenticate_by_default(addr); // /notes needs an account's token
-        assert_eq!(get(addr, "/notes").await.status, 200, "the schema is there");
-    }
-    for child in &mut children {
-        let _ = child.kill();
-        let _ = child.wait();
+    let (first, second) = tokio::join!(
+        application_on(url.clone(), |_| {}),
+        application_on(url.clone(), |_| {}),
+    );
+    for service in [&first, &second] {
+        assert_eq!(get(service.addr, "/readyz").await.status, 200);
+        common::http::authenticate_by_default(service.addr); // /notes needs an account's token
+        assert_eq!(
+            get(service.addr, "/notes").await.status,
+            200,
+            "the schema is there"
+        );
     }
     let applied = applied_versions(&url).await;
     assert_eq!(applied.len(), embedded_count(), "applied once: {applied:?}");

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::pg::Cluster;
 use common::service::connect;
 use pgbridge::db::migrate::Migrator;
-use pgbridge::db::{Db, DbConfig, DbError, Owner, PoolMode, Scoped, SharedConfig, Step};
+use pgbridge::db::{Db, DbConfig, DbError, Owner, PoolMode, Queries, Scoped, SharedConfig, Step};
 
 /// A tiny deterministic generator per worker (no `rand` dependency).
 struct Lcg(u64);

@@ -2,6 +2,10 @@
 //! closed on time, the connection cap pauses accepting and resumes, a low file-descriptor
 //! limit does not stop normal service, and the end of the shutdown grace period cancels the
 //! queries still running in Postgres.
+//!
+//! The timeouts and the shedding at the cap run in-process ([`application`]: the same
+//! startup and server loop as the binary); what reads the process's log, lowers its
+//! file-descriptor limit or signals it runs the binary.
 
 use crate::common;
 
@@ -15,7 +19,7 @@ use tokio::net::TcpStream;
 use common::http::get;
 use common::pg::Cluster;
 use common::process::{KillOnDrop, loopback_listener, pass_listener};
-use common::service::{active_sleeps, connect};
+use common::service::{active_sleeps, application, connect};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pgbridge");
 
@@ -39,15 +43,6 @@ impl Drop for Server {
 impl Server {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The value of one line of `/metrics`.
-    async fn metric(&self, line_prefix: &str) -> u64 {
-        let text = get(self.addr, "/metrics").await.text();
-        text.lines()
-            .find_map(|l| l.strip_prefix(line_prefix))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {line_prefix} in /metrics:\n{text}"))
     }
 }
 
@@ -86,6 +81,15 @@ async fn spawn(name: &str, env: &[(&str, &str)], nofile: Option<u64>) -> (Server
     (server, url)
 }
 
+/// The value of one line of the service's `/metrics`.
+async fn metric(addr: SocketAddr, line_prefix: &str) -> u64 {
+    let text = get(addr, "/metrics").await.text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {line_prefix} in /metrics:\n{text}"))
+}
+
 /// Waits until the peer closes `stream` (EOF or reset); returns how long that took, or
 /// `None` if it stayed open for `within`.
 async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Duration> {
@@ -102,14 +106,10 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Durat
 
 #[tokio::test]
 async fn slowloris_and_idle_connections_are_closed_busy_ones_are_not() {
-    let (server, _) = spawn(
-        "timeouts",
-        &[
-            ("HEADER_READ_TIMEOUT_MS", "1000"),
-            ("IDLE_TIMEOUT_MS", "2500"),
-        ],
-        None,
-    )
+    let server = application(|config| {
+        config.header_read_timeout_ms = 1000;
+        config.idle_timeout_ms = 2500;
+    })
     .await;
 
     // Slowloris: a request head one byte at a time, never finished.
@@ -130,9 +130,11 @@ async fn slowloris_and_idle_connections_are_closed_busy_ones_are_not() {
         "slowloris connection still open"
     );
     assert_eq!(
-        server
-            .metric("pgbridge_http_connections_timed_out_total{reason=\"header\"}")
-            .await,
+        metric(
+            server.addr,
+            "pgbridge_http_connections_timed_out_total{reason=\"header\"}"
+        )
+        .await,
         1
     );
 
@@ -151,9 +153,11 @@ async fn slowloris_and_idle_connections_are_closed_busy_ones_are_not() {
         "closed early: {took:?}"
     );
     assert!(
-        server
-            .metric("pgbridge_http_connections_timed_out_total{reason=\"idle\"}")
-            .await
+        metric(
+            server.addr,
+            "pgbridge_http_connections_timed_out_total{reason=\"idle\"}"
+        )
+        .await
             >= 1
     );
 
@@ -204,16 +208,9 @@ async fn past_the_connection_cap_new_connections_wait_then_are_served() {
         .expect("not served once below the cap")
         .unwrap();
     assert_eq!(reply.status, 200);
-    assert!(
-        server
-            .metric("pgbridge_http_connections_cap_reached_total ")
-            .await
-            >= 1
-    );
+    assert!(metric(server.addr, "pgbridge_http_connections_cap_reached_total ").await >= 1);
     assert_eq!(
-        server
-            .metric("pgbridge_http_connections_evicted_total ")
-            .await,
+        metric(server.addr, "pgbridge_http_connections_evicted_total ").await,
         0,
         "no anonymous request to evict"
     );
@@ -224,11 +221,10 @@ async fn past_the_connection_cap_new_connections_wait_then_are_served() {
 
 #[tokio::test]
 async fn at_the_cap_idle_connections_make_room_for_new_ones() {
-    let (server, _) = spawn(
-        "shed",
-        &[("MAX_CONNECTIONS", "4"), ("IDLE_TIMEOUT_MS", "600000")],
-        None,
-    )
+    let server = application(|config| {
+        config.max_connections = 4;
+        config.idle_timeout_ms = 600_000;
+    })
     .await;
     let mut idle = Vec::new();
     for _ in 0..4 {
@@ -241,9 +237,11 @@ async fn at_the_cap_idle_connections_make_room_for_new_ones() {
         .expect("a new connection is served once idle ones are shed");
     assert_eq!(reply.status, 200);
     assert!(
-        server
-            .metric("pgbridge_http_connections_timed_out_total{reason=\"idle\"}")
-            .await
+        metric(
+            server.addr,
+            "pgbridge_http_connections_timed_out_total{reason=\"idle\"}"
+        )
+        .await
             >= 1
     );
 }
@@ -266,9 +264,11 @@ async fn with_few_file_descriptors_slowloris_does_not_stop_normal_requests() {
         eprintln!("request {i}: {:?}", started.elapsed());
     }
     assert!(
-        server
-            .metric("pgbridge_http_connections_timed_out_total{reason=\"header\"}")
-            .await
+        metric(
+            server.addr,
+            "pgbridge_http_connections_timed_out_total{reason=\"header\"}"
+        )
+        .await
             >= 100
     );
     let log = server.log();

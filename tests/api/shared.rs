@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::http::get;
 use common::pg::Cluster;
 use common::service::{connect, start_migrated};
-use pgbridge::db::{Db, DbConfig, DbError, SharedConfig};
+use pgbridge::db::{Db, DbConfig, DbError, Queries, SharedConfig};
 
 fn shared_db(url: String, connections: usize, max_in_flight: usize) -> Db {
     queued_db(url, connections, max_in_flight, 0)

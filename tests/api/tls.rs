@@ -18,6 +18,7 @@ use common::http::{get, send};
 use common::pg::Cluster;
 use common::service::{active_sleeps, connect, start_on};
 use common::tls::TestCa;
+use pgbridge::db::Queries;
 use pgbridge::db::migrate::Migrator;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -31,7 +31,6 @@ use std::time::Duration;
 
 use std::future::Future;
 
-use tokio_postgres::Row;
 use tokio_postgres::types::Type;
 
 use self::set::Set;
@@ -39,7 +38,7 @@ use super::Conn;
 use super::cancel::{CancelTarget, SETTLE_TIMEOUT};
 use super::pooler::{self, StatementTypes};
 use super::shape::Shape;
-use super::{DbError, Params};
+use super::{DbError, Params, Queries};
 
 pub use fence::abandoned_uncancelled;
 
@@ -75,6 +74,8 @@ impl Unnamed {
 ///
 /// ```no_run
 /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
+/// use pgbridge::db::Queries;
+///
 /// // A single short statement on a table without row-level security: the shared path.
 /// let row = db.shared().query_one("SELECT name FROM countries WHERE code = $1", &[&"FR"]).await?;
 /// let name: String = row.get(0);
@@ -87,6 +88,9 @@ impl Unnamed {
 /// tx.commit().await?;
 /// # Ok(()) }
 /// ```
+///
+/// Its statements are the [`Queries`] methods (`query`, `query_one`, `query_opt`,
+/// `execute`).
 ///
 /// Guarantees:
 /// - A statement whose future is dropped is cancelled on the server only when it is the
@@ -199,80 +203,6 @@ impl Shared {
         Arc::make_mut(&mut self.extensions).insert(value);
     }
 
-    /// Runs `sql` (prepared once per connection) and returns its rows.
-    ///
-    /// ```no_run
-    /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
-    /// let rows = db.shared().query("SELECT id, message FROM fortune", &[]).await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, DbError> {
-        self.run(sql, params).await
-    }
-
-    /// Runs `sql` and returns its one row; no row, or several, is an error.
-    ///
-    /// ```no_run
-    /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
-    /// let row = db.shared().query_one("SELECT randomnumber FROM world WHERE id = $1", &[&7_i32]).await?;
-    /// let n: i32 = row.get(0);
-    /// # Ok(()) }
-    /// ```
-    pub async fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, DbError> {
-        self.run(sql, params).await
-    }
-
-    /// Runs `sql` and returns its row, if any.
-    ///
-    /// ```no_run
-    /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
-    /// let found = db.shared().query_opt("SELECT 1 FROM world WHERE id = $1", &[&7_i32]).await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, DbError> {
-        self.run(sql, params).await
-    }
-
-    /// Runs `sql` and returns the number of rows it changed.
-    ///
-    /// ```no_run
-    /// # async fn demo(db: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
-    /// let changed = db
-    ///     .shared()
-    ///     .execute("UPDATE world SET randomnumber = $1 WHERE id = $2", &[&42_i32, &7_i32])
-    ///     .await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, DbError> {
-        self.run(sql, params).await
-    }
-
-    /// One statement on a link: a place first, then the statement — prepared once per
-    /// connection; or, through a transaction pooler, unnamed (parameter types learnt once
-    /// per statement text) under the client-side statement timeout.
-    async fn run<T: Shape>(&self, sql: &str, params: Params<'_>) -> Result<T, DbError> {
-        if let Some(unnamed) = &self.set.unnamed {
-            // Before taking a place: learning may borrow a pooled connection.
-            let types = unnamed.param_types(sql).await?;
-            let ticket = self.set.acquire().await?;
-            let link = ticket.link().clone();
-            let work = link.send(T::unnamed(
-                link.client(),
-                sql,
-                pooler::typed(params, &types),
-            ));
-            return timed(ticket, unnamed.types.statement_timeout, work).await;
-        }
-        let ticket = self.set.acquire().await?;
-        let link = ticket.link().clone();
-        let statement = match link.prepare(sql).await {
-            Ok(statement) => statement,
-            Err(err) => return finish(ticket, Err(err)),
-        };
-        let out = link.send(T::named(link.client(), &statement, params)).await;
-        finish(ticket, out.map_err(Into::into))
-    }
-
     /// Each shared connection's state, in slot order.
     pub fn status(&self) -> Vec<SharedConnStatus> {
         self.set
@@ -338,6 +268,34 @@ where
                 "a shared statement ran past the statement timeout ({timeout:?}) and did not answer its cancel"
             )))
         }
+    }
+}
+
+impl Queries for Shared {
+    /// One statement on a link: a place first, then the statement — prepared once per
+    /// connection; or, through a transaction pooler, unnamed (parameter types learnt once
+    /// per statement text) under the client-side statement timeout.
+    async fn statement<T: Shape>(&self, sql: &str, params: Params<'_>) -> Result<T, DbError> {
+        if let Some(unnamed) = &self.set.unnamed {
+            // Before taking a place: learning may borrow a pooled connection.
+            let types = unnamed.param_types(sql).await?;
+            let ticket = self.set.acquire().await?;
+            let link = ticket.link().clone();
+            let work = link.send(T::unnamed(
+                link.client(),
+                sql,
+                pooler::typed(params, &types),
+            ));
+            return timed(ticket, unnamed.types.statement_timeout, work).await;
+        }
+        let ticket = self.set.acquire().await?;
+        let link = ticket.link().clone();
+        let statement = match link.prepare(sql).await {
+            Ok(statement) => statement,
+            Err(err) => return finish(ticket, Err(err)),
+        };
+        let out = link.send(T::named(link.client(), &statement, params)).await;
+        finish(ticket, out.map_err(Into::into))
     }
 }
 

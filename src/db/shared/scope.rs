@@ -51,11 +51,7 @@ impl Shared {
         steps: &[Step<'_>],
         with_lsn: bool,
     ) -> Result<Unit, DbError> {
-        let end = if with_lsn {
-            End::CommitLsn
-        } else {
-            End::Commit
-        };
+        let end = End::commit(with_lsn);
         if let Some(unnamed) = &self.set.unnamed {
             // Parameter types first (learnt on a pooled connection the first time a text is
             // seen), then a place on a link.

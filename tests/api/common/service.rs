@@ -2,8 +2,8 @@
 
 use std::net::SocketAddr;
 
-use pgbridge::AppState;
 use pgbridge::config::Config;
+use pgbridge::{AppState, Application};
 
 use super::http::serve;
 use super::pg::Cluster;
@@ -119,6 +119,65 @@ async fn serve_state(
         addr,
         database_url,
         state,
+    }
+}
+
+/// The service as the binary runs it — [`Application`]: its own server loop with the
+/// connection limits and timeouts, migrations at start — in this process, on `127.0.0.1`
+/// port 0. Stopped (drained) when dropped. For the tests that need the whole startup but no
+/// process boundary (no signal, exit status, log or resource limit of the process).
+pub struct Running {
+    pub addr: SocketAddr,
+    pub database_url: String,
+    pub state: AppState,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Builds and runs an [`Application`] on a fresh database of the shared cluster, with the
+/// binary's defaults (`configure` adjusts them); returns once it serves (`/readyz` 200).
+pub async fn application(configure: impl FnOnce(&mut Config)) -> Running {
+    let database_url = Cluster::shared().await.create_database().await;
+    application_on(database_url, configure).await
+}
+
+/// [`application`] on `database_url` (which the migrations at start bring up to date).
+pub async fn application_on(database_url: String, configure: impl FnOnce(&mut Config)) -> Running {
+    let mut config = Config::new(database_url.clone());
+    config.bind_addr = "127.0.0.1:0".parse().expect("an address");
+    configure(&mut config);
+    let app = Application::build(config)
+        .await
+        .expect("the service starts");
+    let addr = app.addr();
+    let state = app.state().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        if let Err(err) = app.run_until(shutdown).await {
+            panic!("the service stopped: {err}");
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // Connections wait in the listener's backlog until it serves (after the migrations).
+    while super::http::get(addr, "/readyz").await.status != 200 {
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Running {
+        addr,
+        database_url,
+        state,
+        stop: Some(stop),
     }
 }
 
