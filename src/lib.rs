@@ -131,7 +131,7 @@ pub fn router_with(state: AppState, extra: Vec<Route>) -> Router {
         .error_responder(error::awsgi_error_response);
     let mut table = routes();
     table.extend(extra);
-    let document = apps::web::ApiDocument::new(&api_doc::json(&routes::document(&table)));
+    let document = apps::web::ApiDocument::new(api_doc::text(&routes::document(&table)));
     let (routes, listing) = routes::mount(table, &state, &awsgi, state.config.validate_apps);
     let mut auth_settings = auth::AuthSettings::from_config(&state.config);
     auth_settings.stats = state.login_stats.clone();

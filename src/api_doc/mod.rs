@@ -18,10 +18,11 @@
 
 mod base;
 pub mod parts;
+mod served;
 
 pub use base::base;
+pub use served::{json, text};
 
-use serde_json::Value;
 use utoipa::openapi::OpenApi;
 
 /// Adds a route's operations, and the component schemas they refer to, to the API document.
@@ -50,73 +51,10 @@ pub fn build(docs: impl IntoIterator<Item = Document>) -> OpenApi {
     doc
 }
 
-/// The document as JSON, as served, with two things utoipa 5 cannot write itself: a
-/// response header the document names is always sent with that response, so each gets
-/// `"required": true` (utoipa's `Header` has no such field); and a response link's fields
-/// are spelled as OpenAPI spells them (`operationId`: utoipa's `Link` writes `operation_id`).
-///
-/// ```
-/// let doc = pgbridge::api_doc::base();
-/// let json = pgbridge::api_doc::json(&doc);
-/// let unauthorized = &json["components"]["responses"]["Unauthorized"];
-/// assert_eq!(unauthorized["headers"]["WWW-Authenticate"]["required"], true);
-/// ```
-pub fn json(doc: &OpenApi) -> Value {
-    let mut value = serde_json::to_value(doc).unwrap_or_else(|err| {
-        // Every part of the document is a string, number or map: serializing cannot fail.
-        tracing::error!(%err, "the API document does not serialize");
-        Value::Null
-    });
-    let mut responses: Vec<&mut Value> = Vec::new();
-    if let Some(paths) = value.get_mut("paths").and_then(Value::as_object_mut) {
-        for item in paths.values_mut().filter_map(Value::as_object_mut) {
-            for operation in item.values_mut() {
-                if let Some(map) = operation
-                    .get_mut("responses")
-                    .and_then(Value::as_object_mut)
-                {
-                    responses.extend(map.values_mut());
-                }
-            }
-        }
-    }
-    for response in responses {
-        require_headers(response);
-    }
-    if let Some(shared) = value
-        .pointer_mut("/components/responses")
-        .and_then(Value::as_object_mut)
-    {
-        shared.values_mut().for_each(require_headers);
-    }
-    value
-}
-
-/// Marks every header of one response object required, and spells its links' fields.
-fn require_headers(response: &mut Value) {
-    if let Some(headers) = response.get_mut("headers").and_then(Value::as_object_mut) {
-        for header in headers.values_mut().filter_map(Value::as_object_mut) {
-            header.insert("required".into(), Value::Bool(true));
-        }
-    }
-    if let Some(links) = response.get_mut("links").and_then(Value::as_object_mut) {
-        for link in links.values_mut().filter_map(Value::as_object_mut) {
-            for (snake, camel) in [
-                ("operation_id", "operationId"),
-                ("operation_ref", "operationRef"),
-                ("request_body", "requestBody"),
-            ] {
-                if let Some(value) = link.remove(snake) {
-                    link.insert(camel.into(), value);
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn every_route_is_documented_with_its_own_path_and_methods() {

@@ -19,6 +19,7 @@
 //! assert!(doc.paths.get_path_operation("/ping", Method::Get).is_some());
 //! ```
 
+use utoipa::ToSchema;
 use utoipa::openapi::path::{OperationBuilder, Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::{RequestBody, RequestBodyBuilder};
 use utoipa::openapi::response::{Response, ResponseBuilder};
@@ -27,7 +28,6 @@ use utoipa::openapi::schema::{
 };
 use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{Content, HeaderBuilder, KnownFormat, OpenApi, Ref, RefOr, Required};
-use utoipa::{PartialSchema, ToSchema};
 
 pub use utoipa::openapi::path::HttpMethod as Method;
 
@@ -81,6 +81,20 @@ pub fn string_matching(pattern: &str) -> Schema {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .pattern(Some(pattern))
+        .into()
+}
+
+/// `If-Match` / `If-None-Match`: `*`, or a comma-separated list of entity tags (`"v3"`,
+/// `W/"v3"`, RFC 9110 §8.8.3), as [`crate::http::conditional::TagList`] reads them; anything
+/// else is a 400.
+pub fn entity_tags() -> Schema {
+    // etagc = %x21 / %x23-7E / obs-text; a non-ASCII character is obs-text once encoded.
+    const TAG: &str = "(W/)?\"[^\\u0000-\\u0020\"\\u007f]*\"";
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(format!(
+            "^[\\t ]*\\*[\\t ]*$|^[\\t ,]*({TAG}([\\t ]*,[\\t ,]*{TAG})*)?[\\t ,]*$"
+        )))
         .into()
 }
 
@@ -241,9 +255,4 @@ pub fn www_authenticate() -> utoipa::openapi::Header {
     header(
         "`Bearer realm=\"pgbridge\"`, with `error=\"invalid_token\"` when a token was sent and refused.",
     )
-}
-
-/// The schema of `T`, inline (for a type that is not a component of its own).
-pub fn inline<T: PartialSchema>() -> RefOr<Schema> {
-    T::schema()
 }

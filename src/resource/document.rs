@@ -361,9 +361,13 @@ fn item_operations<R: Resource>(doc: &mut OpenApi) {
             "If-None-Match",
             false,
             "304 when it names the current version.",
-            parts::string(),
+            parts::entity_tags(),
         ))
         .response("200", item(&format!("The {noun}.")))
+        .response(
+            "400",
+            parts::error("`If-None-Match` (or `If-Match`) is not `*` or a list of entity tags."),
+        )
         .response(
             "304",
             ResponseBuilder::new()
@@ -382,14 +386,20 @@ fn item_operations<R: Resource>(doc: &mut OpenApi) {
         true,
         "The ETag of the version the change was made to: a stale one is 412, so no update is \
          lost.",
-        parts::string(),
+        parts::entity_tags(),
     ))
     .request_body(Some(parts::body(
         &["application/merge-patch+json", "application/json"],
         parts::schema_ref(&names.patch_schema()),
     )))
     .response("200", item(&format!("The changed {noun}.")))
-    .response("400", parts::error("Malformed JSON or not an object."))
+    .response(
+        "400",
+        parts::error(
+            "Malformed JSON, not an object, or an `If-Match` that is not `*` or a list of \
+             entity tags.",
+        ),
+    )
     .response("404", no_such())
     .response(
         "412",
@@ -418,9 +428,13 @@ fn item_operations<R: Resource>(doc: &mut OpenApi) {
                 "Delete only if the {noun} is still at this version (`\"v<version>\"` or `*`); \
                  412 otherwise."
             ),
-            parts::string(),
+            parts::entity_tags(),
         ))
         .response("204", parts::empty("Deleted."))
+        .response(
+            "400",
+            parts::error("`If-Match` is not `*` or a list of entity tags."),
+        )
         .response("404", no_such())
         .response(
             "412",

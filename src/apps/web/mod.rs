@@ -97,13 +97,13 @@ fn document_assets(doc: &mut OpenApi) {
     parts::add(doc, "/assets/{name}", Op::Get, operation);
 }
 
-/// `/openapi.json` as served: the document's JSON, built once with the router, and its
-/// entity tag.
+/// `/openapi.json` as served: the document's JSON text, built once with the router, and
+/// its entity tag.
 ///
 /// ```
 /// use pgbridge::apps::web::ApiDocument;
 ///
-/// let doc = ApiDocument::new(&serde_json::json!({"openapi": "3.1.0"}));
+/// let doc = ApiDocument::new(pgbridge::api_doc::text(&pgbridge::api_doc::base()));
 /// assert!(doc.etag().starts_with('"'));
 /// ```
 #[derive(Debug, Clone)]
@@ -113,9 +113,8 @@ pub struct ApiDocument {
 }
 
 impl ApiDocument {
-    /// The document `json`, pretty-printed, and its [`content_etag`].
-    pub fn new(json: &serde_json::Value) -> Self {
-        let text = serde_json::to_string_pretty(json).unwrap_or_default();
+    /// The document's `text` ([`crate::api_doc::text`]) and its [`content_etag`].
+    pub fn new(text: String) -> Self {
         Self {
             etag: content_etag(&text),
             body: Bytes::from(text),
