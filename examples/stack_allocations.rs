@@ -10,52 +10,14 @@
 //! It needs no Postgres: the database URL points at a closed port, and `/healthz` and
 //! `/nothing-here` (a 404 in the JSON shape) never ask for a connection.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-/// The system allocator, counting the allocations made on each thread.
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn count() {
-    // `try_with`: the thread-local may be gone while a thread shuts down.
-    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-}
-
-// SAFETY: every call is passed unchanged to `System`, which upholds `GlobalAlloc`'s contract.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: the caller's layout goes to `System` as given.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: `ptr` was allocated by `System` through this allocator with `layout`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+#[path = "../awsgi/tests/support/counting_alloc.rs"]
+mod counting_alloc;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting;
 
 /// Allocations on this thread for one request to `path` and its whole body, the mean of
 /// `ROUNDS` requests after a warm-up (lazily built tables allocate once).
@@ -67,11 +29,11 @@ async fn allocations_per_request(router: &axum::Router, path: &str, status: u16)
             .header("Host", "127.0.0.1:8080")
             .body(axum::body::Body::empty())
             .expect("a request");
-        let before = ALLOCATIONS.with(Cell::get);
+        let before = counting_alloc::allocations();
         let response = router.clone().oneshot(request).await.expect("infallible");
         assert_eq!(response.status().as_u16(), status, "{path}");
         let body = response.into_body().collect().await.expect("the body");
-        let after = ALLOCATIONS.with(Cell::get);
+        let after = counting_alloc::allocations();
         drop(body);
         if round >= 20 {
             total += after - before;

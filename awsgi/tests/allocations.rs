@@ -4,9 +4,6 @@
 //!
 //! `cargo test -p awsgi --test allocations -- --nocapture` prints both counts.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use awsgi::{AwsgiLayer, Body, Environ, Error, StartResponse};
 use axum::Router;
 use axum::response::{IntoResponse, Response};
@@ -14,46 +11,11 @@ use axum::routing::get;
 use http_body_util::BodyExt;
 use tower::{Layer, ServiceExt};
 
-/// The system allocator, counting the allocations made on each thread.
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn count() {
-    // `try_with`: the thread-local may be gone while a thread shuts down.
-    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-}
-
-// SAFETY: every call is passed unchanged to `System`, which upholds `GlobalAlloc`'s contract.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: the caller's layout goes to `System` as given.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: `ptr` was allocated by `System` through this allocator with `layout`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting;
 
 const BODY: &[u8] = br#"{"id":4174,"randomNumber":331}"#;
 
@@ -86,11 +48,11 @@ async fn allocations_per_request(router: &Router, path: &str) -> f64 {
         let request = http::Request::get(path)
             .body(axum::body::Body::empty())
             .expect("request");
-        let before = ALLOCATIONS.with(Cell::get);
+        let before = counting_alloc::allocations();
         let response = router.clone().oneshot(request).await.expect("infallible");
         assert_eq!(response.status(), 200);
         let body = response.into_body().collect().await.expect("body");
-        let after = ALLOCATIONS.with(Cell::get);
+        let after = counting_alloc::allocations();
         assert_eq!(body.to_bytes(), BODY);
         if round >= 10 {
             total += after - before;
