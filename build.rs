@@ -28,7 +28,7 @@ fn probe_test_programs() {
     }
     // tests/api/embedded.rs has a test of what only root sees (the cluster run as `postgres`).
     println!("cargo::rustc-check-cfg=cfg(not_root)");
-    if !effective_uid_is_root() {
+    if !programs::effective_uid_is_root() {
         println!("cargo::rustc-cfg=not_root");
     }
     let ci = std::env::var_os("CI").is_some();
@@ -39,20 +39,6 @@ fn probe_test_programs() {
             println!("cargo::rustc-cfg={cfg}");
         }
     }
-}
-
-/// Whether this process (cargo's user, who runs the tests) has effective uid 0.
-fn effective_uid_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("Uid:"))
-                .and_then(|ids| ids.split_whitespace().nth(1))
-                .map(|euid| euid == "0")
-        })
-        .unwrap_or(false)
 }
 
 fn embed_migrations() {

@@ -211,7 +211,7 @@ async fn no_database_url_runs_its_own_postgres_and_keeps_the_data() {
 )]
 async fn as_root_an_unreachable_folder_is_named() {
     assert!(
-        is_root(),
+        common::programs::effective_uid_is_root(),
         "built as root but run as another user: run cargo test as the user who built it"
     );
     let private = temp_dir("private-parent");
@@ -242,17 +242,4 @@ async fn as_root_an_unreachable_folder_is_named() {
     );
     let _ = std::fs::remove_dir_all(&private);
     let _ = std::fs::remove_file(&log);
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("Uid:"))
-                .and_then(|ids| ids.split_whitespace().nth(1))
-                .map(|euid| euid == "0")
-        })
-        .unwrap_or(false)
 }
