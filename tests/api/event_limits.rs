@@ -394,13 +394,14 @@ async fn the_catch_up_limit_holds_and_the_pool_keeps_serving_notes() {
     let service = service(|c| {
         c.db_pool_size = 4;
         c.events_max_catchups = 1;
-        c.events_replay_page = 200;
+        c.events_replay_page = 100;
         // No session re-check (a pooled connection each) during the test.
         c.sse_heartbeat_ms = 3_600_000;
     })
     .await;
     create(&service, "listed").await;
-    store_history(&service, 10_000).await;
+    // 20 pages per replay: enough for the 20 replays to overlap.
+    store_history(&service, 2_000).await;
     let total = stored_ids(&service).await.len();
 
     let (opened, mut opens) = tokio::sync::mpsc::unbounded_channel();
