@@ -299,13 +299,18 @@ async fn run<T: Send + Sync + 'static>(
             Ok(()) => {
                 backoff.reset();
                 tracing::warn!(
-                    channel = config.channel,
+                    channels = ?channel_names(&wanted, &taps),
                     "LISTEN connection lost; reconnecting"
                 );
             }
             Err(err) => {
                 let delay = backoff.next_delay();
-                tracing::warn!(channel = config.channel, error = %err, retry_in = ?delay, "LISTEN connection failed");
+                tracing::warn!(
+                    channels = ?channel_names(&wanted, &taps),
+                    error = %err,
+                    retry_in = ?delay,
+                    "LISTEN connection failed"
+                );
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     _ = stopped.wait_for(|stop| *stop) => return,
@@ -406,7 +411,10 @@ async fn listen_once<T: Send + Sync + 'static>(
             }, if pong.is_some() => {
                 pong = None;
                 if !alive {
-                    tracing::warn!(channel = config.channel, "LISTEN connection did not answer a ping");
+                    tracing::warn!(
+                        channels = ?channel_names(&wanted, taps),
+                        "LISTEN connection did not answer a ping"
+                    );
                     return Ok(());
                 }
                 // Its answer came after every notification sent before it, each already
@@ -463,6 +471,13 @@ async fn listen_once<T: Send + Sync + 'static>(
 /// A statement on the listening connection, polled beside its messages: whether it worked.
 type RoundTrip<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
 
+/// Every channel the connection listens on (the wanted ones, then the taps'), for log lines.
+fn channel_names(wanted: &watch::Receiver<Vec<String>>, taps: &[Tap]) -> Vec<String> {
+    let mut names = wanted.borrow().clone();
+    names.extend(taps.iter().map(|tap| tap.channel.to_owned()));
+    names
+}
+
 /// `LISTEN` on each of `channels`, quoted as identifiers (nothing for none).
 fn listen_statement(channels: &[String]) -> String {
     channels
@@ -482,5 +497,15 @@ mod tests {
             "LISTEN \"note_events\"; LISTEN \"task_events\";"
         );
         assert_eq!(super::listen_statement(&[]), "");
+    }
+
+    #[test]
+    fn log_lines_name_every_channel_listened_to() {
+        let (_, wanted) = tokio::sync::watch::channel(vec!["note_events".to_owned()]);
+        let taps = [super::Tap::new("session_revocations", |_| {})];
+        assert_eq!(
+            super::channel_names(&wanted, &taps),
+            ["note_events", "session_revocations"]
+        );
     }
 }
