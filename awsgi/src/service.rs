@@ -253,8 +253,8 @@ fn build_environ(
     let remote = extract::remote_addr(&parts);
     let https = parts.uri.scheme_str() == Some("https");
 
-    let mut builder = EnvironBuilder::from_parts(parts)
-        .server(config.server_name.clone(), config.server_port)
+    let server = (config.server_name.clone(), config.server_port);
+    let mut builder = EnvironBuilder::from_parts(parts, server)
         .https(https)
         .routing_args(routing_args)
         .input(input);

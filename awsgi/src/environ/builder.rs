@@ -31,12 +31,14 @@ pub struct EnvironBuilder {
 }
 
 impl EnvironBuilder {
-    pub(crate) fn from_parts(parts: http::request::Parts) -> Self {
+    /// The builder over a request head, with `SERVER_NAME`/`SERVER_PORT` falling back to
+    /// `server` (the layer passes its configured name, so a request allocates no default).
+    pub(crate) fn from_parts(parts: http::request::Parts, server: (Arc<str>, u16)) -> Self {
         let path = parts.uri.path();
         let environ = Environ {
             path_info: path.contains('%').then(|| decode_path(path)),
             script_name: String::new(),
-            server_fallback: (Arc::from("localhost"), 80),
+            server_fallback: server,
             url_scheme: if parts.uri.scheme_str() == Some("https") {
                 "https"
             } else {

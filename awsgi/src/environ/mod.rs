@@ -103,7 +103,7 @@ impl Environ {
     /// ```
     pub fn builder<B>(request: http::Request<B>) -> EnvironBuilder {
         let (parts, _) = request.into_parts();
-        EnvironBuilder::from_parts(parts)
+        EnvironBuilder::from_parts(parts, (Arc::from("localhost"), 80))
     }
 
     /// `REQUEST_METHOD`.
