@@ -13,6 +13,7 @@ mod cgi;
 mod vars;
 
 pub use builder::EnvironBuilder;
+pub(crate) use builder::layer_environ;
 use cgi::{form_decode, split_host};
 
 /// The environment of one request: PEP 3333's `environ` dict, typed.
