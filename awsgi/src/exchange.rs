@@ -17,9 +17,17 @@ type AppFuture = Pin<Box<dyn Future<Output = Result<Body, Error>> + Send + 'stat
 
 /// One request in flight: the application's future until it returns, its `write()` output,
 /// then its body.
+///
+/// The `write()` queue is a mutex the application's `Write` handles share; a request that
+/// never writes takes it once, when the application returns (closing it and finding it
+/// empty), and the exchange remembers what it found rather than asking again.
 pub(crate) struct Exchange {
     app: Option<AppFuture>,
     body: Option<Body>,
+    /// Chunks left in the (closed) queue after the application returned.
+    queued: bool,
+    /// The queue is closed (the application returned): `Drop` need not close it again.
+    writes_closed: bool,
     pub(crate) start_response: StartResponse,
 }
 
@@ -32,6 +40,8 @@ impl Exchange {
         Self {
             app: Some(Box::pin(app)),
             body: None,
+            queued: false,
+            writes_closed: false,
             start_response,
         }
     }
@@ -43,18 +53,26 @@ impl Exchange {
     ) -> Poll<Result<Option<Bytes>, Error>> {
         loop {
             if let Some(app) = &mut self.app {
-                // Registering for writes before polling the app means a write made during
-                // that poll wakes this task again.
-                if let Poll::Ready(Some(bytes)) = self.start_response.poll_written(cx) {
-                    return Poll::Ready(Ok(Some(bytes)));
-                }
                 match catch_unwind(AssertUnwindSafe(|| app.as_mut().poll(cx))) {
-                    Ok(Poll::Pending) => return Poll::Pending,
+                    Ok(Poll::Pending) => {
+                        // Output written before or during that poll goes out now. Looking
+                        // (and registering for more) only after the poll still sees every
+                        // write: one made later, from another task, finds this task's waker.
+                        return match self.start_response.poll_written(cx) {
+                            Poll::Ready(Some(bytes)) => Poll::Ready(Ok(Some(bytes))),
+                            _ => Poll::Pending,
+                        };
+                    }
                     Ok(Poll::Ready(Ok(body))) => {
                         self.app = None;
-                        // Later writes fail; the ones already queued still go out.
-                        self.start_response.close_writes();
                         self.body = Some(body);
+                        // Later writes fail; the ones already queued still go out, first.
+                        let (first, more) = self.start_response.close_writes_and_take();
+                        self.writes_closed = true;
+                        self.queued = more;
+                        if let Some(bytes) = first {
+                            return Poll::Ready(Ok(Some(bytes)));
+                        }
                     }
                     Ok(Poll::Ready(Err(err))) => {
                         self.app = None;
@@ -66,8 +84,11 @@ impl Exchange {
                     }
                 }
             }
-            if let Some(bytes) = self.start_response.take_written() {
-                return Poll::Ready(Ok(Some(bytes)));
+            if self.queued {
+                if let Some(bytes) = self.start_response.take_written() {
+                    return Poll::Ready(Ok(Some(bytes)));
+                }
+                self.queued = false;
             }
             let Some(body) = &mut self.body else {
                 return Poll::Ready(Ok(None));
@@ -101,14 +122,16 @@ impl Exchange {
 
     /// Nothing more to send: the application returned, its body ended, no write is queued.
     pub(crate) fn is_finished(&self) -> bool {
-        self.app.is_none() && self.body.is_none() && !self.start_response.has_written()
+        self.app.is_none() && self.body.is_none() && !self.queued
     }
 }
 
 impl Drop for Exchange {
     fn drop(&mut self) {
         // The response is over (or the client is gone): a writer elsewhere must not wait.
-        self.start_response.close_writes();
+        if !self.writes_closed {
+            self.start_response.close_writes();
+        }
     }
 }
 
@@ -119,4 +142,51 @@ fn panicked(payload: Box<dyn Any + Send>) -> Error {
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| String::from("non-string panic payload"));
     ContractError::Panicked(message).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::{Wake, Waker};
+
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// A write made by another task while the application waits wakes the exchange, and
+    /// goes out before the application returns.
+    #[test]
+    fn a_write_from_another_task_wakes_a_waiting_exchange() {
+        let start_response = StartResponse::new();
+        let write = start_response.start("200 OK", [("Content-Type", "text/plain")]);
+        let write = write.expect("a valid head");
+        let mut exchange = Exchange::new(std::future::pending(), start_response);
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(exchange.poll_chunk(&mut cx).is_pending());
+
+        let noop = futures_util::task::noop_waker();
+        let mut written = std::pin::pin!(write.write("elsewhere"));
+        let done = written.as_mut().poll(&mut Context::from_waker(&noop));
+        assert!(matches!(done, Poll::Ready(Ok(()))));
+        assert!(
+            flag.0.load(Ordering::SeqCst),
+            "the write must wake the exchange"
+        );
+        match exchange.poll_chunk(&mut cx) {
+            Poll::Ready(Ok(Some(chunk))) => assert_eq!(chunk, "elsewhere"),
+            other => panic!(
+                "expected the written chunk, got {:?}",
+                other.map(|r| r.is_ok())
+            ),
+        }
+        assert!(!exchange.is_finished());
+    }
 }

@@ -9,10 +9,10 @@ use std::task::{Context, Poll, ready};
 
 use http::Response;
 
-use crate::ResponseBody;
 use crate::exchange::Exchange;
 use crate::layer::Config;
 use crate::service::respond;
+use crate::{Error, ResponseBody};
 
 type BoxFuture = Pin<Box<dyn Future<Output = Response<ResponseBody>> + Send + 'static>>;
 
@@ -50,8 +50,13 @@ enum Inner {
         exchange: Option<Exchange>,
         config: Arc<Config>,
     },
-    /// Answered before the application ran (a refusal).
-    Ready(Option<Response<ResponseBody>>),
+    /// Refused before the application ran: the error responder answers when polled. The
+    /// error is held rather than the response, so that this variant does not make every
+    /// `ResponseFuture` (moved through each service above) as large as a response.
+    Refused {
+        error: Option<Error>,
+        config: Arc<Config>,
+    },
     /// The general path, boxed whole.
     Boxed(BoxFuture),
 }
@@ -66,9 +71,12 @@ impl ResponseFuture {
         }
     }
 
-    pub(crate) fn ready(response: Response<ResponseBody>) -> Self {
+    pub(crate) fn refused(error: Error, config: Arc<Config>) -> Self {
         Self {
-            inner: Inner::Ready(Some(response)),
+            inner: Inner::Refused {
+                error: Some(error),
+                config,
+            },
         }
     }
 
@@ -96,9 +104,12 @@ impl Future for ResponseFuture {
                 };
                 Poll::Ready(Ok(respond(config, running, first)))
             }
-            Inner::Ready(response) => Poll::Ready(Ok(response
-                .take()
-                .expect("ResponseFuture polled after it completed"))),
+            Inner::Refused { error, config } => {
+                let error = error
+                    .take()
+                    .expect("ResponseFuture polled after it completed");
+                Poll::Ready(Ok((config.error_responder)(&error)))
+            }
             Inner::Boxed(future) => future.as_mut().poll(cx).map(Ok),
         }
     }

@@ -53,14 +53,21 @@ where
     V: AsRef<str>,
 {
     let status = parse_status(status)?;
-    let mut map = HeaderMap::new();
+    let headers = headers.into_iter();
+    let mut map = HeaderMap::with_capacity(headers.size_hint().0);
     for (name, value) in headers {
         let (name, value) = (name.as_ref(), value.as_ref());
-        let header = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| StartResponseError::InvalidHeaderName(name.to_owned()))?;
-        if is_hop_by_hop(&header) {
-            return Err(StartResponseError::HopByHop(name.to_owned()));
-        }
+        let header = match well_known_name(name) {
+            Some(header) => header,
+            None => {
+                let header = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| StartResponseError::InvalidHeaderName(name.to_owned()))?;
+                if is_hop_by_hop(&header) {
+                    return Err(StartResponseError::HopByHop(name.to_owned()));
+                }
+                header
+            }
+        };
         let value = match well_known(value) {
             Some(value) => value,
             None => HeaderValue::from_bytes(value.as_bytes())
@@ -75,6 +82,27 @@ where
 }
 
 /// The common values, as static `HeaderValue`s: sent without copying them per response.
+/// The names applications send most, spelled as they usually are: the constant, without
+/// `HeaderName::from_bytes`' case folding and table search, and without the hop-by-hop
+/// check (none of them is). Any other spelling takes the general path.
+fn well_known_name(name: &str) -> Option<HeaderName> {
+    use http::header;
+    Some(match name {
+        "Content-Type" | "content-type" => header::CONTENT_TYPE,
+        "Content-Length" | "content-length" => header::CONTENT_LENGTH,
+        "Server" | "server" => header::SERVER,
+        "Cache-Control" | "cache-control" => header::CACHE_CONTROL,
+        "Location" | "location" => header::LOCATION,
+        "Set-Cookie" | "set-cookie" => header::SET_COOKIE,
+        "ETag" | "etag" => header::ETAG,
+        "Last-Modified" | "last-modified" => header::LAST_MODIFIED,
+        "Vary" | "vary" => header::VARY,
+        "Date" | "date" => header::DATE,
+        "X-Content-Type-Options" | "x-content-type-options" => header::X_CONTENT_TYPE_OPTIONS,
+        _ => return None,
+    })
+}
+
 fn well_known(value: &str) -> Option<HeaderValue> {
     let value = match value {
         "application/json" => "application/json",
@@ -95,6 +123,9 @@ fn well_known(value: &str) -> Option<HeaderValue> {
 }
 
 fn parse_status(status: &str) -> Result<StatusCode, StartResponseError> {
+    if status == "200 OK" {
+        return Ok(StatusCode::OK);
+    }
     let invalid = || StartResponseError::InvalidStatus(status.to_owned());
     let (code, reason) = status.split_once(' ').ok_or_else(invalid)?;
     let well_formed = code.len() == 3
@@ -129,4 +160,48 @@ pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// of the header in this crate: request and response heads, the environ, the Validator.
 pub(crate) fn content_length(value: &HeaderValue) -> Option<u64> {
     value.to_str().ok().and_then(|v| v.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fast path names exactly what the general path would, and nothing hop-by-hop.
+    #[test]
+    fn well_known_names_match_the_general_parse() {
+        for name in [
+            "Content-Type",
+            "content-type",
+            "Content-Length",
+            "content-length",
+            "Server",
+            "server",
+            "Cache-Control",
+            "cache-control",
+            "Location",
+            "location",
+            "Set-Cookie",
+            "set-cookie",
+            "ETag",
+            "etag",
+            "Last-Modified",
+            "last-modified",
+            "Vary",
+            "vary",
+            "Date",
+            "date",
+            "X-Content-Type-Options",
+            "x-content-type-options",
+        ] {
+            let fast = well_known_name(name).expect("a well-known spelling");
+            assert_eq!(
+                fast,
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                "{name}"
+            );
+            assert!(!is_hop_by_hop(&fast), "{name}");
+        }
+        assert_eq!(well_known_name("CONTENT-TYPE"), None);
+        assert_eq!(parse_status("200 OK"), Ok(StatusCode::OK));
+    }
 }

@@ -13,12 +13,13 @@ use futures_util::FutureExt;
 use http::{Request, Response, header};
 use tower::{Layer, Service};
 
+use crate::environ::layer_environ;
 use crate::exchange::Exchange;
 use crate::head::content_length;
 use crate::layer::Config;
 use crate::{
-    Application, AwsgiLayer, BoxError, ContractError, EnvironBuilder, Error, Input, InputError,
-    RequestError, ResponseBody, ResponseFuture, StartResponse, extract,
+    Application, AwsgiLayer, BoxError, ContractError, Error, Input, InputError, RequestError,
+    ResponseBody, ResponseFuture, StartResponse, extract,
 };
 
 /// An [`Application`] served as a tower `Service<http::Request<B>>`, for any request body
@@ -130,7 +131,7 @@ where
             limit: config.body_limit,
         });
         tracing::info!(error = %err, "refused before the application ran");
-        return ResponseFuture::ready((config.error_responder)(&err));
+        return ResponseFuture::refused(err, config.clone());
     }
 
     // Reading the router's parameters never waits (axum's extractor is async in name only);
@@ -144,7 +145,7 @@ where
     };
     match begin(app, config, parts, body, args) {
         Ok(exchange) => ResponseFuture::exchange(exchange, config.clone()),
-        Err(refused) => ResponseFuture::ready((config.error_responder)(&refused)),
+        Err(refused) => ResponseFuture::refused(refused, config.clone()),
     }
 }
 
@@ -251,20 +252,15 @@ fn build_environ(
 ) -> crate::Environ {
     let prefix = extract::mount_prefix(&mut parts);
     let remote = extract::remote_addr(&parts);
-    let https = parts.uri.scheme_str() == Some("https");
-
-    let mut builder = EnvironBuilder::from_parts(parts)
-        .server(config.server_name.clone(), config.server_port)
-        .https(https)
-        .routing_args(routing_args)
-        .input(input);
-    if let Some(prefix) = prefix {
-        builder = builder.script_name(&prefix);
-    }
-    if let Some(addr) = remote {
-        builder = builder.remote_addr(addr);
-    }
-    builder.build()
+    let server = (config.server_name.clone(), config.server_port);
+    layer_environ(
+        parts,
+        server,
+        remote,
+        routing_args,
+        input,
+        prefix.as_deref(),
+    )
 }
 
 /// The error responder's answer, logged by the status it chose (the application's error

@@ -228,11 +228,6 @@ impl StartResponse {
         self.writes().poll_written(cx)
     }
 
-    /// Whether `write()` output is queued.
-    pub(crate) fn has_written(&self) -> bool {
-        self.writes().has_written()
-    }
-
     /// The next `write()` chunk already queued, without waiting.
     pub(crate) fn take_written(&self) -> Option<Bytes> {
         self.writes().take_written()
@@ -242,6 +237,12 @@ impl StartResponse {
     /// fail; what is queued can still be taken.
     pub(crate) fn close_writes(&self) {
         self.writes().close();
+    }
+
+    /// [`close_writes`](Self::close_writes) and the first queued chunk, in one lock, with
+    /// whether more are queued behind it.
+    pub(crate) fn close_writes_and_take(&self) -> (Option<Bytes>, bool) {
+        self.writes().close_and_take()
     }
 
     /// A rejected call made after the commit, which must abort the response.
@@ -371,7 +372,6 @@ mod tests {
         assert!(blocked.as_mut().poll(&mut cx).is_pending());
         assert_eq!(sr.take_written().unwrap(), "0");
         assert!(blocked.as_mut().poll(&mut cx).is_ready());
-        assert!(sr.has_written());
         sr.close_writes();
         assert!(write.write("after close").await.is_err());
         // What was queued before the close still goes out, in order.

@@ -52,17 +52,24 @@ impl WriteQueue {
         }
     }
 
-    /// Whether `write()` output is queued.
-    pub(crate) fn has_written(&self) -> bool {
-        !self.lock().queue.is_empty()
-    }
-
     /// The next `write()` chunk already queued, without waiting.
     pub(crate) fn take_written(&self) -> Option<Bytes> {
         self.lock().pop()
     }
 
     /// Ends `write()`: later writes fail; what is queued can still be taken.
+    /// Closes the queue (later writes fail) and takes the first chunk still queued, under one
+    /// lock; `true` beside it when more are queued behind it.
+    pub(crate) fn close_and_take(&self) -> (Option<Bytes>, bool) {
+        let mut writes = self.lock();
+        writes.closed = true;
+        for writer in writes.writers.drain(..) {
+            writer.wake();
+        }
+        let first = writes.pop();
+        (first, !writes.queue.is_empty())
+    }
+
     pub(crate) fn close(&self) {
         let mut writes = self.lock();
         writes.closed = true;

@@ -1,6 +1,8 @@
 //! The routes through the contract: WSGI-shaped applications behind `AwsgiLayer`.
 
-use awsgi::{Body, Environ, Error, StartResponse};
+use std::future::Future;
+
+use awsgi::{Application, Body, Environ, Error, StartResponse};
 use pgbridge::db::Db;
 
 use crate::data::*;
@@ -8,12 +10,15 @@ use crate::data::*;
 pub(crate) const JSON: [(&str, &str); 2] =
     [("Content-Type", "application/json"), ("Server", "pgbridge")];
 
-pub(crate) fn pool(environ: &Environ) -> Result<Db, Error> {
-    environ
-        .extensions()
-        .get::<Db>()
-        .cloned()
-        .ok_or_else(|| Error::msg("no Db extension"))
+/// A contract application over the `Db` it was built with, cloned for each request as a
+/// native handler's `State` is: no `Router::layer(Extension(…))`, which would wrap each of
+/// these routes in one more boxed service per request than its native twin has.
+pub(crate) fn with_db<F, Fut>(db: Db, app: F) -> impl Application
+where
+    F: Fn(Db, Environ, StartResponse) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Body, Error>> + Send,
+{
+    move |environ: Environ, sr: StartResponse| app(db.clone(), environ, sr)
 }
 
 pub(crate) async fn plaintext(_: Environ, sr: StartResponse) -> Result<Body, Error> {
@@ -31,49 +36,61 @@ pub(crate) async fn json(_: Environ, sr: StartResponse) -> Result<Body, Error> {
     )?))
 }
 
-pub(crate) async fn db(environ: Environ, sr: StartResponse) -> Result<Body, Error> {
-    let world = one_world(&pool(&environ)?).await?;
+pub(crate) async fn db(db: Db, _: Environ, sr: StartResponse) -> Result<Body, Error> {
+    let world = one_world(&db).await?;
     sr.start("200 OK", JSON)?;
     Ok(Body::from(serde_json::to_vec(&world)?))
 }
 
-pub(crate) async fn queries(environ: Environ, sr: StartResponse) -> Result<Body, Error> {
+pub(crate) async fn queries(db: Db, environ: Environ, sr: StartResponse) -> Result<Body, Error> {
     let n = query_count(environ.query("queries").as_deref());
-    let worlds = many_worlds(&pool(&environ)?, n).await?;
+    let worlds = many_worlds(&db, n).await?;
     sr.start("200 OK", JSON)?;
     Ok(Body::from(serde_json::to_vec(&worlds)?))
 }
 
-pub(crate) async fn shared_queries(environ: Environ, sr: StartResponse) -> Result<Body, Error> {
+pub(crate) async fn shared_queries(
+    db: Db,
+    environ: Environ,
+    sr: StartResponse,
+) -> Result<Body, Error> {
     let n = query_count(environ.query("queries").as_deref());
-    let worlds = many_worlds_shared(&pool(&environ)?, n).await?;
+    let worlds = many_worlds_shared(&db, n).await?;
     sr.start("200 OK", JSON)?;
     Ok(Body::from(serde_json::to_vec(&worlds)?))
 }
 
-pub(crate) async fn pooled_queries(environ: Environ, sr: StartResponse) -> Result<Body, Error> {
+pub(crate) async fn pooled_queries(
+    db: Db,
+    environ: Environ,
+    sr: StartResponse,
+) -> Result<Body, Error> {
     let n = query_count(environ.query("queries").as_deref());
-    let worlds = many_worlds_pooled(&pool(&environ)?, n).await?;
+    let worlds = many_worlds_pooled(&db, n).await?;
     sr.start("200 OK", JSON)?;
     Ok(Body::from(serde_json::to_vec(&worlds)?))
 }
 
-pub(crate) async fn sequential_queries(environ: Environ, sr: StartResponse) -> Result<Body, Error> {
+pub(crate) async fn sequential_queries(
+    db: Db,
+    environ: Environ,
+    sr: StartResponse,
+) -> Result<Body, Error> {
     let n = query_count(environ.query("queries").as_deref());
-    let worlds = many_worlds_sequentially(&pool(&environ)?, n).await?;
+    let worlds = many_worlds_sequentially(&db, n).await?;
     sr.start("200 OK", JSON)?;
     Ok(Body::from(serde_json::to_vec(&worlds)?))
 }
 
-pub(crate) async fn updates(environ: Environ, sr: StartResponse) -> Result<Body, Error> {
+pub(crate) async fn updates(db: Db, environ: Environ, sr: StartResponse) -> Result<Body, Error> {
     let n = query_count(environ.query("queries").as_deref());
-    let worlds = update_worlds(&pool(&environ)?, n).await?;
+    let worlds = update_worlds(&db, n).await?;
     sr.start("200 OK", JSON)?;
     Ok(Body::from(serde_json::to_vec(&worlds)?))
 }
 
-pub(crate) async fn fortunes(environ: Environ, sr: StartResponse) -> Result<Body, Error> {
-    let html = fortunes_html(&pool(&environ)?).await?;
+pub(crate) async fn fortunes(db: Db, _: Environ, sr: StartResponse) -> Result<Body, Error> {
+    let html = fortunes_html(&db).await?;
     sr.start(
         "200 OK",
         [

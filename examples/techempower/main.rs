@@ -29,14 +29,14 @@ mod native;
 use std::time::Duration;
 
 use awsgi::{Application, AwsgiLayer};
+use axum::Router;
 use axum::routing::get;
-use axum::{Extension, Router};
 use pgbridge::db::{Db, DbConfig};
 use tower::Layer;
 
 use contract::{
     db as db_route, fortunes, json, plaintext, pooled_queries, queries, sequential_queries,
-    shared_queries, updates,
+    shared_queries, updates, with_db,
 };
 use native::*;
 
@@ -49,14 +49,22 @@ fn app(db: Db) -> Router {
     Router::new()
         .route_service("/plaintext", contract(&layer, plaintext))
         .route_service("/json", contract(&layer, json))
-        .route_service("/db", contract(&layer, db_route))
-        .route_service("/queries", contract(&layer, queries))
-        .route_service("/updates", contract(&layer, updates))
-        .route_service("/fortunes", contract(&layer, fortunes))
-        .route_service("/sequential/queries", contract(&layer, sequential_queries))
-        .route_service("/shared/queries", contract(&layer, shared_queries))
-        .route_service("/pooled/queries", contract(&layer, pooled_queries))
-        .layer(Extension(db.clone()))
+        .route_service("/db", contract(&layer, with_db(db.clone(), db_route)))
+        .route_service("/queries", contract(&layer, with_db(db.clone(), queries)))
+        .route_service("/updates", contract(&layer, with_db(db.clone(), updates)))
+        .route_service("/fortunes", contract(&layer, with_db(db.clone(), fortunes)))
+        .route_service(
+            "/sequential/queries",
+            contract(&layer, with_db(db.clone(), sequential_queries)),
+        )
+        .route_service(
+            "/shared/queries",
+            contract(&layer, with_db(db.clone(), shared_queries)),
+        )
+        .route_service(
+            "/pooled/queries",
+            contract(&layer, with_db(db.clone(), pooled_queries)),
+        )
         .route("/native/plaintext", get(native_plaintext))
         .route("/native/json", get(native_json))
         .route("/native/db", get(native_db))

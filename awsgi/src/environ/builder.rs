@@ -31,28 +31,12 @@ pub struct EnvironBuilder {
 }
 
 impl EnvironBuilder {
-    pub(crate) fn from_parts(parts: http::request::Parts) -> Self {
-        let path = parts.uri.path();
-        let environ = Environ {
-            path_info: path.contains('%').then(|| decode_path(path)),
-            script_name: String::new(),
-            server_fallback: (Arc::from("localhost"), 80),
-            url_scheme: if parts.uri.scheme_str() == Some("https") {
-                "https"
-            } else {
-                "http"
-            },
-            method: parts.method,
-            uri: parts.uri,
-            version: parts.version,
-            remote_addr: None,
-            headers: parts.headers,
-            routing_args: Vec::new(),
-            extensions: parts.extensions,
-            input: Input::empty(),
-            errors: Errors::default(),
-        };
-        Self { environ }
+    /// The builder over a request head, with `SERVER_NAME`/`SERVER_PORT` falling back to
+    /// `server`.
+    pub(crate) fn from_parts(parts: http::request::Parts, server: (Arc<str>, u16)) -> Self {
+        Self {
+            environ: layer_environ(parts, server, None, Vec::new(), Input::empty(), None),
+        }
     }
 
     /// Takes `prefix` (raw, as in the URI) off the front of the path as `SCRIPT_NAME`.
@@ -64,14 +48,7 @@ impl EnvironBuilder {
     /// assert_eq!((environ.script_name(), environ.path_info()), ("/shop", "/cart"));
     /// ```
     pub fn script_name(mut self, prefix: &str) -> Self {
-        let prefix = prefix.trim_end_matches('/');
-        let decoded = decode_path(prefix);
-        if let Some(rest) = self.environ.path_info().strip_prefix(decoded.as_str()) {
-            if rest.is_empty() || rest.starts_with('/') {
-                self.environ.path_info = Some(rest.to_owned());
-                self.environ.script_name = decoded;
-            }
-        }
+        take_script_name(&mut self.environ, prefix);
         self
     }
 
@@ -155,5 +132,57 @@ impl EnvironBuilder {
     /// ```
     pub fn build(self) -> Environ {
         self.environ
+    }
+}
+
+/// The environ the layer serves a request with, built in place: the head, `SERVER_NAME`'s
+/// fallback (the layer's configured name, shared, so a request allocates no default), the
+/// peer, the routing arguments, `wsgi.input` and the mount prefix (`SCRIPT_NAME`). One
+/// struct literal rather than the builder's chain, each call of which moves the whole
+/// environ.
+pub(crate) fn layer_environ(
+    parts: http::request::Parts,
+    server: (Arc<str>, u16),
+    remote_addr: Option<SocketAddr>,
+    routing_args: Vec<(String, String)>,
+    input: Input,
+    prefix: Option<&str>,
+) -> Environ {
+    let path = parts.uri.path();
+    let mut environ = Environ {
+        path_info: path.contains('%').then(|| decode_path(path)),
+        script_name: String::new(),
+        server_fallback: server,
+        url_scheme: if parts.uri.scheme_str() == Some("https") {
+            "https"
+        } else {
+            "http"
+        },
+        method: parts.method,
+        uri: parts.uri,
+        version: parts.version,
+        remote_addr,
+        headers: parts.headers,
+        routing_args,
+        extensions: parts.extensions,
+        input,
+        errors: Errors::default(),
+    };
+    if let Some(prefix) = prefix {
+        take_script_name(&mut environ, prefix);
+    }
+    environ
+}
+
+/// Takes `prefix` (raw, as in the URI) off the front of the path as `SCRIPT_NAME`, unless
+/// the path does not start with it.
+fn take_script_name(environ: &mut Environ, prefix: &str) {
+    let prefix = prefix.trim_end_matches('/');
+    let decoded = decode_path(prefix);
+    if let Some(rest) = environ.path_info().strip_prefix(decoded.as_str()) {
+        if rest.is_empty() || rest.starts_with('/') {
+            environ.path_info = Some(rest.to_owned());
+            environ.script_name = decoded;
+        }
     }
 }

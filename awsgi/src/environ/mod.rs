@@ -13,6 +13,7 @@ mod cgi;
 mod vars;
 
 pub use builder::EnvironBuilder;
+pub(crate) use builder::layer_environ;
 use cgi::{form_decode, split_host};
 
 /// The environment of one request: PEP 3333's `environ` dict, typed.
@@ -103,7 +104,7 @@ impl Environ {
     /// ```
     pub fn builder<B>(request: http::Request<B>) -> EnvironBuilder {
         let (parts, _) = request.into_parts();
-        EnvironBuilder::from_parts(parts)
+        EnvironBuilder::from_parts(parts, (Arc::from("localhost"), 80))
     }
 
     /// `REQUEST_METHOD`.
