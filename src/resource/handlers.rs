@@ -22,7 +22,7 @@ use super::idempotency::{self, Recorded};
 use super::input::{bounded_query, require_media_type};
 use super::reply::*;
 use super::request::{idempotency_key, item_id};
-use super::store::{FIRST_PAGE, Statements, item_of, page_of};
+use super::store::{Statements, item_of, page_of};
 use super::{CACHE_CONTROL, DEFAULT_LIMIT, Item, MAX_LIMIT, Resource, presents_token};
 use crate::http::conditional::{self, Outcome, Preconditions, Validators};
 
@@ -36,8 +36,7 @@ pub(super) async fn list<R: Resource>(
     let after = environ
         .query("cursor")
         .map(|c| conditional::decode_cursor(&c))
-        .transpose()?
-        .unwrap_or(FIRST_PAGE);
+        .transpose()?;
     let filter = R::filter(&environ)?;
     let pre = Preconditions::from_headers(environ.headers())?;
     // A standby's or the primary's connection (read routing), in the owner's scope.
@@ -46,7 +45,11 @@ pub(super) async fn list<R: Resource>(
     let sql = Statements::of::<R>();
     // Unfiltered: the statement with the count in its text, whose plan Postgres keeps.
     let step = if filter.is_empty() {
-        (sql.page(fetch), vec![&after as &(dyn ToSql + Sync)])
+        let params: Vec<&(dyn ToSql + Sync)> = match &after {
+            Some(after) => vec![after],
+            None => Vec::new(),
+        };
+        (sql.page(fetch, after.is_some()), params)
     } else {
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&after, &fetch];
         params.extend(filter.iter().map(|p| &**p as &(dyn ToSql + Sync)));
@@ -195,8 +198,7 @@ async fn collection_preconditions<R: Resource>(
     }
     let etag = if pre.names_tags() {
         let sql = Statements::of::<R>();
-        let after = FIRST_PAGE;
-        let rows = conn.query(sql.page(DEFAULT_LIMIT + 1), &[&after]).await?;
+        let rows = conn.query(sql.page(DEFAULT_LIMIT + 1, false), &[]).await?;
         page_etag(&page_of::<R>(&rows, DEFAULT_LIMIT))
     } else {
         String::from("\"\"")

@@ -57,30 +57,28 @@ pub struct Page<F> {
     pub next_after: Option<i64>,
 }
 
-/// The `$1` of a first page: ids are below it (an identity column never reaches the
-/// largest `bigint`).
-pub const FIRST_PAGE: i64 = i64::MAX;
-
 /// The statements of one resource.
 ///
 /// They return `created_at` and `updated_at` as `timestamptz` (binary, formatted by
 /// [`Item::from_row`]), so that Postgres formats nothing; and a page asks for rows with
-/// `id < $1`, `$1` being the last id of the previous page or, for the first page,
-/// [`FIRST_PAGE`]: a plain comparison, which Postgres may check in an index before the
-/// policy (an expression such as `coalesce($1, …)` it would check row by row after it).
+/// An unfiltered page after a cursor asks for `id < $1`: a plain comparison, which
+/// Postgres checks in the index before the policy, in a generic plan too (an expression
+/// such as `coalesce($1, …)` it would check row by row after the policy); a first page
+/// asks for no id at all.
 #[derive(Debug)]
 pub struct Statements {
     /// One item by `$1` id.
     pub get: String,
-    /// A filtered page: `$1` after (an id, or [`FIRST_PAGE`]), `$2` limit + 1, then the
+    /// A filtered page: `$1` after (id; `NULL` for the first page), `$2` limit + 1, then the
     /// filter's parameters. Planned for the filter's values (a custom plan).
     pub list: String,
     /// An unfiltered page: `$1` after, `$2` limit + 1. See [`page`](Self::page) for the
     /// statement a listing runs.
     pub list_all: String,
-    /// An unfiltered page of each size `n` (the limit + 1, `1..=MAX_LIMIT + 1`): `$1` after,
-    /// `LIMIT n` written into the text, built on first use.
-    pages: Vec<OnceLock<String>>,
+    /// Unfiltered pages of each size `n` (the limit + 1, `1..=MAX_LIMIT + 1`), `LIMIT n`
+    /// written into the text, built on first use: first pages (no parameter), and pages
+    /// after `$1`.
+    pages: [Vec<OnceLock<String>>; 2],
     /// `INSERT` of the columns `$1…`; returns the item.
     pub insert: String,
     /// Replaces item `$1`'s columns (`$3…`) if its version is `$2` (`NULL`: any).
@@ -97,7 +95,7 @@ impl Statements {
     /// let sql = pgbridge::resource::store::Statements::new("tasks", &["title", "done"], "");
     /// assert!(sql.insert.starts_with("INSERT INTO tasks (title, done) VALUES ($1, $2) RETURNING id, "));
     /// assert!(sql.update.contains("SET title = $3, done = $4, version = version + 1"));
-    /// assert!(sql.page(21).ends_with("ORDER BY id DESC LIMIT 21"));
+    /// assert!(sql.page(21, true).ends_with("WHERE id < $1 ORDER BY id DESC LIMIT 21"));
     /// ```
     pub fn new(table: &str, columns: &[&str], filter: &str) -> Self {
         let select = format!(
@@ -115,8 +113,13 @@ impl Statements {
             .map(|(column, n)| format!("{column} = {n}"))
             .collect();
         let list = |filter: &str, limit: &str| {
+            let filter = if filter.is_empty() {
+                String::new()
+            } else {
+                format!(" {filter}")
+            };
             format!(
-                "SELECT {select} FROM {table} WHERE id < $1 {filter} \
+                "SELECT {select} FROM {table} WHERE ($1::bigint IS NULL OR id < $1){filter} \
                  ORDER BY id DESC LIMIT {limit}"
             )
         };
@@ -125,7 +128,7 @@ impl Statements {
             get: format!("SELECT {select} FROM {table} WHERE id = $1"),
             list: list(filter, "$2"),
             list_all: list("", "$2"),
-            pages: std::iter::repeat_with(OnceLock::new).take(max).collect(),
+            pages: [0, 1].map(|_| std::iter::repeat_with(OnceLock::new).take(max).collect()),
             insert: format!(
                 "INSERT INTO {table} ({}) VALUES ({}) RETURNING {select}",
                 columns.join(", "),
@@ -142,8 +145,8 @@ impl Statements {
         }
     }
 
-    /// The unfiltered page of `fetch` rows (the limit + 1, clamped to `1..=MAX_LIMIT + 1`),
-    /// `$1` after: [`list_all`](Self::list_all) with the count written in.
+    /// The unfiltered page of `fetch` rows (the limit + 1, clamped to `1..=MAX_LIMIT + 1`):
+    /// the first (no parameter) or, `after`, the one below the id `$1`.
     ///
     /// Why not `LIMIT $2`: a prepared statement is planned for its parameters' values
     /// five times, then kept as one generic plan if that plan's estimate is no worse. A
@@ -151,13 +154,19 @@ impl Statements {
     /// table of more than a few pages it never looks as cheap as the custom ones, and every
     /// page was planned again (about as much work as running it). With the count in the
     /// text, the generic plan is the custom plan, and is kept. A service has at most
-    /// `MAX_LIMIT + 1` such texts per resource.
-    pub fn page(&self, fetch: i64) -> &str {
-        let last = self.pages.len().max(1) - 1;
+    /// `2 × (MAX_LIMIT + 1)` such texts per resource.
+    pub fn page(&self, fetch: i64, after: bool) -> &str {
+        let pages = &self.pages[usize::from(after)];
+        let last = pages.len().max(1) - 1;
         let index = usize::try_from(fetch.max(1) - 1).unwrap_or(0).min(last);
-        self.pages[index].get_or_init(|| {
-            self.list_all
-                .replace("LIMIT $2", &format!("LIMIT {}", index + 1))
+        pages[index].get_or_init(|| {
+            let limit = format!("LIMIT {}", index + 1);
+            let sql = self.list_all.replace("LIMIT $2", &limit);
+            if after {
+                sql.replace("($1::bigint IS NULL OR id < $1)", "id < $1")
+            } else {
+                sql.replace(" WHERE ($1::bigint IS NULL OR id < $1)", "")
+            }
         })
     }
 
@@ -223,14 +232,19 @@ mod tests {
         assert!(sql.update.contains("title = $3, body = $4, tags = $5,"));
         assert!(
             sql.list
-                .contains("id < $1 AND x = $3 ORDER BY id DESC LIMIT $2")
+                .contains("id < $1) AND x = $3 ORDER BY id DESC LIMIT $2")
         );
         assert!(!sql.list_all.contains("x = $3"));
-        assert_eq!(sql.page(21), sql.list_all.replace("LIMIT $2", "LIMIT 21"));
-        assert!(sql.page(0).ends_with("LIMIT 1"));
         assert!(
-            sql.page(i64::MAX)
-                .ends_with(&format!("LIMIT {}", MAX_LIMIT + 1))
+            sql.page(21, false)
+                .ends_with("FROM notes ORDER BY id DESC LIMIT 21")
         );
+        assert!(
+            sql.page(21, true)
+                .ends_with("FROM notes WHERE id < $1 ORDER BY id DESC LIMIT 21")
+        );
+        assert!(sql.page(0, false).ends_with("LIMIT 1"));
+        let most = format!("LIMIT {}", MAX_LIMIT + 1);
+        assert!(sql.page(i64::MAX, true).ends_with(&most));
     }
 }
