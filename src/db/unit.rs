@@ -248,56 +248,6 @@ fn simple<'a>(client: &'a tokio_postgres::Client, sql: &'static str) -> Part<'a>
     Box::pin(async move { client.simple_query(sql).await.map(Answer::Simple) })
 }
 
-/// `BEGIN` and the scope statement for `owner` as one simple query, its parameter written
-/// in as a literal: through a transaction pooler, where the scope statement would be
-/// parsed and planned on every unit anyway, one protocol message instead of two (the
-/// extended protocol's Parse, Bind, Describe, Execute and its own Sync). The literal is
-/// an integer or `decode('<hex digits>', 'hex')`: nothing a caller gives can close it.
-fn begin_and_scope(owner: Owner<'_>) -> String {
-    let (sql, _) = scope_statement(owner);
-    let scope = match owner {
-        Owner::TokenHash(hash) => {
-            let mut hex = String::with_capacity(hash.len() * 2);
-            for byte in hash {
-                hex.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
-                hex.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
-            }
-            sql.replace("$1::bytea", &format!("decode('{hex}', 'hex')"))
-        }
-        Owner::Account(id) => sql.replace("$1::bigint", &format!("({id})::bigint")),
-    };
-    format!("BEGIN; {scope}")
-}
-
-fn simple_owned<'a>(client: &'a tokio_postgres::Client, sql: String) -> Part<'a> {
-    Box::pin(async move { client.simple_query(&sql).await.map(Answer::Simple) })
-}
-
-/// The scope statement's row in a simple query's answer: `(session id, account id,
-/// seconds left)`, each `None` when `NULL` (or not a number).
-fn scope_row_text(
-    messages: &[SimpleQueryMessage],
-) -> Option<(Option<i64>, Option<i64>, Option<f64>)> {
-    messages.iter().find_map(|message| match message {
-        SimpleQueryMessage::Row(row) => {
-            let int = |i: usize| {
-                row.try_get(i)
-                    .ok()
-                    .flatten()
-                    .and_then(|text| text.parse::<i64>().ok())
-            };
-            // Only the token's scope statement has the fifth column.
-            let secs = row
-                .try_get(4)
-                .ok()
-                .flatten()
-                .and_then(|text| text.parse::<f64>().ok());
-            Some((int(0), int(1), secs))
-        }
-        _ => None,
-    })
-}
-
 /// Polls `parts[from..]` once each, in order, recording those already answered; returns
 /// whether any of them failed already (before it was sent: a parameter that does not
 /// encode, or a closed connection).
@@ -341,21 +291,13 @@ pub(crate) async fn submit(
     };
     let mut parts: Vec<Part<'_>> = Vec::with_capacity(steps.len() + 3);
     let mut prepared = prepared.iter();
-    // Through a transaction pooler (the scope statement unnamed): BEGIN and the scope in
-    // one simple query.
-    let mut batched = false;
     if let Some(owner) = owner {
+        parts.push(simple(client, "BEGIN"));
         let (sql, _) = scope_statement(owner);
         let how = prepared
             .next()
             .expect("prepare() returns the scope statement first");
-        if matches!(how, Prepared::Unnamed(_)) {
-            batched = true;
-            parts.push(simple_owned(client, begin_and_scope(owner)));
-        } else {
-            parts.push(simple(client, "BEGIN"));
-            parts.push(part(client, sql, how, &scope_params));
-        }
+        parts.push(part(client, sql, how, &scope_params));
     }
     for (step, how) in steps.iter().zip(prepared) {
         parts.push(part(client, step.sql, how, step.params));
@@ -403,28 +345,20 @@ pub(crate) async fn submit(
     let mut session = Some((0, 0));
     let mut session_expires_in = None;
     if let Some(owner) = owner {
-        if !batched {
-            answers.next().expect("BEGIN's answer")?;
-        }
+        answers.next().expect("BEGIN's answer")?;
         let row = match answers.next().expect("the scope statement's answer")? {
-            Answer::Rows(rows) => rows.first().map(|row| {
-                let secs = match owner {
-                    Owner::TokenHash(_) => row.get::<_, Option<f64>>(4),
-                    Owner::Account(_) => None,
-                };
-                (
-                    row.get::<_, Option<i64>>(0),
-                    row.get::<_, Option<i64>>(1),
-                    secs,
-                )
-            }),
-            Answer::Simple(messages) => scope_row_text(&messages),
+            Answer::Rows(rows) => rows.into_iter().next(),
+            _ => None,
         };
-        if let (Some((_, _, secs)), Owner::TokenHash(_)) = (row, owner) {
-            session_expires_in =
-                secs.and_then(|secs| std::time::Duration::try_from_secs_f64(secs).ok());
+        if let (Some(row), Owner::TokenHash(_)) = (&row, owner) {
+            session_expires_in = row
+                .get::<_, Option<f64>>(4)
+                .and_then(|secs| std::time::Duration::try_from_secs_f64(secs).ok());
         }
-        session = row.and_then(|(session, account, _)| Some((session.unwrap_or(0), account?)));
+        session = row.and_then(|row| {
+            let account = row.get::<_, Option<i64>>(1)?;
+            Some((row.get::<_, Option<i64>>(0).unwrap_or(0), account))
+        });
     }
     let mut rows = Vec::with_capacity(steps.len());
     let mut failed = None;
@@ -477,21 +411,4 @@ fn lsn_of(messages: &[SimpleQueryMessage]) -> Result<Lsn, DbError> {
         .ok_or_else(|| "no row".to_owned())
         .and_then(|text| text.parse::<Lsn>())
         .map_err(|why| DbError::Unavailable(format!("pg_current_wal_insert_lsn: {why}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_batched_scope_writes_its_parameter_as_a_literal() {
-        let by_token = begin_and_scope(Owner::TokenHash(&[0x00, 0xab, 0x27]));
-        assert!(by_token.starts_with("BEGIN; SELECT s.id"));
-        assert!(by_token.contains("SELECT decode('00ab27', 'hex') AS hash"));
-        assert!(!by_token.contains('$'));
-        let by_account = begin_and_scope(Owner::Account(-7));
-        assert!(by_account.contains("SELECT NULL::bigint, (-7)::bigint,"));
-        assert!(by_account.contains("set_config('pgbridge.account_id', (-7)::bigint::text, true)"));
-        assert!(!by_account.contains('$'));
-    }
 }
