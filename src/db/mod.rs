@@ -48,5 +48,6 @@ pub use pooler::PoolMode;
 pub use queries::{Params, Queries};
 pub use scoped::Scoped;
 pub use shared::{Shared, SharedConfig, SharedConnStatus};
+pub use sql::UtcTime;
 pub use statements::{Session, Statements};
 pub use unit::{ACCOUNT_SETTING, Owner, RLS_ROLE, Step, Unit};

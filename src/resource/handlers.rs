@@ -42,10 +42,20 @@ pub(super) async fn list<R: Resource>(
     // A standby's or the primary's connection (read routing), in the owner's scope.
     let mut bearer = Bearer::for_read(&environ)?;
     let fetch = limit + 1;
-    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&after, &fetch];
-    params.extend(filter.iter().map(|p| &**p as &(dyn ToSql + Sync)));
     let sql = Statements::of::<R>();
-    let (_, unit, from) = bearer.read_once(&[Step::new(&sql.list, &params)]).await?;
+    // Unfiltered: the statement with the count in its text, whose plan Postgres keeps.
+    let step = if filter.is_empty() {
+        let params: Vec<&(dyn ToSql + Sync)> = match &after {
+            Some(after) => vec![after],
+            None => Vec::new(),
+        };
+        (sql.page(fetch, after.is_some()), params)
+    } else {
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&after, &fetch];
+        params.extend(filter.iter().map(|p| &**p as &(dyn ToSql + Sync)));
+        (sql.list.as_str(), params)
+    };
+    let (_, unit, from) = bearer.read_once(&[Step::new(step.0, &step.1)]).await?;
     let page = page_of::<R>(rows(&unit, 0), limit);
     let served = served_by(from);
     let etag = page_etag(&page);
@@ -188,8 +198,7 @@ async fn collection_preconditions<R: Resource>(
     }
     let etag = if pre.names_tags() {
         let sql = Statements::of::<R>();
-        let (after, fetch) = (None::<i64>, DEFAULT_LIMIT + 1);
-        let rows = conn.query(&sql.list_all, &[&after, &fetch]).await?;
+        let rows = conn.query(sql.page(DEFAULT_LIMIT + 1, false), &[]).await?;
         page_etag(&page_of::<R>(&rows, DEFAULT_LIMIT))
     } else {
         String::from("\"\"")

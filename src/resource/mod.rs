@@ -210,7 +210,10 @@ pub trait Resource: Sized + Send + Sync + 'static {
     /// A JSON merge patch (RFC 7396) applied to `current`, checked as [`create`](Self::create).
     fn patch(body: &[u8], current: &Self::Fields) -> Result<Self::Fields, ApiError>;
     /// The listing's filter parameters from the query string (bound to
-    /// [`FILTER_SQL`](Self::FILTER_SQL)'s `$3`, `$4`, …): none by default.
+    /// [`FILTER_SQL`](Self::FILTER_SQL)'s `$3`, `$4`, …): none by default. None (an empty
+    /// `Vec`) means the request filters nothing: the page is then read without
+    /// `FILTER_SQL`, by a statement whose plan Postgres keeps ([`store::Statements::page`]);
+    /// so return none whenever the query string asks for no filter.
     fn filter(environ: &Environ) -> Result<Vec<Param>, ApiError> {
         let _ = environ;
         Ok(Vec::new())

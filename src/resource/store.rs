@@ -11,7 +11,8 @@ use std::sync::{Mutex, OnceLock};
 use serde::Serialize;
 use tokio_postgres::Row;
 
-use super::Resource;
+use super::{MAX_LIMIT, Resource};
+use crate::db::UtcTime;
 
 /// An item as the API shows it: its own fields between the kit's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -35,13 +36,14 @@ pub struct Item<F> {
 impl<F> Item<F> {
     /// The item of `row` (the columns of [`Statements::get`]), its fields read by `read`.
     pub fn from_row(row: &Row, read: impl FnOnce(&Row) -> F) -> Self {
+        let updated: UtcTime = row.get("updated_at");
         Self {
             id: row.get("id"),
             fields: read(row),
-            created_at: row.get("created_at"),
-            updated_at: row.get("updated_at"),
+            created_at: row.get::<_, UtcTime>("created_at").utc_text(),
+            updated_at: updated.utc_text(),
             version: row.get("version"),
-            updated_epoch: row.get("updated_epoch"),
+            updated_epoch: updated.unix_seconds(),
         }
     }
 }
@@ -56,14 +58,27 @@ pub struct Page<F> {
 }
 
 /// The statements of one resource.
+///
+/// They return `created_at` and `updated_at` as `timestamptz` (binary, formatted by
+/// [`Item::from_row`]), so that Postgres formats nothing; and a page asks for rows with
+/// An unfiltered page after a cursor asks for `id < $1`: a plain comparison, which
+/// Postgres checks in the index before the policy, in a generic plan too (an expression
+/// such as `coalesce($1, …)` it would check row by row after the policy); a first page
+/// asks for no id at all.
 #[derive(Debug)]
 pub struct Statements {
     /// One item by `$1` id.
     pub get: String,
-    /// A page: `$1` after (id), `$2` limit + 1, then the filter's parameters.
+    /// A filtered page: `$1` after (id; `NULL` for the first page), `$2` limit + 1, then the
+    /// filter's parameters. Planned for the filter's values (a custom plan).
     pub list: String,
-    /// A page with no filter: `$1` after, `$2` limit + 1.
+    /// An unfiltered page: `$1` after, `$2` limit + 1. See [`page`](Self::page) for the
+    /// statement a listing runs.
     pub list_all: String,
+    /// Unfiltered pages of each size `n` (the limit + 1, `1..=MAX_LIMIT + 1`), `LIMIT n`
+    /// written into the text, built on first use: first pages (no parameter), and pages
+    /// after `$1`.
+    pages: [Vec<OnceLock<String>>; 2],
     /// `INSERT` of the columns `$1…`; returns the item.
     pub insert: String,
     /// Replaces item `$1`'s columns (`$3…`) if its version is `$2` (`NULL`: any).
@@ -80,14 +95,12 @@ impl Statements {
     /// let sql = pgbridge::resource::store::Statements::new("tasks", &["title", "done"], "");
     /// assert!(sql.insert.starts_with("INSERT INTO tasks (title, done) VALUES ($1, $2) RETURNING id, "));
     /// assert!(sql.update.contains("SET title = $3, done = $4, version = version + 1"));
+    /// assert!(sql.page(21, true).ends_with("WHERE id < $1 ORDER BY id DESC LIMIT 21"));
     /// ```
     pub fn new(table: &str, columns: &[&str], filter: &str) -> Self {
         let select = format!(
-            "id, {}, version, {} AS created_at, {} AS updated_at, \
-             floor(extract(epoch FROM updated_at))::bigint AS updated_epoch",
-            columns.join(", "),
-            crate::utc_text!("created_at"),
-            crate::utc_text!("updated_at"),
+            "id, {}, version, created_at, updated_at",
+            columns.join(", ")
         );
         let numbered = |from: usize| -> Vec<String> {
             (0..columns.len())
@@ -99,16 +112,23 @@ impl Statements {
             .zip(numbered(3))
             .map(|(column, n)| format!("{column} = {n}"))
             .collect();
-        let list = |filter: &str| {
+        let list = |filter: &str, limit: &str| {
+            let filter = if filter.is_empty() {
+                String::new()
+            } else {
+                format!(" {filter}")
+            };
             format!(
-                "SELECT {select} FROM {table} WHERE ($1::bigint IS NULL OR id < $1) {filter} \
-                 ORDER BY id DESC LIMIT $2"
+                "SELECT {select} FROM {table} WHERE ($1::bigint IS NULL OR id < $1){filter} \
+                 ORDER BY id DESC LIMIT {limit}"
             )
         };
+        let max = usize::try_from(MAX_LIMIT).unwrap_or(0) + 1;
         Self {
             get: format!("SELECT {select} FROM {table} WHERE id = $1"),
-            list: list(filter),
-            list_all: list(""),
+            list: list(filter, "$2"),
+            list_all: list("", "$2"),
+            pages: [0, 1].map(|_| std::iter::repeat_with(OnceLock::new).take(max).collect()),
             insert: format!(
                 "INSERT INTO {table} ({}) VALUES ({}) RETURNING {select}",
                 columns.join(", "),
@@ -123,6 +143,31 @@ impl Statements {
                 "DELETE FROM {table} WHERE id = $1 AND ($2::int IS NULL OR version = $2) RETURNING id"
             ),
         }
+    }
+
+    /// The unfiltered page of `fetch` rows (the limit + 1, clamped to `1..=MAX_LIMIT + 1`):
+    /// the first (no parameter) or, `after`, the one below the id `$1`.
+    ///
+    /// Why not `LIMIT $2`: a prepared statement is planned for its parameters' values
+    /// five times, then kept as one generic plan if that plan's estimate is no worse. A
+    /// generic plan has to assume a `LIMIT $2` returns a tenth of the table, so on any
+    /// table of more than a few pages it never looks as cheap as the custom ones, and every
+    /// page was planned again (about as much work as running it). With the count in the
+    /// text, the generic plan is the custom plan, and is kept. A service has at most
+    /// `2 × (MAX_LIMIT + 1)` such texts per resource.
+    pub fn page(&self, fetch: i64, after: bool) -> &str {
+        let pages = &self.pages[usize::from(after)];
+        let last = pages.len().max(1) - 1;
+        let index = usize::try_from(fetch.max(1) - 1).unwrap_or(0).min(last);
+        pages[index].get_or_init(|| {
+            let limit = format!("LIMIT {}", index + 1);
+            let sql = self.list_all.replace("LIMIT $2", &limit);
+            if after {
+                sql.replace("($1::bigint IS NULL OR id < $1)", "id < $1")
+            } else {
+                sql.replace(" WHERE ($1::bigint IS NULL OR id < $1)", "")
+            }
+        })
     }
 
     /// `R`'s statements, built on first use and kept for the life of the process.
@@ -190,5 +235,16 @@ mod tests {
                 .contains("id < $1) AND x = $3 ORDER BY id DESC LIMIT $2")
         );
         assert!(!sql.list_all.contains("x = $3"));
+        assert!(
+            sql.page(21, false)
+                .ends_with("FROM notes ORDER BY id DESC LIMIT 21")
+        );
+        assert!(
+            sql.page(21, true)
+                .ends_with("FROM notes WHERE id < $1 ORDER BY id DESC LIMIT 21")
+        );
+        assert!(sql.page(0, false).ends_with("LIMIT 1"));
+        let most = format!("LIMIT {}", MAX_LIMIT + 1);
+        assert!(sql.page(i64::MAX, true).ends_with(&most));
     }
 }

@@ -73,10 +73,14 @@ impl Resource for Notes {
         input::merge_patch(body, current)
     }
 
-    /// `tag` (notes with this tag) and `q` (title or body contains this, any case).
+    /// `tag` (notes with this tag) and `q` (title or body contains this, any case); none
+    /// when the request gives neither.
     fn filter(environ: &Environ) -> Result<Vec<Param>, ApiError> {
         let tag = text_query(environ, "tag")?;
         let pattern = text_query(environ, "q")?.as_deref().map(like_pattern);
+        if tag.is_none() && pattern.is_none() {
+            return Ok(Vec::new());
+        }
         Ok(vec![Box::new(tag), Box::new(pattern)])
     }
 
