@@ -60,8 +60,7 @@ pub struct Page<F> {
 /// The statements of one resource.
 ///
 /// They return `created_at` and `updated_at` as `timestamptz` (binary, formatted by
-/// [`Item::from_row`]), so that Postgres formats nothing; and a page asks for rows with
-/// An unfiltered page after a cursor asks for `id < $1`: a plain comparison, which
+/// [`Item::from_row`]), so that Postgres formats nothing. An unfiltered page after a cursor asks for `id < $1`: a plain comparison, which
 /// Postgres checks in the index before the policy, in a generic plan too (an expression
 /// such as `coalesce($1, …)` it would check row by row after the policy); a first page
 /// asks for no id at all.
