@@ -49,8 +49,15 @@ pub fn list_etag(notes: impl IntoIterator<Item = (i64, i32)>, next_after: Option
         None => hash.update([0]),
     }
     let digest = hash.finalize();
-    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-    format!("\"l{hex}\"")
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut tag = String::with_capacity(27);
+    tag.push_str("\"l");
+    for b in &digest[..12] {
+        tag.push(char::from(HEX[usize::from(b >> 4)]));
+        tag.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    tag.push('"');
+    tag
 }
 
 /// An `HTTP-date` (IMF-fixdate) for `Last-Modified`, from seconds since the Unix epoch.

@@ -12,7 +12,7 @@ use std::convert::Infallible;
 use tower::util::{MapRequestLayer, MapResponseLayer};
 use tower::{Service, ServiceBuilder};
 use tower_http::classify::ServerErrorsFailureClass;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{OnFailure, OnResponse, TraceLayer};
@@ -22,6 +22,7 @@ use crate::error::error_response;
 use crate::http::admit::AdmitLayer;
 
 mod observe;
+mod request_id;
 use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -73,7 +74,7 @@ where
             HeaderValue::from_static("nosniff"),
         ))
         .layer(MapRequestLayer::new(drop_unsafe_request_id))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, request_id::MakeFastUuid))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(trace)
         .layer(observe::ObserveLayer::new(state.metrics.clone()))

@@ -65,12 +65,11 @@ pub(super) async fn list<R: Resource>(
             return Err(precondition_failed(&pre, &validators, "page").into());
         }
     }
-    let mut body = serde_json::Map::new();
-    body.insert(R::SPEC.name.to_owned(), json!(page.items));
-    body.insert(
-        "next_cursor".to_owned(),
-        json!(page.next_after.map(conditional::encode_cursor)),
-    );
+    let body = PageBody {
+        name: R::SPEC.name,
+        items: &page.items,
+        next_cursor: page.next_after.map(conditional::encode_cursor),
+    };
     send_json(&start_response, "200 OK", &headers, &body)
 }
 

@@ -106,6 +106,27 @@ pub(super) fn send_recorded(
     send_json(start_response, status, &headers, &recorded.response)
 }
 
+/// A page's body, `{"<name>": [items…], "next_cursor": "…" | null}`, serialized straight
+/// from the items (no `serde_json::Value` of the page built first).
+pub(super) struct PageBody<'a, F> {
+    /// The resource's name (`notes`): the key of the items.
+    pub(super) name: &'static str,
+    /// The page's items, newest first.
+    pub(super) items: &'a [Item<F>],
+    /// Where the next page starts, if there is one.
+    pub(super) next_cursor: Option<String>,
+}
+
+impl<F: serde::Serialize> serde::Serialize for PageBody<'_, F> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry(self.name, self.items)?;
+        map.serialize_entry("next_cursor", &self.next_cursor)?;
+        map.end()
+    }
+}
+
 /// `body` as JSON with `status` and `headers`.
 pub(super) fn send_json(
     start_response: &StartResponse,
