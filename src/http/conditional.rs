@@ -274,7 +274,12 @@ impl Preconditions {
     /// Evaluates them (RFC 9110 §13.2.2) for `method` against the current representation
     /// (`None`: there is none).
     pub fn evaluate(&self, method: &Method, current: Option<&Validators<'_>>) -> Outcome {
-        let tag = current.and_then(|c| EntityTag::parse(c.etag));
+        // The current tag is parsed only when a precondition compares it.
+        let tag = if self.if_match.is_some() || self.if_none_match.is_some() {
+            current.and_then(|c| EntityTag::parse(c.etag))
+        } else {
+            None
+        };
         let read = method == Method::GET || method == Method::HEAD;
         if let Some(if_match) = &self.if_match
             && !if_match.matches_strong(tag.as_ref())
