@@ -1,13 +1,17 @@
 //! Answering a resource request: JSON bodies with their validators, 304s, the 412 that
 //! names the failing precondition, and the replay of a recorded (idempotent) response.
 
+use std::marker::PhantomData;
+
 use http::Method;
+use tokio_postgres::Row;
 
 use crate::error::{ApiError, FieldError};
 use awsgi::{Body, Error, StartResponse};
 
 use super::idempotency::Recorded;
-use super::{CACHE_CONTROL, Item, Page};
+use super::store::RowShape;
+use super::{CACHE_CONTROL, Item, Page, Resource};
 use crate::http::conditional::{self, EntityTag, Outcome, Preconditions, Validators};
 
 /// Evaluates a write's preconditions against the item as it is.
@@ -107,23 +111,46 @@ pub(super) fn send_recorded(
 }
 
 /// A page's body, `{"<name>": [items…], "next_cursor": "…" | null}`, serialized straight
-/// from the items (no `serde_json::Value` of the page built first).
-pub(super) struct PageBody<'a, F> {
+/// from the page's rows (no item copied out of them, no `serde_json::Value` built first).
+pub(super) struct PageBody<'a, R> {
     /// The resource's name (`notes`): the key of the items.
     pub(super) name: &'static str,
-    /// The page's items, newest first.
-    pub(super) items: &'a [Item<F>],
+    /// The page's rows, newest first.
+    pub(super) rows: &'a [Row],
     /// Where the next page starts, if there is one.
     pub(super) next_cursor: Option<String>,
+    pub(super) resource: PhantomData<R>,
 }
 
-impl<F: serde::Serialize> serde::Serialize for PageBody<'_, F> {
+impl<R: Resource> serde::Serialize for PageBody<'_, R> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut map = serializer.serialize_map(Some(2))?;
-        map.serialize_entry(self.name, self.items)?;
+        map.serialize_entry(self.name, &Items::<R>(self.rows, PhantomData))?;
         map.serialize_entry("next_cursor", &self.next_cursor)?;
         map.end()
+    }
+}
+
+/// Rows serialized as the items they are.
+struct Items<'a, R>(&'a [Row], PhantomData<R>);
+
+impl<R: Resource> serde::Serialize for Items<'_, R> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let shape = RowShape::of::<R>();
+        serializer.collect_seq(self.0.iter().map(|row| shape.view(row, R::read)))
+    }
+}
+
+/// The first `limit` of `rows` (a listing run with `limit + 1`), and where the next page
+/// starts if there is one (the last kept row's id).
+pub(super) fn page_rows(rows: &[Row], limit: i64, shape: RowShape) -> (&[Row], Option<i64>) {
+    let limit = usize::try_from(limit).unwrap_or(0);
+    if rows.len() > limit {
+        let page = &rows[..limit];
+        (page, page.last().map(|row| shape.id(row)))
+    } else {
+        (rows, None)
     }
 }
 
