@@ -49,6 +49,22 @@ impl<F> Item<F> {
 /// An item answered straight from its row: the same JSON as [`Item`], with the kit's
 /// text columns borrowed from the row instead of copied (reads serialize this; writes,
 /// which keep the item, use [`Item`]).
+///
+/// ```
+/// use pgbridge::resource::store::ItemView;
+///
+/// let view = ItemView {
+///     id: 7,
+///     fields: serde_json::json!({ "title": "t" }),
+///     created_at: "2026-01-01T00:00:00Z",
+///     updated_at: "2026-01-02T00:00:00Z",
+///     version: 2,
+/// };
+/// assert_eq!(
+///     serde_json::to_string(&view).unwrap(),
+///     r#"{"id":7,"title":"t","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-02T00:00:00Z","version":2}"#
+/// );
+/// ```
 #[derive(Debug, Serialize)]
 pub struct ItemView<'r, F> {
     /// Assigned by Postgres.
@@ -67,6 +83,15 @@ pub struct ItemView<'r, F> {
 /// The columns of a read row the kit reads, by their place in [`Statements::get`]'s
 /// select list (`id`, the resource's columns, `version`, `created_at`, `updated_at`,
 /// `updated_epoch`), so that no name is looked up per row.
+///
+/// ```
+/// use pgbridge::resource::store::{RowShape, Statements};
+///
+/// // Notes have three columns of their own: `version` is the fifth column.
+/// let sql = Statements::new("notes", &["title", "body", "tags"], "");
+/// assert!(sql.get.starts_with("SELECT id, title, body, tags, version, "));
+/// let _shape = RowShape::of::<pgbridge::apps::notes::Notes>();
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct RowShape {
     version: usize,
