@@ -76,7 +76,8 @@ pub(super) async fn list<R: Resource>(
         next_cursor: next_after.map(conditional::encode_cursor),
         resource: std::marker::PhantomData,
     };
-    send_json(&start_response, "200 OK", &headers, &body)
+    let capacity = page_capacity(page.len());
+    send_json_sized(&start_response, "200 OK", &headers, &body, capacity)
 }
 
 /// `GET /{name}/{id}` (and `HEAD`).
