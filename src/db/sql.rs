@@ -68,23 +68,37 @@ impl UtcTime {
     }
 
     /// RFC 3339 in UTC with microseconds, `2026-11-27T09:18:25.123456Z` (`infinity` and
-    /// `-infinity` as Postgres writes them).
+    /// `-infinity` as Postgres writes them): its [`Display`](std::fmt::Display) form.
     pub fn utc_text(self) -> String {
+        self.to_string()
+    }
+}
+
+impl std::fmt::Display for UtcTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.unix_micros {
-            i64::MAX => return "infinity".to_owned(),
-            i64::MIN => return "-infinity".to_owned(),
+            i64::MAX => return f.write_str("infinity"),
+            i64::MIN => return f.write_str("-infinity"),
             _ => {}
         }
         let seconds = self.unix_seconds();
         let micros = self.unix_micros.rem_euclid(1_000_000);
         let (days, second) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
         let (year, month, day) = civil_from_days(days);
-        format!(
+        write!(
+            f,
             "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
             second / 3600,
             second / 60 % 60,
             second % 60
         )
+    }
+}
+
+/// Serialized as its [`utc_text`](UtcTime::utc_text), written straight into the output.
+impl serde::Serialize for UtcTime {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 

@@ -49,8 +49,15 @@ pub fn list_etag(notes: impl IntoIterator<Item = (i64, i32)>, next_after: Option
         None => hash.update([0]),
     }
     let digest = hash.finalize();
-    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-    format!("\"l{hex}\"")
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut tag = String::with_capacity(27);
+    tag.push_str("\"l");
+    for b in &digest[..12] {
+        tag.push(char::from(HEX[usize::from(b >> 4)]));
+        tag.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    tag.push('"');
+    tag
 }
 
 /// An `HTTP-date` (IMF-fixdate) for `Last-Modified`, from seconds since the Unix epoch.
@@ -267,7 +274,12 @@ impl Preconditions {
     /// Evaluates them (RFC 9110 §13.2.2) for `method` against the current representation
     /// (`None`: there is none).
     pub fn evaluate(&self, method: &Method, current: Option<&Validators<'_>>) -> Outcome {
-        let tag = current.and_then(|c| EntityTag::parse(c.etag));
+        // The current tag is parsed only when a precondition compares it.
+        let tag = if self.if_match.is_some() || self.if_none_match.is_some() {
+            current.and_then(|c| EntityTag::parse(c.etag))
+        } else {
+            None
+        };
         let read = method == Method::GET || method == Method::HEAD;
         if let Some(if_match) = &self.if_match
             && !if_match.matches_strong(tag.as_ref())

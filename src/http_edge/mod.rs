@@ -9,10 +9,9 @@ use axum::response::Response;
 use http::{HeaderName, HeaderValue, Request, StatusCode, header};
 use std::convert::Infallible;
 
-use tower::util::{MapRequestLayer, MapResponseLayer};
+use tower::util::MapResponseLayer;
 use tower::{Service, ServiceBuilder};
 use tower_http::classify::ServerErrorsFailureClass;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{OnFailure, OnResponse, TraceLayer};
@@ -22,6 +21,7 @@ use crate::error::error_response;
 use crate::http::admit::AdmitLayer;
 
 mod observe;
+mod request_id;
 use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -30,8 +30,8 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const MAX_REQUEST_ID_LEN: usize = 64;
 
 /// Wraps `service` (the routes) in the service's layers, outermost first: `nosniff` and a default
-/// `Cache-Control: no-store` on every response, an unsafe client request id dropped, request
-/// id (set, then echoed), tracing, metrics, refusal of unknown transfer codings, JSON for
+/// `Cache-Control: no-store` on every response, the request id (an unsafe client one
+/// dropped, set, then echoed: [`request_id`]), tracing, metrics, refusal of unknown transfer codings, JSON for
 /// bare errors, timeout.
 pub(crate) fn layers<S>(service: S, state: &AppState) -> Router
 where
@@ -72,9 +72,7 @@ where
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ))
-        .layer(MapRequestLayer::new(drop_unsafe_request_id))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(request_id::RequestIdLayer)
         .layer(trace)
         .layer(observe::ObserveLayer::new(state.metrics.clone()))
         .layer(AdmitLayer::new(refuse_transfer_codings))

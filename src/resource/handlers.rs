@@ -22,7 +22,7 @@ use super::idempotency::{self, Recorded};
 use super::input::{bounded_query, require_media_type};
 use super::reply::*;
 use super::request::{idempotency_key, item_id};
-use super::store::{Statements, item_of, page_of};
+use super::store::{RowShape, Statements, item_of, page_of};
 use super::{CACHE_CONTROL, DEFAULT_LIMIT, Item, MAX_LIMIT, Resource, presents_token};
 use crate::http::conditional::{self, Outcome, Preconditions, Validators};
 
@@ -56,9 +56,14 @@ pub(super) async fn list<R: Resource>(
         (sql.list.as_str(), params)
     };
     let (_, unit, from) = bearer.read_once(&[Step::new(step.0, &step.1)]).await?;
-    let page = page_of::<R>(rows(&unit, 0), limit);
+    // The page is answered from its rows: no item is copied out of them.
+    let shape = RowShape::of::<R>();
+    let (page, next_after) = page_rows(rows(&unit, 0), limit, shape);
     let served = served_by(from);
-    let etag = page_etag(&page);
+    let etag = conditional::list_etag(
+        page.iter().map(|row| (shape.id(row), shape.version(row))),
+        next_after,
+    );
     let validators = Validators {
         etag: &etag,
         last_modified: None,
@@ -75,13 +80,14 @@ pub(super) async fn list<R: Resource>(
             return Err(precondition_failed(&pre, &validators, "page").into());
         }
     }
-    let mut body = serde_json::Map::new();
-    body.insert(R::SPEC.name.to_owned(), json!(page.items));
-    body.insert(
-        "next_cursor".to_owned(),
-        json!(page.next_after.map(conditional::encode_cursor)),
-    );
-    send_json(&start_response, "200 OK", &headers, &body)
+    let body = PageBody::<R> {
+        name: R::SPEC.name,
+        rows: page,
+        next_cursor: next_after.map(conditional::encode_cursor),
+        resource: std::marker::PhantomData,
+    };
+    let capacity = page_capacity(page.len());
+    send_json_sized(&start_response, "200 OK", &headers, &body, capacity)
 }
 
 /// `GET /{name}/{id}` (and `HEAD`).
@@ -95,13 +101,16 @@ pub(super) async fn show<R: Resource>(
     let sql = Statements::of::<R>();
     let (_, unit, from) = bearer.read_once(&[Step::new(&sql.get, &[&id])]).await?;
     let noun = R::SPEC.noun;
-    let item = item_of::<R>(rows(&unit, 0)).ok_or_else(|| not_found(noun, id))?;
+    // Answered from the row: no item is copied out of it.
+    let row = rows(&unit, 0).first().ok_or_else(|| not_found(noun, id))?;
+    let shape = RowShape::of::<R>();
+    let updated_epoch = shape.updated_epoch(row);
     let served = served_by(from);
-    let etag = conditional::etag(item.version);
-    let last_modified = conditional::http_date(item.updated_epoch);
+    let etag = conditional::etag(shape.version(row));
+    let last_modified = conditional::http_date(updated_epoch);
     let validators = Validators {
         etag: &etag,
-        last_modified: Some(item.updated_epoch),
+        last_modified: Some(updated_epoch),
     };
     let headers = [
         ("ETag", etag.as_str()),
@@ -110,7 +119,12 @@ pub(super) async fn show<R: Resource>(
         served,
     ];
     match pre.evaluate(environ.method(), Some(&validators)) {
-        Outcome::Proceed => send_json(&start_response, "200 OK", &headers, &item),
+        Outcome::Proceed => send_json(
+            &start_response,
+            "200 OK",
+            &headers,
+            &shape.view(row, R::read),
+        ),
         Outcome::NotModified => not_modified(&start_response, &headers),
         Outcome::PreconditionFailed => Err(precondition_failed(&pre, &validators, noun).into()),
     }

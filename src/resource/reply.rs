@@ -1,13 +1,17 @@
 //! Answering a resource request: JSON bodies with their validators, 304s, the 412 that
 //! names the failing precondition, and the replay of a recorded (idempotent) response.
 
+use std::marker::PhantomData;
+
 use http::Method;
+use tokio_postgres::Row;
 
 use crate::error::{ApiError, FieldError};
 use awsgi::{Body, Error, StartResponse};
 
 use super::idempotency::Recorded;
-use super::{CACHE_CONTROL, Item, Page};
+use super::store::RowShape;
+use super::{CACHE_CONTROL, Item, Page, Resource};
 use crate::http::conditional::{self, EntityTag, Outcome, Preconditions, Validators};
 
 /// Evaluates a write's preconditions against the item as it is.
@@ -106,6 +110,50 @@ pub(super) fn send_recorded(
     send_json(start_response, status, &headers, &recorded.response)
 }
 
+/// A page's body, `{"<name>": [items…], "next_cursor": "…" | null}`, serialized straight
+/// from the page's rows (no item copied out of them, no `serde_json::Value` built first).
+pub(super) struct PageBody<'a, R> {
+    /// The resource's name (`notes`): the key of the items.
+    pub(super) name: &'static str,
+    /// The page's rows, newest first.
+    pub(super) rows: &'a [Row],
+    /// Where the next page starts, if there is one.
+    pub(super) next_cursor: Option<String>,
+    pub(super) resource: PhantomData<R>,
+}
+
+impl<R: Resource> serde::Serialize for PageBody<'_, R> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry(self.name, &Items::<R>(self.rows, PhantomData))?;
+        map.serialize_entry("next_cursor", &self.next_cursor)?;
+        map.end()
+    }
+}
+
+/// Rows serialized as the items they are.
+struct Items<'a, R>(&'a [Row], PhantomData<R>);
+
+impl<R: Resource> serde::Serialize for Items<'_, R> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let shape = RowShape::of::<R>();
+        serializer.collect_seq(self.0.iter().map(|row| shape.view(row, R::read)))
+    }
+}
+
+/// The first `limit` of `rows` (a listing run with `limit + 1`), and where the next page
+/// starts if there is one (the last kept row's id).
+pub(super) fn page_rows(rows: &[Row], limit: i64, shape: RowShape) -> (&[Row], Option<i64>) {
+    let limit = usize::try_from(limit).unwrap_or(0);
+    if rows.len() > limit {
+        let page = &rows[..limit];
+        (page, page.last().map(|row| shape.id(row)))
+    } else {
+        (rows, None)
+    }
+}
+
 /// `body` as JSON with `status` and `headers`.
 pub(super) fn send_json(
     start_response: &StartResponse,
@@ -113,10 +161,29 @@ pub(super) fn send_json(
     headers: &[(&str, &str)],
     body: &impl serde::Serialize,
 ) -> Result<Body, Error> {
+    send_json_sized(start_response, status, headers, body, 128)
+}
+
+/// [`send_json`] into a buffer of `capacity` bytes to start with (a page's body is written
+/// without growing it several times over).
+pub(super) fn send_json_sized(
+    start_response: &StartResponse,
+    status: &str,
+    headers: &[(&str, &str)],
+    body: &impl serde::Serialize,
+    capacity: usize,
+) -> Result<Body, Error> {
     let mut all = vec![("Content-Type", "application/json")];
     all.extend_from_slice(headers);
     start_response.start(status, all)?;
-    Ok(Body::from(serde_json::to_vec(body)?))
+    let mut json = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut json, body)?;
+    Ok(Body::from(json))
+}
+
+/// A first guess at a page's JSON size: 256 bytes an item (a short note is about 200).
+pub(super) fn page_capacity(items: usize) -> usize {
+    64 + 256 * items
 }
 
 /// 404 for the item `id`.

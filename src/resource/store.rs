@@ -48,6 +48,93 @@ impl<F> Item<F> {
     }
 }
 
+/// An item answered straight from its row: the same JSON as [`Item`], its timestamps
+/// written from their binary values as it is serialized, with no text copied (reads
+/// serialize this; writes, which keep the item, use [`Item`]).
+///
+/// ```
+/// use pgbridge::db::UtcTime;
+/// use pgbridge::resource::store::ItemView;
+///
+/// let view = ItemView {
+///     id: 7,
+///     fields: serde_json::json!({ "title": "t" }),
+///     created_at: UtcTime::from_unix_micros(1_767_225_600_000_000),
+///     updated_at: UtcTime::from_unix_micros(1_767_312_000_000_001),
+///     version: 2,
+/// };
+/// assert_eq!(
+///     serde_json::to_string(&view).unwrap(),
+///     r#"{"id":7,"title":"t","created_at":"2026-01-01T00:00:00.000000Z","updated_at":"2026-01-02T00:00:00.000001Z","version":2}"#
+/// );
+/// ```
+#[derive(Debug, Serialize)]
+pub struct ItemView<F> {
+    /// Assigned by Postgres.
+    pub id: i64,
+    /// The resource's own fields.
+    #[serde(flatten)]
+    pub fields: F,
+    /// RFC 3339, UTC.
+    pub created_at: UtcTime,
+    /// RFC 3339, UTC.
+    pub updated_at: UtcTime,
+    /// Bumped by every change; the ETag.
+    pub version: i32,
+}
+
+/// The columns of a read row the kit reads, by their place in [`Statements::get`]'s
+/// select list (`id`, the resource's columns, `version`, `created_at`, `updated_at`), so
+/// that no name is looked up per row.
+///
+/// ```
+/// use pgbridge::resource::store::{RowShape, Statements};
+///
+/// // Notes have three columns of their own: `version` is the fifth column.
+/// let sql = Statements::new("notes", &["title", "body", "tags"], "");
+/// assert!(sql.get.starts_with("SELECT id, title, body, tags, version, "));
+/// let _shape = RowShape::of::<pgbridge::apps::notes::Notes>();
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct RowShape {
+    version: usize,
+}
+
+impl RowShape {
+    /// The shape of `R`'s rows.
+    pub fn of<R: Resource>() -> Self {
+        Self {
+            version: 1 + R::COLUMNS.len(),
+        }
+    }
+
+    /// The item's id.
+    pub fn id(self, row: &Row) -> i64 {
+        row.get(0)
+    }
+
+    /// The item's version (its ETag).
+    pub fn version(self, row: &Row) -> i32 {
+        row.get(self.version)
+    }
+
+    /// `updated_at` in whole seconds since the Unix epoch (`Last-Modified`).
+    pub fn updated_epoch(self, row: &Row) -> i64 {
+        row.get::<_, UtcTime>(self.version + 2).unix_seconds()
+    }
+
+    /// The item of `row` as the API shows it, its fields read by `read`.
+    pub fn view<F>(self, row: &Row, read: impl FnOnce(&Row) -> F) -> ItemView<F> {
+        ItemView {
+            id: self.id(row),
+            fields: read(row),
+            created_at: row.get(self.version + 1),
+            updated_at: row.get(self.version + 2),
+            version: self.version(row),
+        }
+    }
+}
+
 /// One page of a listing.
 #[derive(Debug)]
 pub struct Page<F> {

@@ -109,14 +109,16 @@ fn document_assets(doc: &mut OpenApi) {
 #[derive(Debug, Clone)]
 pub struct ApiDocument {
     body: Bytes,
-    etag: String,
+    /// Shared, not a `String`: the router puts a clone of the document in every request's
+    /// extensions, and that clone should not copy it.
+    etag: std::sync::Arc<str>,
 }
 
 impl ApiDocument {
     /// The document's `text` ([`crate::api_doc::text`]) and its [`content_etag`].
     pub fn new(text: String) -> Self {
         Self {
-            etag: content_etag(&text),
+            etag: content_etag(&text).into(),
             body: Bytes::from(text),
         }
     }
