@@ -15,6 +15,10 @@ ROUNDS=${ROUNDS:-20}
 # The streams, the bench's own requests, and room: the server's default cap (10,000) is
 # exactly the default subscriber count.
 MAX_CONNECTIONS=${MAX_CONNECTIONS:-$((SUBSCRIBERS + 1000))}
+# Every stream comes from one address (loopback) and one account (`bench`): the per-address
+# connection and long-request caps (256 and 64) and the per-account stream cap (32) would
+# refuse all but the first few, so the server runs with them off (0) or at SUBSCRIBERS.
+PER_CLIENT_LIMITS="MAX_CONNECTIONS_PER_ADDRESS=0 MAX_LONG_REQUESTS_PER_ADDRESS=0 EVENTS_MAX_STREAMS_PER_ACCOUNT=$SUBSCRIBERS"
 RAW_COMMAND="SUBSCRIBERS=$SUBSCRIBERS ROUNDS=$ROUNDS MAX_CONNECTIONS=$MAX_CONNECTIONS bash bench/sse.sh"
 
 source bench/lib.sh
@@ -31,7 +35,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ "$(ulimit -n)" -gt $((SUBSCRIBERS + 200)) ] || { echo "open-file limit $(ulimit -n) is too low for $SUBSCRIBERS streams" >&2; exit 1; }
 echo "== pgbridge on 127.0.0.1:$HTTP_PORT"
 DATABASE_URL=$URL BIND_ADDR=127.0.0.1:$HTTP_PORT RUST_LOG=warn DB_POOL_SIZE=16 \
-  MAX_CONNECTIONS=$MAX_CONNECTIONS ./target/release/pgbridge > "$WORK/server.log" 2>&1 &
+  MAX_CONNECTIONS=$MAX_CONNECTIONS env $PER_CLIENT_LIMITS ./target/release/pgbridge > "$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 BENCH_PIDS+=("$SERVER_PID")
 ready=no

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use futures_util::future::BoxFuture;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use pin_project_lite::pin_project;
@@ -65,16 +66,21 @@ pub(crate) async fn serve(
             request.extensions_mut().insert(ConnectInfo(remote));
             request.extensions_mut().insert(connection.clone());
             let response = router.clone().oneshot(request);
-            async move {
+            // Boxed: hyper keeps the service's future in a box of its own for the whole
+            // connection, so an unboxed one (the router's stack of layer futures, kilobytes)
+            // would stay allocated, and touched, while a long response streams. Boxed, it is
+            // freed once the response head is ready (one allocation per request).
+            let future: BoxFuture<'static, Result<_, Infallible>> = Box::pin(async move {
                 let response = match response.await {
                     Ok(response) => response,
                     Err(never) => match never {},
                 };
-                Ok::<_, Infallible>(response.map(|body| Tracked {
+                Ok(response.map(|body| Tracked {
                     inner: body,
                     _in_flight: in_flight,
                 }))
-            }
+            });
+            future
         })
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
