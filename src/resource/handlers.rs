@@ -22,7 +22,7 @@ use super::idempotency::{self, Recorded};
 use super::input::{bounded_query, require_media_type};
 use super::reply::*;
 use super::request::{idempotency_key, item_id};
-use super::store::{RowShape, Statements, item_of, page_of};
+use super::store::{RowShape, Statements, item_of};
 use super::{CACHE_CONTROL, DEFAULT_LIMIT, Item, MAX_LIMIT, Resource, presents_token};
 use crate::http::conditional::{self, Outcome, Preconditions, Validators};
 
@@ -60,10 +60,7 @@ pub(super) async fn list<R: Resource>(
     let shape = RowShape::of::<R>();
     let (page, next_after) = page_rows(rows(&unit, 0), limit, shape);
     let served = served_by(from);
-    let etag = conditional::list_etag(
-        page.iter().map(|row| (shape.id(row), shape.version(row))),
-        next_after,
-    );
+    let etag = page_etag(page, next_after, shape);
     let validators = Validators {
         etag: &etag,
         last_modified: None,
@@ -213,7 +210,9 @@ async fn collection_preconditions<R: Resource>(
     let etag = if pre.names_tags() {
         let sql = Statements::of::<R>();
         let rows = conn.query(sql.page(DEFAULT_LIMIT + 1, false), &[]).await?;
-        page_etag(&page_of::<R>(&rows, DEFAULT_LIMIT))
+        let shape = RowShape::of::<R>();
+        let (page, next_after) = page_rows(&rows, DEFAULT_LIMIT, shape);
+        page_etag(page, next_after, shape)
     } else {
         String::from("\"\"")
     };

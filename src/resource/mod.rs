@@ -119,7 +119,7 @@ use crate::error::ApiError;
 use crate::routes::Route;
 use awsgi::Environ;
 
-pub use store::{Item, Page};
+pub use store::Item;
 
 /// `Cache-Control` on items and pages: any cache must revalidate (with the `ETag`) before
 /// reusing them, and shared caches must not store them.

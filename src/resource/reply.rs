@@ -11,7 +11,7 @@ use awsgi::{Body, Error, StartResponse};
 
 use super::idempotency::Recorded;
 use super::store::RowShape;
-use super::{CACHE_CONTROL, Item, Page, Resource};
+use super::{CACHE_CONTROL, Item, Resource};
 use crate::http::conditional::{self, EntityTag, Outcome, Preconditions, Validators};
 
 /// Evaluates a write's preconditions against the item as it is.
@@ -61,11 +61,12 @@ pub(super) fn not_modified(
     Ok(Body::empty())
 }
 
-/// A page's ETag: its items' ids and versions, and where the next page starts.
-pub(super) fn page_etag<F>(page: &Page<F>) -> String {
+/// A page's ETag, from its rows (see [`page_rows`]): its items' ids and versions, and where
+/// the next page starts. The listing's ETag and the one `POST`'s preconditions compare.
+pub(super) fn page_etag(page: &[Row], next_after: Option<i64>, shape: RowShape) -> String {
     conditional::list_etag(
-        page.items.iter().map(|n| (n.id, n.version)),
-        page.next_after,
+        page.iter().map(|row| (shape.id(row), shape.version(row))),
+        next_after,
     )
 }
 

@@ -135,15 +135,6 @@ impl RowShape {
     }
 }
 
-/// One page of a listing.
-#[derive(Debug)]
-pub struct Page<F> {
-    /// Newest first.
-    pub items: Vec<Item<F>>,
-    /// Where the next page starts, if there is one.
-    pub next_after: Option<i64>,
-}
-
 /// The statements of one resource.
 ///
 /// They return `created_at` and `updated_at` as `timestamptz` (binary, formatted by
@@ -272,18 +263,6 @@ impl Statements {
 /// The item in `rows` (the answer of a get, insert or update), if any.
 pub fn item_of<R: Resource>(rows: &[Row]) -> Option<Item<R::Fields>> {
     rows.first().map(|row| Item::from_row(row, R::read))
-}
-
-/// The page in `rows` (the answer of a listing run with `limit + 1`).
-pub fn page_of<R: Resource>(rows: &[Row], limit: i64) -> Page<R::Fields> {
-    let mut items: Vec<_> = rows.iter().map(|r| Item::from_row(r, R::read)).collect();
-    let next_after = if items.len() as i64 > limit {
-        items.truncate(usize::try_from(limit).unwrap_or(0));
-        items.last().map(|n| n.id)
-    } else {
-        None
-    };
-    Page { items, next_after }
 }
 
 /// `ILIKE` pattern matching `text` literally anywhere (for a filter's `q`).
