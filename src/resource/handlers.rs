@@ -120,7 +120,7 @@ pub(super) async fn show<R: Resource>(
             &start_response,
             "200 OK",
             &headers,
-            &shape.view(row, R::read),
+            &shape.item(row, R::read),
         ),
         Outcome::NotModified => not_modified(&start_response, &headers),
         Outcome::PreconditionFailed => Err(precondition_failed(&pre, &validators, noun).into()),
@@ -182,7 +182,10 @@ pub(super) async fn create<R: Resource>(
             return replay(&start_response, first, &request_hash, &lsn);
         }
         let row = tx.query_one(&sql.insert, &R::params(&fields)).await?;
-        let first = recorded(Item::from_row(&row, R::read), request_hash.clone());
+        let first = recorded(
+            RowShape::of::<R>().item(&row, R::read),
+            request_hash.clone(),
+        );
         if let Some(key) = &key {
             match idempotency::record(&tx, route, key, &first).await {
                 Ok(()) => {}
@@ -270,7 +273,7 @@ pub(super) async fn patch<R: Resource>(
     };
     let [lsn, cookie] = lsn_of(&done)?;
     let etag = conditional::etag(item.version);
-    let last_modified = conditional::http_date(item.updated_epoch);
+    let last_modified = conditional::http_date(item.updated_epoch());
     send_json(
         &start_response,
         "200 OK",

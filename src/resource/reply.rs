@@ -24,7 +24,7 @@ pub(super) fn check_item<F>(
     let etag = conditional::etag(current.version);
     let validators = Validators {
         etag: &etag,
-        last_modified: Some(current.updated_epoch),
+        last_modified: Some(current.updated_epoch()),
     };
     match pre.evaluate(method, Some(&validators)) {
         Outcome::Proceed => Ok(()),
@@ -139,7 +139,7 @@ struct Items<'a, R>(&'a [Row], PhantomData<R>);
 impl<R: Resource> serde::Serialize for Items<'_, R> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let shape = RowShape::of::<R>();
-        serializer.collect_seq(self.0.iter().map(|row| shape.view(row, R::read)))
+        serializer.collect_seq(self.0.iter().map(|row| shape.item(row, R::read)))
     }
 }
 

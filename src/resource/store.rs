@@ -14,49 +14,14 @@ use tokio_postgres::Row;
 use super::{MAX_LIMIT, Resource};
 use crate::db::UtcTime;
 
-/// An item as the API shows it: its own fields between the kit's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Item<F> {
-    /// Assigned by Postgres.
-    pub id: i64,
-    /// The resource's own fields.
-    #[serde(flatten)]
-    pub fields: F,
-    /// RFC 3339, UTC.
-    pub created_at: String,
-    /// RFC 3339, UTC.
-    pub updated_at: String,
-    /// Bumped by every change; the ETag.
-    pub version: i32,
-    /// `updated_at` in whole seconds since the Unix epoch: `Last-Modified`.
-    #[serde(skip)]
-    pub updated_epoch: i64,
-}
-
-impl<F> Item<F> {
-    /// The item of `row` (the columns of [`Statements::get`]), its fields read by `read`.
-    pub fn from_row(row: &Row, read: impl FnOnce(&Row) -> F) -> Self {
-        let updated: UtcTime = row.get("updated_at");
-        Self {
-            id: row.get("id"),
-            fields: read(row),
-            created_at: row.get::<_, UtcTime>("created_at").utc_text(),
-            updated_at: updated.utc_text(),
-            version: row.get("version"),
-            updated_epoch: updated.unix_seconds(),
-        }
-    }
-}
-
-/// An item answered straight from its row: the same JSON as [`Item`], its timestamps
-/// written from their binary values as it is serialized, with no text copied (reads
-/// serialize this; writes, which keep the item, use [`Item`]).
+/// An item as the API shows it: its own fields between the kit's. Its timestamps are kept
+/// binary and written as RFC 3339 when it is serialized.
 ///
 /// ```
 /// use pgbridge::db::UtcTime;
-/// use pgbridge::resource::store::ItemView;
+/// use pgbridge::resource::Item;
 ///
-/// let view = ItemView {
+/// let item = Item {
 ///     id: 7,
 ///     fields: serde_json::json!({ "title": "t" }),
 ///     created_at: UtcTime::from_unix_micros(1_767_225_600_000_000),
@@ -64,12 +29,13 @@ impl<F> Item<F> {
 ///     version: 2,
 /// };
 /// assert_eq!(
-///     serde_json::to_string(&view).unwrap(),
+///     serde_json::to_string(&item).unwrap(),
 ///     r#"{"id":7,"title":"t","created_at":"2026-01-01T00:00:00.000000Z","updated_at":"2026-01-02T00:00:00.000001Z","version":2}"#
 /// );
+/// assert_eq!(item.updated_epoch(), 1_767_312_000);
 /// ```
-#[derive(Debug, Serialize)]
-pub struct ItemView<F> {
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Item<F> {
     /// Assigned by Postgres.
     pub id: i64,
     /// The resource's own fields.
@@ -81,6 +47,13 @@ pub struct ItemView<F> {
     pub updated_at: UtcTime,
     /// Bumped by every change; the ETag.
     pub version: i32,
+}
+
+impl<F> Item<F> {
+    /// `updated_at` in whole seconds since the Unix epoch: `Last-Modified`.
+    pub fn updated_epoch(&self) -> i64 {
+        self.updated_at.unix_seconds()
+    }
 }
 
 /// The columns of a read row the kit reads, by their place in [`Statements::get`]'s
@@ -123,9 +96,9 @@ impl RowShape {
         row.get::<_, UtcTime>(self.version + 2).unix_seconds()
     }
 
-    /// The item of `row` as the API shows it, its fields read by `read`.
-    pub fn view<F>(self, row: &Row, read: impl FnOnce(&Row) -> F) -> ItemView<F> {
-        ItemView {
+    /// The item of `row` (the columns of [`Statements::get`]), its fields read by `read`.
+    pub fn item<F>(self, row: &Row, read: impl FnOnce(&Row) -> F) -> Item<F> {
+        Item {
             id: self.id(row),
             fields: read(row),
             created_at: row.get(self.version + 1),
@@ -138,7 +111,7 @@ impl RowShape {
 /// The statements of one resource.
 ///
 /// They return `created_at` and `updated_at` as `timestamptz` (binary, formatted by
-/// [`Item::from_row`]), so that Postgres formats nothing. An unfiltered page after a cursor asks for `id < $1`: a plain comparison, which
+/// [`RowShape::item`]), so that Postgres formats nothing. An unfiltered page after a cursor asks for `id < $1`: a plain comparison, which
 /// Postgres checks in the index before the policy, in a generic plan too (an expression
 /// such as `coalesce($1, …)` it would check row by row after the policy); a first page
 /// asks for no id at all.
@@ -262,7 +235,8 @@ impl Statements {
 
 /// The item in `rows` (the answer of a get, insert or update), if any.
 pub fn item_of<R: Resource>(rows: &[Row]) -> Option<Item<R::Fields>> {
-    rows.first().map(|row| Item::from_row(row, R::read))
+    rows.first()
+        .map(|row| RowShape::of::<R>().item(row, R::read))
 }
 
 /// `ILIKE` pattern matching `text` literally anywhere (for a filter's `q`).
