@@ -81,7 +81,6 @@ where
     })
 }
 
-/// The common values, as static `HeaderValue`s: sent without copying them per response.
 /// The names applications send most, spelled as they usually are: the constant, without
 /// `HeaderName::from_bytes`' case folding and table search, and without the hop-by-hop
 /// check (none of them is). Any other spelling takes the general path.
@@ -103,6 +102,7 @@ fn well_known_name(name: &str) -> Option<HeaderName> {
     })
 }
 
+/// The common values, as static `HeaderValue`s: sent without copying them per response.
 fn well_known(value: &str) -> Option<HeaderValue> {
     let value = match value {
         "application/json" => "application/json",
