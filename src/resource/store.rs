@@ -122,9 +122,8 @@ pub struct Statements {
     /// A filtered page: `$1` after (id; `NULL` for the first page), `$2` limit + 1, then the
     /// filter's parameters. Planned for the filter's values (a custom plan).
     pub list: String,
-    /// An unfiltered page: `$1` after, `$2` limit + 1. See [`page`](Self::page) for the
-    /// statement a listing runs.
-    pub list_all: String,
+    /// `SELECT <the item's columns> FROM <table>`: what [`page`](Self::page) builds on.
+    select_from: String,
     /// Unfiltered pages of each size `n` (the limit + 1, `1..=MAX_LIMIT + 1`), `LIMIT n`
     /// written into the text, built on first use: first pages (no parameter), and pages
     /// after `$1`.
@@ -162,22 +161,19 @@ impl Statements {
             .zip(numbered(3))
             .map(|(column, n)| format!("{column} = {n}"))
             .collect();
-        let list = |filter: &str, limit: &str| {
-            let filter = if filter.is_empty() {
-                String::new()
-            } else {
-                format!(" {filter}")
-            };
-            format!(
-                "SELECT {select} FROM {table} WHERE ($1::bigint IS NULL OR id < $1){filter} \
-                 ORDER BY id DESC LIMIT {limit}"
-            )
+        let filter = if filter.is_empty() {
+            String::new()
+        } else {
+            format!(" {filter}")
         };
         let max = usize::try_from(MAX_LIMIT).unwrap_or(0) + 1;
         Self {
             get: format!("SELECT {select} FROM {table} WHERE id = $1"),
-            list: list(filter, "$2"),
-            list_all: list("", "$2"),
+            list: format!(
+                "SELECT {select} FROM {table} WHERE ($1::bigint IS NULL OR id < $1){filter} \
+                 ORDER BY id DESC LIMIT $2"
+            ),
+            select_from: format!("SELECT {select} FROM {table}"),
             pages: [0, 1].map(|_| std::iter::repeat_with(OnceLock::new).take(max).collect()),
             insert: format!(
                 "INSERT INTO {table} ({}) VALUES ({}) RETURNING {select}",
@@ -210,13 +206,12 @@ impl Statements {
         let last = pages.len().max(1) - 1;
         let index = usize::try_from(fetch.max(1) - 1).unwrap_or(0).min(last);
         pages[index].get_or_init(|| {
-            let limit = format!("LIMIT {}", index + 1);
-            let sql = self.list_all.replace("LIMIT $2", &limit);
-            if after {
-                sql.replace("($1::bigint IS NULL OR id < $1)", "id < $1")
-            } else {
-                sql.replace(" WHERE ($1::bigint IS NULL OR id < $1)", "")
-            }
+            let below = if after { " WHERE id < $1" } else { "" };
+            format!(
+                "{}{below} ORDER BY id DESC LIMIT {}",
+                self.select_from,
+                index + 1
+            )
         })
     }
 
@@ -273,7 +268,8 @@ mod tests {
             sql.list
                 .contains("id < $1) AND x = $3 ORDER BY id DESC LIMIT $2")
         );
-        assert!(!sql.list_all.contains("x = $3"));
+        assert!(!sql.page(21, false).contains("x = $3"));
+        assert!(!sql.page(21, true).contains("x = $3"));
         assert!(
             sql.page(21, false)
                 .ends_with("FROM notes ORDER BY id DESC LIMIT 21")
