@@ -69,7 +69,8 @@ async fn start(
         Ok(app) => app,
         Err(err) => return failed(&err),
     };
-    match app.run_until(shutdown_signal()).await {
+    let shutdown = shutdown_signal();
+    match app.run_until(shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => failed(&err),
     }
@@ -117,27 +118,32 @@ fn init_logging(config: &Config) {
     }
 }
 
-/// SIGINT (Ctrl-C) or SIGTERM, whichever comes first.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %err, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
+/// SIGINT (Ctrl-C) or SIGTERM, whichever comes first. Both are caught from the moment this
+/// is called, not from the future's first poll: the service may answer on a socket passed in
+/// `LISTEN_FDS` before the serving loop first polls its shutdown future, and a SIGTERM in
+/// that gap must drain it, not kill it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let caught = |kind: SignalKind, name: &'static str| {
+        let stream = signal(kind);
+        async move {
+            match stream {
+                Ok(mut stream) => {
+                    stream.recv().await;
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot listen for {name}");
+                    std::future::pending::<()>().await;
+                }
+            }
         }
     };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+    let interrupt = caught(SignalKind::interrupt(), "SIGINT");
+    let terminate = caught(SignalKind::terminate(), "SIGTERM");
+    async move {
+        tokio::select! {
+            () = interrupt => {}
+            () = terminate => {}
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
     }
 }
