@@ -31,6 +31,10 @@ ulimit -n 20000 2>/dev/null || true   # for the flood client, not the server
 
 source bench/lib.sh
 start_postgres
+RAW_COMMAND="FLOOD_SECS=$FLOOD_SECS SLOW_N=$SLOW_N IDLE_N=$IDLE_N LOW_NOFILE_N=$LOW_NOFILE_N bash bench/hostile.sh"
+raw_results hostile
+# Everything printed from here to raw_end also goes to the raw file.
+exec 3>&1 4>&2 > >(tee -a "$RAW") 2>&1
 echo "== build (release)"
 cargo build --release --bin pgbridge 2>&1 | tail -1
 BIN=./target/release/pgbridge
@@ -38,7 +42,10 @@ BIN=./target/release/pgbridge
 # start_server [prlimit args...]: sets SERVER_PID, PORT, BASE
 start_server() {
   PORT=$(free_port)
-  DATABASE_URL=$PG_URL BIND_ADDR=127.0.0.1:$PORT RUST_LOG=warn \
+  # Every client here comes from 127.0.0.1: lifting the per-address cap (which would hold the
+  # flood, and the normal client with it, to 256 connections) makes the flood one from many
+  # addresses, against the process-wide limits. bench/hostile_bulkheads.sh measures that cap.
+  DATABASE_URL=$PG_URL BIND_ADDR=127.0.0.1:$PORT RUST_LOG=warn MAX_CONNECTIONS_PER_ADDRESS=0 \
     HEADER_READ_TIMEOUT_MS=$HEADER_READ_TIMEOUT_MS IDLE_TIMEOUT_MS=$IDLE_TIMEOUT_MS \
     "$@" "$BIN" > "$WORK/server-$PORT.log" 2>&1 &
   SERVER_PID=$!
@@ -63,7 +70,8 @@ peaks() {
   for _ in $(seq $(( $2 * 2 ))); do
     now=$(awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0)
     [ "$now" -gt "$peak" ] && peak=$now
-    open=$(curl -s -m 2 "$BASE/metrics" | awk '$1 == "pgbridge_http_connections_open" {print $2}'); open=${open:-0}
+    # At the cap a new connection waits for a free slot: a sample that times out counts 0.
+    open=$({ curl -s -m 2 "$BASE/metrics" || true; } | awk '$1 == "pgbridge_http_connections_open" {print $2}'); open=${open:-0}
     [ "$open" -gt "$open_peak" ] && open_peak=$open
     sleep 0.5
   done
@@ -73,6 +81,7 @@ to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v
 wrk_p99() { # p99 in ms of 10 s of GET /notes on 4 keep-alive connections
   local out; out=$(wrk -t1 -c4 -d10s --timeout 30s --latency -H "Authorization: Bearer $TOKEN" "$BASE/notes" 2>&1)
   echo "$out" >> "$WORK/wrk.log"
+  echo "$out" | sed 's/^/   wrk: /' >&2
   to_ms "$(echo "$out" | awk '$1 == "99%" {print $2}')"
 }
 fresh_requests() { # 20 GET /notes, each on a new connection: "served/20, max ms"
@@ -86,7 +95,7 @@ fresh_requests() { # 20 GET /notes, each on a new connection: "served/20, max ms
   done
   printf "%d/20, max %.0f ms" "$ok" "$max"
 }
-metric() { curl -s -m 30 "$BASE/metrics" | awk -v m="$1" 'index($0, m) == 1 {print $2}'; }
+metric() { { curl -s -m 30 "$BASE/metrics" || true; } | awk -v m="$1" 'index($0, m) == 1 {print $2}'; }
 
 ROWS=()
 # scenario NAME MODE N [prlimit args...]
@@ -132,10 +141,13 @@ scenario "$SLOW_N slowloris" slowloris "$SLOW_N"
 scenario "$IDLE_N idle keep-alive" idle "$IDLE_N"
 scenario "$LOW_NOFILE_N slowloris, ulimit -n 1024" slowloris "$LOW_NOFILE_N" prlimit --nofile=1024:1024
 
+exec 1>&3 2>&4
+raw_end
 SECTION="## Hostile clients: slowloris, idle keep-alive, few file descriptors
 
 \`bash bench/hostile.sh\` (floods of ${FLOOD_SECS} s; HEADER_READ_TIMEOUT_MS=$HEADER_READ_TIMEOUT_MS,
-IDLE_TIMEOUT_MS=$IDLE_TIMEOUT_MS, other settings default; release build; loopback), on $(machine).
+IDLE_TIMEOUT_MS=$IDLE_TIMEOUT_MS, MAX_CONNECTIONS_PER_ADDRESS=0 — a flood from many addresses —,
+other settings default; release build; loopback), $(date -u +%Y-%m-%d): $(machine); $(run_facts).
 The flood client is \`bench/flood.py\`; the normal client is wrk (\`-t1 -c4 -d10s\`, GET /notes
 on keep-alive connections) and 20 sequential GET /notes each on a fresh connection (curl), both
 started 5 s into the flood. RSS and open connections are the server's, sampled every 0.5 s

@@ -8,13 +8,17 @@
 # PATH (default /metrics): /healthz measures what every request pays (counting and timing).
 #
 # Build OLD_BINARY from the commit before (e.g. `git archive 7bc98bd | tar -x -C /tmp/old`,
-# then `cargo build --bin pgbridge` there) and NEW_BINARY from this tree.
+# then `cargo build --release --bin pgbridge` there) and NEW_BINARY from this tree. The raw
+# output goes to bench/results/<time>-metrics.txt (with the commit, cores and load average).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 old=$1 new=$2 rounds=${3:-3} secs=${4:-5} path=${5:-/metrics}
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
 start_postgres
+RAW_COMMAND="bash bench/metrics.sh $old $new $rounds $secs $path"
+raw_results metrics
+exec > >(tee -a "$RAW")
 
 serve() { # serve LABEL BINARY -> prints the port
   local port; port=$(free_port)
@@ -38,3 +42,4 @@ for round in $(seq "$rounds"); do
     echo "round $round $side $path: $rps"
   done
 done
+raw_end

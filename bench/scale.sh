@@ -23,6 +23,8 @@ source bench/lib.sh
 # with it off, WAL waits for the WAL writer (200 ms) and read-your-writes waits with it.
 start_postgres fsync=off shared_buffers=128MB
 DIRECT="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+RAW_COMMAND="DURATION=$DURATION CONNECTIONS=$CONNECTIONS bash bench/scale.sh"
+raw_results scale
 
 scale_cleanup() {
   local status=$?
@@ -124,6 +126,7 @@ run_wrk() {
   local label=$1 url=$2; shift 2
   local out; out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url")
   echo "$out" > "$WORK/wrk-$label.txt"
+  { echo "=== wrk $label"; echo "$out"; } >> "$RAW"
   local rps p99
   rps=$(echo "$out" | awk '/Requests\/sec/ {printf "%d", $2}')
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
@@ -191,15 +194,16 @@ wait "$WRK_PID"
 ROLL_TOTAL=$(awk '/requests in/ {print $1}' "$WORK/wrk-roll.txt")
 ROLL_NON2XX=$(awk '/Non-2xx/ {print $NF}' "$WORK/wrk-roll.txt"); ROLL_NON2XX=${ROLL_NON2XX:-0}
 ROLL_SOCKET=$(grep -o 'Socket errors:.*' "$WORK/wrk-roll.txt" || echo "Socket errors: none")
+{ echo "=== wrk rolling restart"; cat "$WORK/wrk-roll.txt"; } >> "$RAW"
+raw_end
 
 section=$(cat <<MD
 ## Scaling out (bench/scale.sh)
 
-Command: \`DURATION=$DURATION CONNECTIONS=$CONNECTIONS bash bench/scale.sh\` — one round each,
-\`wrk -t2 -c$CONNECTIONS -d${DURATION}s\`, everything on loopback on one machine:
-$(machine); nginx $(/usr/sbin/nginx -v 2>&1 | cut -d/ -f2), PgBouncer $(/usr/sbin/pgbouncer --version | head -1 | awk '{print $2}').
-Load average when the section was written: $(cut -d' ' -f1-3 /proc/loadavg); treat differences
-under ~15 % as noise. Topology: primary + streaming standby, PgBouncer (transaction mode,
+Command: \`$RAW_COMMAND\` — one round each,
+\`wrk -t2 -c$CONNECTIONS -d${DURATION}s\`, everything on loopback on one machine,
+$(date -u +%Y-%m-%d): $(machine); nginx $(/usr/sbin/nginx -v 2>&1 | cut -d/ -f2), PgBouncer $(/usr/sbin/pgbouncer --version | head -1 | awk '{print $2}'); $(run_facts).
+One round each: treat differences under ~15 % as noise. Topology: primary + streaming standby, PgBouncer (transaction mode,
 \`default_pool_size = 16\`), three pgbridge replicas (\`DB_POOL_MODE=transaction\`,
 \`DATABASE_READ_URL\` = the standby), nginx with \`deploy/nginx.conf\`.
 
