@@ -228,7 +228,10 @@ impl SessionCache {
         db: crate::db::Db,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
-        let mut warned = false;
+        // The service's own migrations run while this starts: only a trigger still missing
+        // after a while is worth a warning.
+        const WARN_AFTER_CHECKS: u32 = 30;
+        let mut checks = 0u32;
         loop {
             let found = db
                 .shared()
@@ -246,14 +249,16 @@ impl SessionCache {
                     tracing::debug!("the sessions trigger is installed: session cache on");
                     return;
                 }
-                Ok(false) if !warned => {
-                    warned = true;
-                    tracing::warn!(
-                        "no sessions trigger yet (migrations not run?): the session cache \
-                         stays off until it is installed"
-                    );
+                Ok(false) => {
+                    checks += 1;
+                    if checks == WARN_AFTER_CHECKS {
+                        tracing::warn!(
+                            waited_secs = checks,
+                            "no sessions trigger yet (migrations not run?): the session cache \
+                             stays off until it is installed"
+                        );
+                    }
                 }
-                Ok(false) => {}
                 Err(err) => tracing::debug!(error = %err, "session cache: trigger check failed"),
             }
             tokio::select! {
