@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use http::Extensions;
 
-/// The router's per-service values, shared by every request (see the [module docs](self)).
+/// The router's per-service values — the auth settings, the read router, the route listing,
+/// the API document — in one request extension shared by every request: an `Extension`
+/// layer per value cost a boxed clone, an insert and a drop per request. Read with
+/// [`provided`].
 ///
 /// ```
 /// use pgbridge::request::{Provided, provided};
