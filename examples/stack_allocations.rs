@@ -47,6 +47,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // span's fields being recorded, but no terminal).
     tracing_subscriber::fmt()
         .with_env_filter(std::env::var("STACK_LOG").unwrap_or_else(|_| "info".into()))
+        .fmt_fields(pgbridge::log_fields::FastFields)
+        .with_ansi(false)
         .with_writer(std::io::sink)
         .init();
     // Background tasks (the event feed's reconnect loop) run on the worker threads; the

@@ -59,6 +59,7 @@ pub mod error;
 pub mod http;
 mod http_edge;
 pub mod keyed_limit;
+pub mod log_fields;
 pub mod log_secrets;
 pub mod metrics;
 pub mod request;
@@ -143,14 +144,17 @@ pub fn router_with(state: AppState, extra: Vec<Route>) -> Router {
     // `Router::layer`: that wraps each route in a box per layer, and a request clones every
     // box of its route's chain once per level (305 allocations per `GET /healthz` when all
     // the layers were added that way; `cargo run --example stack_allocations`).
+    // The values a request may read, but most do not: one extension for all of them.
+    let mut provided = ::http::Extensions::new();
+    provided.insert(auth_settings);
+    provided.insert(state.reads.clone());
+    provided.insert(listing);
+    provided.insert(document);
     let service = ServiceBuilder::new()
-        .layer(Extension(auth_settings))
         .layer(drain::closing(&state.draining))
         .layer(drain::refusal(&state.draining))
-        .layer(Extension(state.reads.clone()))
+        .layer(Extension(request::Provided::new(provided)))
         .layer(Extension(state.db.clone()))
-        .layer(Extension(listing))
-        .layer(Extension(document))
         .service(routes);
     http_edge::layers(service, &state)
 }

@@ -430,9 +430,7 @@ async fn read_credentials(environ: &mut Environ) -> Result<Credentials, ApiError
 }
 
 fn settings(environ: &Environ) -> Result<AuthSettings, ApiError> {
-    environ
-        .extensions()
-        .get::<AuthSettings>()
+    crate::request::provided::<AuthSettings>(environ.extensions())
         .cloned()
         .ok_or_else(|| {
             tracing::error!("no AuthSettings in the environ");

@@ -87,9 +87,7 @@ pub async fn app(environ: Environ, start_response: StartResponse) -> Result<Body
         start_response.start("200 OK", pairs)?;
         return Ok(Body::from(web::page()));
     }
-    let listing = environ
-        .extensions()
-        .get::<Listing>()
+    let listing = crate::request::provided::<Listing>(environ.extensions())
         .cloned()
         .ok_or_else(|| {
             tracing::error!(

@@ -83,7 +83,7 @@ impl ReadRoute {
 /// none) and the position the request must see.
 pub fn read_route(environ: &Environ) -> Result<ReadRoute, ApiError> {
     let min_lsn = min_lsn(environ)?;
-    let router = match environ.extensions().get::<ReadRouter>() {
+    let router = match super::provided::<ReadRouter>(environ.extensions()) {
         Some(router) => router.clone(),
         None => ReadRouter::primary_only(super::db(environ)?),
     };

@@ -4,6 +4,9 @@
 //! applications depend on it, it depends on neither.
 
 pub mod consistency;
+mod provided;
+
+pub use provided::{Provided, provided};
 
 use crate::db::Db;
 use crate::error::ApiError;

@@ -162,7 +162,8 @@ pub(super) fn send_json(
     headers: &[(&str, &str)],
     body: &impl serde::Serialize,
 ) -> Result<Body, Error> {
-    send_json_sized(start_response, status, headers, body, 128)
+    // A note is about 200 bytes: one buffer, not one grown twice.
+    send_json_sized(start_response, status, headers, body, 256)
 }
 
 /// [`send_json`] into a buffer of `capacity` bytes to start with (a page's body is written

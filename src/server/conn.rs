@@ -7,6 +7,11 @@
 //! request starts and when its response is done, and the connection task closes the
 //! connection when either bound is passed with no request in flight.
 //!
+//! Nothing wakes the watchdog per request: its timer is armed no later than any bound can
+//! fall (a head that starts later ends later), fires early at worst, and is armed again
+//! from what it then finds. A request costs the watchdog no wake-up, no new timer and
+//! no second poll of the connection's task.
+//!
 //! The connection also ends when the accept loop evicts it ([`Connection`], at the cap),
 //! and hyper's own bodiless answer to a request it cannot parse (400, 414, 431) is
 //! replaced, as it is written, by the service's JSON error with an `X-Request-Id`
@@ -60,11 +65,12 @@ pub(crate) async fn serve(
     });
     let service = {
         let activity = activity.clone();
-        let connection = connection.clone();
+        let extensions = connection_extensions(remote, &connection);
         hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
             let in_flight = InFlight::begin(activity.clone());
-            request.extensions_mut().insert(ConnectInfo(remote));
-            request.extensions_mut().insert(connection.clone());
+            let mut ours = extensions.clone();
+            ours.extend(std::mem::take(request.extensions_mut()));
+            *request.extensions_mut() = ours;
             let response = router.clone().oneshot(request);
             // Boxed: hyper keeps the service's future in a box of its own for the whole
             // connection, so an unboxed one (the router's stack of layer futures, kilobytes)
@@ -127,8 +133,6 @@ pub(crate) async fn serve(
                 tracing::debug!(%remote, "closing a long anonymous request at the connection cap");
                 return;
             }
-            // A request head began: the header deadline may be sooner than the one armed.
-            () = activity.head_started.notified() => {}
             // At the cap, the deadlines shorten: look again.
             changed = pressure.changed(), if pressure_open => {
                 pressure_open = changed.is_ok();
@@ -144,6 +148,34 @@ pub(crate) async fn serve(
     }
 }
 
+/// What the connection adds to each of its requests' extensions — the client's address
+/// ([`ConnectInfo`]) and the [`Connection`] (for the bulkheads) — in a map with room for
+/// all a request collects on its way (hyper's, the router's, the route's). A request's
+/// extensions start as a clone of it, so they are allocated once at their final size
+/// instead of growing from hyper's small map, twice, with every entry hashed again.
+fn connection_extensions(remote: SocketAddr, connection: &Connection) -> http::Extensions {
+    /// Stand-ins that grow the map to its final size; removed again (a map keeps its size).
+    #[derive(Clone, Copy)]
+    struct Room<const N: usize>;
+    let mut extensions = http::Extensions::new();
+    extensions.insert(ConnectInfo(remote));
+    extensions.insert(connection.clone());
+    // Eight entries make a map of sixteen slots (fourteen usable).
+    extensions.insert(Room::<0>);
+    extensions.insert(Room::<1>);
+    extensions.insert(Room::<2>);
+    extensions.insert(Room::<3>);
+    extensions.insert(Room::<4>);
+    extensions.insert(Room::<5>);
+    extensions.remove::<Room<0>>();
+    extensions.remove::<Room<1>>();
+    extensions.remove::<Room<2>>();
+    extensions.remove::<Room<3>>();
+    extensions.remove::<Room<4>>();
+    extensions.remove::<Room<5>>();
+    extensions
+}
+
 /// The header and idle timeouts while the server is at its connection cap: a client that
 /// is not trickling sends its head in one packet, well within this.
 pub(crate) const PRESSED_TIMEOUT: Duration = Duration::from_secs(1);
@@ -152,8 +184,6 @@ pub(crate) const PRESSED_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 struct Activity {
     state: Mutex<State>,
-    /// Signalled when the first byte of a request head arrives.
-    head_started: tokio::sync::Notify,
 }
 
 #[derive(Debug)]
@@ -174,7 +204,6 @@ impl Activity {
                 idle_since: Instant::now(),
                 head_started: None,
             }),
-            head_started: tokio::sync::Notify::new(),
         }
     }
 
@@ -191,8 +220,6 @@ impl Activity {
         let mut state = self.lock();
         if state.in_flight == 0 && state.head_started.is_none() {
             state.head_started = Some(Instant::now());
-            drop(state);
-            self.head_started.notify_one();
         }
     }
 
@@ -210,17 +237,23 @@ impl Activity {
         }
     }
 
-    /// When to look again.
+    /// When to look again: no later than any bound that can fall before then. A head that
+    /// starts from now on is bounded no sooner than `header` from now, and a connection
+    /// that goes idle no sooner than `idle` from now, so the watchdog looks again at the
+    /// soonest of those and of the bounds already running — early at worst, never late —
+    /// and nothing has to wake it when a head starts.
     fn deadline(&self, limits: &Limits, pressed: bool) -> Instant {
         let (header, idle) = Self::bounds(limits, pressed);
+        let now = Instant::now();
         let state = self.lock();
         if state.in_flight > 0 {
-            // Requests are bounded by the request timeout, not here; look again later.
-            return Instant::now() + limits.idle_timeout.max(Duration::from_secs(1));
+            // Requests are bounded by the request timeout, not here; once this one ends,
+            // neither bound can fall sooner than this.
+            return now + header.min(idle);
         }
         match state.head_started {
             Some(started) => started + header,
-            None => state.idle_since + idle,
+            None => (state.idle_since + idle).min(now + header),
         }
     }
 
@@ -463,9 +496,15 @@ mod tests {
     async fn a_started_head_is_bounded_by_the_header_timeout() {
         let activity = Arc::new(Activity::new());
         let start = Instant::now();
+        // Idle for 5 s at most, but a head starting now would be bounded at 1 s: the
+        // watchdog looks then (nothing wakes it when a head starts).
         assert_eq!(
             activity.deadline(&limits(), false),
-            start + Duration::from_secs(5)
+            start + Duration::from_secs(1)
+        );
+        assert_eq!(
+            activity.expired(&limits(), start + Duration::from_secs(1), false),
+            None
         );
         activity.on_read();
         assert_eq!(
@@ -487,7 +526,13 @@ mod tests {
         let done = Instant::now();
         assert_eq!(
             activity.deadline(&limits(), false),
-            done + Duration::from_secs(5)
+            done + Duration::from_secs(1)
+        );
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert_eq!(
+            activity.deadline(&limits(), false),
+            done + Duration::from_secs(5),
+            "never later than the idle bound"
         );
         assert_eq!(
             activity.expired(&limits(), done + Duration::from_secs(5), false),

@@ -11,7 +11,6 @@
 //! Every page carries a strict `Content-Security-Policy` (`default-src 'self'`), so its
 //! script and style come from this service only, and never inline.
 
-use axum::Extension;
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -273,14 +272,20 @@ fn tagged(
 }
 
 /// `GET /openapi.json`: the [`ApiDocument`] the router was built with.
-pub async fn openapi(Extension(document): Extension<ApiDocument>, request: HeaderMap) -> Response {
+pub async fn openapi(request: axum::extract::Request) -> Response {
+    let Some(document) = crate::request::provided::<ApiDocument>(request.extensions()).cloned()
+    else {
+        tracing::error!("no ApiDocument in the request: mount /openapi.json through crate::router");
+        return ApiError::Internal.into_response();
+    };
+    let request = request.headers();
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    tagged(&request, headers, &document.etag, document.body)
+    tagged(request, headers, &document.etag, document.body)
 }
 
 /// `GET /docs`: the API document for people, rendered by `/assets/docs.js`.
