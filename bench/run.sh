@@ -322,7 +322,7 @@ machine; every variant runs in every round, route by route, so the ratios compar
 minutes apart. Variants: **layer** and **native** are \`examples/techempower/\` (through the
 contract and as native axum handlers over the same data functions, on one current-thread runtime
 per core, each with a \`SO_REUSEPORT\` listener and its own \`Db\`: single statements on
-\`db.shared()\`, one pipelined connection per core; a pool of 16 per core for the rest);
+\`db.shared()\`, one pipelined connection per core; the pool of 32 divided between cores for the rest);
 **layer-multi** is the same example with \`RUNTIME=multi\` (one multi-threaded runtime, one
 listener, one \`Db\`: a shared connection per core, pool of 32); every server but layer-tls
 talks plain text to Postgres (\`sslmode=disable\`), as the reference programs do; **percore** is \`examples/reference_percore.rs\`
