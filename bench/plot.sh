@@ -31,7 +31,7 @@ for line in open(raw):
     elif len(f) == 2 and f[0] == "99%":
         current["p99"].append(ms(f[1]))
 order_r = ["/plaintext", "/json", "/db", "/queries?queries=20", "/fortunes", "/updates?queries=20"]
-order_v = ["layer", "native", "layer-percore", "percore", "deadpool", "shared", "pooled", "layer-tls", "sequential"]
+order_v = ["layer", "native", "layer-multi", "percore", "deadpool", "shared", "pooled", "layer-tls", "sequential"]
 conns = sorted({k[3] for k in runs}, key=int)[0]
 threads = sorted({k[2] for k in runs}, key=int)
 routes = [r for r in order_r if any(k[0] == r for k in runs)]

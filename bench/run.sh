@@ -2,7 +2,7 @@
 # TechEmpower database tests through the contract's layer and as native axum twins, against
 # two reference programs run in the same interleaved rounds — the per-core pipelined technique
 # (examples/reference_percore.rs) and plain axum + deadpool (examples/reference_deadpool.rs) —
-# the layer's example on one runtime per core (RUNTIME=percore), and the database's own
+# the layer's example on one multi-threaded runtime (RUNTIME=multi), and the database's own
 # ceiling (pgbench); and `/db` through a second server whose connections use TLS
 # (sslmode=verify-full), to price it. Every wrk run is made twice, `wrk -t1` and `wrk -t2`
 # (nothing is pinned): a client on one thread leaves a core to the servers, one on two
@@ -54,11 +54,13 @@ echo "== build (release)"
 cargo build --release --example techempower --example reference_percore --example reference_deadpool 2>&1 | tail -1
 raw_results run
 # start_server NAME BINARY ENV... : starts ./target/release/examples/BINARY on a free port; sets URL_OF[NAME].
+# Plain text to Postgres unless ENV says otherwise, as the reference programs (NoTls): ssl is
+# on in this cluster (for layer-tls), and libpq's default sslmode=prefer would take it.
 declare -A URL_OF PID_OF
 start_server() {
   local label=$1 binary=$2 port; shift 2
   port=$(free_port)
-  env DATABASE_URL="$PG_URL" BIND_ADDR="127.0.0.1:$port" "$@" "./target/release/examples/$binary" > "$WORK/$label.log" 2>&1 &
+  env DATABASE_URL="$PG_URL?sslmode=disable" BIND_ADDR="127.0.0.1:$port" "$@" "./target/release/examples/$binary" > "$WORK/$label.log" 2>&1 &
   BENCH_PIDS+=("$!")
   PID_OF[$label]=$!
   URL_OF[$label]="http://127.0.0.1:$port"
@@ -69,7 +71,7 @@ SERVER_PID=${PID_OF[layer]}
 BASE=${URL_OF[layer]}
 start_server percore reference_percore
 start_server deadpool reference_deadpool
-start_server layer-percore techempower RUNTIME=percore
+start_server layer-multi techempower RUNTIME=multi
 # The layer's server again, its shared connections and pool connecting over TLS.
 start_server layer-tls techempower DATABASE_URL="$PG_TLS_URL"
 TLS_BASE=${URL_OF[layer-tls]}
@@ -94,7 +96,7 @@ done
 for path in sequential shared pooled; do
   [ "$(curl -s "$BASE/$path/queries?queries=20" | grep -o '"id"' | wc -l)" = 20 ] || { echo "FAIL $path" >&2; exit 1; }
 done
-for ref in percore deadpool layer-percore; do
+for ref in percore deadpool layer-multi; do
   BASE=${URL_OF[$ref]}
   check /db '"randomNumber":'
   [ "$(curl -s "$BASE/queries?queries=20" | grep -o '"id"' | wc -l)" = 20 ] || { echo "FAIL $ref /queries" >&2; exit 1; }
@@ -151,16 +153,16 @@ echo "== warm-up"
 for path in /db /native/db /queries?queries=20 /fortunes /native/fortunes; do
   wrk -t2 -c"$CONNECTIONS" -d2s "$BASE$path" >/dev/null
 done
-for ref in percore deadpool layer-percore layer-tls; do
+for ref in percore deadpool layer-multi layer-tls; do
   wrk -t2 -c"$CONNECTIONS" -d2s "${URL_OF[$ref]}/db" >/dev/null
 done
 
 # The variants each route is measured on (every one under each wrk -t in $THREADS).
 variants_of() {
   case $1 in
-    db) echo "layer native percore deadpool layer-percore layer-tls" ;;
-    "queries?queries=20") echo "layer native shared pooled percore deadpool layer-percore sequential" ;;
-    fortunes) echo "layer native percore deadpool layer-percore" ;;
+    db) echo "layer native percore deadpool layer-multi layer-tls" ;;
+    "queries?queries=20") echo "layer native shared pooled percore deadpool layer-multi sequential" ;;
+    fortunes) echo "layer native percore deadpool layer-multi" ;;
     *) echo "layer native" ;;
   esac
 }
@@ -271,10 +273,10 @@ row "layer / per-core program, \`/fortunes\` (≥ 0.9)" /fortunes layer percore 
 row "layer / per-core program, \`/queries?queries=20\` (≥ 1.0)" "/queries?queries=20" layer percore 1.0
 row "layer / axum + deadpool, \`/db\` (≥ 2)" /db layer deadpool 2
 for route in /plaintext /db /fortunes; do row "layer / native, \`$route\` (≥ 0.95)" "$route" layer native 0.95; done
-row "layer, runtime per core / per-core program, \`/db\`" /db layer-percore percore 0
-row "layer, runtime per core / layer, \`/db\`" /db layer-percore layer 0
-row "layer, runtime per core / layer, \`/fortunes\`" /fortunes layer-percore layer 0
-row "layer, runtime per core / layer, \`/queries?queries=20\`" "/queries?queries=20" layer-percore layer 0
+row "layer, one multi-threaded runtime / per-core program, \`/db\`" /db layer-multi percore 0
+row "layer, one multi-threaded runtime / layer, \`/db\`" /db layer-multi layer 0
+row "layer, one multi-threaded runtime / layer, \`/fortunes\`" /fortunes layer-multi layer 0
+row "layer, one multi-threaded runtime / layer, \`/queries?queries=20\`" "/queries?queries=20" layer-multi layer 0
 row "\`/queries?queries=20\` pipelined / sequential" "/queries?queries=20" layer sequential 1.5
 row "\`/db\` over TLS / plain" /db layer-tls layer 0
 p99row() { # p99row ROUTE: layer p99 against the per-core program's at 256 clients
@@ -318,10 +320,12 @@ Each figure is the median over the rounds of \`wrk -tT -c$CONNECTIONS -d${DURATI
 for T in $THREADS (nothing pinned), with wrk, the servers and Postgres (fsync off) on the same
 machine; every variant runs in every round, route by route, so the ratios compare runs made
 minutes apart. Variants: **layer** and **native** are \`examples/techempower/\` (through the
-contract and as native axum handlers over the same data functions; single statements on
-\`db.shared()\`, one pipelined connection per core; pool of 32 for the rest); **layer-percore** is
-the same example with \`RUNTIME=percore\` (one current-thread runtime per core, each with a
-\`SO_REUSEPORT\` listener and its own \`Db\`); **percore** is \`examples/reference_percore.rs\`
+contract and as native axum handlers over the same data functions, on one current-thread runtime
+per core, each with a \`SO_REUSEPORT\` listener and its own \`Db\`: single statements on
+\`db.shared()\`, one pipelined connection per core; the pool of 32 divided between cores for the rest);
+**layer-multi** is the same example with \`RUNTIME=multi\` (one multi-threaded runtime, one
+listener, one \`Db\`: a shared connection per core, pool of 32); every server but layer-tls
+talks plain text to Postgres (\`sslmode=disable\`), as the reference programs do; **percore** is \`examples/reference_percore.rs\`
 (one current-thread runtime, \`SO_REUSEPORT\` listener and tokio-postgres connection per core,
 statements prepared at connect); **deadpool** is \`examples/reference_deadpool.rs\` (plain axum +
 deadpool, pool of 32); **layer-tls** is a second layer server whose connections use

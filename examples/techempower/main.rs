@@ -19,8 +19,11 @@
 //! `DB_POOL_SIZE` (default 32), `DB_SHARED_CONNECTIONS` (default 0: one per core),
 //! `DB_SHARED_MAX_IN_FLIGHT` (default 256), `FANOUT_TO_POOL` (default 8: `/queries` and
 //! `/updates` with at least that many statements pipeline them on a pooled connection),
-//! `RUNTIME=percore` (one current-thread runtime per core with `SO_REUSEPORT` listeners,
-//! each with its own `Db`; default: one multi-threaded runtime).
+//! `RUNTIME` (default `percore`: one current-thread runtime per core, each with its own
+//! `SO_REUSEPORT` listener and its own `Db` — one shared connection, the pool divided
+//! between cores — so that a request, its statements and its response stay on one core;
+//! `multi`: one multi-threaded runtime, one listener, one `Db`). Accepted connections are
+//! `TCP_NODELAY` in both.
 
 mod contract;
 mod data;
@@ -31,6 +34,7 @@ use std::time::Duration;
 use awsgi::{Application, AwsgiLayer};
 use axum::Router;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use pgbridge::db::{Db, DbConfig};
 use tower::Layer;
 
@@ -87,6 +91,12 @@ async fn serve(config: DbConfig, listener: tokio::net::TcpListener) -> Result<()
     db.wait_until_ready(Duration::from_secs(2))
         .await
         .map_err(|e| e.to_string())?;
+    // Responses are written whole: nothing for Nagle's algorithm to coalesce, only delay.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %err, "TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app(db))
         .await
         .map_err(|e| e.to_string())
@@ -105,9 +115,9 @@ fn reuseport_listener(addr: std::net::SocketAddr) -> std::io::Result<tokio::net:
     socket.listen(1024)
 }
 
-/// `RUNTIME=percore`: one current-thread runtime per core, each with its own `SO_REUSEPORT`
-/// listener and its own `Db` (one shared connection, the pool divided between cores).
-/// Otherwise one multi-threaded runtime.
+/// `RUNTIME=percore` (the default): one current-thread runtime per core, each with its own
+/// `SO_REUSEPORT` listener and its own `Db` (one shared connection, the pool divided between
+/// cores). `RUNTIME=multi`: one multi-threaded runtime.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter("warn")
@@ -124,7 +134,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.shared.connections = env_or("DB_SHARED_CONNECTIONS", 0);
     config.shared.max_in_flight = env_or("DB_SHARED_MAX_IN_FLIGHT", 256);
 
-    if std::env::var("RUNTIME").as_deref() == Ok("percore") {
+    let mode = std::env::var("RUNTIME").unwrap_or_else(|_| "percore".into());
+    if mode != "percore" && mode != "multi" {
+        return Err(format!("RUNTIME={mode}: expected percore or multi").into());
+    }
+    if mode == "percore" {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         config.shared.connections = 1;
         config.pool_size = (config.pool_size / cores).max(1);

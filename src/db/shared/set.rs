@@ -111,8 +111,10 @@ impl Set {
     /// reconnected now; failing that, one whose fence comes down. 503 when the queue is
     /// full, the wait runs out, or Postgres cannot be reached.
     pub(super) async fn acquire(self: &Arc<Self>) -> Result<Ticket, DbError> {
-        let deadline = Instant::now() + self.wait;
-        let permit = self.room().await?;
+        let (permit, waited_since) = self.room().await?;
+        // The clock is read only off the fast path (room at once, a link admitting at
+        // once): the wait counts from when the statement first had to wait.
+        let mut deadline = waited_since.map(|since| since + self.wait);
         let mut tries = 0u32;
         loop {
             let n = self.slots.len();
@@ -139,6 +141,7 @@ impl Set {
                 }
             }
             if let Some(i) = dead {
+                deadline.get_or_insert_with(|| Instant::now() + self.wait);
                 let link = self.connect(i).await?;
                 match link.admit(self.max_in_flight) {
                     Ok(()) => return Ok(Ticket::new(link, permit)),
@@ -147,6 +150,7 @@ impl Set {
                 }
             }
             let now = Instant::now();
+            let deadline = *deadline.get_or_insert(now + self.wait);
             if now >= deadline {
                 self.rejected.fetch_add(1, Ordering::Relaxed);
                 return Err(DbError::Unavailable(format!(
@@ -172,10 +176,10 @@ impl Set {
     }
 
     /// A permit for one statement: at once if there is room, else after waiting in the
-    /// bounded queue.
-    async fn room(&self) -> Result<OwnedSemaphorePermit, DbError> {
+    /// bounded queue (then with the moment the wait began).
+    async fn room(&self) -> Result<(OwnedSemaphorePermit, Option<Instant>), DbError> {
         match self.room.clone().try_acquire_owned() {
-            Ok(permit) => return Ok(permit),
+            Ok(permit) => return Ok((permit, None)),
             Err(TryAcquireError::NoPermits) => {}
             Err(TryAcquireError::Closed) => {
                 return Err(DbError::Unavailable("shared connections closed".into()));
@@ -200,8 +204,9 @@ impl Set {
             }
         }
         let _queued = Queued(&self.queued);
+        let since = Instant::now();
         match tokio::time::timeout(self.wait, self.room.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
+            Ok(Ok(permit)) => Ok((permit, Some(since))),
             Ok(Err(_)) => refused("shared connections closed".into()),
             Err(_) => refused(format!(
                 "shared pipeline saturated: no room within {:?}",
