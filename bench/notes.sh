@@ -87,7 +87,10 @@ start() {
 }
 # The service as a new user runs it: default settings, default log level.
 start direct /healthz ./target/release/pgbridge
-start layer /plaintext ./target/release/examples/techempower
+# The bare path on the service's own default thread layout (one multi-threaded runtime), so
+# that the ratios price the owner-scoped path, not the runtime (the example's default is
+# one runtime per core).
+start layer /plaintext ./target/release/examples/techempower RUNTIME=multi
 if [ -n "$POOLED" ]; then
   start bouncer /healthz ./target/release/pgbridge DATABASE_URL="$POOLED" DB_POOL_MODE=transaction \
     EVENTS_DATABASE_URL="$PG_URL" MIGRATE_DATABASE_URL="$PG_URL" MIGRATE=false
