@@ -13,7 +13,8 @@
 //! one simple query (`scope_text`): one `Sync` fewer per unit, which is what a unit costs
 //! there (a flush by Postgres, a wake-up of PgBouncer and of the connection task each).
 //!
-//! The scope statement always returns one row and always sets the role, so the request's
+//! The scope statement always returns one row (the `SET LOCAL`s of a known account's scope
+//! through a pooler: none) and always sets the role, so the request's
 //! statements never run outside row-level security: with no live session the owner is
 //! unset, the policies show nothing, a write fails, and the caller answers 401 (see
 //! [`Unit::session`]).
@@ -66,28 +67,31 @@ const BY_ACCOUNT: &str = const_format_scope(
 /// formats reach the text: the account as an `i64`, the token's hash as hex digits inside
 /// `decode(…, 'hex')` — nothing a client sent, and no character that needs quoting.
 ///
+/// For a known account the scope is two `SET LOCAL`s (the same transaction-local settings as
+/// `set_config(…, true)`, with nothing to plan and no row to send back); for a token, the
+/// scope statement, whose row says whose session it is.
+///
 /// ```text
-/// BEGIN; SELECT NULL::bigint, (42)::bigint, set_config('pgbridge.account_id', (42)::bigint::text, true), …
+/// BEGIN; SET LOCAL pgbridge.account_id = '42'; SET LOCAL ROLE pgbridge_rls
+/// BEGIN; SELECT s.id, s.account_id, … FROM (SELECT decode('9f86…', 'hex')::bytea AS hash) t …
 /// ```
 fn scope_text(owner: Owner<'_>) -> String {
     use std::fmt::Write;
 
-    let (sql, _) = scope_statement(owner);
-    let mut value = String::new();
     match owner {
         Owner::TokenHash(hash) => {
-            value.push_str("decode('");
+            let mut value = String::from("decode('");
             for byte in hash {
                 // Writing to a String cannot fail.
                 let _ = write!(value, "{byte:02x}");
             }
             value.push_str("', 'hex')");
+            format!("BEGIN; {}", BY_TOKEN.replace("$1", &value))
         }
         Owner::Account(id) => {
-            let _ = write!(value, "({id})");
+            format!("BEGIN; SET LOCAL {ACCOUNT_SETTING} = '{id}'; SET LOCAL ROLE {RLS_ROLE}")
         }
     }
-    format!("BEGIN; {}", sql.replace("$1", &value))
 }
 
 /// Keeps the setting and role names in the SQL above in step with the constants.
@@ -414,7 +418,12 @@ pub(crate) async fn submit(
         if scope_parts == 2 {
             answers.next().expect("BEGIN's answer")?;
         }
-        let row = scope_row(answers.next().expect("the scope statement's answer")?);
+        let answer = answers.next().expect("the scope statement's answer")?;
+        let row = match (owner, &answer) {
+            // The `SET LOCAL`s of `scope_text` return no row: they succeeded.
+            (Owner::Account(id), Answer::Simple(_)) => Some((None, Some(id), None)),
+            _ => scope_row(answer),
+        };
         if let (Some((_, _, left)), Owner::TokenHash(_)) = (&row, owner) {
             session_expires_in =
                 left.and_then(|secs| std::time::Duration::try_from_secs_f64(secs).ok());
@@ -481,14 +490,16 @@ mod tests {
     #[test]
     fn the_scope_text_carries_only_formatted_values() {
         let text = scope_text(Owner::Account(-42));
-        assert!(text.starts_with("BEGIN; SELECT "));
-        assert!(!text.contains("$1"));
-        assert!(text.contains("set_config('pgbridge.account_id', (-42)::bigint::text, true)"));
-        assert!(text.contains("set_config('role', 'pgbridge_rls', true)"));
+        assert_eq!(
+            text,
+            "BEGIN; SET LOCAL pgbridge.account_id = '-42'; SET LOCAL ROLE pgbridge_rls"
+        );
 
         let hash = [0x00, 0x7f, 0xab, 0xff];
         let text = scope_text(Owner::TokenHash(&hash));
+        assert!(text.starts_with("BEGIN; SELECT "));
         assert!(!text.contains("$1"));
+        assert!(text.contains("set_config('role', 'pgbridge_rls', true)"));
         assert!(text.contains("decode('007fabff', 'hex')::bytea"));
         // The hash is hex digits only: no quote, no backslash can come from it.
         let inside = text
