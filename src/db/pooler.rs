@@ -17,7 +17,8 @@
 //!   `query_typed`: Parse, Bind, Describe, Execute and Sync in one round trip, which
 //!   PgBouncer keeps on one server connection. Its parameter types are learnt once per
 //!   statement text and pool (`StatementTypes`) by preparing it inside a `BEGIN …
-//!   COMMIT` (so the Parse and the Close reach the same server connection).
+//!   COMMIT` (so the Parse and the Close reach the same server connection). An owner
+//!   scope's `BEGIN` and scope statement go as one simple query (see `db/unit.rs`).
 //! - **Session state** (`LISTEN`, session advisory locks, `SET`). The service's own uses
 //!   have URLs of their own (`EVENTS_DATABASE_URL`, `MIGRATE_DATABASE_URL`) that must reach
 //!   Postgres directly; see [`crate::config::Config::check_pooler`].

@@ -9,7 +9,12 @@
 //! transaction: a failing statement aborts it, the statements after it fail with
 //! `25P02`, and the `COMMIT` at the end becomes a `ROLLBACK` — the whole unit rolls back.
 //!
-//! The scope statement always returns one row and always sets the role, so the request's
+//! Through a transaction pooler (statements unnamed), `BEGIN` and the scope statement go as
+//! one simple query (`scope_text`): one `Sync` fewer per unit, which is what a unit costs
+//! there (a flush by Postgres, a wake-up of PgBouncer and of the connection task each).
+//!
+//! The scope statement always returns one row (the `SET LOCAL`s of a known account's scope
+//! through a pooler: none) and always sets the role, so the request's
 //! statements never run outside row-level security: with no live session the owner is
 //! unset, the policies show nothing, a write fails, and the caller answers 401 (see
 //! [`Unit::session`]).
@@ -55,6 +60,39 @@ const BY_ACCOUNT: &str = const_format_scope(
        set_config('pgbridge.account_id', $1::bigint::text, true), \
        set_config('role', 'pgbridge_rls', true)",
 );
+
+/// The scope as text, `BEGIN` included, for one simple query (transaction-pooler mode, where
+/// the scope statement would otherwise go unnamed, with a `Sync` of its own: one round of
+/// PgBouncer's event loop and one `ReadyForQuery` fewer per unit). Only values Rust
+/// formats reach the text: the account as an `i64`, the token's hash as hex digits inside
+/// `decode(…, 'hex')` — nothing a client sent, and no character that needs quoting.
+///
+/// For a known account the scope is two `SET LOCAL`s (the same transaction-local settings as
+/// `set_config(…, true)`, with nothing to plan and no row to send back); for a token, the
+/// scope statement, whose row says whose session it is.
+///
+/// ```text
+/// BEGIN; SET LOCAL pgbridge.account_id = '42'; SET LOCAL ROLE pgbridge_rls
+/// BEGIN; SELECT s.id, s.account_id, … FROM (SELECT decode('9f86…', 'hex')::bytea AS hash) t …
+/// ```
+fn scope_text(owner: Owner<'_>) -> String {
+    use std::fmt::Write;
+
+    match owner {
+        Owner::TokenHash(hash) => {
+            let mut value = String::from("decode('");
+            for byte in hash {
+                // Writing to a String cannot fail.
+                let _ = write!(value, "{byte:02x}");
+            }
+            value.push_str("', 'hex')");
+            format!("BEGIN; {}", BY_TOKEN.replace("$1", &value))
+        }
+        Owner::Account(id) => {
+            format!("BEGIN; SET LOCAL {ACCOUNT_SETTING} = '{id}'; SET LOCAL ROLE {RLS_ROLE}")
+        }
+    }
+}
 
 /// Keeps the setting and role names in the SQL above in step with the constants.
 const fn const_format_scope(sql: &'static str) -> &'static str {
@@ -248,6 +286,31 @@ fn simple<'a>(client: &'a tokio_postgres::Client, sql: &'static str) -> Part<'a>
     Box::pin(async move { client.simple_query(sql).await.map(Answer::Simple) })
 }
 
+fn simple_owned(client: &tokio_postgres::Client, sql: String) -> Part<'_> {
+    Box::pin(async move { client.simple_query(&sql).await.map(Answer::Simple) })
+}
+
+/// The scope statement's one row, read from its answer: `(session id, account id,
+/// seconds the session has left)`, each `None` when `NULL`. The answer is binary rows
+/// (a prepared or unnamed statement) or text (the simple query of `scope_text`).
+fn scope_row(answer: Answer) -> Option<(Option<i64>, Option<i64>, Option<f64>)> {
+    match answer {
+        Answer::Rows(rows) => rows.into_iter().next().map(|row| {
+            let left = if row.len() > 4 { row.get(4) } else { None };
+            (row.get(0), row.get(1), left)
+        }),
+        Answer::Simple(messages) => messages.into_iter().find_map(|message| match message {
+            SimpleQueryMessage::Row(row) => {
+                let text = |i: usize| row.try_get(i).ok().flatten();
+                let int = |i: usize| text(i).and_then(|text| text.parse::<i64>().ok());
+                let left = text(4).and_then(|text| text.parse::<f64>().ok());
+                Some((int(0), int(1), left))
+            }
+            _ => None,
+        }),
+    }
+}
+
 /// Polls `parts[from..]` once each, in order, recording those already answered; returns
 /// whether any of them failed already (before it was sent: a parameter that does not
 /// encode, or a closed connection).
@@ -292,13 +355,20 @@ pub(crate) async fn submit(
     let mut parts: Vec<Part<'_>> = Vec::with_capacity(steps.len() + 3);
     let mut prepared = prepared.iter();
     if let Some(owner) = owner {
-        parts.push(simple(client, "BEGIN"));
-        let (sql, _) = scope_statement(owner);
         let how = prepared
             .next()
             .expect("prepare() returns the scope statement first");
-        parts.push(part(client, sql, how, &scope_params));
+        match how {
+            // Through a transaction pooler: BEGIN and the scope in one simple query.
+            Prepared::Unnamed(_) => parts.push(simple_owned(client, scope_text(owner))),
+            Prepared::Named(_) => {
+                let (sql, _) = scope_statement(owner);
+                parts.push(simple(client, "BEGIN"));
+                parts.push(part(client, sql, how, &scope_params));
+            }
+        }
     }
+    let scope_parts = parts.len();
     for (step, how) in steps.iter().zip(prepared) {
         parts.push(part(client, step.sql, how, step.params));
     }
@@ -345,20 +415,20 @@ pub(crate) async fn submit(
     let mut session = Some((0, 0));
     let mut session_expires_in = None;
     if let Some(owner) = owner {
-        answers.next().expect("BEGIN's answer")?;
-        let row = match answers.next().expect("the scope statement's answer")? {
-            Answer::Rows(rows) => rows.into_iter().next(),
-            _ => None,
-        };
-        if let (Some(row), Owner::TokenHash(_)) = (&row, owner) {
-            session_expires_in = row
-                .get::<_, Option<f64>>(4)
-                .and_then(|secs| std::time::Duration::try_from_secs_f64(secs).ok());
+        if scope_parts == 2 {
+            answers.next().expect("BEGIN's answer")?;
         }
-        session = row.and_then(|row| {
-            let account = row.get::<_, Option<i64>>(1)?;
-            Some((row.get::<_, Option<i64>>(0).unwrap_or(0), account))
-        });
+        let answer = answers.next().expect("the scope statement's answer")?;
+        let row = match (owner, &answer) {
+            // The `SET LOCAL`s of `scope_text` return no row: they succeeded.
+            (Owner::Account(id), Answer::Simple(_)) => Some((None, Some(id), None)),
+            _ => scope_row(answer),
+        };
+        if let (Some((_, _, left)), Owner::TokenHash(_)) = (&row, owner) {
+            session_expires_in =
+                left.and_then(|secs| std::time::Duration::try_from_secs_f64(secs).ok());
+        }
+        session = row.and_then(|(session, account, _)| Some((session.unwrap_or(0), account?)));
     }
     let mut rows = Vec::with_capacity(steps.len());
     let mut failed = None;
@@ -411,4 +481,31 @@ fn lsn_of(messages: &[SimpleQueryMessage]) -> Result<Lsn, DbError> {
         .ok_or_else(|| "no row".to_owned())
         .and_then(|text| text.parse::<Lsn>())
         .map_err(|why| DbError::Unavailable(format!("pg_current_wal_insert_lsn: {why}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scope_text_carries_only_formatted_values() {
+        let text = scope_text(Owner::Account(-42));
+        assert_eq!(
+            text,
+            "BEGIN; SET LOCAL pgbridge.account_id = '-42'; SET LOCAL ROLE pgbridge_rls"
+        );
+
+        let hash = [0x00, 0x7f, 0xab, 0xff];
+        let text = scope_text(Owner::TokenHash(&hash));
+        assert!(text.starts_with("BEGIN; SELECT "));
+        assert!(!text.contains("$1"));
+        assert!(text.contains("set_config('role', 'pgbridge_rls', true)"));
+        assert!(text.contains("decode('007fabff', 'hex')::bytea"));
+        // The hash is hex digits only: no quote, no backslash can come from it.
+        let inside = text
+            .split("decode('")
+            .nth(1)
+            .and_then(|rest| rest.split('\'').next());
+        assert_eq!(inside, Some("007fabff"));
+    }
 }
