@@ -441,7 +441,15 @@ async fn notes_from_before_accounts_go_to_the_legacy_account() {
 #[tokio::test]
 async fn a_non_superuser_table_owner_is_confined_too() {
     let url = common::pg::Cluster::shared().await.create_database().await;
-    let (base, database) = url.rsplit_once('/').unwrap();
+    // The database is the URL's last path segment; over TLS a query (`?sslmode=…&sslrootcert=
+    // /path/…`) follows it, and is kept for the owner's URL.
+    let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
+    let (base, database) = path.rsplit_once('/').unwrap();
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
     let role = format!("owner_{database}");
     let admin = connect(&url).await;
     admin
@@ -452,7 +460,7 @@ async fn a_non_superuser_table_owner_is_confined_too() {
         .await
         .unwrap();
     let owner_url = format!(
-        "{}/{database}",
+        "{}/{database}{query}",
         base.replacen("postgres@", &format!("{role}:owner%20password@"), 1)
     );
     Migrator::embedded()
