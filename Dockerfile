@@ -20,7 +20,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && echo 'fn main() {}' > src/main.rs \
  && : > src/lib.rs \
  && : > awsgi/src/lib.rs \
- && cargo build --release --locked --bin pgbridge \
+ && cargo build --release --locked --features jemalloc --bin pgbridge \
  && rm -rf src migrations awsgi/src target/release/pgbridge* \
       target/release/.fingerprint/pgbridge-* target/release/.fingerprint/awsgi-* \
       target/release/deps/pgbridge-* target/release/deps/libpgbridge-* \
@@ -30,7 +30,7 @@ COPY src src
 COPY migrations migrations
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     touch src/main.rs src/lib.rs awsgi/src/lib.rs \
- && cargo build --release --locked --bin pgbridge
+ && cargo build --release --locked --features jemalloc --bin pgbridge
 
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
 COPY --from=build /src/target/release/pgbridge /usr/local/bin/pgbridge

@@ -2,7 +2,8 @@
 # SSE fan-out benchmark: SUBSCRIBERS concurrent /notes/events streams on one LISTEN
 # connection; server RSS and PATCH-to-delivery latency. Writes its section of
 # bench/RESULTS.md and its raw output to bench/results/<time>-sse.txt. Loopback only.
-# Usage: bash bench/sse.sh   (SUBSCRIBERS=10000 ROUNDS=20; the server gets MAX_CONNECTIONS
+# Usage: bash bench/sse.sh   (SUBSCRIBERS=10000 ROUNDS=20; FEATURES=jemalloc builds the server
+# with that cargo feature, as the Docker image is; the server gets MAX_CONNECTIONS
 # = SUBSCRIBERS + 1000, and the client fails, rather than waits, if the streams do not all
 # open within OPEN_TIMEOUT_S, default 120)
 # The streams need a token: the client (examples/sse_fanout.rs) signs the `bench` account up
@@ -19,7 +20,8 @@ MAX_CONNECTIONS=${MAX_CONNECTIONS:-$((SUBSCRIBERS + 1000))}
 # connection and long-request caps (256 and 64) and the per-account stream cap (32) would
 # refuse all but the first few, so the server runs with them off (0) or at SUBSCRIBERS.
 PER_CLIENT_LIMITS="MAX_CONNECTIONS_PER_ADDRESS=0 MAX_LONG_REQUESTS_PER_ADDRESS=0 EVENTS_MAX_STREAMS_PER_ACCOUNT=$SUBSCRIBERS"
-RAW_COMMAND="SUBSCRIBERS=$SUBSCRIBERS ROUNDS=$ROUNDS MAX_CONNECTIONS=$MAX_CONNECTIONS bash bench/sse.sh"
+FEATURES=${FEATURES:-}
+RAW_COMMAND="${FEATURES:+FEATURES=$FEATURES }SUBSCRIBERS=$SUBSCRIBERS ROUNDS=$ROUNDS MAX_CONNECTIONS=$MAX_CONNECTIONS bash bench/sse.sh"
 
 source bench/lib.sh
 start_postgres fsync=off
@@ -27,7 +29,7 @@ URL=$PG_URL
 HTTP_PORT=$(free_port)
 
 echo "== build (release)"
-cargo build --release --bin pgbridge --example sse_fanout 2>&1 | tail -1
+cargo build --release ${FEATURES:+--features "$FEATURES"} --bin pgbridge --example sse_fanout 2>&1 | tail -1
 raw_results sse
 
 # Each stream is one socket on each side.

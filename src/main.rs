@@ -16,6 +16,12 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+/// With `--features jemalloc` (the container image's build): jemalloc, which keeps less of
+/// each connection's buffers resident than glibc's malloc (docs/ARCHITECTURE.md).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     // Socket activation (systemd `.socket` units, `systemfd`, the tests): a listening socket
     // passed as fd 3 with `LISTEN_FDS=1`. Taken before the runtime starts its threads, since

@@ -29,6 +29,11 @@ mod contract;
 mod data;
 mod native;
 
+/// With `--features jemalloc`, the service binary's allocator.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::time::Duration;
 
 use awsgi::{Application, AwsgiLayer};

@@ -14,7 +14,7 @@
 
 use std::future::Future;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, TryLockError};
 
 use argon2::password_hash::{self, Output, ParamsString, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
@@ -100,11 +100,18 @@ fn matches(password: &str, stored: &str) -> password_hash::Result<bool> {
 }
 
 thread_local! {
-    /// This thread's Argon2 working memory (19 MiB with the default parameters), kept and
-    /// reused rather than allocated for each hash: freed and allocated again, the blocks
-    /// stay in the allocator's per-thread arenas anyway, and more of them pile up there.
+    /// This thread's Argon2 working memory (19 MiB with the default parameters), reused
+    /// from one hash to the next while hashes are waiting (a flood of log-ins allocates it
+    /// once), and freed when the queue is empty (`work_through`).
     static BLOCKS: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
 }
+
+/// The least capacity, in bytes, reserved for a work area. glibc's malloc maps every request
+/// of 32 MiB or more on its own and unmaps it when freed; a smaller one (19 MiB) it maps the
+/// first time, but freeing that raises its mmap threshold past the size, so the next work area
+/// comes from a thread's arena, whose top is not trimmed below twice the threshold: freed, the
+/// 19 MiB would stay resident. Reserved but never touched, the rest costs no memory.
+const ALWAYS_MAPPED: usize = 32 << 20;
 
 /// Argon2 of `password` and `salt` into `out`, in this thread's reused working memory.
 fn argon2_into(
@@ -118,6 +125,11 @@ fn argon2_into(
     let argon = Argon2::new(algorithm, version, params.clone());
     BLOCKS.with_borrow_mut(|blocks| {
         let needed = params.block_count();
+        if blocks.capacity() < needed {
+            // At least ALWAYS_MAPPED: see there. The pages past `needed` are never touched.
+            let capacity = needed.max(ALWAYS_MAPPED.div_ceil(std::mem::size_of::<Block>()));
+            *blocks = Vec::with_capacity(capacity);
+        }
         if blocks.len() < needed {
             blocks.resize(needed, Block::default());
         }
@@ -218,15 +230,28 @@ fn lower_priority() {
 }
 
 /// One hashing thread: takes jobs until the queue closes; a job that panics is contained
-/// (its caller sees an error) and the thread goes on.
+/// (its caller sees an error) and the thread goes on. While jobs are waiting, the thread's
+/// working memory is reused from one to the next; when none is, it is freed before the
+/// thread waits (19 MiB per thread otherwise held for good by a process that hashed once:
+/// most of an idle service's memory).
 fn work_through(waiting: &Mutex<Receiver<Job>>) {
     lower_priority();
     loop {
-        let job = match waiting.lock() {
-            Ok(waiting) => waiting.recv(),
-            Err(poisoned) => poisoned.into_inner().recv(),
+        let next = match waiting.try_lock() {
+            Ok(waiting) => waiting.try_recv().ok(),
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().try_recv().ok(),
+            // Another thread holds the queue while it waits for a job: none is waiting.
+            Err(TryLockError::WouldBlock) => None,
         };
-        let Ok(job) = job else { return };
+        let job = match next {
+            Some(job) => job,
+            None => {
+                BLOCKS.with_borrow_mut(|blocks| *blocks = Vec::new());
+                let next = waiting.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                let Ok(job) = next else { return };
+                job
+            }
+        };
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
             tracing::error!("a password hashing job panicked");
         }

@@ -34,6 +34,9 @@ pub enum Notice<T> {
     Event(Arc<T>),
     /// The connection was lost and is back: anything may have been missed; catch up.
     Resync,
+    /// [`Listener::stop`] was called: finish. (Also in [`Listener::stopped`], for a
+    /// subscriber that lagged past this notice or subscribed after it.)
+    Stopped,
 }
 
 impl<T> Clone for Notice<T> {
@@ -41,6 +44,7 @@ impl<T> Clone for Notice<T> {
         match self {
             Self::Event(event) => Self::Event(event.clone()),
             Self::Resync => Self::Resync,
+            Self::Stopped => Self::Stopped,
         }
     }
 }
@@ -262,6 +266,7 @@ impl<T: Send + Sync + 'static> Listener<T> {
     /// Stops listening and tells subscribers to finish (for a graceful shutdown).
     pub fn stop(&self) {
         let _ = self.stop.send(true);
+        let _ = self.tx.send(Notice::Stopped);
     }
 }
 

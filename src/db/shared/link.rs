@@ -139,6 +139,12 @@ impl Link {
         if let Some(statement) = self.cached(sql) {
             return Ok(statement);
         }
+        // Boxed: once per text and connection, and a statement's future would otherwise
+        // carry room for tokio-postgres's prepare (its type look-ups) on every call.
+        Box::pin(self.prepare_new(sql)).await
+    }
+
+    async fn prepare_new(&self, sql: &str) -> Result<Statement, DbError> {
         // Two callers may prepare the same text at once; both statements are valid and the
         // cache keeps one. Not worth a lock across the round trip.
         let statement = self.send(self.client.prepare(sql)).await?;

@@ -277,16 +277,22 @@ impl Queries for Shared {
     /// per statement text) under the client-side statement timeout.
     async fn statement<T: Shape>(&self, sql: &str, params: Params<'_>) -> Result<T, DbError> {
         if let Some(unnamed) = &self.set.unnamed {
-            // Before taking a place: learning may borrow a pooled connection.
-            let types = unnamed.param_types(sql).await?;
-            let ticket = self.set.acquire().await?;
-            let link = ticket.link().clone();
-            let work = link.send(T::unnamed(
-                link.client(),
-                sql,
-                pooler::typed(params, &types),
-            ));
-            return timed(ticket, unnamed.types.statement_timeout, work).await;
+            // Boxed: only through a transaction pooler, and inline its futures (the type
+            // look-up on a pooled connection, the timeouts) would make every statement's
+            // future larger, prepared connections' included.
+            return Box::pin(async move {
+                // Before taking a place: learning may borrow a pooled connection.
+                let types = unnamed.param_types(sql).await?;
+                let ticket = self.set.acquire().await?;
+                let link = ticket.link().clone();
+                let work = link.send(T::unnamed(
+                    link.client(),
+                    sql,
+                    pooler::typed(params, &types),
+                ));
+                timed(ticket, unnamed.types.statement_timeout, work).await
+            })
+            .await;
         }
         let ticket = self.set.acquire().await?;
         let link = ticket.link().clone();

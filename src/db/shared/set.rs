@@ -142,7 +142,10 @@ impl Set {
             }
             if let Some(i) = dead {
                 deadline.get_or_insert_with(|| Instant::now() + self.wait);
-                let link = self.connect(i).await?;
+                // Boxed: connecting (TLS and the start-up exchange included) is a state
+                // machine of kilobytes, and every statement's future would carry room for
+                // it inline; a 256-client `/queries?queries=20` holds 5,000 of them.
+                let link = Box::pin(self.connect(i)).await?;
                 match link.admit(self.max_in_flight) {
                     Ok(()) => return Ok(Ticket::new(link, permit)),
                     Err(Refusal::Fenced) => fenced = Some(link),

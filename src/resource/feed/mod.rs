@@ -441,9 +441,15 @@ pub async fn app(
 
     // Subscribe before reading the table: whatever commits after the read is then sure to
     // arrive live, and what arrives twice is dropped by id.
+    let rx = feed.listener.subscribe();
+    let mut stopped = feed.listener.stopped();
+    if *stopped.borrow() {
+        // Stopped before this subscription: it will not get the broadcast's notice.
+        stopped.mark_changed();
+    }
     let mut subscriber = Subscriber {
-        rx: feed.listener.subscribe(),
-        stopped: feed.listener.stopped(),
+        rx,
+        stopped,
         heartbeat: tokio::time::interval_at(
             tokio::time::Instant::now() + feed.heartbeat,
             feed.heartbeat,

@@ -22,6 +22,7 @@ use super::{Broadcast, Event, FeedSpec};
 /// One client's subscription. Dropped with the response body, which frees it.
 pub(super) struct Subscriber {
     pub(super) rx: broadcast::Receiver<Notice<Broadcast>>,
+    /// Marked changed at the start if the listener had already stopped ([`Self::is_stopped`]).
     pub(super) stopped: watch::Receiver<bool>,
     pub(super) heartbeat: tokio::time::Interval,
     pub(super) db: Db,
@@ -58,9 +59,17 @@ impl Subscriber {
         Some(frame)
     }
 
+    /// Whether the listener was stopped. An atomic load while it was not: the stream
+    /// learns of a stop from the broadcast ([`Notice::Stopped`]), or here after lagging
+    /// past that notice, rather than registering with the process-wide `stopped` watch (a
+    /// lock shared by every stream) on every event.
+    fn is_stopped(&mut self) -> bool {
+        !matches!(self.stopped.has_changed(), Ok(false)) && *self.stopped.borrow_and_update()
+    }
+
     async fn produce(&mut self) -> Option<Bytes> {
         loop {
-            if self.slot.is_dropped() {
+            if self.slot.is_dropped() || self.is_stopped() {
                 return None;
             }
             if let Some(frame) = self.pending.take() {
@@ -86,7 +95,6 @@ impl Subscriber {
             }
             let woke = tokio::select! {
                 biased;
-                _ = self.stopped.wait_for(|stop| *stop) => return None,
                 notice = self.rx.recv() => Woke::Notice(notice),
                 _ = self.heartbeat.tick() => Woke::Heartbeat,
             };
@@ -108,7 +116,9 @@ impl Subscriber {
                 Woke::Notice(Ok(Notice::Resync) | Err(broadcast::error::RecvError::Lagged(_))) => {
                     self.start_catch_up();
                 }
-                Woke::Notice(Err(broadcast::error::RecvError::Closed)) => return None,
+                Woke::Notice(Ok(Notice::Stopped) | Err(broadcast::error::RecvError::Closed)) => {
+                    return None;
+                }
             }
         }
     }
