@@ -464,6 +464,7 @@ pub async fn app(
         streams: feed.streams.clone(),
         slot,
         page_size: i64::from(feed.replay_page),
+        failed_checks: 0,
     };
     match last_event_id {
         Some(id) => {

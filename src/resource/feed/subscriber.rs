@@ -41,11 +41,47 @@ pub(super) struct Subscriber {
     pub(super) streams: Arc<Streams>,
     pub(super) slot: Arc<Slot>,
     pub(super) page_size: i64,
+    /// Heartbeats in a row whose session check failed for a database error.
+    pub(super) failed_checks: u8,
 }
+
+/// Heartbeats in a row whose session check may fail for a database error (not for a
+/// revoked session: that ends the stream at once) before the stream ends. One failure is
+/// ridden out: a check that finds the shared connections saturated, or the session cache's
+/// lease lapsed under load, would otherwise close every stream of the process at once, and
+/// every client would reconnect into the same load.
+const MAX_FAILED_CHECKS: u8 = 2;
 
 enum Woke {
     Notice(Result<Notice<Broadcast>, broadcast::error::RecvError>),
     Heartbeat,
+}
+
+/// Whether a stream goes on after its heartbeat's session check: not if the session is
+/// gone, nor after [`MAX_FAILED_CHECKS`] database errors in a row (`failed` counts them).
+fn keep_after_check(failed: &mut u8, checked: Result<bool, DbError>) -> bool {
+    match checked {
+        Ok(live) => {
+            *failed = 0;
+            live
+        }
+        Err(err) => {
+            *failed = failed.saturating_add(1);
+            if *failed >= MAX_FAILED_CHECKS {
+                tracing::warn!(
+                    error = %err,
+                    checks = *failed,
+                    "event stream's session could not be checked; closing it"
+                );
+                return false;
+            }
+            tracing::debug!(
+                error = %err,
+                "event stream's session check failed; checking again at the next heartbeat"
+            );
+            true
+        }
+    }
 }
 
 impl Subscriber {
@@ -101,8 +137,10 @@ impl Subscriber {
             match woke {
                 Woke::Heartbeat => {
                     // A token revoked (or expired) while its stream is open ends the
-                    // stream within one heartbeat interval.
-                    if !Box::pin(self.session_live()).await {
+                    // stream within one heartbeat interval; a check the database could
+                    // not answer, after MAX_FAILED_CHECKS in a row.
+                    let checked = Box::pin(self.session_live()).await;
+                    if !keep_after_check(&mut self.failed_checks, checked) {
                         return None;
                     }
                     return Some(Bytes::from_static(b": heartbeat\n\n"));
@@ -129,12 +167,9 @@ impl Subscriber {
             && self.item.is_none_or(|item| item == event.item_id)
     }
 
-    /// Whether the stream's session still stands (a database error counts as no: the
-    /// client reconnects and is asked again).
-    async fn session_live(&self) -> bool {
-        auth::still_valid(self.db.shared(), &self.principal)
-            .await
-            .unwrap_or(false)
+    /// Whether the stream's session still stands; an error when the database could not say.
+    async fn session_live(&self) -> Result<bool, DbError> {
+        auth::still_valid(self.db.shared(), &self.principal).await
     }
 
     /// Replays from the table, from `last_id`, before going live again.
@@ -183,5 +218,35 @@ impl Subscriber {
     pub(super) async fn start_at_latest(&mut self) -> Result<(), DbError> {
         self.last_id = replay::latest(&self.db, self.spec, self.principal.account_id).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unavailable() -> Result<bool, DbError> {
+        Err(DbError::Unavailable("shared connections full".into()))
+    }
+
+    #[test]
+    fn a_revoked_session_ends_the_stream_at_once() {
+        let mut failed = 0;
+        assert!(!keep_after_check(&mut failed, Ok(false)));
+    }
+
+    #[test]
+    fn one_failed_check_is_ridden_out_and_two_in_a_row_end_the_stream() {
+        let mut failed = 0;
+        assert!(keep_after_check(&mut failed, unavailable()));
+        assert!(!keep_after_check(&mut failed, unavailable()));
+
+        // A good check in between starts the count again.
+        let mut failed = 0;
+        assert!(keep_after_check(&mut failed, unavailable()));
+        assert!(keep_after_check(&mut failed, Ok(true)));
+        assert!(keep_after_check(&mut failed, unavailable()));
+        // ... and a revocation found after a failure still ends it at once.
+        assert!(!keep_after_check(&mut failed, Ok(false)));
     }
 }
