@@ -26,7 +26,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::ConnectInfo;
 use futures_util::future::BoxFuture;
 use hyper::body::Incoming;
@@ -38,6 +37,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
+use super::Stack;
 use super::evict::Connection;
 use super::reject;
 use super::stats::{ConnectionStats, TimedOut};
@@ -49,7 +49,7 @@ pub(crate) async fn serve(
     stream: TcpStream,
     remote: SocketAddr,
     connection: Connection,
-    router: Router,
+    stack: Stack,
     limits: Limits,
     stats: Arc<ConnectionStats>,
     mut phase: watch::Receiver<Phase>,
@@ -71,9 +71,9 @@ pub(crate) async fn serve(
             let mut ours = extensions.clone();
             ours.extend(std::mem::take(request.extensions_mut()));
             *request.extensions_mut() = ours;
-            let response = router.clone().oneshot(request);
+            let response = stack.clone().oneshot(request.map(axum::body::Body::new));
             // Boxed: hyper keeps the service's future in a box of its own for the whole
-            // connection, so an unboxed one (the router's stack of layer futures, kilobytes)
+            // connection, so an unboxed one (the stack's layer futures)
             // would stay allocated, and touched, while a long response streams. Boxed, it is
             // freed once the response head is ready (one allocation per request).
             let future: BoxFuture<'static, Result<_, Infallible>> = Box::pin(async move {
