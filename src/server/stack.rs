@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::fmt;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use axum::Router;
 use axum::extract::Request;
@@ -44,6 +44,24 @@ impl Stack {
     }
 }
 
+/// The future of a [`Stack`]'s answer: already boxed by the stack, so a connection keeps
+/// only a pointer to it.
+pub(crate) type StackFuture =
+    <BoxCloneSyncService<Request, Response, Infallible> as Service<Request>>::Future;
+
+impl Stack {
+    /// Calls the stack for `request` in place: no clone of the stack (a boxed copy of every
+    /// layer, dropped again after the request) when it is ready, as the service's layers
+    /// always are; a stack that is not ready yet answers from a clone once it is.
+    pub(crate) fn call_now(&mut self, request: Request) -> StackFuture {
+        match self.0.poll_ready(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(())) => self.0.call(request),
+            Poll::Ready(Err(never)) => match never {},
+            Poll::Pending => Box::pin(self.0.clone().oneshot(request)),
+        }
+    }
+}
+
 impl From<Router> for Stack {
     fn from(router: Router) -> Self {
         Self::new(router)
@@ -59,7 +77,7 @@ impl fmt::Debug for Stack {
 impl Service<Request> for Stack {
     type Response = Response;
     type Error = Infallible;
-    type Future = <BoxCloneSyncService<Request, Response, Infallible> as Service<Request>>::Future;
+    type Future = StackFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.0.poll_ready(cx)
