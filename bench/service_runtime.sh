@@ -2,7 +2,8 @@
 # The service itself (the pgbridge binary) on one multi-threaded runtime (RUNTIME=multi, the
 # default) against one current-thread runtime per core (RUNTIME=percore), interleaved route
 # by route, each under wrk -t1 and -t2 (nothing pinned): GET /healthz (no database) and
-# GET /notes/{id} (a bearer token checked, the note read under its account's scope). Raw
+# GET /notes/{id} (a bearer token checked, the note read under its account's scope), with the
+# server's CPU per request (utime+stime from /proc/PID/stat around each run ÷ requests). Raw
 # output: bench/results/<time>-service_runtime.txt; writes its section of bench/RESULTS.md.
 # Loopback only.
 #
@@ -25,12 +26,13 @@ if [ -z "$BIN" ]; then
   BIN=./target/release/pgbridge
 fi
 raw_results service_runtime
-declare -A URL_OF
+declare -A URL_OF PID_OF
 for runtime in multi percore; do
   port=$(free_port)
   DATABASE_URL="$PG_URL" BIND_ADDR="127.0.0.1:$port" RUNTIME=$runtime RUST_LOG=warn \
     "$BIN" > "$WORK/$runtime.log" 2>&1 &
   BENCH_PIDS+=("$!")
+  PID_OF[$runtime]=$!
   URL_OF[$runtime]="http://127.0.0.1:$port"
   ready=no
   for _ in $(seq 300); do curl -sf "${URL_OF[$runtime]}/readyz" >/dev/null && { ready=yes; break; }; sleep 0.1; done
@@ -47,6 +49,9 @@ for runtime in multi percore; do
     || { echo "FAIL: GET /notes/$NOTE on $runtime" >&2; exit 1; }
 done
 
+# ticks PID: utime+stime of the process, in clock ticks.
+ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
 to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
 RESULTS=$WORK/results.tsv; : > "$RESULTS"
 ROUND=0
@@ -60,13 +65,17 @@ for round in $(seq "$ROUNDS"); do
     label=$route; [ "$route" = /healthz ] || label="/notes/{id}"
     for threads in $THREADS; do
       for runtime in multi percore; do
+        before=$(ticks "${PID_OF[$runtime]}")
         out=$(wrk -t"$threads" -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Authorization: Bearer $TOKEN" "${URL_OF[$runtime]}$route")
-        { printf '=== wrk route=%s variant=%s threads=%s connections=%s round=%s\n' "$label" "$runtime" "$threads" "$CONNECTIONS" "$round"; echo "$out"; } >> "$RAW"
+        after=$(ticks "${PID_OF[$runtime]}")
+        requests=$(echo "$out" | awk '/ requests in / { print $1 }')
+        cpu=$(awk -v d=$((after - before)) -v n="${requests:-0}" -v hz="$HZ" 'BEGIN { if (n > 0) printf "%.1f", d * 1e6 / hz / n; else print "n/a" }')
+        { printf '=== wrk route=%s variant=%s threads=%s connections=%s round=%s\n' "$label" "$runtime" "$threads" "$CONNECTIONS" "$round"; echo "$out"; echo "server CPU: $((after - before)) ticks of 1/$HZ s, $cpu us/request"; } >> "$RAW"
         rps=$(echo "$out" | awk '/^Requests\/sec:/ { print $2 }')
         p99=$(to_ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
         bad=$(echo "$out" | awk '/Non-2xx/ { print $NF }')
-        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$runtime" "$threads" "$rps" "$p99" "${bad:-0}" >> "$RESULTS"
-        printf '  %-14s %-8s -t%s %10s req/s  p99 %8s ms%s\n' "$label" "$runtime" "$threads" "$rps" "$p99" "${bad:+  non-2xx $bad}"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$runtime" "$threads" "$rps" "$p99" "${bad:-0}" "$cpu" >> "$RESULTS"
+        printf '  %-14s %-8s -t%s %10s req/s  p99 %8s ms  server CPU %6s us/request%s\n' "$label" "$runtime" "$threads" "$rps" "$p99" "$cpu" "${bad:+  non-2xx $bad}"
       done
     done
   done
@@ -75,13 +84,13 @@ raw_end
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 stat() { awk -F'\t' -v l="$1" -v v="$2" -v t="$3" -v col="$4" '$1 == l && $2 == v && $3 == t { print $col }' "$RESULTS" | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'; }
-TABLE="| route | wrk | multi-threaded req/s | per core req/s | per core / multi | multi p99 ms | per core p99 ms | non-2xx (multi, per core) |
-| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"
+TABLE="| route | wrk | multi-threaded req/s | per core req/s | per core / multi | multi server CPU µs/req | per core server CPU µs/req | multi p99 ms | per core p99 ms | non-2xx (multi, per core) |
+| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
 for label in /healthz "/notes/{id}"; do
   for t in $THREADS; do
     m=$(stat "$label" multi "$t" 4); p=$(stat "$label" percore "$t" 4)
     TABLE="$TABLE
-| \`$label\` | \`-t$t\` | $m | $p | $(ratio "$p" "$m") | $(stat "$label" multi "$t" 5) | $(stat "$label" percore "$t" 5) | $(awk -F'\t' -v l="$label" -v t="$t" '$1 == l && $3 == t { s[$2] += $6 } END { printf "%d, %d", s["multi"], s["percore"] }' "$RESULTS") |"
+| \`$label\` | \`-t$t\` | $m | $p | $(ratio "$p" "$m") | $(stat "$label" multi "$t" 7) | $(stat "$label" percore "$t" 7) | $(stat "$label" multi "$t" 5) | $(stat "$label" percore "$t" 5) | $(awk -F'\t' -v l="$label" -v t="$t" '$1 == l && $3 == t { s[$2] += $6 } END { printf "%d, %d", s["multi"], s["percore"] }' "$RESULTS") |"
   done
 done
 SECTION="## The service on one runtime per core (\`RUNTIME=percore\`) or one multi-threaded runtime (issue 21)
@@ -91,7 +100,8 @@ Two \`pgbridge\` processes on one Postgres, \`RUNTIME=multi\` (the default) and 
 (src/server/percore.rs: a current-thread runtime per core, every core accepting on the one
 socket, each with its own \`Db\`), interleaved route by route in each round, under
 \`wrk -tT -c$CONNECTIONS -d${DURATION}s\` for T in $THREADS (nothing pinned); medians of the rounds.
-\`/notes/{id}\` checks a bearer token and reads the note under its account's scope.
+\`/notes/{id}\` checks a bearer token and reads the note under its account's scope. Server CPU
+per request: the process's utime+stime (\`/proc/PID/stat\`) across the run ÷ its requests.
 
 $TABLE"
 write_section service-runtime "$SECTION"

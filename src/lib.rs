@@ -123,6 +123,29 @@ pub fn router(state: AppState) -> Router {
 /// # let _ = router; }
 /// ```
 pub fn router_with(state: AppState, extra: Vec<Route>) -> Router {
+    Router::new().fallback_service(stack_with(state, extra))
+}
+
+/// [`router`] as the server serves it: the same routes under the same layers, with no
+/// `axum::Router` around the layers (one would route every request a second time).
+///
+/// ```no_run
+/// # async fn run(state: pgbridge::AppState) {
+/// let stack: pgbridge::server::Stack = pgbridge::stack(state);
+/// # let _ = stack; }
+/// ```
+pub fn stack(state: AppState) -> server::Stack {
+    stack_with(state, Vec::new())
+}
+
+/// [`router_with`] as the server serves it (see [`stack`]).
+///
+/// ```no_run
+/// # async fn run(state: pgbridge::AppState) {
+/// let stack = pgbridge::stack_with(state, Vec::new());
+/// # let _ = stack; }
+/// ```
+pub fn stack_with(state: AppState, extra: Vec<Route>) -> server::Stack {
     let awsgi = AwsgiLayer::new()
         .body_limit(state.config.body_limit_bytes)
         .server(

@@ -16,14 +16,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
 use super::evict::{Connection, Evictions};
 use super::stats::ConnectionStats;
-use super::{Limits, Phase, conn, reject};
+use super::{Limits, Phase, Stack, conn, reject};
 use crate::backoff::Backoff;
 use crate::keyed_limit::KeyedLimit;
 
@@ -33,7 +32,7 @@ const BACKOFF: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_
 /// Accepts until the future is dropped (that is how the server stops accepting).
 pub(crate) async fn run(
     listener: TcpListener,
-    router: Router,
+    stack: Stack,
     limits: Limits,
     permits: Arc<Semaphore>,
     stats: Arc<ConnectionStats>,
@@ -176,7 +175,7 @@ pub(crate) async fn run(
             stream,
             remote,
             Connection::new(evictions.clone(), remote.ip()),
-            router.clone(),
+            stack.clone(),
             limits.clone(),
             stats.clone(),
             phase.clone(),

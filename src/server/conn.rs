@@ -22,13 +22,11 @@ use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::ConnectInfo;
-use futures_util::future::BoxFuture;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use pin_project_lite::pin_project;
@@ -36,8 +34,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tower::ServiceExt;
 
+use super::Stack;
 use super::evict::Connection;
 use super::reject;
 use super::stats::{ConnectionStats, TimedOut};
@@ -49,7 +47,7 @@ pub(crate) async fn serve(
     stream: TcpStream,
     remote: SocketAddr,
     connection: Connection,
-    router: Router,
+    stack: Stack,
     limits: Limits,
     stats: Arc<ConnectionStats>,
     mut phase: watch::Receiver<Phase>,
@@ -66,27 +64,32 @@ pub(crate) async fn serve(
     let service = {
         let activity = activity.clone();
         let extensions = connection_extensions(remote, &connection);
+        // One stack per connection, called in place: hyper serves a connection's requests
+        // one at a time, so the lock is never contended, and a request costs no clone of
+        // the stack (a boxed copy of every layer).
+        let stack = Mutex::new(stack);
         hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
             let in_flight = InFlight::begin(activity.clone());
             let mut ours = extensions.clone();
             ours.extend(std::mem::take(request.extensions_mut()));
             *request.extensions_mut() = ours;
-            let response = router.clone().oneshot(request);
-            // Boxed: hyper keeps the service's future in a box of its own for the whole
-            // connection, so an unboxed one (the router's stack of layer futures, kilobytes)
-            // would stay allocated, and touched, while a long response streams. Boxed, it is
-            // freed once the response head is ready (one allocation per request).
-            let future: BoxFuture<'static, Result<_, Infallible>> = Box::pin(async move {
+            let response = stack
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .call_now(request.map(axum::body::Body::new));
+            // The stack's future is boxed already (freed once the response head is
+            // ready), so the slot hyper keeps for the service's future for the whole
+            // connection holds a pointer, not the layers' futures.
+            async move {
                 let response = match response.await {
                     Ok(response) => response,
                     Err(never) => match never {},
                 };
-                Ok(response.map(|body| Tracked {
+                Ok::<_, Infallible>(response.map(|body| Tracked {
                     inner: body,
                     _in_flight: in_flight,
                 }))
-            });
-            future
+            }
         })
     };
     let mut builder = hyper::server::conn::http1::Builder::new();

@@ -10,6 +10,7 @@
 //! | `stats.rs` | connection counters for `/metrics` |
 //! | `fd_limit.rs` | raise `RLIMIT_NOFILE`; fit the cap under it |
 //! | `percore.rs` | `RUNTIME=percore`: one current-thread runtime and server per core |
+//! | `stack.rs` | [`Stack`]: the service served, the middleware stack boxed once, no outer `Router` |
 //!
 //! Handlers see `ConnectInfo<SocketAddr>` and the [`Connection`] extension, and TCP_NODELAY is set on every connection, as
 //! with `axum::serve(..).into_make_service_with_connect_info::<SocketAddr>()`.
@@ -41,6 +42,7 @@ mod fd_limit;
 mod percore;
 mod reject;
 mod shutdown;
+mod stack;
 mod stats;
 
 use std::time::Duration;
@@ -49,6 +51,7 @@ pub use evict::{Connection, Evictable};
 pub use fd_limit::{RESERVED_DESCRIPTORS, connection_cap, raise_nofile_limit};
 pub use percore::{PerCore, Runtime, settle};
 pub use shutdown::{Server, Stopped};
+pub use stack::Stack;
 pub use stats::{ConnectionStats, TimedOut};
 
 /// The bounds every client connection lives under.

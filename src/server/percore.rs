@@ -1,5 +1,5 @@
 //! One runtime per core (`RUNTIME=percore`): a thread per core, each with a current-thread
-//! tokio runtime serving its own [`Server`] — its own router over its own [`Db`] (one shared
+//! tokio runtime serving its own [`Server`] — its own [`Stack`] over its own [`Db`] (one shared
 //! connection, its share of the pool) — so that a request, its statements and its response
 //! stay on one core, with no cross-thread wake-up between them.
 //!
@@ -11,7 +11,7 @@
 //! period), and everything the caller's states share (settings, `/metrics`, the event feed).
 //!
 //! ```no_run
-//! # async fn run(routers: Vec<(axum::Router, pgbridge::db::Db)>) -> std::io::Result<()> {
+//! # async fn run(stacks: Vec<(pgbridge::server::Stack, pgbridge::db::Db)>) -> std::io::Result<()> {
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //! use pgbridge::server::{ConnectionStats, Limits, PerCore};
@@ -23,7 +23,7 @@
 //!     max_connections: 10_000,
 //!     max_connections_per_address: 256,
 //! };
-//! let per_core = PerCore::new(listener, routers, limits, Arc::new(ConnectionStats::default()));
+//! let per_core = PerCore::new(listener, stacks, limits, Arc::new(ConnectionStats::default()));
 //! let stopped = per_core
 //!     .run(async { let _ = tokio::signal::ctrl_c().await; }, Duration::from_secs(30))
 //!     .await?;
@@ -37,10 +37,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use tokio::sync::{mpsc, watch};
 
-use super::{ConnectionStats, Limits, Server, Stopped};
+use super::{ConnectionStats, Limits, Server, Stack, Stopped};
 use crate::db::Db;
 use crate::keyed_limit::KeyedLimit;
 
@@ -92,18 +91,18 @@ impl Runtime {
 #[derive(Debug)]
 pub struct PerCore {
     listener: std::net::TcpListener,
-    cores: Vec<(Router, Db)>,
+    cores: Vec<(Stack, Db)>,
     limits: Limits,
     stats: Arc<ConnectionStats>,
     drain_delay: Duration,
 }
 
 impl PerCore {
-    /// A server per `(router, db)` pair, all accepting on `listener`. `db` is the one the
-    /// router's requests use: after an aborted drain, its cancels get time to land.
+    /// A server per `(stack, db)` pair, all accepting on `listener`. `db` is the one the
+    /// stack's requests use: after an aborted drain, its cancels get time to land.
     pub fn new(
         listener: std::net::TcpListener,
-        cores: Vec<(Router, Db)>,
+        cores: Vec<(Stack, Db)>,
         limits: Limits,
         stats: Arc<ConnectionStats>,
     ) -> Self {
@@ -147,7 +146,7 @@ impl PerCore {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (exit_tx, mut exit_rx) = mpsc::unbounded_channel::<usize>();
         let mut threads = Vec::with_capacity(n);
-        for (core, (router, db)) in cores.into_iter().enumerate() {
+        for (core, (stack, db)) in cores.into_iter().enumerate() {
             let listener = listener.try_clone()?;
             let server = CoreServer {
                 per_address: per_address.clone(),
@@ -162,7 +161,7 @@ impl PerCore {
                 .name(format!("pgbridge-core-{core}"))
                 .spawn(move || {
                     let _exited = exited;
-                    server.serve(listener, router, db)
+                    server.serve(listener, stack, db)
                 });
             match thread {
                 Ok(thread) => threads.push(thread),
@@ -210,7 +209,7 @@ impl PerCore {
     }
 }
 
-/// What one core's thread needs besides its socket, router and database.
+/// What one core's thread needs besides its socket, stack and database.
 struct CoreServer {
     per_address: KeyedLimit<IpAddr>,
     limits: Limits,
@@ -222,7 +221,7 @@ struct CoreServer {
 
 impl CoreServer {
     /// Runs on the core's own thread until the stop signal and the drain are over.
-    fn serve(self, listener: std::net::TcpListener, router: Router, db: Db) -> io::Result<Stopped> {
+    fn serve(self, listener: std::net::TcpListener, stack: Stack, db: Db) -> io::Result<Stopped> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -232,7 +231,7 @@ impl CoreServer {
             let signal = async move {
                 let _ = stop.wait_for(|stopped| *stopped).await;
             };
-            let stopped = Server::new(listener, router, self.limits, self.stats)
+            let stopped = Server::new(listener, stack, self.limits, self.stats)
                 .per_address(self.per_address)
                 .drain_delay(self.drain_delay)
                 .run(signal, self.grace)

@@ -5,10 +5,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
+use super::Stack;
 use super::stats::ConnectionStats;
 use super::{Limits, Phase, accept};
 use crate::keyed_limit::KeyedLimit;
@@ -16,11 +16,11 @@ use crate::keyed_limit::KeyedLimit;
 /// How long aborted connections get to drop their requests (and spawn their cancels).
 const ABORT_WAIT: Duration = Duration::from_secs(2);
 
-/// The server: a listener, the router, the limits, the counters.
+/// The server: a listener, the stack it serves, the limits, the counters.
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
-    router: Router,
+    stack: Stack,
     limits: Limits,
     stats: Arc<ConnectionStats>,
     drain_delay: Duration,
@@ -41,17 +41,17 @@ pub enum Stopped {
 }
 
 impl Server {
-    /// A server for `router` on `listener`.
+    /// A server for `stack` (a [`Stack`], or an `axum::Router`) on `listener`.
     pub fn new(
         listener: TcpListener,
-        router: Router,
+        stack: impl Into<Stack>,
         limits: Limits,
         stats: Arc<ConnectionStats>,
     ) -> Self {
         Self {
             per_address: KeyedLimit::new(limits.max_connections_per_address),
             listener,
-            router,
+            stack: stack.into(),
             limits,
             stats,
             drain_delay: Duration::ZERO,
@@ -100,7 +100,7 @@ impl Server {
     pub async fn run(self, signal: impl Future<Output = ()>, grace: Duration) -> Stopped {
         let Self {
             listener,
-            router,
+            stack,
             limits,
             stats,
             drain_delay,
@@ -111,7 +111,7 @@ impl Server {
         let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
         let mut accepting = Box::pin(accept::run(
             listener,
-            router,
+            stack,
             limits,
             permits.clone(),
             stats,

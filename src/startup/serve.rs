@@ -10,8 +10,8 @@ use tokio::net::TcpListener;
 use super::error::StartError;
 use super::listen::loopback;
 use crate::db::migrate::Migrator;
-use crate::router;
 use crate::server::{self, PerCore, Server, Stopped, settle};
+use crate::stack;
 use crate::state::AppState;
 
 /// How long, after the grace period, cancels of dropped queries get to land.
@@ -84,14 +84,14 @@ pub(super) async fn serve(
     if per_core_layout {
         let cores = per_core
             .into_iter()
-            .map(|core| (router(core.clone()), core.db))
+            .map(|core| (stack(core.clone()), core.db))
             .collect();
         PerCore::new(listener.into_std()?, cores, limits, stats)
             .drain_delay(drain_delay)
             .run(signal, grace)
             .await?;
     } else {
-        let server = Server::new(listener, router(state), limits, stats).drain_delay(drain_delay);
+        let server = Server::new(listener, stack(state), limits, stats).drain_delay(drain_delay);
         if let Stopped::Aborted { .. } = server.run(signal, grace).await {
             // The dropped requests spawned cancels for their queries: let them reach
             // Postgres before the caller's runtime (and every task on it) stops.
