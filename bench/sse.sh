@@ -58,7 +58,7 @@ val() { echo "$OUT" | awk -v k="$1" '$1 == k { print $2 }'; }
 
 verdict() { awk -v a="$1" -v b="$2" 'BEGIN { print (a + 0 < b + 0) ? "met" : "missed" }'; }
 SECTION=$(cat <<MD
-## SSE fan-out: \`/notes/events\` (issue 4)
+## SSE fan-out: \`/notes/events\` (issue 4)${FEATURES:+, the server built with \`--features $FEATURES\`}
 
 \`$RAW_COMMAND\`, $(date -u +%Y-%m-%d): $(machine); $(run_facts).
 The client (\`examples/sse_fanout.rs\`), the server and Postgres share the same $(nproc) cores.
@@ -88,5 +88,5 @@ would need about 10 µs of CPU per stream per event, end to end, where this mach
 $(awk -v s="$(val server_cpu_ms_round)" -v c="$(val client_cpu_ms_round)" -v n="$SUBSCRIBERS" 'BEGIN { printf "%.0f", (s + c) * 1000 / n }') µs.
 MD
 )
-write_section sse "$SECTION"
+write_section "sse${FEATURES:+-$FEATURES}" "$SECTION"
 echo "== wrote bench/RESULTS.md"
