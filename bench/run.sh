@@ -346,7 +346,7 @@ from \`/proc\`): the machine is $CPU_BUSY busy; of that, the server takes $CPU_S
 $CPU_PG, and wrk with the rest $CPU_REST."
 write_section techempower "$SECTION"
 
-README_TABLE="| route | wrk | through the layer | native axum | per-core program | axum + deadpool (pool 32) |
+README_TABLE="| route | wrk | through the layer (a runtime per core) | native axum (same server) | per-core program | axum + deadpool (pool 32) |
 | --- | --- | ---: | ---: | ---: | ---: |"
 for route in plaintext db "queries?queries=20" fortunes; do
   for t in $THREADS; do
