@@ -98,6 +98,11 @@ impl Visit for FastVisitor<'_> {
         if self.result.is_err() {
             return;
         }
+        // What the `log` bridge adds (`log.target`, `log.module_path`, `log.file` are
+        // strings): already written by the event formatter.
+        if field.name().starts_with("log.") {
+            return;
+        }
         if !self.writes(field.name()) {
             return self.delegate(|v| v.record_str(field, value));
         }
@@ -275,6 +280,9 @@ mod tests {
                 "failed"
             );
             tracing::debug!(path = ?"/x", n = -3_i64, f = 1.5_f64);
+            // A `log` record (the driver's), as the bridge turns it into an event.
+            let _ = tracing_log::LogTracer::init();
+            log::info!(target: "tokio_postgres::connection", "WARNING: terminating connection");
         });
         let bytes = out.0.lock().unwrap().clone();
         String::from_utf8(bytes).unwrap()
@@ -285,5 +293,7 @@ mod tests {
         let fast = lines(FastFields);
         assert_eq!(fast, lines(DefaultFields::new()));
         assert!(fast.contains("request{method=GET path=/notes/1 request_id=7f3c-11 later=5}"));
+        assert!(fast.contains("WARNING: terminating connection"));
+        assert!(!fast.contains("log.target"), "{fast}");
     }
 }
