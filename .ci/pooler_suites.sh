@@ -13,28 +13,7 @@ if [ ! -x /usr/sbin/pgbouncer ]; then
 fi
 source bench/lib.sh
 start_postgres fsync=off max_connections=300
-BOUNCER_PORT=$(free_port)
-mkdir -p "$WORK/pgbouncer"
-cat > "$WORK/pgbouncer/pgbouncer.ini" <<INI
-[databases]
-* = host=127.0.0.1 port=$PG_PORT
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $BOUNCER_PORT
-unix_socket_dir =
-auth_type = trust
-auth_file = $WORK/pgbouncer/userlist.txt
-pool_mode = transaction
-default_pool_size = 20
-max_client_conn = 1000
-logfile = $WORK/pgbouncer/pgbouncer.log
-INI
-echo '"postgres" ""' > "$WORK/pgbouncer/userlist.txt"
-BOUNCER_USER=()
-if [ "$(id -u)" = 0 ]; then chown -R postgres:postgres "$WORK/pgbouncer"; BOUNCER_USER=(-u postgres); fi
-/usr/sbin/pgbouncer "${BOUNCER_USER[@]}" "$WORK/pgbouncer/pgbouncer.ini" >/dev/null 2>&1 &
-BENCH_PIDS+=($!)
-for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$BOUNCER_PORT") 2>/dev/null && break; sleep 0.1; done
+start_pgbouncer 20 1000
 echo "== PgBouncer $(/usr/sbin/pgbouncer --version | head -1 | awk '{print $2}') (transaction mode) on 127.0.0.1:$BOUNCER_PORT"
-DATABASE_URL=$PG_URL PGBRIDGE_TEST_POOLER_URL="postgres://postgres@127.0.0.1:$BOUNCER_PORT" \
+DATABASE_URL=$PG_URL PGBRIDGE_TEST_POOLER_URL="$POOLER_URL" \
   cargo test --test api -- notes:: events:: ownership:: "$@"

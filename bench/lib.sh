@@ -35,6 +35,35 @@ start_postgres() {
   echo "== PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT"
 }
 
+# start_pgbouncer [POOL_SIZE] [MAX_CLIENTS]: a private PgBouncer in transaction mode in front of
+# start_postgres's server, on a free loopback port; waits until it accepts, stops with the
+# rest. Sets BOUNCER_PORT and POOLER_URL (postgres://postgres@127.0.0.1:PORT, no database).
+start_pgbouncer() {
+  BOUNCER_PORT=$(free_port)
+  mkdir -p "$WORK/pgbouncer"
+  cat > "$WORK/pgbouncer/pgbouncer.ini" <<INI
+[databases]
+* = host=127.0.0.1 port=$PG_PORT
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BOUNCER_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $WORK/pgbouncer/userlist.txt
+pool_mode = transaction
+default_pool_size = ${1:-16}
+max_client_conn = ${2:-500}
+logfile = $WORK/pgbouncer/pgbouncer.log
+INI
+  echo '"postgres" ""' > "$WORK/pgbouncer/userlist.txt"
+  local as_user=()
+  if [ "$(id -u)" = 0 ]; then chown -R postgres:postgres "$WORK/pgbouncer"; as_user=(-u postgres); fi
+  /usr/sbin/pgbouncer "${as_user[@]}" "$WORK/pgbouncer/pgbouncer.ini" >/dev/null 2>&1 &
+  BENCH_PIDS+=($!)
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$BOUNCER_PORT") 2>/dev/null && break; sleep 0.1; done
+  POOLER_URL="postgres://postgres@127.0.0.1:$BOUNCER_PORT"
+}
+
 machine() {
   echo "$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/ {print $2}') GiB, Linux $(uname -r), $(rustc --version), PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}')"
 }

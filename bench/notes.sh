@@ -42,28 +42,8 @@ PG_PID=$(head -1 "$WORK/data/postmaster.pid")
 
 POOLED=""
 if [ "$PGBOUNCER" = 1 ]; then
-  BOUNCER_PORT=$(free_port)
-  mkdir -p "$WORK/pgbouncer"
-  cat > "$WORK/pgbouncer/pgbouncer.ini" <<INI
-[databases]
-* = host=127.0.0.1 port=$PG_PORT
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $BOUNCER_PORT
-unix_socket_dir =
-auth_type = trust
-auth_file = $WORK/pgbouncer/userlist.txt
-pool_mode = transaction
-default_pool_size = 16
-max_client_conn = 500
-logfile = $WORK/pgbouncer/pgbouncer.log
-INI
-  echo '"postgres" ""' > "$WORK/pgbouncer/userlist.txt"
-  BOUNCER_USER=()
-  if [ "$(id -u)" = 0 ]; then chown -R postgres:postgres "$WORK/pgbouncer"; BOUNCER_USER=(-u postgres); fi
-  /usr/sbin/pgbouncer "${BOUNCER_USER[@]}" "$WORK/pgbouncer/pgbouncer.ini" >/dev/null 2>&1 &
-  BENCH_PIDS+=($!)
-  POOLED="postgres://postgres@127.0.0.1:$BOUNCER_PORT/postgres"
+  start_pgbouncer
+  POOLED="$POOLER_URL/postgres"
 fi
 
 if [ "${BUILD:-1}" = 1 ]; then
