@@ -2,7 +2,7 @@
 -- writes one: the table, its change feed, row-level security and grants.
 CREATE TABLE gadgets (
     id         bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    owner_id   bigint      NOT NULL DEFAULT pgbridge_current_account()
+    owner_id   bigint      NOT NULL DEFAULT nullif(current_setting('pgbridge.account_id', true), '')::bigint
                            REFERENCES accounts (id) ON DELETE CASCADE,
     title      text        NOT NULL,
     done       boolean     NOT NULL DEFAULT false,
@@ -42,13 +42,13 @@ GRANT SELECT ON gadget_events_horizon TO pgbridge_rls;
 ALTER TABLE gadgets ENABLE ROW LEVEL SECURITY;
 ALTER TABLE gadgets FORCE ROW LEVEL SECURITY;
 CREATE POLICY gadgets_owner ON gadgets
-    USING (owner_id = pgbridge_current_account())
-    WITH CHECK (owner_id = pgbridge_current_account());
+    USING (owner_id = nullif(current_setting('pgbridge.account_id', true), '')::bigint)
+    WITH CHECK (owner_id = nullif(current_setting('pgbridge.account_id', true), '')::bigint);
 ALTER TABLE gadget_events ENABLE ROW LEVEL SECURITY;
 ALTER TABLE gadget_events FORCE ROW LEVEL SECURITY;
 CREATE POLICY gadget_events_owner ON gadget_events
-    USING (owner_id = pgbridge_current_account())
-    WITH CHECK (owner_id = pgbridge_current_account());
+    USING (owner_id = nullif(current_setting('pgbridge.account_id', true), '')::bigint)
+    WITH CHECK (owner_id = nullif(current_setting('pgbridge.account_id', true), '')::bigint);
 CREATE POLICY gadget_events_prune_read ON gadget_events FOR SELECT TO pgbridge_pruner
     USING (pgbridge_pruning());
 CREATE POLICY gadget_events_prune_lock ON gadget_events FOR UPDATE TO pgbridge_pruner
