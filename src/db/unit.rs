@@ -35,7 +35,8 @@ use super::{Conn, DbError};
 /// owner (created by the migration `…_accounts_and_ownership.sql`).
 pub const RLS_ROLE: &str = "pgbridge_rls";
 
-/// The transaction-local setting the policies read (through `pgbridge_current_account()`).
+/// The transaction-local setting the policies read (`owner_id = nullif(current_setting(
+/// 'pgbridge.account_id', true), '')::bigint`; also `pgbridge_current_account()`).
 pub const ACCOUNT_SETTING: &str = "pgbridge.account_id";
 
 /// The scope statement for a bearer token's hash: the session (or none) and, always, the
