@@ -182,13 +182,19 @@ pub(crate) async fn run(
             pressure_rx.clone(),
         );
         let stats = stats.clone();
-        tokio::spawn(async move {
-            task.await;
+        tokio::spawn(then(task, move || {
             stats.on_close();
             drop(address_permit);
             drop(permit);
-        });
+        }));
     }
+}
+
+/// `task`, then `after`: the connection's task. Not an `async` block awaiting `task`: that
+/// keeps the captured future and the awaited one in two slots, and a connection's task (an
+/// open event stream lives for hours) would hold its future twice — 2.4 KB of the 4.9 KB.
+fn then<F: Future<Output = ()>>(task: F, after: impl FnOnce()) -> impl Future<Output = ()> {
+    futures_util::FutureExt::map(task, move |()| after())
 }
 
 /// Refused connections that may linger at once to deliver their 429 (each holds a
@@ -267,5 +273,30 @@ impl RateLimitedLog {
 
     fn take_count(&mut self) -> u64 {
         std::mem::take(&mut self.count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_connection_task_holds_its_future_once_and_runs_the_rest_after_it() {
+        let state = [7u8; 1024];
+        let (tx, rx) = std::sync::mpsc::channel();
+        let served = tx.clone();
+        let task = async move {
+            tokio::task::yield_now().await;
+            served.send(std::hint::black_box(state)[0]).unwrap();
+        };
+        let alone = std::mem::size_of_val(&task);
+        let spawned = then(task, move || tx.send(0).unwrap());
+        assert!(
+            std::mem::size_of_val(&spawned) < alone + 64,
+            "{} bytes for a future of {alone}",
+            std::mem::size_of_val(&spawned)
+        );
+        spawned.await;
+        assert_eq!(rx.try_iter().collect::<Vec<_>>(), [7, 0]);
     }
 }
