@@ -357,7 +357,7 @@ async fn resolve_scope(conn: Conn, token: &str) -> Result<(Principal, Scoped), A
 /// ```
 #[derive(Debug)]
 pub struct Bearer {
-    hash: Vec<u8>,
+    hash: [u8; 32],
     db: Db,
     route: Option<crate::request::consistency::ReadRoute>,
     cache: Option<Arc<SessionCache>>,
@@ -377,7 +377,7 @@ impl Bearer {
         let token = presented_token(environ, Carrier::Header)?;
         let db = crate::request::db(environ)?;
         Ok(Self {
-            hash: token::hash(token),
+            hash: token::hash_array(token),
             cache: cache_of(&db),
             db,
             route: None,
