@@ -316,6 +316,17 @@ fn simple_owned(client: &tokio_postgres::Client, sql: String) -> Part<'_> {
     Box::pin(async move { client.simple_query(&sql).await.map(Answer::Simple) })
 }
 
+/// A simple query whose answer is only whether it succeeded (`BEGIN`, `COMMIT`, a known
+/// account's scope): its messages are neither parsed nor collected.
+fn batch<'a>(client: &'a tokio_postgres::Client, sql: impl AsRef<str> + Send + 'a) -> Part<'a> {
+    Box::pin(async move {
+        client
+            .batch_execute(sql.as_ref())
+            .await
+            .map(|()| Answer::Simple(Vec::new()))
+    })
+}
+
 /// The scope statement's one row, read from its answer: `(session id, account id,
 /// seconds the session has left)`, each `None` when `NULL`. The answer is binary rows
 /// (a prepared or unnamed statement) or text (the simple query of `scope_text`).
@@ -387,12 +398,14 @@ pub(crate) async fn submit(
         match how {
             // Through a transaction pooler, or a known account's scope: BEGIN and the
             // scope in one simple query.
-            Prepared::Unnamed(_) | Prepared::Text => {
-                parts.push(simple_owned(client, scope_text(owner)));
-            }
+            // A known account's scope returns no row; a token's returns the session's.
+            Prepared::Unnamed(_) | Prepared::Text => parts.push(match owner {
+                Owner::Account(_) => batch(client, scope_text(owner)),
+                Owner::TokenHash(_) => simple_owned(client, scope_text(owner)),
+            }),
             Prepared::Named(_) => {
                 let (sql, _) = scope_statement(owner);
-                parts.push(simple(client, "BEGIN"));
+                parts.push(batch(client, "BEGIN"));
                 parts.push(part(client, sql, how, &scope_params));
             }
         }
@@ -412,8 +425,8 @@ pub(crate) async fn submit(
             // that the others' effects are not kept.
             let close = match (end, failed) {
                 (End::Open, _) => None,
-                (_, true) => Some(simple(client, "ROLLBACK")),
-                (End::Commit, false) => Some(simple(client, "COMMIT")),
+                (_, true) => Some(batch(client, "ROLLBACK")),
+                (End::Commit, false) => Some(batch(client, "COMMIT")),
                 (End::CommitLsn, false) => Some(simple(
                     client,
                     "COMMIT; SELECT pg_current_wal_insert_lsn()::text",
