@@ -46,6 +46,9 @@ pub(crate) struct Head {
     pub(crate) headers: HeaderMap,
 }
 
+/// Headers a response head has room for beyond the application's own.
+pub(crate) const RESPONSE_HEADROOM: usize = 4;
+
 pub(crate) fn parse_head<I, K, V>(status: &str, headers: I) -> Result<Head, StartResponseError>
 where
     I: IntoIterator<Item = (K, V)>,
@@ -54,7 +57,10 @@ where
 {
     let status = parse_status(status)?;
     let headers = headers.into_iter();
-    let mut map = HeaderMap::with_capacity(headers.size_hint().0);
+    // Room for what the server's layers add to every response (`Content-Length`, a request
+    // id, …): a map sized to the application's headers alone grows (a new table, every
+    // entry hashed again) on its way out.
+    let mut map = HeaderMap::with_capacity(headers.size_hint().0 + RESPONSE_HEADROOM);
     for (name, value) in headers {
         let (name, value) = (name.as_ref(), value.as_ref());
         let header = match well_known_name(name) {
@@ -203,5 +209,21 @@ mod tests {
         }
         assert_eq!(well_known_name("CONTENT-TYPE"), None);
         assert_eq!(parse_status("200 OK"), Ok(StatusCode::OK));
+    }
+
+    /// A head has room for the server's own headers: adding them does not grow the map.
+    #[test]
+    fn a_head_has_room_for_the_servers_headers() {
+        let head = parse_head(
+            "200 OK",
+            [
+                ("Content-Type", "application/json"),
+                ("ETag", "\"1\""),
+                ("Cache-Control", "no-cache"),
+                ("Pgbridge-Served-By", "primary"),
+            ],
+        )
+        .unwrap();
+        assert!(head.headers.capacity() >= head.headers.len() + RESPONSE_HEADROOM);
     }
 }

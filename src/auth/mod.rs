@@ -357,7 +357,7 @@ async fn resolve_scope(conn: Conn, token: &str) -> Result<(Principal, Scoped), A
 /// ```
 #[derive(Debug)]
 pub struct Bearer {
-    hash: Vec<u8>,
+    hash: [u8; 32],
     db: Db,
     route: Option<crate::request::consistency::ReadRoute>,
     cache: Option<Arc<SessionCache>>,
@@ -377,7 +377,7 @@ impl Bearer {
         let token = presented_token(environ, Carrier::Header)?;
         let db = crate::request::db(environ)?;
         Ok(Self {
-            hash: token::hash(token),
+            hash: token::hash_array(token),
             cache: cache_of(&db),
             db,
             route: None,
@@ -489,9 +489,10 @@ impl Bearer {
                 // Only the primary: again only on a failover sign (the next try opens a new
                 // connection); a server that cannot be reached fails fast.
                 match tried {
+                    // Boxed (only after a failure): its pause is not carried in every read.
                     Err(err)
                         if err.failover_sign().is_some()
-                            && may_retry(&err, &mut deadline).await =>
+                            && Box::pin(may_retry(&err, &mut deadline)).await =>
                     {
                         note_retry(&err, ReadFrom::Primary);
                     }
@@ -503,6 +504,19 @@ impl Bearer {
                 }
             }
         };
+        // Boxed: the routed reads' state (the standby, the primary's lookup, retries
+        // between them) is not carried in every read's future, which stays small.
+        Box::pin(self.read_routed(route, steps)).await
+    }
+
+    /// [`read_once`](Self::read_once) with standbys: on the reader the router picks, tried
+    /// again elsewhere after a failover sign.
+    async fn read_routed(
+        &self,
+        route: crate::request::consistency::ReadRoute,
+        steps: &[Step<'_>],
+    ) -> Result<(Principal, Unit, ReadFrom), ApiError> {
+        let mut deadline = None;
         let primary = route.primary().clone();
         let mut failed: Option<(ReadFrom, DbError)> = None;
         loop {

@@ -27,7 +27,18 @@ pub fn generate() -> Result<String, ApiError> {
 
 /// What the sessions table stores for `token`.
 pub fn hash(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
+    hash_array(token).to_vec()
+}
+
+/// [`hash`] without an allocation: what a request keeps while it looks its session up.
+///
+/// ```
+/// use pgbridge::auth::token;
+///
+/// assert_eq!(token::hash_array("t").as_slice(), token::hash("t").as_slice());
+/// ```
+pub fn hash_array(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
 }
 
 /// Whether `token` could be one [`generate`] made (checked before any database lookup).

@@ -12,6 +12,10 @@
 //! Through a transaction pooler (statements unnamed), `BEGIN` and the scope statement go as
 //! one simple query (`scope_text`): one `Sync` fewer per unit, which is what a unit costs
 //! there (a flush by Postgres, a wake-up of PgBouncer and of the connection task each).
+//! Directly, a known account's scope (the session cache's answer, the common case) goes the
+//! same way — `BEGIN` and two `SET LOCAL`s, nothing to plan — so a cached read is three
+//! parts (scope, statement, `COMMIT`), not four: one response channel, one `Sync` and one
+//! flush fewer; a token's scope stays a prepared statement (planned once per connection).
 //!
 //! The scope statement always returns one row (the `SET LOCAL`s of a known account's scope
 //! through a pooler: none) and always sets the role, so the request's
@@ -219,10 +223,30 @@ pub(crate) async fn run(
     }
 }
 
-/// How each statement of the unit goes: prepared, or unnamed with these types.
+/// How each statement of the unit goes: prepared, or unnamed with these types, or (the
+/// scope only) as text with `BEGIN`, in one simple query.
 pub(crate) enum Prepared {
     Named(tokio_postgres::Statement),
     Unnamed(Arc<[Type]>),
+    /// The scope of a known account on a connection whose statements are prepared:
+    /// `BEGIN` and its two `SET LOCAL`s in one simple query ([`scope_text`]), not `BEGIN`
+    /// and a prepared statement — one part, so one response channel, one `Sync` and one
+    /// `ReadyForQuery` fewer per unit, and nothing for Postgres to plan or return.
+    Text,
+}
+
+/// How the scope of `owner` goes on a connection whose statements are prepared: a known
+/// account's as text with `BEGIN` ([`Prepared::Text`]); a token's as the prepared scope
+/// statement (planned once per connection, where the text would be planned every time).
+pub(crate) async fn prepare_scope<F, Fut>(owner: Owner<'_>, prepare: F) -> Result<Prepared, DbError>
+where
+    F: FnOnce(&'static str) -> Fut,
+    Fut: Future<Output = Result<tokio_postgres::Statement, DbError>>,
+{
+    match owner {
+        Owner::Account(_) => Ok(Prepared::Text),
+        Owner::TokenHash(_) => Ok(Prepared::Named(prepare(BY_TOKEN).await?)),
+    }
 }
 
 /// The scope statement for `owner`, and its parameter's type.
@@ -241,10 +265,9 @@ async fn prepare(
 ) -> Result<Vec<Prepared>, DbError> {
     let mut out = Vec::with_capacity(steps.len() + 1);
     if let Some(owner) = owner {
-        let (sql, ty) = scope_statement(owner);
         out.push(match unnamed {
-            None => Prepared::Named(conn.prepare(sql).await?),
-            Some(_) => Prepared::Unnamed(Arc::from([ty])),
+            None => prepare_scope(owner, |sql| conn.prepare(sql)).await?,
+            Some(_) => Prepared::Unnamed(Arc::from([scope_statement(owner).1])),
         });
     }
     for step in steps {
@@ -280,6 +303,9 @@ fn part<'a>(
             let typed = pooler::typed(params, types);
             Box::pin(async move { client.query_typed(sql, &typed).await.map(Answer::Rows) })
         }
+        // Never: only the scope goes as text (`submit` sends it itself); the steps are
+        // prepared `Named` or `Unnamed`. An empty answer, were it reached: no row shown.
+        Prepared::Text => Box::pin(std::future::ready(Ok(Answer::Rows(Vec::new())))),
     }
 }
 
@@ -289,6 +315,17 @@ fn simple<'a>(client: &'a tokio_postgres::Client, sql: &'static str) -> Part<'a>
 
 fn simple_owned(client: &tokio_postgres::Client, sql: String) -> Part<'_> {
     Box::pin(async move { client.simple_query(&sql).await.map(Answer::Simple) })
+}
+
+/// A simple query whose answer is only whether it succeeded (`BEGIN`, `COMMIT`, a known
+/// account's scope): its messages are neither parsed nor collected.
+fn batch<'a>(client: &'a tokio_postgres::Client, sql: impl AsRef<str> + Send + 'a) -> Part<'a> {
+    Box::pin(async move {
+        client
+            .batch_execute(sql.as_ref())
+            .await
+            .map(|()| Answer::Simple(Vec::new()))
+    })
 }
 
 /// The scope statement's one row, read from its answer: `(session id, account id,
@@ -360,11 +397,16 @@ pub(crate) async fn submit(
             .next()
             .expect("prepare() returns the scope statement first");
         match how {
-            // Through a transaction pooler: BEGIN and the scope in one simple query.
-            Prepared::Unnamed(_) => parts.push(simple_owned(client, scope_text(owner))),
+            // Through a transaction pooler, or a known account's scope: BEGIN and the
+            // scope in one simple query.
+            // A known account's scope returns no row; a token's returns the session's.
+            Prepared::Unnamed(_) | Prepared::Text => parts.push(match owner {
+                Owner::Account(_) => batch(client, scope_text(owner)),
+                Owner::TokenHash(_) => simple_owned(client, scope_text(owner)),
+            }),
             Prepared::Named(_) => {
                 let (sql, _) = scope_statement(owner);
-                parts.push(simple(client, "BEGIN"));
+                parts.push(batch(client, "BEGIN"));
                 parts.push(part(client, sql, how, &scope_params));
             }
         }
@@ -384,8 +426,8 @@ pub(crate) async fn submit(
             // that the others' effects are not kept.
             let close = match (end, failed) {
                 (End::Open, _) => None,
-                (_, true) => Some(simple(client, "ROLLBACK")),
-                (End::Commit, false) => Some(simple(client, "COMMIT")),
+                (_, true) => Some(batch(client, "ROLLBACK")),
+                (End::Commit, false) => Some(batch(client, "COMMIT")),
                 (End::CommitLsn, false) => Some(simple(
                     client,
                     "COMMIT; SELECT pg_current_wal_insert_lsn()::text",
@@ -487,6 +529,25 @@ fn lsn_of(messages: &[SimpleQueryMessage]) -> Result<Lsn, DbError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Directly, a known account's scope goes as text (nothing prepared for it); a token's
+    /// as the prepared scope statement.
+    #[tokio::test]
+    async fn only_a_tokens_scope_is_prepared() {
+        let asked = std::sync::Mutex::new(Vec::new());
+        let prepare = |sql: &'static str| {
+            asked.lock().unwrap().push(sql);
+            std::future::ready(Err(DbError::Config("not prepared here".into())))
+        };
+        let account = prepare_scope(Owner::Account(7), prepare).await;
+        assert!(matches!(account, Ok(Prepared::Text)));
+        assert!(asked.lock().unwrap().is_empty());
+
+        let hash = [1_u8; 32];
+        let token = prepare_scope(Owner::TokenHash(&hash), prepare).await;
+        assert!(matches!(token, Err(DbError::Config(_))));
+        assert_eq!(*asked.lock().unwrap(), [BY_TOKEN]);
+    }
 
     #[test]
     fn the_scope_text_carries_only_formatted_values() {

@@ -57,7 +57,7 @@ pub(super) fn not_modified(
     start_response: &StartResponse,
     headers: &[(&str, &str)],
 ) -> Result<Body, Error> {
-    start_response.start("304 Not Modified", headers.to_vec())?;
+    start_response.start("304 Not Modified", headers.iter().copied())?;
     Ok(Body::empty())
 }
 
@@ -175,8 +175,8 @@ pub(super) fn send_json_sized(
     body: &impl serde::Serialize,
     capacity: usize,
 ) -> Result<Body, Error> {
-    let mut all = vec![("Content-Type", "application/json")];
-    all.extend_from_slice(headers);
+    // An iterator of exact length, not a `Vec`: no allocation, and the head is sized once.
+    let all = std::iter::once(("Content-Type", "application/json")).chain(headers.iter().copied());
     start_response.start(status, all)?;
     let mut json = Vec::with_capacity(capacity);
     serde_json::to_writer(&mut json, body)?;

@@ -79,9 +79,12 @@ impl Shared {
         }
         let ticket = self.set.acquire().await?;
         let link = ticket.link().clone();
-        let (scope_sql, _) = unit::scope_statement(owner);
         let mut prepared = Vec::with_capacity(steps.len() + 1);
-        for sql in std::iter::once(scope_sql).chain(steps.iter().map(Step::sql)) {
+        match unit::prepare_scope(owner, |sql| link.prepare(sql)).await {
+            Ok(scope) => prepared.push(scope),
+            Err(err) => return super::finish(ticket, Err(err)),
+        }
+        for sql in steps.iter().map(Step::sql) {
             match link.prepare(sql).await {
                 Ok(statement) => prepared.push(Prepared::Named(statement)),
                 Err(err) => return super::finish(ticket, Err(err)),
