@@ -171,7 +171,24 @@ fn target() -> impl Strategy<Value = (&'static str, String)> {
     ]
 }
 
+/// A request: one in ten a well-formed create (without them, a run of 400 met only 2–7
+/// creates, and now and then none), the rest from the whole space above.
 fn case() -> impl Strategy<Value = Case> {
+    let create =
+        ("[a-z]{1,12}", prop::collection::vec("[a-z]{1,8}", 0..3)).prop_map(|(title, tags)| Case {
+            method: "POST",
+            path: "/notes".to_owned(),
+            query: String::new(),
+            content_type: Some("application/json"),
+            body: json!({ "title": title, "tags": tags }).to_string(),
+            if_match: None,
+            if_none_match: None,
+            idempotency_key: None,
+        });
+    prop_oneof![1 => create, 9 => any_case()]
+}
+
+fn any_case() -> impl Strategy<Value = Case> {
     (
         target(),
         prop::option::weighted(0.3, query()).prop_map(Option::unwrap_or_default),
