@@ -20,10 +20,14 @@
 //! `DB_SHARED_MAX_IN_FLIGHT` (default 256), `FANOUT_TO_POOL` (default 8: `/queries` and
 //! `/updates` with at least that many statements pipeline them on a pooled connection),
 //! `RUNTIME` (default `percore`: one current-thread runtime per core, each with its own
-//! `SO_REUSEPORT` listener and its own `Db` — one shared connection, the pool divided
-//! between cores — so that a request, its statements and its response stay on one core;
-//! `multi`: one multi-threaded runtime, one listener, one `Db`). Accepted connections are
-//! `TCP_NODELAY` in both.
+//! `SO_REUSEPORT` listener and its own `Db` — one shared connection — so that a request,
+//! its single statements and its response stay on one core; `multi`: one multi-threaded
+//! runtime, one listener, one `Db`), `POOL_LAYOUT` (with `RUNTIME=percore`: `process`, the
+//! default, one pool of `DB_POOL_SIZE` that every core takes its exclusive connections from
+//! — one FIFO queue, as plain deadpool has; a connection's driver runs on the core that
+//! opened it — or `percore`, the pool divided between cores: their queues drift apart under
+//! load, and at 256 clients one core's clients waited several times the other's). Accepted
+//! connections are `TCP_NODELAY` in both.
 
 mod contract;
 mod data;
@@ -42,6 +46,8 @@ use axum::routing::get;
 use axum::serve::ListenerExt;
 use pgbridge::db::{Db, DbConfig};
 use tower::Layer;
+
+use data::ProcessPool;
 
 use contract::{
     db as db_route, fortunes, json, plaintext, pooled_queries, queries, sequential_queries,
@@ -90,9 +96,17 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// Serves on `listener` with its own `Db` (its shared connections belong to this runtime).
-async fn serve(config: DbConfig, listener: tokio::net::TcpListener) -> Result<(), String> {
-    let db = Db::connect(&config).map_err(|e| e.to_string())?;
+/// Serves on `listener` with its own `Db` (its shared connections belong to this runtime),
+/// taking exclusive connections from `process_pool` if given.
+async fn serve(
+    config: DbConfig,
+    process_pool: Option<Db>,
+    listener: tokio::net::TcpListener,
+) -> Result<(), String> {
+    let mut db = Db::connect(&config).map_err(|e| e.to_string())?;
+    if let Some(pool) = process_pool {
+        db = db.attach(ProcessPool(pool));
+    }
     db.wait_until_ready(Duration::from_secs(2))
         .await
         .map_err(|e| e.to_string())?;
@@ -121,8 +135,9 @@ fn reuseport_listener(addr: std::net::SocketAddr) -> std::io::Result<tokio::net:
 }
 
 /// `RUNTIME=percore` (the default): one current-thread runtime per core, each with its own
-/// `SO_REUSEPORT` listener and its own `Db` (one shared connection, the pool divided between
-/// cores). `RUNTIME=multi`: one multi-threaded runtime.
+/// `SO_REUSEPORT` listener and its own `Db` (one shared connection), all taking exclusive
+/// connections from one pool (`POOL_LAYOUT=process`) or each from its share of it
+/// (`POOL_LAYOUT=percore`). `RUNTIME=multi`: one multi-threaded runtime.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter("warn")
@@ -143,14 +158,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if mode != "percore" && mode != "multi" {
         return Err(format!("RUNTIME={mode}: expected percore or multi").into());
     }
+    let layout = std::env::var("POOL_LAYOUT").unwrap_or_else(|_| "process".into());
+    if layout != "process" && layout != "percore" {
+        return Err(format!("POOL_LAYOUT={layout}: expected process or percore").into());
+    }
     if mode == "percore" {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         config.shared.connections = 1;
-        config.pool_size = (config.pool_size / cores).max(1);
+        // Opens no connection until a core asks for one; each connection's driver then runs
+        // on the runtime of the core that opened it.
+        let process_pool = if layout == "process" {
+            let mut pool = config.clone();
+            pool.shared.connections = 1;
+            Some(Db::connect(&pool)?)
+        } else {
+            None
+        };
+        // With one process pool a core's own pool serves only its readiness ping.
+        config.pool_size = if process_pool.is_some() {
+            1
+        } else {
+            (config.pool_size / cores).max(1)
+        };
         println!("techempower (per core x {cores}) listening on http://{bind}");
         let threads: Vec<_> = (0..cores)
             .map(|_| {
                 let config = config.clone();
+                let process_pool = process_pool.clone();
                 std::thread::spawn(move || -> Result<(), String> {
                     let runtime = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
@@ -158,7 +192,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         .map_err(|e| e.to_string())?;
                     runtime.block_on(async {
                         let listener = reuseport_listener(bind).map_err(|e| e.to_string())?;
-                        serve(config, listener).await
+                        serve(config, process_pool, listener).await
                     })
                 })
             })
@@ -174,7 +208,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(bind).await?;
         println!("techempower listening on http://{}", listener.local_addr()?);
-        serve(config, listener).await?;
+        serve(config, None, listener).await?;
         Ok(())
     })
 }
