@@ -4,9 +4,9 @@
 # (one per core), the connections it accepted, the responses it wrote (writev calls), and the time it ran
 # and waited runnable for a CPU (/proc/<pid>/task/<tid>/schedstat). Accepts and responses are
 # counted with `perf stat` on the accept4 (successful only) and writev syscalls; without perf
-# those columns read "-". Servers: the TechEmpower example with its one process-wide pool
-# (POOL_LAYOUT=process, the default) and with the pool divided between cores
-# (POOL_LAYOUT=percore), and the per-core reference program. Raw output:
+# those columns read "-". Servers: the TechEmpower example with the pool divided between cores
+# (POOL_LAYOUT=percore, its default) and with one process-wide pool (POOL_LAYOUT=process), and
+# the per-core reference program. Raw output:
 # bench/results/<time>-percore_split.txt. Loopback only; writes no section.
 #
 #   bash bench/percore_split.sh                          # /queries?queries=20, 3 rounds of 3 s
@@ -35,8 +35,8 @@ start_server() { # start_server LABEL BINARY ENV...
   for _ in $(seq 100); do curl -sf "${URL_OF[$label]}/db" >/dev/null && break; sleep 0.1; done
   wrk -t2 -c64 -d1s "${URL_OF[$label]}/$ROUTE" >/dev/null
 }
-start_server pool-process techempower
 start_server pool-percore techempower POOL_LAYOUT=percore
+start_server pool-process techempower POOL_LAYOUT=process
 start_server reference reference_percore
 
 # per_thread PID: "tid run-ms runq-wait-ms" for each thread but the main one.
@@ -49,7 +49,7 @@ per_thread() {
 }
 for round in $(seq "$ROUNDS"); do
   for t in $THREADS; do
-    for label in pool-process pool-percore reference; do
+    for label in pool-percore pool-process reference; do
       pid=${PID_OF[$label]}
       before=$(per_thread "$pid")
       counts=$WORK/counts.txt

@@ -68,11 +68,12 @@ pub(crate) async fn one_world(db: &Db) -> Result<World, DbError> {
     })
 }
 
-/// The one pool every core takes its exclusive connections from under `RUNTIME=percore`
-/// (`POOL_LAYOUT=process`, the default), attached to each core's `Db`: one FIFO queue over
-/// all `DB_POOL_SIZE` connections, as plain axum + deadpool has. With a pool per core, a core
-/// that the scheduler serves less falls behind on its own queue while the other's stays
-/// short, and its clients see several times the other core's latency (issue 21's p99 notes).
+/// The one pool every core takes its exclusive connections from under `RUNTIME=percore` with
+/// `POOL_LAYOUT=process`, attached to each core's `Db`: one FIFO queue over all
+/// `DB_POOL_SIZE` connections, as plain axum + deadpool has. With a pool per core (the
+/// default), a core that falls behind does so on its own queue while the other's stays
+/// short, and its clients see several times the other core's latency; one queue evens them
+/// out, at the price of a wake-up of the other core for a connection it opened.
 #[derive(Clone)]
 pub(crate) struct ProcessPool(pub(crate) Db);
 

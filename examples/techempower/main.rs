@@ -22,12 +22,14 @@
 //! `RUNTIME` (default `percore`: one current-thread runtime per core, each with its own
 //! `SO_REUSEPORT` listener and its own `Db` — one shared connection — so that a request,
 //! its single statements and its response stay on one core; `multi`: one multi-threaded
-//! runtime, one listener, one `Db`), `POOL_LAYOUT` (with `RUNTIME=percore`: `process`, the
-//! default, one pool of `DB_POOL_SIZE` that every core takes its exclusive connections from
-//! — one FIFO queue, as plain deadpool has; a connection's driver runs on the core that
-//! opened it — or `percore`, the pool divided between cores: their queues drift apart under
-//! load, and at 256 clients one core's clients waited several times the other's). Accepted
-//! connections are `TCP_NODELAY` in both.
+//! runtime, one listener, one `Db`), `POOL_LAYOUT` (with `RUNTIME=percore`: `percore`, the
+//! default, the pool divided between cores; `process`, one pool of `DB_POOL_SIZE` that every
+//! core takes its exclusive connections from — one FIFO queue, as plain deadpool has, a
+//! connection's driver running on the core that opened it. Divided, the cores' queues drift
+//! apart at 256 clients and one core's clients wait several times the other's: `process`
+//! about halved the p99 of `/queries?queries=20` there, but served up to a third fewer
+//! requests, so it is not the default; `bench/percore_split.sh`). Accepted connections are
+//! `TCP_NODELAY` in both.
 
 mod contract;
 mod data;
@@ -135,9 +137,9 @@ fn reuseport_listener(addr: std::net::SocketAddr) -> std::io::Result<tokio::net:
 }
 
 /// `RUNTIME=percore` (the default): one current-thread runtime per core, each with its own
-/// `SO_REUSEPORT` listener and its own `Db` (one shared connection), all taking exclusive
-/// connections from one pool (`POOL_LAYOUT=process`) or each from its share of it
-/// (`POOL_LAYOUT=percore`). `RUNTIME=multi`: one multi-threaded runtime.
+/// `SO_REUSEPORT` listener and its own `Db` (one shared connection), each taking exclusive
+/// connections from its share of the pool (`POOL_LAYOUT=percore`, the default) or all from
+/// one pool (`POOL_LAYOUT=process`). `RUNTIME=multi`: one multi-threaded runtime.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter("warn")
@@ -158,7 +160,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if mode != "percore" && mode != "multi" {
         return Err(format!("RUNTIME={mode}: expected percore or multi").into());
     }
-    let layout = std::env::var("POOL_LAYOUT").unwrap_or_else(|_| "process".into());
+    let layout = std::env::var("POOL_LAYOUT").unwrap_or_else(|_| "percore".into());
     if layout != "process" && layout != "percore" {
         return Err(format!("POOL_LAYOUT={layout}: expected process or percore").into());
     }
