@@ -72,6 +72,7 @@ BASE=${URL_OF[layer]}
 start_server percore reference_percore
 start_server deadpool reference_deadpool
 start_server layer-multi techempower RUNTIME=multi
+start_server layer-poolprocess techempower POOL_LAYOUT=process
 # The layer's server again, its shared connections and pool connecting over TLS.
 start_server layer-tls techempower DATABASE_URL="$PG_TLS_URL"
 TLS_BASE=${URL_OF[layer-tls]}
@@ -156,6 +157,7 @@ done
 for ref in percore deadpool layer-multi layer-tls; do
   wrk -t2 -c"$CONNECTIONS" -d2s "${URL_OF[$ref]}/db" >/dev/null
 done
+wrk -t2 -c"$CONNECTIONS" -d2s "${URL_OF[layer-poolprocess]}/queries?queries=20" >/dev/null
 
 # The variants each route is measured on (every one under each wrk -t in $THREADS).
 variants_of() {
@@ -192,7 +194,7 @@ for round in $(seq "$ROUNDS"); do
   for route in db "queries?queries=20" fortunes; do
     for threads in $THREADS; do
       variants="layer percore deadpool"
-      [ "$route" = db ] || [ "$route" = fortunes ] || variants="layer shared pooled percore deadpool"
+      [ "$route" = db ] || [ "$route" = fortunes ] || variants="layer layer-poolprocess shared pooled percore deadpool"
       for variant in $variants; do
         run_wrk "/$route" "$variant" "$(url_of "$variant" "$route")" "$threads" 256
       done
@@ -246,7 +248,7 @@ for route in "${ROUTES[@]}"; do
 done
 for route in db "queries?queries=20" fortunes; do
   variants="layer percore deadpool"
-  [ "$route" = db ] || [ "$route" = fortunes ] || variants="layer shared pooled percore deadpool"
+  [ "$route" = db ] || [ "$route" = fortunes ] || variants="layer layer-poolprocess shared pooled percore deadpool"
   for variant in $variants; do
     TABLE="$TABLE
 | \`/$route\`, 256 clients | $variant |$(for t in $THREADS; do
@@ -323,6 +325,8 @@ minutes apart. Variants: **layer** and **native** are \`examples/techempower/\` 
 contract and as native axum handlers over the same data functions, on one current-thread runtime
 per core, each with a \`SO_REUSEPORT\` listener and its own \`Db\`: single statements on
 \`db.shared()\`, one pipelined connection per core; the pool of 32 divided between cores for the rest);
+**layer-poolprocess** is the same with one pool of 32 (one queue) that every core takes its
+connections from (\`POOL_LAYOUT=process\`, 256 clients on \`/queries\` only);
 **layer-multi** is the same example with \`RUNTIME=multi\` (one multi-threaded runtime, one
 listener, one \`Db\`: a shared connection per core, pool of 32); every server but layer-tls
 talks plain text to Postgres (\`sslmode=disable\`), as the reference programs do; **percore** is \`examples/reference_percore.rs\`

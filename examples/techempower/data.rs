@@ -3,7 +3,7 @@
 use std::cell::Cell;
 
 use futures_util::future::try_join_all;
-use pgbridge::db::{Db, DbError, Queries};
+use pgbridge::db::{Conn, Db, DbError, Queries};
 use serde::Serialize;
 use tokio_postgres::types::ToSql;
 
@@ -68,6 +68,24 @@ pub(crate) async fn one_world(db: &Db) -> Result<World, DbError> {
     })
 }
 
+/// The one pool every core takes its exclusive connections from under `RUNTIME=percore` with
+/// `POOL_LAYOUT=process`, attached to each core's `Db`: one FIFO queue over all
+/// `DB_POOL_SIZE` connections, as plain axum + deadpool has. With a pool per core (the
+/// default), a core that falls behind does so on its own queue while the other's stays
+/// short, and its clients see several times the other core's latency; one queue evens them
+/// out, at the price of a wake-up of the other core for a connection it opened.
+#[derive(Clone)]
+pub(crate) struct ProcessPool(pub(crate) Db);
+
+/// An exclusive connection: from the [`ProcessPool`] attached to `db` if there is one, else
+/// from `db`'s own pool.
+pub(crate) async fn exclusive(db: &Db) -> Result<Conn, DbError> {
+    match db.extension::<ProcessPool>() {
+        Some(pool) => pool.0.conn().await,
+        None => db.conn().await,
+    }
+}
+
 /// Where a request's `n` statements go: fan-outs of at least `FANOUT_TO_POOL` statements
 /// (default 8; `0`: never) run pipelined on one pooled connection of their own, smaller
 /// ones on the shared connections. Read once.
@@ -106,7 +124,7 @@ pub(crate) async fn many_worlds_shared(db: &Db, n: usize) -> Result<Vec<World>, 
 /// queue behind other requests' on the two shared connections, and the pool's backends
 /// work in parallel.
 pub(crate) async fn many_worlds_pooled(db: &Db, n: usize) -> Result<Vec<World>, DbError> {
-    let conn = db.conn().await?;
+    let conn = exclusive(db).await?;
     let ids: Vec<i32> = (0..n).map(|_| random_id()).collect();
     let params: Vec<[&(dyn ToSql + Sync); 1]> =
         ids.iter().map(|id| [id as &(dyn ToSql + Sync)]).collect();
@@ -125,7 +143,7 @@ fn worlds(rows: &[tokio_postgres::Row]) -> Vec<World> {
 
 /// The obvious version: one query after another, on an exclusive connection.
 pub(crate) async fn many_worlds_sequentially(db: &Db, n: usize) -> Result<Vec<World>, DbError> {
-    let conn = db.conn().await?;
+    let conn = exclusive(db).await?;
     let mut worlds = Vec::with_capacity(n);
     for _ in 0..n {
         let row = conn.query_one(SELECT_WORLD, &[&random_id()]).await?;

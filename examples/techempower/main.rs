@@ -20,9 +20,15 @@
 //! `DB_SHARED_MAX_IN_FLIGHT` (default 256), `FANOUT_TO_POOL` (default 8: `/queries` and
 //! `/updates` with at least that many statements pipeline them on a pooled connection),
 //! `RUNTIME` (default `percore`: one current-thread runtime per core, each with its own
-//! `SO_REUSEPORT` listener and its own `Db` — one shared connection, the pool divided
-//! between cores — so that a request, its statements and its response stay on one core;
-//! `multi`: one multi-threaded runtime, one listener, one `Db`). Accepted connections are
+//! `SO_REUSEPORT` listener and its own `Db` — one shared connection — so that a request,
+//! its single statements and its response stay on one core; `multi`: one multi-threaded
+//! runtime, one listener, one `Db`), `POOL_LAYOUT` (with `RUNTIME=percore`: `percore`, the
+//! default, the pool divided between cores; `process`, one pool of `DB_POOL_SIZE` that every
+//! core takes its exclusive connections from — one FIFO queue, as plain deadpool has, a
+//! connection's driver running on the core that opened it. Divided, the cores' queues drift
+//! apart at 256 clients and one core's clients wait several times the other's: `process`
+//! about halved the p99 of `/queries?queries=20` there, but served up to a third fewer
+//! requests, so it is not the default; `bench/percore_split.sh`). Accepted connections are
 //! `TCP_NODELAY` in both.
 
 mod contract;
@@ -42,6 +48,8 @@ use axum::routing::get;
 use axum::serve::ListenerExt;
 use pgbridge::db::{Db, DbConfig};
 use tower::Layer;
+
+use data::ProcessPool;
 
 use contract::{
     db as db_route, fortunes, json, plaintext, pooled_queries, queries, sequential_queries,
@@ -90,9 +98,17 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// Serves on `listener` with its own `Db` (its shared connections belong to this runtime).
-async fn serve(config: DbConfig, listener: tokio::net::TcpListener) -> Result<(), String> {
-    let db = Db::connect(&config).map_err(|e| e.to_string())?;
+/// Serves on `listener` with its own `Db` (its shared connections belong to this runtime),
+/// taking exclusive connections from `process_pool` if given.
+async fn serve(
+    config: DbConfig,
+    process_pool: Option<Db>,
+    listener: tokio::net::TcpListener,
+) -> Result<(), String> {
+    let mut db = Db::connect(&config).map_err(|e| e.to_string())?;
+    if let Some(pool) = process_pool {
+        db = db.attach(ProcessPool(pool));
+    }
     db.wait_until_ready(Duration::from_secs(2))
         .await
         .map_err(|e| e.to_string())?;
@@ -121,8 +137,9 @@ fn reuseport_listener(addr: std::net::SocketAddr) -> std::io::Result<tokio::net:
 }
 
 /// `RUNTIME=percore` (the default): one current-thread runtime per core, each with its own
-/// `SO_REUSEPORT` listener and its own `Db` (one shared connection, the pool divided between
-/// cores). `RUNTIME=multi`: one multi-threaded runtime.
+/// `SO_REUSEPORT` listener and its own `Db` (one shared connection), each taking exclusive
+/// connections from its share of the pool (`POOL_LAYOUT=percore`, the default) or all from
+/// one pool (`POOL_LAYOUT=process`). `RUNTIME=multi`: one multi-threaded runtime.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter("warn")
@@ -143,14 +160,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if mode != "percore" && mode != "multi" {
         return Err(format!("RUNTIME={mode}: expected percore or multi").into());
     }
+    let layout = std::env::var("POOL_LAYOUT").unwrap_or_else(|_| "percore".into());
+    if layout != "process" && layout != "percore" {
+        return Err(format!("POOL_LAYOUT={layout}: expected process or percore").into());
+    }
     if mode == "percore" {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         config.shared.connections = 1;
-        config.pool_size = (config.pool_size / cores).max(1);
+        // Opens no connection until a core asks for one; each connection's driver then runs
+        // on the runtime of the core that opened it.
+        let process_pool = if layout == "process" {
+            let mut pool = config.clone();
+            pool.shared.connections = 1;
+            Some(Db::connect(&pool)?)
+        } else {
+            None
+        };
+        // With one process pool a core's own pool serves only its readiness ping.
+        config.pool_size = if process_pool.is_some() {
+            1
+        } else {
+            (config.pool_size / cores).max(1)
+        };
         println!("techempower (per core x {cores}) listening on http://{bind}");
         let threads: Vec<_> = (0..cores)
             .map(|_| {
                 let config = config.clone();
+                let process_pool = process_pool.clone();
                 std::thread::spawn(move || -> Result<(), String> {
                     let runtime = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
@@ -158,7 +194,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         .map_err(|e| e.to_string())?;
                     runtime.block_on(async {
                         let listener = reuseport_listener(bind).map_err(|e| e.to_string())?;
-                        serve(config, listener).await
+                        serve(config, process_pool, listener).await
                     })
                 })
             })
@@ -174,7 +210,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(bind).await?;
         println!("techempower listening on http://{}", listener.local_addr()?);
-        serve(config, listener).await?;
+        serve(config, None, listener).await?;
         Ok(())
     })
 }

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Why a server with a runtime per core has a long tail at 256 clients: for each server, one
+# wrk -c256 run per round and wrk -t, with the latency distribution and, per server thread
+# (one per core), the connections it accepted, the responses it wrote (writev calls), and the time it ran
+# and waited runnable for a CPU (/proc/<pid>/task/<tid>/schedstat). Accepts and responses are
+# counted with `perf stat` on the accept4 (successful only) and writev syscalls; without perf
+# those columns read "-". Servers: the TechEmpower example with the pool divided between cores
+# (POOL_LAYOUT=percore, its default) and with one process-wide pool (POOL_LAYOUT=process), and
+# the per-core reference program. Raw output:
+# bench/results/<time>-percore_split.txt. Loopback only; writes no section.
+#
+#   bash bench/percore_split.sh                          # /queries?queries=20, 3 rounds of 3 s
+#   ROUTE=fortunes ROUNDS=1 bash bench/percore_split.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-3}
+ROUNDS=${ROUNDS:-3}
+THREADS=${THREADS:-1 2}
+ROUTE=${ROUTE:-queries?queries=20}
+RAW_COMMAND="ROUTE='$ROUTE' DURATION=$DURATION ROUNDS=$ROUNDS THREADS='$THREADS' bash bench/percore_split.sh"
+source bench/lib.sh
+start_postgres fsync=off synchronous_commit=off shared_buffers=128MB
+psql -q -v ON_ERROR_STOP=1 "$PG_URL" -f bench/techempower.sql 2>/dev/null
+cargo build --release --example techempower --example reference_percore 2>&1 | tail -1
+raw_results percore_split
+PERF=$(command -v perf || true)
+declare -A URL_OF PID_OF
+start_server() { # start_server LABEL BINARY ENV...
+  local label=$1 binary=$2 port; shift 2
+  port=$(free_port)
+  env DATABASE_URL="$PG_URL?sslmode=disable" BIND_ADDR="127.0.0.1:$port" "$@" "./target/release/examples/$binary" > "$WORK/$label.log" 2>&1 &
+  BENCH_PIDS+=("$!")
+  PID_OF[$label]=$!
+  URL_OF[$label]="http://127.0.0.1:$port"
+  for _ in $(seq 100); do curl -sf "${URL_OF[$label]}/db" >/dev/null && break; sleep 0.1; done
+  wrk -t2 -c64 -d1s "${URL_OF[$label]}/$ROUTE" >/dev/null
+}
+start_server pool-percore techempower POOL_LAYOUT=percore
+start_server pool-process techempower POOL_LAYOUT=process
+start_server reference reference_percore
+
+# per_thread PID: "tid run-ms runq-wait-ms" for each thread but the main one.
+per_thread() {
+  local task
+  for task in /proc/"$1"/task/*; do
+    [ "${task##*/}" = "$1" ] && continue
+    awk -v t="${task##*/}" '{ printf "%s %d %d\n", t, $1 / 1e6, $2 / 1e6 }' "$task/schedstat"
+  done
+}
+for round in $(seq "$ROUNDS"); do
+  for t in $THREADS; do
+    for label in pool-percore pool-process reference; do
+      pid=${PID_OF[$label]}
+      before=$(per_thread "$pid")
+      counts=$WORK/counts.txt
+      : > "$counts"
+      if [ -n "$PERF" ]; then
+        "$PERF" stat -e syscalls:sys_exit_accept4 --filter 'ret >= 0' -e syscalls:sys_enter_writev \
+          --per-thread -p "$pid" -o "$counts" -- sleep "$((DURATION + 1))" >/dev/null 2>&1 &
+        perf_pid=$!
+        sleep 0.3
+      fi
+      out=$(wrk -t"$t" -c256 -d"${DURATION}s" --latency "${URL_OF[$label]}/$ROUTE")
+      [ -z "$PERF" ] || wait "$perf_pid" || true
+      after=$(per_thread "$pid")
+      {
+        printf '=== wrk route=/%s variant=%s threads=%s connections=256 round=%s\n' "$ROUTE" "$label" "$t" "$round"
+        echo "$out"
+      } >> "$RAW"
+      summary=$(echo "$out" | awk '$1 == "50%" || $1 == "90%" || $1 == "99%" { printf "%s %s  ", $1, $2 } /^Requests\/sec/ { printf "%.0f req/s", $2 }')
+      printf '%-13s -t%s round %s: %s\n' "$label" "$t" "$round" "$summary" | tee -a "$RAW"
+      join <(echo "$before" | sort) <(echo "$after" | sort) | while read -r tid r0 w0 r1 w1; do
+        accepts=$(awk -v t="-$tid" 'index($1, t) && /accept4/ { print $2 }' "$counts")
+        writes=$(awk -v t="-$tid" 'index($1, t) && /writev/ { print $2 }' "$counts")
+        printf '    thread %s: %4s connections accepted, %6s writev calls (about one a response), ran %5d ms, waited for a CPU %5d ms\n' \
+          "$tid" "${accepts:--}" "${writes:--}" $((r1 - r0)) $((w1 - w0))
+      done | tee -a "$RAW"
+    done
+  done
+done
+raw_end
+echo "== raw output: $RAW"
