@@ -38,12 +38,22 @@ start_postgres() {
 # start_pgbouncer [POOL_SIZE] [MAX_CLIENTS]: a private PgBouncer in transaction mode in front of
 # start_postgres's server, on a free loopback port; waits until it accepts, stops with the
 # rest. Sets BOUNCER_PORT and POOLER_URL (postgres://postgres@127.0.0.1:PORT, no database).
+# PgBouncer reaches Postgres over its Unix socket, as a PgBouncer running beside Postgres
+# does (POOLER_HOP=socket, the default), or over loopback TCP (POOLER_HOP=tcp, as one in
+# its own container would); clients always reach PgBouncer over TCP.
 start_pgbouncer() {
   BOUNCER_PORT=$(free_port)
+  local pooler_hop
+  case ${POOLER_HOP:-socket} in
+    socket) pooler_hop=$WORK ;;
+    tcp) pooler_hop=127.0.0.1 ;;
+    *) echo "POOLER_HOP must be socket or tcp, not '$POOLER_HOP'" >&2; exit 1 ;;
+  esac
+  echo "== PgBouncer $(/usr/sbin/pgbouncer --version | awk 'NR==1 {print $NF}'), transaction mode, to Postgres over ${POOLER_HOP:-socket}"
   mkdir -p "$WORK/pgbouncer"
   cat > "$WORK/pgbouncer/pgbouncer.ini" <<INI
 [databases]
-* = host=127.0.0.1 port=$PG_PORT
+* = host=$pooler_hop port=$PG_PORT
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = $BOUNCER_PORT

@@ -12,6 +12,7 @@
 #   bash bench/notes.sh                     # 3 rounds of 5 s per route (~6 minutes)
 #   DURATION=2 ROUNDS=1 bash bench/notes.sh # a quick smoke run
 #   PGBOUNCER=0 bash bench/notes.sh         # direct only
+#   POOLER_HOP=tcp bash bench/notes.sh      # PgBouncer to Postgres over loopback TCP, not the socket
 #   PROFILE=1 bash bench/notes.sh           # and perf profiles of /healthz and GET /notes/{id}
 #   BUILD=0 bash bench/notes.sh             # the binaries already in target/release
 set -euo pipefail
