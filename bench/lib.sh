@@ -74,6 +74,21 @@ INI
   POOLER_URL="postgres://postgres@127.0.0.1:$BOUNCER_PORT"
 }
 
+# start_example LABEL BINARY ENV... : starts ./target/release/examples/BINARY on a free loopback
+# port with DATABASE_URL=$PG_URL in plain text (ENV may override it), waits for /plaintext;
+# sets URL_OF[LABEL] and PID_OF[LABEL] (the caller declares both: declare -A URL_OF PID_OF).
+# Plain text unless ENV says otherwise, as the reference programs (NoTls): libpq's default
+# sslmode=prefer would take TLS from a cluster that offers it.
+start_example() {
+  local label=$1 binary=$2 port; shift 2
+  port=$(free_port)
+  env DATABASE_URL="$PG_URL?sslmode=disable" BIND_ADDR="127.0.0.1:$port" "$@" "./target/release/examples/$binary" > "$WORK/$label.log" 2>&1 &
+  BENCH_PIDS+=("$!")
+  PID_OF[$label]=$!
+  URL_OF[$label]="http://127.0.0.1:$port"
+  for _ in $(seq 100); do curl -sf "${URL_OF[$label]}/plaintext" >/dev/null && break; sleep 0.1; done
+}
+
 machine() {
   echo "$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/ {print $2}') GiB, Linux $(uname -r), $(rustc --version), PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}')"
 }

@@ -25,15 +25,9 @@ cargo build --release --example techempower --example reference_percore 2>&1 | t
 raw_results percore_split
 PERF=$(command -v perf || true)
 declare -A URL_OF PID_OF
-start_server() { # start_server LABEL BINARY ENV...
-  local label=$1 binary=$2 port; shift 2
-  port=$(free_port)
-  env DATABASE_URL="$PG_URL?sslmode=disable" BIND_ADDR="127.0.0.1:$port" "$@" "./target/release/examples/$binary" > "$WORK/$label.log" 2>&1 &
-  BENCH_PIDS+=("$!")
-  PID_OF[$label]=$!
-  URL_OF[$label]="http://127.0.0.1:$port"
-  for _ in $(seq 100); do curl -sf "${URL_OF[$label]}/db" >/dev/null && break; sleep 0.1; done
-  wrk -t2 -c64 -d1s "${URL_OF[$label]}/$ROUTE" >/dev/null
+start_server() { # start_server LABEL BINARY ENV...: started (bench/lib.sh) and warmed up
+  start_example "$@"
+  wrk -t2 -c64 -d1s "${URL_OF[$1]}/$ROUTE" >/dev/null
 }
 start_server pool-percore techempower POOL_LAYOUT=percore
 start_server pool-process techempower POOL_LAYOUT=process

@@ -55,28 +55,18 @@ PG_TLS_URL="postgres://postgres@localhost:$PG_PORT/postgres?hostaddr=127.0.0.1&s
 echo "== build (release)"
 cargo build --release --example techempower --example reference_percore --example reference_deadpool 2>&1 | tail -1
 raw_results run
-# start_server NAME BINARY ENV... : starts ./target/release/examples/BINARY on a free port; sets URL_OF[NAME].
-# Plain text to Postgres unless ENV says otherwise, as the reference programs (NoTls): ssl is
-# on in this cluster (for layer-tls), and libpq's default sslmode=prefer would take it.
+# Each server in plain text unless its ENV says otherwise (start_example in bench/lib.sh): ssl
+# is on in this cluster (for layer-tls), and libpq's default sslmode=prefer would take it.
 declare -A URL_OF PID_OF
-start_server() {
-  local label=$1 binary=$2 port; shift 2
-  port=$(free_port)
-  env DATABASE_URL="$PG_URL?sslmode=disable" BIND_ADDR="127.0.0.1:$port" "$@" "./target/release/examples/$binary" > "$WORK/$label.log" 2>&1 &
-  BENCH_PIDS+=("$!")
-  PID_OF[$label]=$!
-  URL_OF[$label]="http://127.0.0.1:$port"
-  for _ in $(seq 100); do curl -sf "${URL_OF[$label]}/plaintext" >/dev/null && break; sleep 0.1; done
-}
-start_server layer techempower
+start_example layer techempower
 SERVER_PID=${PID_OF[layer]}
 BASE=${URL_OF[layer]}
-start_server percore reference_percore
-start_server deadpool reference_deadpool
-start_server layer-multi techempower RUNTIME=multi
-start_server layer-poolprocess techempower POOL_LAYOUT=process
+start_example percore reference_percore
+start_example deadpool reference_deadpool
+start_example layer-multi techempower RUNTIME=multi
+start_example layer-poolprocess techempower POOL_LAYOUT=process
 # The layer's server again, its shared connections and pool connecting over TLS.
-start_server layer-tls techempower DATABASE_URL="$PG_TLS_URL"
+start_example layer-tls techempower DATABASE_URL="$PG_TLS_URL"
 TLS_BASE=${URL_OF[layer-tls]}
 
 echo "== checking every route answers correctly"
