@@ -326,7 +326,10 @@ async fn resolve_scope(conn: Conn, token: &str) -> Result<(Principal, Scoped), A
         conn,
         "SELECT id, account_id, set_config($2, account_id::text, true) FROM sessions \
          WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > now()",
-        &[(&hash, Type::BYTEA), (&ACCOUNT_SETTING, Type::TEXT)],
+        &[
+            (&hash.as_slice(), Type::BYTEA),
+            (&ACCOUNT_SETTING, Type::TEXT),
+        ],
     )
     .await?;
     let (scoped, row) =
@@ -377,7 +380,7 @@ impl Bearer {
         let token = presented_token(environ, Carrier::Header)?;
         let db = crate::request::db(environ)?;
         Ok(Self {
-            hash: token::hash_array(token),
+            hash: token::hash(token),
             cache: cache_of(&db),
             db,
             route: None,

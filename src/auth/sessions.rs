@@ -79,7 +79,7 @@ pub async fn create(
             ),
             &[
                 &account_id,
-                &token::hash(token),
+                &token::hash(token).as_slice(),
                 &ttl.as_secs_f64(),
                 &keep_old,
                 &PRUNE_BATCH,

@@ -25,19 +25,16 @@ pub fn generate() -> Result<String, ApiError> {
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// What the sessions table stores for `token`.
-pub fn hash(token: &str) -> Vec<u8> {
-    hash_array(token).to_vec()
-}
-
-/// [`hash`] without an allocation: what a request keeps while it looks its session up.
+/// What the sessions table stores for `token`: its SHA-256, kept as an array (no allocation
+/// while a request looks its session up).
 ///
 /// ```
 /// use pgbridge::auth::token;
 ///
-/// assert_eq!(token::hash_array("t").as_slice(), token::hash("t").as_slice());
+/// assert_eq!(token::hash("t").len(), 32);
+/// assert_ne!(token::hash("t"), token::hash("u"));
 /// ```
-pub fn hash_array(token: &str) -> [u8; 32] {
+pub fn hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 

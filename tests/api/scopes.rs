@@ -31,7 +31,7 @@ impl Lcg {
 /// An account with a live session and `notes` notes.
 struct Account {
     id: i64,
-    hash: Vec<u8>,
+    hash: [u8; 32],
     notes: usize,
 }
 
@@ -54,7 +54,7 @@ async fn accounts(url: &str, count: usize) -> Vec<Account> {
             .execute(
                 "INSERT INTO sessions (account_id, token_hash, expires_at) \
                  VALUES ($1, $2, now() + interval '1 day')",
-                &[&id, &hash],
+                &[&id, &hash.as_slice()],
             )
             .await
             .unwrap();
@@ -104,7 +104,6 @@ async fn interleave(db: Db, owners: Arc<Vec<Account>>, workers: u64, rounds: u32
             let db = db.clone();
             let owners = owners.clone();
             let seen = seen.clone();
-            let unknown = unknown.clone();
             tokio::spawn(async move {
                 let mut rng = Lcg(w * 7919 + 23);
                 for _ in 0..rounds {
