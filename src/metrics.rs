@@ -222,6 +222,12 @@ fn encode_dbs(dbs: &[Db], mut e: DescriptorEncoder<'_>) -> fmt::Result {
     )?;
     counter(
         &mut e,
+        "pgbridge_db_server_prepares",
+        "Owner-scoped units run again to prepare a statement on a transaction pooler's server connection.",
+        dbs.iter().map(Db::server_prepares).sum(),
+    )?;
+    counter(
+        &mut e,
         "pgbridge_db_read_retries",
         "Reads that met a failover before answering and ran once more elsewhere.",
         crate::db::replica::reads_retried(),

@@ -35,6 +35,7 @@ pub mod pooler;
 mod queries;
 pub mod replica;
 mod scoped;
+pub mod server_prepared;
 mod shape;
 pub mod shared;
 mod sql;

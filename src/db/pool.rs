@@ -387,6 +387,27 @@ impl Db {
         self.server.sent.get()
     }
 
+    /// Through a transaction pooler (`DB_POOL_MODE=transaction`): how many owner-scoped
+    /// units ran a second time because the server connection the pooler lent them lacked a
+    /// statement the service prepares there by name (see
+    /// [`server_prepared`](super::server_prepared)). Each server connection misses each
+    /// statement once, so this stays near connections × statements; one that keeps rising
+    /// means the pooler discards them (`server_reset_query_always`). Always 0 otherwise.
+    /// Shown on `/metrics` as `pgbridge_db_server_prepares_total`.
+    ///
+    /// ```no_run
+    /// # fn demo(db: pgbridge::db::Db) {
+    /// println!("{} statements prepared on a pooler's server connections", db.server_prepares());
+    /// # }
+    /// ```
+    pub fn server_prepares(&self) -> u64 {
+        self.unnamed.as_ref().map_or(0, |types| {
+            types
+                .server_prepares
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+    }
+
     /// The cancel counter, for a pool that counts with this one.
     pub(crate) fn cancel_count(&self) -> CancelCount {
         self.server.sent.clone()

@@ -18,7 +18,10 @@
 //!   PgBouncer keeps on one server connection. Its parameter types are learnt once per
 //!   statement text and pool (`StatementTypes`) by preparing it inside a `BEGIN …
 //!   COMMIT` (so the Parse and the Close reach the same server connection). An owner
-//!   scope's `BEGIN` and scope statement go as one simple query (see `db/unit.rs`).
+//!   scope's `BEGIN` and scope statement go as one simple query (see `db/unit.rs`), and its
+//!   statements with integer parameters run as `EXECUTE` of an SQL-level prepared
+//!   statement that lives on PgBouncer's server connections
+//!   ([`server_prepared`](super::server_prepared)): no parse and plan per request.
 //! - **Session state** (`LISTEN`, session advisory locks, `SET`). The service's own uses
 //!   have URLs of their own (`EVENTS_DATABASE_URL`, `MIGRATE_DATABASE_URL`) that must reach
 //!   Postgres directly; see [`crate::config::Config::check_pooler`].
@@ -33,6 +36,8 @@ use std::time::Duration;
 
 use tokio_postgres::GenericClient;
 use tokio_postgres::types::{ToSql, Type};
+
+use super::server_prepared::{MAX_NAMED, ServerPrepared};
 
 /// How `DATABASE_URL` reaches Postgres.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -64,32 +69,65 @@ const MAX_CACHED: usize = 4096;
 /// timeout the client enforces: what a [`Conn`](super::Conn) needs in transaction mode.
 #[derive(Debug)]
 pub(crate) struct StatementTypes {
-    types: Mutex<HashMap<String, Arc<[Type]>>>,
+    types: Mutex<Learnt>,
     /// The statement timeout, enforced on the client.
     pub(crate) statement_timeout: Duration,
+    /// Units run again because a server connection lacked a statement prepared by name.
+    pub(crate) server_prepares: std::sync::atomic::AtomicU64,
+}
+
+/// What is known of each statement text.
+#[derive(Debug, Default)]
+struct Learnt {
+    texts: HashMap<String, Text>,
+    /// Texts given a server-side name so far (never lowered: a name once used may still be
+    /// prepared on a server connection).
+    named: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Text {
+    types: Arc<[Type]>,
+    /// Its name on the server connections, when eligible ([`ServerPrepared`]).
+    server: Option<Arc<ServerPrepared>>,
 }
 
 impl StatementTypes {
     pub(crate) fn new(statement_timeout: Duration) -> Self {
         Self {
-            types: Mutex::new(HashMap::new()),
+            types: Mutex::new(Learnt::default()),
             statement_timeout,
+            server_prepares: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     pub(crate) fn cached(&self, sql: &str) -> Option<Arc<[Type]>> {
-        self.lock().get(sql).cloned()
+        self.lock().texts.get(sql).map(|text| text.types.clone())
+    }
+
+    /// `sql`'s name on the server connections, if it has one (learnt first).
+    pub(crate) fn server_prepared(&self, sql: &str) -> Option<Arc<ServerPrepared>> {
+        self.lock()
+            .texts
+            .get(sql)
+            .and_then(|text| text.server.clone())
     }
 
     fn remember(&self, sql: &str, types: Arc<[Type]>) {
-        let mut map = self.lock();
-        if map.len() >= MAX_CACHED {
-            map.clear();
+        let mut learnt = self.lock();
+        if learnt.texts.len() >= MAX_CACHED {
+            learnt.texts.clear();
         }
-        map.insert(sql.to_owned(), types);
+        let server = if learnt.named < MAX_NAMED {
+            ServerPrepared::new(sql, &types).map(Arc::new)
+        } else {
+            None
+        };
+        learnt.named += usize::from(server.is_some());
+        learnt.texts.insert(sql.to_owned(), Text { types, server });
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<[Type]>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Learnt> {
         self.types
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -224,11 +262,28 @@ mod tests {
         for i in 0..MAX_CACHED + 10 {
             cache.remember(&format!("SELECT {i}"), Arc::from(vec![Type::INT8]));
         }
-        assert!(cache.lock().len() <= MAX_CACHED);
+        assert!(cache.lock().texts.len() <= MAX_CACHED);
         assert!(
             cache
                 .cached(&format!("SELECT {}", MAX_CACHED + 9))
                 .is_some()
+        );
+        // Only the first texts get a name on the server connections, however many the
+        // process sees, and however often the cache is cleared.
+        assert_eq!(cache.lock().named, MAX_NAMED);
+        assert!(cache.server_prepared("SELECT 0").is_none(), "cleared");
+        assert!(
+            cache
+                .server_prepared(&format!("SELECT {}", MAX_CACHED + 9))
+                .is_none()
+        );
+        let fresh = StatementTypes::new(Duration::from_secs(1));
+        fresh.remember("SELECT $1", Arc::from(vec![Type::INT8]));
+        fresh.remember("SELECT $1::text", Arc::from(vec![Type::TEXT]));
+        assert!(fresh.server_prepared("SELECT $1").is_some());
+        assert!(
+            fresh.server_prepared("SELECT $1::text").is_none(),
+            "not eligible"
         );
     }
 

@@ -11,7 +11,9 @@
 //!
 //! Through a transaction pooler (statements unnamed), `BEGIN` and the scope statement go as
 //! one simple query (`scope_text`): one `Sync` fewer per unit, which is what a unit costs
-//! there (a flush by Postgres, a wake-up of PgBouncer and of the connection task each).
+//! there (a flush by Postgres, a wake-up of PgBouncer and of the connection task each);
+//! and a statement that can be prepared there by name goes as `EXECUTE pgbridge_…(…)`
+//! ([`Prepared::Execute`], [`super::server_prepared`]).
 //! Directly, a known account's scope (the session cache's answer, the common case) goes the
 //! same way — `BEGIN` and two `SET LOCAL`s, nothing to plan — so a cached read is three
 //! parts (scope, statement, `COMMIT`), not four: one response channel, one `Sync` and one
@@ -33,6 +35,7 @@ use tokio_postgres::{Row, SimpleQueryMessage};
 
 use super::pooler::{self, StatementTypes};
 use super::replica::Lsn;
+use super::server_prepared::ServerPrepared;
 use super::{Conn, DbError};
 
 /// The role the policies apply to: not a superuser, not `BYPASSRLS`, not the tables'
@@ -211,7 +214,15 @@ pub(crate) async fn run(
     // have their parameter types learnt (once per text) before the unit: nothing in it
     // may wait for anything but its own answer.
     let prepared = prepare(conn, owner, steps, unnamed.as_deref()).await?;
-    let work = conn.guarded(submit(conn.client(), None, owner, steps, &prepared, end));
+    let work = conn.guarded(submit(
+        conn.client(),
+        None,
+        owner,
+        steps,
+        &prepared,
+        end,
+        false,
+    ));
     match &unnamed {
         Some(types) => {
             let timed = async { Ok::<_, tokio_postgres::Error>(work.await) };
@@ -228,6 +239,9 @@ pub(crate) async fn run(
 pub(crate) enum Prepared {
     Named(tokio_postgres::Statement),
     Unnamed(Arc<[Type]>),
+    /// Through a transaction pooler, a statement prepared by name on the server connections
+    /// (`EXECUTE pgbridge_…(…)`, see [`super::server_prepared`]).
+    Execute(Arc<ServerPrepared>),
     /// The scope of a known account on a connection whose statements are prepared:
     /// `BEGIN` and its two `SET LOCAL`s in one simple query ([`scope_text`]), not `BEGIN`
     /// and a prepared statement — one part, so one response channel, one `Sync` and one
@@ -303,6 +317,16 @@ fn part<'a>(
             let typed = pooler::typed(params, types);
             Box::pin(async move { client.query_typed(sql, &typed).await.map(Answer::Rows) })
         }
+        Prepared::Execute(server) => match server.execute(params) {
+            Some(execute) => {
+                Box::pin(async move { client.query_typed(&execute, &[]).await.map(Answer::Rows) })
+            }
+            // A parameter that does not encode: unnamed, which reports why.
+            None => {
+                let typed = pooler::typed(params, server.types());
+                Box::pin(async move { client.query_typed(sql, &typed).await.map(Answer::Rows) })
+            }
+        },
         // Never: only the scope goes as text (`submit` sends it itself); the steps are
         // prepared `Named` or `Unnamed`. An empty answer, were it reached: no row shown.
         Prepared::Text => Box::pin(std::future::ready(Ok(Answer::Rows(Vec::new())))),
@@ -373,6 +397,10 @@ fn first_poll(
 /// Sends the unit — every part written before any answer is awaited, all under `hold`
 /// if given (so that no one else's request sent on `client` under the same lock can come
 /// between them) — and reads the answers.
+///
+/// With `prepare_first`, the scope's simple query also prepares every
+/// [`Prepared::Execute`] statement on the server connection, unless already there: the
+/// retry of a unit whose `EXECUTE` found it missing ([`super::server_prepared`]).
 pub(crate) async fn submit(
     client: &tokio_postgres::Client,
     hold: Option<&std::sync::Mutex<()>>,
@@ -380,6 +408,7 @@ pub(crate) async fn submit(
     steps: &[Step<'_>],
     prepared: &[Prepared],
     end: End,
+    prepare_first: bool,
 ) -> Result<Unit, DbError> {
     let (token_hash, account_id): (&[u8], i64) = match owner {
         Some(Owner::TokenHash(hash)) => (hash, 0),
@@ -400,10 +429,21 @@ pub(crate) async fn submit(
             // Through a transaction pooler, or a known account's scope: BEGIN and the
             // scope in one simple query.
             // A known account's scope returns no row; a token's returns the session's.
-            Prepared::Unnamed(_) | Prepared::Text => parts.push(match owner {
-                Owner::Account(_) => batch(client, scope_text(owner)),
-                Owner::TokenHash(_) => simple_owned(client, scope_text(owner)),
-            }),
+            Prepared::Unnamed(_) | Prepared::Text | Prepared::Execute(_) => {
+                let mut text = scope_text(owner);
+                if prepare_first {
+                    for how in prepared.clone() {
+                        if let Prepared::Execute(server) = how {
+                            text.push_str("; ");
+                            text.push_str(server.ensure());
+                        }
+                    }
+                }
+                parts.push(match owner {
+                    Owner::Account(_) => batch(client, text),
+                    Owner::TokenHash(_) => simple_owned(client, text),
+                });
+            }
             Prepared::Named(_) => {
                 let (sql, _) = scope_statement(owner);
                 parts.push(batch(client, "BEGIN"));

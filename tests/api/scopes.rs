@@ -110,7 +110,9 @@ async fn interleave(db: Db, owners: Arc<Vec<Account>>, workers: u64, rounds: u32
                     let pick = rng.next(owners.len() as u64 + 1) as usize;
                     let account = owners.get(pick);
                     let owner = Owner::TokenHash(account.map_or(&unknown[..], |a| &a.hash[..]));
-                    let sleep = [0.0_f64, 0.0, 0.0005, 0.002][rng.next(4) as usize];
+                    // Microseconds: an integer, so that through a transaction pooler the statements
+                    // run by name (`EXECUTE`), prepared on the server connections.
+                    let sleep = [0_i64, 0, 500, 2_000][rng.next(4) as usize];
                     let action = rng.next(10);
                     let drop_after = (rng.next(2) == 0)
                         .then(|| Duration::from_micros(rng.next(3_000)));
@@ -122,7 +124,7 @@ async fn interleave(db: Db, owners: Arc<Vec<Account>>, workers: u64, rounds: u32
                                 [&sleep];
                             let steps = [Step::new(
                                 "SELECT owner_id, current_user::text, pgbridge_current_account() \
-                                 FROM notes, pg_sleep($1::float8)",
+                                 FROM notes, pg_sleep($1::bigint / 1e6::float8)",
                                 &params,
                             )];
                             let work = shared.scope(owner, &steps, false);
@@ -153,7 +155,7 @@ async fn interleave(db: Db, owners: Arc<Vec<Account>>, workers: u64, rounds: u32
                                 [&sleep];
                             let steps = [
                                 Step::new(
-                                    "INSERT INTO notes (title) SELECT 'rolled back' FROM pg_sleep($1::float8)",
+                                    "INSERT INTO notes (title) SELECT 'rolled back' FROM pg_sleep($1::bigint / 1e6::float8)",
                                     &params,
                                 ),
                                 Step::new("SELECT 1 / (random() > 2)::int", &[]),
@@ -304,6 +306,76 @@ async fn shared_scopes_hold_through_a_transaction_pooler() {
     assert!(seen.reads.load(Ordering::Relaxed) > 0);
     assert!(seen.failed_as_asked.load(Ordering::Relaxed) > 0);
     assert_counts(&direct_url, &owners).await;
+    // The scopes' statements ran by name, prepared on PgBouncer's 3 server connections: a
+    // unit that found one missing ran again, preparing it (a retry may land on another
+    // server connection than the one that missed, so a few more than 3 per text).
+    let prepares = db.server_prepares();
+    eprintln!("units run again to prepare on a server connection: {prepares}");
+    assert!(
+        prepares > 0,
+        "no statement ran by name: nothing here tested EXECUTE"
+    );
+    assert!(
+        prepares <= 40,
+        "{prepares} units prepared again: the statements are not kept on the server connections"
+    );
+}
+
+/// A statement prepared by name on PgBouncer's one server connection and executed there
+/// for owner after owner, past the five runs after which Postgres may switch to a generic
+/// plan: every run shows only its owner's rows (the plan reads the owner when it runs),
+/// and the statement was prepared once.
+#[tokio::test]
+#[cfg_attr(
+    skip_pgbouncer,
+    ignore = "SKIPPED: needs pgbouncer: apt-get install pgbouncer"
+)]
+async fn a_statement_prepared_through_a_pooler_serves_each_owner_only_its_rows() {
+    let cluster = Cluster::shared().await;
+    let direct_url = cluster.create_database().await;
+    if direct_url.contains("sslmode=") {
+        eprintln!("skipped: the test cluster requires TLS (PGBRIDGE_TEST_TLS)");
+        return;
+    }
+    let owners = accounts(&direct_url, 3).await;
+    let bouncer =
+        common::pgbouncer::PgBouncer::start(common::standby::port_of(&direct_url), 1).await;
+    let database = direct_url.rsplit('/').next().unwrap();
+    let db = shared_db(bouncer.url(database), PoolMode::Transaction);
+    let from = 0_i64;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&from];
+    let steps = [Step::new(
+        "SELECT owner_id FROM notes WHERE id > $1::bigint",
+        &params,
+    )];
+    for round in 0..12 {
+        for account in &owners {
+            let owner = if round % 2 == 0 {
+                Owner::TokenHash(&account.hash)
+            } else {
+                Owner::Account(account.id)
+            };
+            let unit = db.shared().scope(owner, &steps, false).await.unwrap();
+            let rows = &unit.rows[0];
+            assert_eq!(
+                rows.len(),
+                account.notes,
+                "round {round}: rows of another owner, or missing"
+            );
+            for row in rows {
+                assert_eq!(
+                    row.get::<_, i64>(0),
+                    account.id,
+                    "round {round}: another owner's row"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        db.server_prepares(),
+        1,
+        "prepared once on the one server connection"
+    );
 }
 
 /// The one-round-trip scope on an exclusive connection: a token with no live session

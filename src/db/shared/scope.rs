@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use super::Shared;
 use crate::db::DbError;
+use crate::db::server_prepared;
 use crate::db::unit::{self, End, Owner, Prepared, Step, Unit};
 
 impl Shared {
@@ -53,29 +54,9 @@ impl Shared {
     ) -> Result<Unit, DbError> {
         let end = End::commit(with_lsn);
         if let Some(unnamed) = &self.set.unnamed {
-            // Parameter types first (learnt on a pooled connection the first time a text is
-            // seen), then a place on a link.
-            let (_, scope_type) = unit::scope_statement(owner);
-            let mut prepared = vec![Prepared::Unnamed(Arc::from([scope_type]))];
-            for step in steps {
-                prepared.push(Prepared::Unnamed(unnamed.param_types(step.sql()).await?));
-            }
-            let ticket = self.set.acquire().await?;
-            let link = ticket.link().clone();
-            let work = async {
-                Ok::<_, tokio_postgres::Error>(
-                    unit::submit(
-                        link.client(),
-                        Some(&link.sending),
-                        Some(owner),
-                        steps,
-                        &prepared,
-                        end,
-                    )
-                    .await,
-                )
-            };
-            return super::timed(ticket, unnamed.types.statement_timeout, work).await?;
+            // Boxed: only through a transaction pooler, and inline it would make every
+            // scope's future larger, prepared connections' included.
+            return Box::pin(self.scope_unnamed(unnamed, owner, steps, end)).await;
         }
         let ticket = self.set.acquire().await?;
         let link = ticket.link().clone();
@@ -97,8 +78,69 @@ impl Shared {
             steps,
             &prepared,
             end,
+            false,
         )
         .await;
         super::finish(ticket, out)
+    }
+
+    /// [`scope`](Self::scope) through a transaction pooler: each statement `EXECUTE`d by
+    /// its name on the server connections when it has one, else unnamed; a unit that found
+    /// a name missing on the server connection PgBouncer lent it (its transaction rolled
+    /// back: nothing it did is kept) runs once more, preparing first
+    /// ([`server_prepared`](crate::db::server_prepared)).
+    async fn scope_unnamed(
+        &self,
+        unnamed: &super::Unnamed,
+        owner: Owner<'_>,
+        steps: &[Step<'_>],
+        end: End,
+    ) -> Result<Unit, DbError> {
+        // Parameter types first (learnt on a pooled connection the first time a text is
+        // seen), then a place on a link.
+        let (_, scope_type) = unit::scope_statement(owner);
+        let mut prepared = vec![Prepared::Unnamed(Arc::from([scope_type]))];
+        for step in steps {
+            let types = unnamed.param_types(step.sql()).await?;
+            prepared.push(match unnamed.types.server_prepared(step.sql()) {
+                Some(server) => Prepared::Execute(server),
+                None => Prepared::Unnamed(types),
+            });
+        }
+        let named = prepared
+            .iter()
+            .any(|how| matches!(how, Prepared::Execute(_)));
+        let mut prepare_first = false;
+        loop {
+            let ticket = self.set.acquire().await?;
+            let link = ticket.link().clone();
+            let work = async {
+                Ok::<_, tokio_postgres::Error>(
+                    unit::submit(
+                        link.client(),
+                        Some(&link.sending),
+                        Some(owner),
+                        steps,
+                        &prepared,
+                        end,
+                        prepare_first,
+                    )
+                    .await,
+                )
+            };
+            match super::timed(ticket, unnamed.types.statement_timeout, work).await? {
+                Err(err) if named && !prepare_first && server_prepared::is_missing(&err) => {
+                    tracing::debug!(
+                        "a server connection lacked a prepared statement; preparing it"
+                    );
+                    unnamed
+                        .types
+                        .server_prepares
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    prepare_first = true;
+                }
+                out => return out,
+            }
+        }
     }
 }
