@@ -473,3 +473,108 @@ async fn the_shared_path_works_through_a_transaction_pooler() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A pooler that completes every client's start-up and then fails its first query with a
+/// `FATAL` and closes — what PgBouncer does during `server_login_retry` after a failed
+/// server login (Postgres restarting, "the database system is starting up") — counting
+/// the connections it accepted.
+async fn refusing_pooler() -> (u16, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                // The start-up message: a length, then the rest.
+                let Ok(len) = socket.read_i32().await else {
+                    return;
+                };
+                let mut rest = vec![0; (len as usize).saturating_sub(4)];
+                if socket.read_exact(&mut rest).await.is_err() {
+                    return;
+                }
+                let mut out = Vec::new();
+                out.extend_from_slice(b"R\0\0\0\x08\0\0\0\0"); // AuthenticationOk
+                out.extend_from_slice(b"K\0\0\0\x0c\0\0\0\x01\0\0\0\x02"); // BackendKeyData
+                out.extend_from_slice(b"Z\0\0\0\x05I"); // ReadyForQuery
+                if socket.write_all(&out).await.is_err() {
+                    return;
+                }
+                // The first query: a FATAL error, and the connection closed.
+                let mut buf = [0u8; 1024];
+                if matches!(socket.read(&mut buf).await, Ok(0) | Err(_)) {
+                    return;
+                }
+                let mut fields = Vec::new();
+                for (code, text) in [
+                    (b'S', "FATAL"),
+                    (b'V', "FATAL"),
+                    (b'C', "08P01"),
+                    (
+                        b'M',
+                        "server login has been failing, try again later (server_login_retry)",
+                    ),
+                ] {
+                    fields.push(code);
+                    fields.extend_from_slice(text.as_bytes());
+                    fields.push(0);
+                }
+                fields.push(0);
+                let mut error = vec![b'E'];
+                error.extend_from_slice(&((fields.len() + 4) as i32).to_be_bytes());
+                error.extend_from_slice(&fields);
+                let _ = socket.write_all(&error).await;
+            });
+        }
+    });
+    (port, accepted)
+}
+
+/// Through a pooler that accepts connections and then fails their first query, a shared
+/// connection that never answered counts as a failed connect, and its slot waits before
+/// the next: a stream of statements costs a few connects, not one each (before, one
+/// Postgres restart behind PgBouncer made thousands of connects a second, each logged).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooler_refusing_queries_does_not_make_every_statement_reconnect() {
+    let (port, accepted) = refusing_pooler().await;
+    let mut config = DbConfig::new(format!(
+        "postgres://postgres@127.0.0.1:{port}/postgres?sslmode=disable"
+    ));
+    // Session mode: the statement is prepared on the shared connection itself (in
+    // transaction mode its parameter types would first be learnt on a pooled one).
+    config.connect_timeout = Duration::from_secs(2);
+    config.shared = SharedConfig {
+        connections: 2,
+        max_in_flight: 64,
+        max_queued: 64,
+    };
+    let db = Db::connect(&config).unwrap();
+    let started = Instant::now();
+    let mut statements = 0;
+    while started.elapsed() < Duration::from_millis(1500) {
+        let out = tokio::time::timeout(
+            Duration::from_secs(5),
+            db.shared().query_one("SELECT 2::int", &[]),
+        )
+        .await;
+        match out {
+            Ok(Err(err)) if err.is_unavailable() => statements += 1,
+            other => panic!("expected a 503 error from a refusing pooler, got {other:?}"),
+        }
+    }
+    let connects = accepted.load(Ordering::SeqCst);
+    eprintln!("{statements} statements, {connects} connects to the pooler");
+    assert!(
+        statements >= 50,
+        "too few statements ({statements}) to show anything"
+    );
+    // Two slots, each trying at most once per 250 ms for 1.5 s: about 14.
+    assert!(
+        connects <= 24,
+        "{connects} connects for {statements} statements: reconnecting per statement"
+    );
+}

@@ -65,12 +65,29 @@ async fn open(
         .await
         .map_err(|_| DbError::Unavailable(format!("connect: no answer within {timeout:?}")))??;
     tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            tracing::warn!(error = %err, "shared Postgres connection closed");
+        if let Err(err) = connection.await
+            && let Some(left_out) = CLOSED_LOG.admit(Instant::now())
+        {
+            tracing::warn!(error = %err, left_out, "shared Postgres connection closed");
         }
     });
+    // One empty query before the link takes statements. Directly, the start-up exchange
+    // already proved the server; through a transaction pooler it proved only the pooler,
+    // which may accept a client and then fail its first query (PgBouncer after a failed
+    // server login refuses every query for `server_login_retry`). Without the probe such a
+    // link counted as a successful connect, failed the statement it took, and the next
+    // statement connected again: thousands of connects a second, none of them backed off.
+    tokio::time::timeout(timeout, client.simple_query(""))
+        .await
+        .map_err(|_| DbError::Unavailable(format!("connect: no answer within {timeout:?}")))??;
     Ok(Arc::new(Link::new(client, server)))
 }
+
+/// "Shared Postgres connection closed" at most once per [`INTERVAL`](crate::unavailable_log::INTERVAL)
+/// with the count left out: while Postgres (or the pooler in front of it) refuses, each
+/// slot's retry would log one.
+static CLOSED_LOG: crate::unavailable_log::RateLimit =
+    crate::unavailable_log::RateLimit::new(crate::unavailable_log::INTERVAL);
 
 impl Set {
     #[allow(clippy::too_many_arguments)]
