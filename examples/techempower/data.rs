@@ -7,6 +7,8 @@ use pgbridge::db::{Conn, Db, DbError, Queries};
 use serde::Serialize;
 use tokio_postgres::types::ToSql;
 
+use crate::shares::PoolShares;
+
 /// A `world` row, as the benchmark's JSON names it.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub(crate) struct World {
@@ -78,10 +80,14 @@ pub(crate) async fn one_world(db: &Db) -> Result<World, DbError> {
 pub(crate) struct ProcessPool(pub(crate) Db);
 
 /// An exclusive connection: from the [`ProcessPool`] attached to `db` if there is one, else
-/// from `db`'s own pool.
+/// by the [`PoolShares`] attached to it if there are (`POOL_LAYOUT=steal`), else from
+/// `db`'s own pool.
 pub(crate) async fn exclusive(db: &Db) -> Result<Conn, DbError> {
-    match db.extension::<ProcessPool>() {
-        Some(pool) => pool.0.conn().await,
+    if let Some(pool) = db.extension::<ProcessPool>() {
+        return pool.0.conn().await;
+    }
+    match db.extension::<PoolShares>() {
+        Some(shares) => shares.conn().await,
         None => db.conn().await,
     }
 }

@@ -34,6 +34,7 @@
 mod contract;
 mod data;
 mod native;
+mod shares;
 
 /// With `--features jemalloc`, the service binary's allocator.
 #[cfg(feature = "jemalloc")]
@@ -50,6 +51,7 @@ use pgbridge::db::{Db, DbConfig};
 use tower::Layer;
 
 use data::ProcessPool;
+use shares::{PoolShares, Wait};
 
 use contract::{
     db as db_route, fortunes, json, plaintext, pooled_queries, queries, sequential_queries,
@@ -98,17 +100,9 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// Serves on `listener` with its own `Db` (its shared connections belong to this runtime),
-/// taking exclusive connections from `process_pool` if given.
-async fn serve(
-    config: DbConfig,
-    process_pool: Option<Db>,
-    listener: tokio::net::TcpListener,
-) -> Result<(), String> {
-    let mut db = Db::connect(&config).map_err(|e| e.to_string())?;
-    if let Some(pool) = process_pool {
-        db = db.attach(ProcessPool(pool));
-    }
+/// Serves on `listener` with `db` (its shared connections belong to this runtime, opened on
+/// first use).
+async fn serve(db: Db, listener: tokio::net::TcpListener) -> Result<(), String> {
     db.wait_until_ready(Duration::from_secs(2))
         .await
         .map_err(|e| e.to_string())?;
@@ -161,32 +155,47 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("RUNTIME={mode}: expected percore or multi").into());
     }
     let layout = std::env::var("POOL_LAYOUT").unwrap_or_else(|_| "percore".into());
-    if layout != "process" && layout != "percore" {
-        return Err(format!("POOL_LAYOUT={layout}: expected process or percore").into());
+    if !["process", "percore", "steal"].contains(&layout.as_str()) {
+        return Err(format!("POOL_LAYOUT={layout}: expected percore, steal or process").into());
     }
+    let wait_setting = std::env::var("STEAL_WAIT").unwrap_or_else(|_| "own".into());
+    let wait = Wait::parse(&wait_setting, env_or("STEAL_MARGIN", 4)).ok_or_else(|| {
+        format!("STEAL_WAIT={wait_setting}: expected own, shortest, any or milliseconds")
+    })?;
     if mode == "percore" {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         config.shared.connections = 1;
-        // Opens no connection until a core asks for one; each connection's driver then runs
+        // Open no connection until a core asks for one; each connection's driver then runs
         // on the runtime of the core that opened it.
-        let process_pool = if layout == "process" {
+        let dbs: Vec<Db> = if layout == "process" {
             let mut pool = config.clone();
             pool.shared.connections = 1;
-            Some(Db::connect(&pool)?)
+            let process_pool = ProcessPool(Db::connect(&pool)?);
+            // With one process pool a core's own pool serves only its readiness ping.
+            config.pool_size = 1;
+            (0..cores)
+                .map(|_| Ok(Db::connect(&config)?.attach(process_pool.clone())))
+                .collect::<Result<_, pgbridge::db::DbError>>()?
         } else {
-            None
-        };
-        // With one process pool a core's own pool serves only its readiness ping.
-        config.pool_size = if process_pool.is_some() {
-            1
-        } else {
-            (config.pool_size / cores).max(1)
+            config.pool_size = (config.pool_size / cores).max(1);
+            let shares: std::sync::Arc<[Db]> = (0..cores)
+                .map(|_| Db::connect(&config))
+                .collect::<Result<_, _>>()?;
+            (0..cores)
+                .map(|core| {
+                    let db = shares[core].clone();
+                    if layout == "steal" {
+                        db.attach(PoolShares::new(shares.clone(), core, wait))
+                    } else {
+                        db
+                    }
+                })
+                .collect()
         };
         println!("techempower (per core x {cores}) listening on http://{bind}");
-        let threads: Vec<_> = (0..cores)
-            .map(|_| {
-                let config = config.clone();
-                let process_pool = process_pool.clone();
+        let threads: Vec<_> = dbs
+            .into_iter()
+            .map(|db| {
                 std::thread::spawn(move || -> Result<(), String> {
                     let runtime = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
@@ -194,7 +203,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         .map_err(|e| e.to_string())?;
                     runtime.block_on(async {
                         let listener = reuseport_listener(bind).map_err(|e| e.to_string())?;
-                        serve(config, process_pool, listener).await
+                        serve(db, listener).await
                     })
                 })
             })
@@ -210,7 +219,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(bind).await?;
         println!("techempower listening on http://{}", listener.local_addr()?);
-        serve(config, None, listener).await?;
+        serve(Db::connect(&config)?, listener).await?;
         Ok(())
     })
 }
