@@ -4,8 +4,9 @@
 # (one per core), the connections it accepted, the responses it wrote (writev calls), and the time it ran
 # and waited runnable for a CPU (/proc/<pid>/task/<tid>/schedstat). Accepts and responses are
 # counted with `perf stat` on the accept4 (successful only) and writev syscalls; without perf
-# those columns read "-". Servers: the TechEmpower example with the pool divided between cores
-# (POOL_LAYOUT=percore, its default) and with one process-wide pool (POOL_LAYOUT=process), and
+# those columns read "-". Servers (by default): the TechEmpower example with the pool divided
+# between cores, each core on its own share (POOL_LAYOUT=percore) or borrowing from the others'
+# (POOL_LAYOUT=steal, its default), and with one process-wide pool (POOL_LAYOUT=process), and
 # the per-core reference program. Raw output:
 # bench/results/<time>-percore_split.txt. Loopback only; writes no section.
 #

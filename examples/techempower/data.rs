@@ -72,10 +72,12 @@ pub(crate) async fn one_world(db: &Db) -> Result<World, DbError> {
 
 /// The one pool every core takes its exclusive connections from under `RUNTIME=percore` with
 /// `POOL_LAYOUT=process`, attached to each core's `Db`: one FIFO queue over all
-/// `DB_POOL_SIZE` connections, as plain axum + deadpool has. With a pool per core (the
-/// default), a core that falls behind does so on its own queue while the other's stays
-/// short, and its clients see several times the other core's latency; one queue evens them
-/// out, at the price of a wake-up of the other core for a connection it opened.
+/// `DB_POOL_SIZE` connections, as plain axum + deadpool has. With a pool per core
+/// (`POOL_LAYOUT=percore`), a core that falls behind does so on its own queue while the
+/// other's stays short, and its clients see several times the other core's latency; one
+/// queue evens them out, at the price of a wake-up of the other core for a connection it
+/// opened. `POOL_LAYOUT=steal` (the default, [`PoolShares`]) evens them out only for the
+/// requests its own queue has kept waiting.
 #[derive(Clone)]
 pub(crate) struct ProcessPool(pub(crate) Db);
 

@@ -22,14 +22,17 @@
 //! `RUNTIME` (default `percore`: one current-thread runtime per core, each with its own
 //! `SO_REUSEPORT` listener and its own `Db` — one shared connection — so that a request,
 //! its single statements and its response stay on one core; `multi`: one multi-threaded
-//! runtime, one listener, one `Db`), `POOL_LAYOUT` (with `RUNTIME=percore`: `percore`, the
-//! default, the pool divided between cores; `process`, one pool of `DB_POOL_SIZE` that every
-//! core takes its exclusive connections from — one FIFO queue, as plain deadpool has, a
-//! connection's driver running on the core that opened it. Divided, the cores' queues drift
-//! apart at 256 clients and one core's clients wait several times the other's: `process`
-//! about halved the p99 of `/queries?queries=20` there, but served up to a third fewer
-//! requests, so it is not the default; `bench/percore_split.sh`). Accepted connections are
-//! `TCP_NODELAY` in both.
+//! runtime, one listener, one `Db`), `POOL_LAYOUT` (with `RUNTIME=percore`, where the
+//! exclusive connections come from: `steal`, the default, the pool divided between cores,
+//! each taking an idle connection from its own share, else an idle one from another core's,
+//! else waiting on its own share and, once it has waited `STEAL_AFTER_MS` (default 10), on
+//! every share at once — `shares.rs`; `percore`, the pool divided, each core on its own
+//! share only, whose queues drift apart at 256 clients until one core's clients wait
+//! several times the other's; `process`, one pool of `DB_POOL_SIZE` that every core takes
+//! from — one FIFO queue, as plain deadpool has, at the price of waking the other core for
+//! every other request. A connection's driver runs on the core that opened it in all three.
+//! `bench/percore_split.sh` compares them). Accepted connections are `TCP_NODELAY` in both
+//! runtimes.
 
 mod contract;
 mod data;
@@ -51,7 +54,7 @@ use pgbridge::db::{Db, DbConfig};
 use tower::Layer;
 
 use data::ProcessPool;
-use shares::{PoolShares, Wait};
+use shares::PoolShares;
 
 use contract::{
     db as db_route, fortunes, json, plaintext, pooled_queries, queries, sequential_queries,
@@ -132,8 +135,9 @@ fn reuseport_listener(addr: std::net::SocketAddr) -> std::io::Result<tokio::net:
 
 /// `RUNTIME=percore` (the default): one current-thread runtime per core, each with its own
 /// `SO_REUSEPORT` listener and its own `Db` (one shared connection), each taking exclusive
-/// connections from its share of the pool (`POOL_LAYOUT=percore`, the default) or all from
-/// one pool (`POOL_LAYOUT=process`). `RUNTIME=multi`: one multi-threaded runtime.
+/// connections from its share of the pool and, when that keeps it waiting, from the others'
+/// (`POOL_LAYOUT=steal`, the default), from its share only (`POOL_LAYOUT=percore`) or all
+/// from one pool (`POOL_LAYOUT=process`). `RUNTIME=multi`: one multi-threaded runtime.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter("warn")
@@ -154,14 +158,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if mode != "percore" && mode != "multi" {
         return Err(format!("RUNTIME={mode}: expected percore or multi").into());
     }
-    let layout = std::env::var("POOL_LAYOUT").unwrap_or_else(|_| "percore".into());
-    if !["process", "percore", "steal"].contains(&layout.as_str()) {
-        return Err(format!("POOL_LAYOUT={layout}: expected percore, steal or process").into());
+    let layout = std::env::var("POOL_LAYOUT").unwrap_or_else(|_| "steal".into());
+    if !["steal", "percore", "process"].contains(&layout.as_str()) {
+        return Err(format!("POOL_LAYOUT={layout}: expected steal, percore or process").into());
     }
-    let wait_setting = std::env::var("STEAL_WAIT").unwrap_or_else(|_| "own".into());
-    let wait = Wait::parse(&wait_setting, env_or("STEAL_MARGIN", 4)).ok_or_else(|| {
-        format!("STEAL_WAIT={wait_setting}: expected own, shortest, any or milliseconds")
-    })?;
+    let steal_after = Duration::from_millis(env_or("STEAL_AFTER_MS", 10));
     if mode == "percore" {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         config.shared.connections = 1;
@@ -185,7 +186,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .map(|core| {
                     let db = shares[core].clone();
                     if layout == "steal" {
-                        db.attach(PoolShares::new(shares.clone(), core, wait))
+                        db.attach(PoolShares::new(shares.clone(), core, steal_after))
                     } else {
                         db
                     }
