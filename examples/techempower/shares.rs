@@ -66,13 +66,23 @@ impl PoolShares {
     }
 
     /// The first connection any share frees: `mine` (this core's wait, already queued) or
-    /// a new wait on each other share; an error only if every wait fails.
+    /// a new wait on each other share that has all its connections open (on one that has
+    /// not, the wait could open one, driven by this core, for good); an error only if every
+    /// wait fails.
     async fn first_freed(
         &self,
         mine: BoxFuture<'_, Result<Conn, DbError>>,
     ) -> Result<Conn, DbError> {
-        let waits = std::iter::once(mine).chain(self.others().map(|other| other.conn().boxed()));
-        select_ok(waits).await.map(|(conn, _)| conn)
+        let theirs = self
+            .others()
+            .filter(|other| {
+                let status = other.status();
+                status.size >= status.max_size
+            })
+            .map(|other| other.conn().boxed());
+        select_ok(std::iter::once(mine).chain(theirs))
+            .await
+            .map(|(conn, _)| conn)
     }
 
     /// The other cores' shares, from the next core's on.
