@@ -4,22 +4,29 @@
 # (one per core), the connections it accepted, the responses it wrote (writev calls), and the time it ran
 # and waited runnable for a CPU (/proc/<pid>/task/<tid>/schedstat). Accepts and responses are
 # counted with `perf stat` on the accept4 (successful only) and writev syscalls; without perf
-# those columns read "-". Servers: the TechEmpower example with the pool divided between cores
-# (POOL_LAYOUT=percore, its default) and with one process-wide pool (POOL_LAYOUT=process), and
+# those columns read "-". Servers (by default): the TechEmpower example with the pool divided
+# between cores, each core on its own share (POOL_LAYOUT=percore) or borrowing from the others'
+# (POOL_LAYOUT=steal, its default), and with one process-wide pool (POOL_LAYOUT=process), and
 # the per-core reference program. Raw output:
 # bench/results/<time>-percore_split.txt. Loopback only; writes no section.
 #
+# SERVERS lists the servers as LABEL:BINARY[:VAR=value,...] (a binary of target/release/examples,
+# say an older build copied there), CONNECTIONS wrk's connections.
+#
 #   bash bench/percore_split.sh                          # /queries?queries=20, 3 rounds of 3 s
 #   ROUTE=fortunes ROUNDS=1 bash bench/percore_split.sh
+#   SERVERS='steal:techempower:POOL_LAYOUT=steal percore:techempower:POOL_LAYOUT=percore' bash bench/percore_split.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-3}
 ROUNDS=${ROUNDS:-3}
 THREADS=${THREADS:-1 2}
 ROUTE=${ROUTE:-queries?queries=20}
-RAW_COMMAND="ROUTE='$ROUTE' DURATION=$DURATION ROUNDS=$ROUNDS THREADS='$THREADS' bash bench/percore_split.sh"
+CONNECTIONS=${CONNECTIONS:-256}
+SERVERS=${SERVERS:-pool-percore:techempower:POOL_LAYOUT=percore pool-steal:techempower:POOL_LAYOUT=steal pool-process:techempower:POOL_LAYOUT=process reference:reference_percore}
+RAW_COMMAND="ROUTE='$ROUTE' DURATION=$DURATION ROUNDS=$ROUNDS THREADS='$THREADS' CONNECTIONS=$CONNECTIONS SERVERS='$SERVERS' bash bench/percore_split.sh"
 source bench/lib.sh
-start_postgres fsync=off synchronous_commit=off shared_buffers=128MB
+start_postgres fsync=off synchronous_commit=off shared_buffers=128MB max_connections=400
 psql -q -v ON_ERROR_STOP=1 "$PG_URL" -f bench/techempower.sql 2>/dev/null
 cargo build --release --example techempower --example reference_percore 2>&1 | tail -1
 raw_results percore_split
@@ -29,9 +36,13 @@ start_server() { # start_server LABEL BINARY ENV...: started (bench/lib.sh) and 
   start_example "$@"
   wrk -t2 -c64 -d1s "${URL_OF[$1]}/$ROUTE" >/dev/null
 }
-start_server pool-percore techempower POOL_LAYOUT=percore
-start_server pool-process techempower POOL_LAYOUT=process
-start_server reference reference_percore
+LABELS=()
+for server in $SERVERS; do
+  IFS=: read -r label binary vars <<< "$server"
+  IFS=, read -r -a vars <<< "$vars"
+  start_server "$label" "$binary" "${vars[@]}"
+  LABELS+=("$label")
+done
 
 # per_thread PID: "tid run-ms runq-wait-ms" for each thread but the main one.
 per_thread() {
@@ -43,7 +54,7 @@ per_thread() {
 }
 for round in $(seq "$ROUNDS"); do
   for t in $THREADS; do
-    for label in pool-percore pool-process reference; do
+    for label in "${LABELS[@]}"; do
       pid=${PID_OF[$label]}
       before=$(per_thread "$pid")
       counts=$WORK/counts.txt
@@ -54,11 +65,11 @@ for round in $(seq "$ROUNDS"); do
         perf_pid=$!
         sleep 0.3
       fi
-      out=$(wrk -t"$t" -c256 -d"${DURATION}s" --latency "${URL_OF[$label]}/$ROUTE")
+      out=$(wrk -t"$t" -c"$CONNECTIONS" -d"${DURATION}s" --latency "${URL_OF[$label]}/$ROUTE")
       [ -z "$PERF" ] || wait "$perf_pid" || true
       after=$(per_thread "$pid")
       {
-        printf '=== wrk route=/%s variant=%s threads=%s connections=256 round=%s\n' "$ROUTE" "$label" "$t" "$round"
+        printf '=== wrk route=/%s variant=%s threads=%s connections=%s round=%s\n' "$ROUTE" "$label" "$t" "$CONNECTIONS" "$round"
         echo "$out"
       } >> "$RAW"
       summary=$(echo "$out" | awk '$1 == "50%" || $1 == "90%" || $1 == "99%" { printf "%s %s  ", $1, $2 } /^Requests\/sec/ { printf "%.0f req/s", $2 }')

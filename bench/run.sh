@@ -27,7 +27,7 @@ fi
 
 source bench/lib.sh
 # fsync off: this measures the service and its driver, not the disk. 400 connections: the
-# servers' pools once full (about 170 backends with layer-poolprocess's) plus pgbench's 64
+# servers' pools once full (about 200 backends with layer-poolprocess's and layer-poolpercore's) plus pgbench's 64
 # pass the default 200, and pgbench then failed at the start of the second round.
 start_postgres fsync=off synchronous_commit=off shared_buffers=128MB max_connections=400
 psql -q -v ON_ERROR_STOP=1 "$PG_URL" -f bench/techempower.sql
@@ -65,6 +65,7 @@ start_example percore reference_percore
 start_example deadpool reference_deadpool
 start_example layer-multi techempower RUNTIME=multi
 start_example layer-poolprocess techempower POOL_LAYOUT=process
+start_example layer-poolpercore techempower POOL_LAYOUT=percore
 # The layer's server again, its shared connections and pool connecting over TLS.
 start_example layer-tls techempower DATABASE_URL="$PG_TLS_URL"
 TLS_BASE=${URL_OF[layer-tls]}
@@ -150,7 +151,9 @@ done
 for ref in percore deadpool layer-multi layer-tls; do
   wrk -t2 -c"$CONNECTIONS" -d2s "${URL_OF[$ref]}/db" >/dev/null
 done
-wrk -t2 -c"$CONNECTIONS" -d2s "${URL_OF[layer-poolprocess]}/queries?queries=20" >/dev/null
+for ref in layer-poolprocess layer-poolpercore; do
+  wrk -t2 -c"$CONNECTIONS" -d2s "${URL_OF[$ref]}/queries?queries=20" >/dev/null
+done
 
 # The variants each route is measured on (every one under each wrk -t in $THREADS).
 variants_of() {
@@ -187,7 +190,7 @@ for round in $(seq "$ROUNDS"); do
   for route in db "queries?queries=20" fortunes; do
     for threads in $THREADS; do
       variants="layer percore deadpool"
-      [ "$route" = db ] || [ "$route" = fortunes ] || variants="layer layer-poolprocess shared pooled percore deadpool"
+      [ "$route" = db ] || [ "$route" = fortunes ] || variants="layer layer-poolprocess layer-poolpercore shared pooled percore deadpool"
       for variant in $variants; do
         run_wrk "/$route" "$variant" "$(url_of "$variant" "$route")" "$threads" 256
       done
@@ -241,7 +244,7 @@ for route in "${ROUTES[@]}"; do
 done
 for route in db "queries?queries=20" fortunes; do
   variants="layer percore deadpool"
-  [ "$route" = db ] || [ "$route" = fortunes ] || variants="layer layer-poolprocess shared pooled percore deadpool"
+  [ "$route" = db ] || [ "$route" = fortunes ] || variants="layer layer-poolprocess layer-poolpercore shared pooled percore deadpool"
   for variant in $variants; do
     TABLE="$TABLE
 | \`/$route\`, 256 clients | $variant |$(for t in $THREADS; do
@@ -317,9 +320,13 @@ machine; every variant runs in every round, route by route, so the ratios compar
 minutes apart. Variants: **layer** and **native** are \`examples/techempower/\` (through the
 contract and as native axum handlers over the same data functions, on one current-thread runtime
 per core, each with a \`SO_REUSEPORT\` listener and its own \`Db\`: single statements on
-\`db.shared()\`, one pipelined connection per core; the pool of 32 divided between cores for the rest);
+\`db.shared()\`, one pipelined connection per core; the pool of 32 divided between cores for the rest,
+a core taking a connection from another's share when its own has none idle or has kept it
+waiting 10 ms, \`POOL_LAYOUT=steal\`);
 **layer-poolprocess** is the same with one pool of 32 (one queue) that every core takes its
 connections from (\`POOL_LAYOUT=process\`, 256 clients on \`/queries\` only);
+**layer-poolpercore** is the same with each core on its own share only
+(\`POOL_LAYOUT=percore\`, 256 clients on \`/queries\` only);
 **layer-multi** is the same example with \`RUNTIME=multi\` (one multi-threaded runtime, one
 listener, one \`Db\`: a shared connection per core, pool of 32); every server but layer-tls
 talks plain text to Postgres (\`sslmode=disable\`), as the reference programs do; **percore** is \`examples/reference_percore.rs\`

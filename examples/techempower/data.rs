@@ -7,6 +7,8 @@ use pgbridge::db::{Conn, Db, DbError, Queries};
 use serde::Serialize;
 use tokio_postgres::types::ToSql;
 
+use crate::shares::PoolShares;
+
 /// A `world` row, as the benchmark's JSON names it.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub(crate) struct World {
@@ -70,18 +72,24 @@ pub(crate) async fn one_world(db: &Db) -> Result<World, DbError> {
 
 /// The one pool every core takes its exclusive connections from under `RUNTIME=percore` with
 /// `POOL_LAYOUT=process`, attached to each core's `Db`: one FIFO queue over all
-/// `DB_POOL_SIZE` connections, as plain axum + deadpool has. With a pool per core (the
-/// default), a core that falls behind does so on its own queue while the other's stays
-/// short, and its clients see several times the other core's latency; one queue evens them
-/// out, at the price of a wake-up of the other core for a connection it opened.
+/// `DB_POOL_SIZE` connections, as plain axum + deadpool has. With a pool per core
+/// (`POOL_LAYOUT=percore`), a core that falls behind does so on its own queue while the
+/// other's stays short, and its clients see several times the other core's latency; one
+/// queue evens them out, at the price of a wake-up of the other core for a connection it
+/// opened. `POOL_LAYOUT=steal` (the default, [`PoolShares`]) evens them out only for the
+/// requests its own queue has kept waiting.
 #[derive(Clone)]
 pub(crate) struct ProcessPool(pub(crate) Db);
 
 /// An exclusive connection: from the [`ProcessPool`] attached to `db` if there is one, else
-/// from `db`'s own pool.
+/// by the [`PoolShares`] attached to it if there are (`POOL_LAYOUT=steal`), else from
+/// `db`'s own pool.
 pub(crate) async fn exclusive(db: &Db) -> Result<Conn, DbError> {
-    match db.extension::<ProcessPool>() {
-        Some(pool) => pool.0.conn().await,
+    if let Some(pool) = db.extension::<ProcessPool>() {
+        return pool.0.conn().await;
+    }
+    match db.extension::<PoolShares>() {
+        Some(shares) => shares.conn().await,
         None => db.conn().await,
     }
 }

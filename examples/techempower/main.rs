@@ -22,18 +22,22 @@
 //! `RUNTIME` (default `percore`: one current-thread runtime per core, each with its own
 //! `SO_REUSEPORT` listener and its own `Db` — one shared connection — so that a request,
 //! its single statements and its response stay on one core; `multi`: one multi-threaded
-//! runtime, one listener, one `Db`), `POOL_LAYOUT` (with `RUNTIME=percore`: `percore`, the
-//! default, the pool divided between cores; `process`, one pool of `DB_POOL_SIZE` that every
-//! core takes its exclusive connections from — one FIFO queue, as plain deadpool has, a
-//! connection's driver running on the core that opened it. Divided, the cores' queues drift
-//! apart at 256 clients and one core's clients wait several times the other's: `process`
-//! about halved the p99 of `/queries?queries=20` there, but served up to a third fewer
-//! requests, so it is not the default; `bench/percore_split.sh`). Accepted connections are
-//! `TCP_NODELAY` in both.
+//! runtime, one listener, one `Db`), `POOL_LAYOUT` (with `RUNTIME=percore`, where the
+//! exclusive connections come from: `steal`, the default, the pool divided between cores,
+//! each taking an idle connection from its own share, else an idle one from another core's,
+//! else waiting on its own share and, once it has waited `STEAL_AFTER_MS` (default 10), on
+//! every share at once — `shares.rs`; `percore`, the pool divided, each core on its own
+//! share only, whose queues drift apart at 256 clients until one core's clients wait
+//! several times the other's; `process`, one pool of `DB_POOL_SIZE` that every core takes
+//! from — one FIFO queue, as plain deadpool has, at the price of waking the other core for
+//! every other request. A connection's driver runs on the core that opened it in all three.
+//! `bench/percore_split.sh` compares them). Accepted connections are `TCP_NODELAY` in both
+//! runtimes.
 
 mod contract;
 mod data;
 mod native;
+mod shares;
 
 /// With `--features jemalloc`, the service binary's allocator.
 #[cfg(feature = "jemalloc")]
@@ -50,6 +54,7 @@ use pgbridge::db::{Db, DbConfig};
 use tower::Layer;
 
 use data::ProcessPool;
+use shares::PoolShares;
 
 use contract::{
     db as db_route, fortunes, json, plaintext, pooled_queries, queries, sequential_queries,
@@ -98,17 +103,9 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// Serves on `listener` with its own `Db` (its shared connections belong to this runtime),
-/// taking exclusive connections from `process_pool` if given.
-async fn serve(
-    config: DbConfig,
-    process_pool: Option<Db>,
-    listener: tokio::net::TcpListener,
-) -> Result<(), String> {
-    let mut db = Db::connect(&config).map_err(|e| e.to_string())?;
-    if let Some(pool) = process_pool {
-        db = db.attach(ProcessPool(pool));
-    }
+/// Serves on `listener` with `db` (its shared connections belong to this runtime, opened on
+/// first use).
+async fn serve(db: Db, listener: tokio::net::TcpListener) -> Result<(), String> {
     db.wait_until_ready(Duration::from_secs(2))
         .await
         .map_err(|e| e.to_string())?;
@@ -138,8 +135,9 @@ fn reuseport_listener(addr: std::net::SocketAddr) -> std::io::Result<tokio::net:
 
 /// `RUNTIME=percore` (the default): one current-thread runtime per core, each with its own
 /// `SO_REUSEPORT` listener and its own `Db` (one shared connection), each taking exclusive
-/// connections from its share of the pool (`POOL_LAYOUT=percore`, the default) or all from
-/// one pool (`POOL_LAYOUT=process`). `RUNTIME=multi`: one multi-threaded runtime.
+/// connections from its share of the pool and, when that keeps it waiting, from the others'
+/// (`POOL_LAYOUT=steal`, the default), from its share only (`POOL_LAYOUT=percore`) or all
+/// from one pool (`POOL_LAYOUT=process`). `RUNTIME=multi`: one multi-threaded runtime.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter("warn")
@@ -160,33 +158,45 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if mode != "percore" && mode != "multi" {
         return Err(format!("RUNTIME={mode}: expected percore or multi").into());
     }
-    let layout = std::env::var("POOL_LAYOUT").unwrap_or_else(|_| "percore".into());
-    if layout != "process" && layout != "percore" {
-        return Err(format!("POOL_LAYOUT={layout}: expected process or percore").into());
+    let layout = std::env::var("POOL_LAYOUT").unwrap_or_else(|_| "steal".into());
+    if !["steal", "percore", "process"].contains(&layout.as_str()) {
+        return Err(format!("POOL_LAYOUT={layout}: expected steal, percore or process").into());
     }
+    let steal_after = Duration::from_millis(env_or("STEAL_AFTER_MS", 10));
     if mode == "percore" {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         config.shared.connections = 1;
-        // Opens no connection until a core asks for one; each connection's driver then runs
+        // Open no connection until a core asks for one; each connection's driver then runs
         // on the runtime of the core that opened it.
-        let process_pool = if layout == "process" {
+        let dbs: Vec<Db> = if layout == "process" {
             let mut pool = config.clone();
             pool.shared.connections = 1;
-            Some(Db::connect(&pool)?)
+            let process_pool = ProcessPool(Db::connect(&pool)?);
+            // With one process pool a core's own pool serves only its readiness ping.
+            config.pool_size = 1;
+            (0..cores)
+                .map(|_| Ok(Db::connect(&config)?.attach(process_pool.clone())))
+                .collect::<Result<_, pgbridge::db::DbError>>()?
         } else {
-            None
-        };
-        // With one process pool a core's own pool serves only its readiness ping.
-        config.pool_size = if process_pool.is_some() {
-            1
-        } else {
-            (config.pool_size / cores).max(1)
+            config.pool_size = (config.pool_size / cores).max(1);
+            let shares: std::sync::Arc<[Db]> = (0..cores)
+                .map(|_| Db::connect(&config))
+                .collect::<Result<_, _>>()?;
+            (0..cores)
+                .map(|core| {
+                    let db = shares[core].clone();
+                    if layout == "steal" {
+                        db.attach(PoolShares::new(shares.clone(), core, steal_after))
+                    } else {
+                        db
+                    }
+                })
+                .collect()
         };
         println!("techempower (per core x {cores}) listening on http://{bind}");
-        let threads: Vec<_> = (0..cores)
-            .map(|_| {
-                let config = config.clone();
-                let process_pool = process_pool.clone();
+        let threads: Vec<_> = dbs
+            .into_iter()
+            .map(|db| {
                 std::thread::spawn(move || -> Result<(), String> {
                     let runtime = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
@@ -194,7 +204,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         .map_err(|e| e.to_string())?;
                     runtime.block_on(async {
                         let listener = reuseport_listener(bind).map_err(|e| e.to_string())?;
-                        serve(config, process_pool, listener).await
+                        serve(db, listener).await
                     })
                 })
             })
@@ -210,7 +220,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(bind).await?;
         println!("techempower listening on http://{}", listener.local_addr()?);
-        serve(config, None, listener).await?;
+        serve(Db::connect(&config)?, listener).await?;
         Ok(())
     })
 }

@@ -261,14 +261,51 @@ impl Db {
     /// # Ok(()) }
     /// ```
     pub async fn conn(&self) -> Result<Conn, DbError> {
-        let object = self.pool.get().await.map_err(|err| match err {
+        let object = self.pool.get().await.map_err(|err| self.pool_error(err))?;
+        Ok(Conn::new(object, self.server.clone(), self.unnamed.clone()))
+    }
+
+    /// An exclusive connection like [`conn`](Self::conn)'s, but only if the pool can lend
+    /// one without waiting for another borrower: `Ok(None)` when every connection is in use
+    /// (or others already wait). An idle connection is checked as `conn` checks it (one
+    /// opened before a failover sign is thrown away); when none is idle but the pool is
+    /// below its size, one is opened, within the connect timeout. For spreading work over
+    /// several pools (say, one per core) before queueing on one.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: pgbridge::db::Db, other: pgbridge::db::Db) -> Result<(), pgbridge::db::DbError> {
+    /// let conn = match db.try_conn().await? {
+    ///     Some(conn) => conn,
+    ///     None => other.conn().await?,
+    /// };
+    /// conn.execute("SELECT 1", &[]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn try_conn(&self) -> Result<Option<Conn>, DbError> {
+        let timeouts = deadpool_postgres::Timeouts {
+            wait: Some(Duration::ZERO),
+            ..self.pool.timeouts()
+        };
+        match self.pool.timeout_get(&timeouts).await {
+            Ok(object) => Ok(Some(Conn::new(
+                object,
+                self.server.clone(),
+                self.unnamed.clone(),
+            ))),
+            Err(PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)) => Ok(None),
+            Err(err) => Err(self.pool_error(err)),
+        }
+    }
+
+    /// A pool error as [`DbError`]: a failure to open a connection names the endpoint.
+    fn pool_error(&self, err: PoolError) -> DbError {
+        match err {
             PoolError::Backend(err) => DbError::Connect(super::connect::ConnectError::connecting(
                 err,
                 (*self.endpoint).clone(),
             )),
             other => other.into(),
-        })?;
-        Ok(Conn::new(object, self.server.clone(), self.unnamed.clone()))
+        }
     }
 
     /// `SELECT 1` within `timeout`: readiness.

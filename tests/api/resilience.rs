@@ -124,6 +124,46 @@ async fn a_statement_past_its_timeout_is_a_504_with_no_retry_after() {
     );
 }
 
+/// `Db::try_conn` lends a connection only when the pool can without waiting: it reuses an
+/// idle one, answers `None` (not a wait-timeout error) while every one is lent, and, like
+/// `conn`, never lends one opened before a failover sign.
+#[tokio::test]
+async fn try_conn_lends_only_what_is_free_now() {
+    let url = Cluster::shared().await.create_database().await;
+    let mut config = pgbridge::db::DbConfig::new(url);
+    config.pool_size = 1;
+    // Were `try_conn` to wait, it would fail with a timeout after this, not answer None.
+    config.pool_wait = Duration::from_secs(600);
+    let db = pgbridge::db::Db::connect(&config).unwrap();
+    let pid = |conn: pgbridge::db::Conn| async move {
+        let row = conn
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap();
+        row.get::<_, i32>(0)
+    };
+    let first = db
+        .try_conn()
+        .await
+        .unwrap()
+        .expect("an empty pool opens one");
+    assert!(
+        db.try_conn().await.unwrap().is_none(),
+        "the only connection is lent"
+    );
+    let opened = pid(first).await;
+    let again = db.try_conn().await.unwrap().expect("the idle one");
+    assert_eq!(pid(again).await, opened, "the idle connection is reused");
+    db.failover()
+        .mark(pgbridge::db::failover::Sign::ConnectionLost);
+    let fresh = db.try_conn().await.unwrap().expect("a new one");
+    assert_ne!(
+        pid(fresh).await,
+        opened,
+        "a connection opened before the failover sign is not lent"
+    );
+}
+
 /// A cancel sent for an abandoned query must never land on the next query that borrows
 /// the same pooled connection. The abandoned query ends on its own at about the moment it
 /// is abandoned, which is when a cancel that has been written but not yet acted on by the
