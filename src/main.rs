@@ -3,7 +3,9 @@
 //! clean stop, 1 when it cannot start or stops on an error.
 
 #![warn(rust_2018_idioms, missing_debug_implementations)]
-#![forbid(unsafe_code)]
+// One module allocates (`page_aligned`, the global allocator without jemalloc); nothing else
+// may use `unsafe`.
+#![deny(unsafe_code)]
 
 use std::process::ExitCode;
 
@@ -21,6 +23,16 @@ use tracing_subscriber::util::SubscriberInitExt;
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Without jemalloc: glibc's malloc, with 8 KiB blocks on their own pages
+/// ([`page_aligned`]).
+#[cfg(not(feature = "jemalloc"))]
+#[global_allocator]
+static GLOBAL: page_aligned::PageAligned = page_aligned::PageAligned;
+
+#[cfg(not(feature = "jemalloc"))]
+#[allow(unsafe_code)]
+mod page_aligned;
 
 fn main() -> ExitCode {
     // Socket activation (systemd `.socket` units, `systemfd`, the tests): a listening socket
