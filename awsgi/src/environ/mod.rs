@@ -44,8 +44,7 @@ use cgi::{form_decode, split_host};
 pub struct Environ {
     /// Boxed: an application's future holds its environ (often twice, the layer's call
     /// and the application's own arguments), and moves it whole whenever it is moved;
-    /// behind a pointer, the request's futures stay small enough for the allocator's
-    /// fast size classes, for one small allocation of its own.
+    /// behind a pointer the request's futures stay small, for one small allocation.
     f: Box<Fields>,
 }
 
