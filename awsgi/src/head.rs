@@ -109,23 +109,34 @@ fn well_known_name(name: &str) -> Option<HeaderName> {
 }
 
 /// The common values, as static `HeaderValue`s: sent without copying them per response.
+/// Each is a constant, checked once at compile time: `HeaderValue::from_static` called at
+/// run time checks its bytes on every call.
 fn well_known(value: &str) -> Option<HeaderValue> {
-    let value = match value {
-        "application/json" => "application/json",
-        "application/json; charset=utf-8" => "application/json; charset=utf-8",
-        "application/problem+json" => "application/problem+json",
-        "application/octet-stream" => "application/octet-stream",
-        "text/plain" => "text/plain",
-        "text/plain; charset=utf-8" => "text/plain; charset=utf-8",
-        "text/html" => "text/html",
-        "text/html; charset=utf-8" => "text/html; charset=utf-8",
-        "text/event-stream" => "text/event-stream",
-        "no-cache" => "no-cache",
-        "no-store" => "no-store",
-        "nosniff" => "nosniff",
-        _ => return None,
-    };
-    Some(HeaderValue::from_static(value))
+    macro_rules! known {
+        ($value:expr; $($text:literal),* $(,)?) => {
+            match $value {
+                $($text => {
+                    const VALUE: HeaderValue = HeaderValue::from_static($text);
+                    VALUE
+                })*
+                _ => return None,
+            }
+        };
+    }
+    Some(known!(value;
+        "application/json",
+        "application/json; charset=utf-8",
+        "application/problem+json",
+        "application/octet-stream",
+        "text/plain",
+        "text/plain; charset=utf-8",
+        "text/html",
+        "text/html; charset=utf-8",
+        "text/event-stream",
+        "no-cache",
+        "no-store",
+        "nosniff",
+    ))
 }
 
 fn parse_status(status: &str) -> Result<StatusCode, StartResponseError> {
@@ -208,6 +219,10 @@ mod tests {
             assert!(!is_hop_by_hop(&fast), "{name}");
         }
         assert_eq!(well_known_name("CONTENT-TYPE"), None);
+        for value in ["application/json", "text/html; charset=utf-8", "nosniff"] {
+            assert_eq!(well_known(value).expect("a well-known value"), value);
+        }
+        assert_eq!(well_known("pgbridge"), None);
         assert_eq!(parse_status("200 OK"), Ok(StatusCode::OK));
     }
 

@@ -1,6 +1,7 @@
 //! The routes through the contract: WSGI-shaped applications behind `AwsgiLayer`.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use awsgi::{Application, Body, Environ, Error, StartResponse};
 use pgbridge::db::Db;
@@ -10,12 +11,13 @@ use crate::data::*;
 pub(crate) const JSON: [(&str, &str); 2] =
     [("Content-Type", "application/json"), ("Server", "pgbridge")];
 
-/// A contract application over the `Db` it was built with, cloned for each request as a
-/// native handler's `State` is: no `Router::layer(Extension(…))`, which would wrap each of
-/// these routes in one more boxed service per request than its native twin has.
-pub(crate) fn with_db<F, Fut>(db: Db, app: F) -> impl Application
+/// A contract application over the `Db` it was built with, shared with each request as a
+/// native handler's `State` is (one `Arc`, as the reference program's state; a `Db` clone
+/// bumps several): no `Router::layer(Extension(…))`, which would wrap each of these routes in one
+/// more boxed service per request than its native twin has.
+pub(crate) fn with_db<F, Fut>(db: Arc<Db>, app: F) -> impl Application
 where
-    F: Fn(Db, Environ, StartResponse) -> Fut + Send + Sync + 'static,
+    F: Fn(Arc<Db>, Environ, StartResponse) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Body, Error>> + Send,
 {
     move |environ: Environ, sr: StartResponse| app(db.clone(), environ, sr)
@@ -36,13 +38,17 @@ pub(crate) async fn json(_: Environ, sr: StartResponse) -> Result<Body, Error> {
     )?))
 }
 
-pub(crate) async fn db(db: Db, _: Environ, sr: StartResponse) -> Result<Body, Error> {
+pub(crate) async fn db(db: Arc<Db>, _: Environ, sr: StartResponse) -> Result<Body, Error> {
     let world = one_world(&db).await?;
     sr.start("200 OK", JSON)?;
     Ok(Body::from(serde_json::to_vec(&world)?))
 }
 
-pub(crate) async fn queries(db: Db, environ: Environ, sr: StartResponse) -> Result<Body, Error> {
+pub(crate) async fn queries(
+    db: Arc<Db>,
+    environ: Environ,
+    sr: StartResponse,
+) -> Result<Body, Error> {
     let n = query_count(environ.query("queries").as_deref());
     let worlds = many_worlds(&db, n).await?;
     sr.start("200 OK", JSON)?;
@@ -50,7 +56,7 @@ pub(crate) async fn queries(db: Db, environ: Environ, sr: StartResponse) -> Resu
 }
 
 pub(crate) async fn shared_queries(
-    db: Db,
+    db: Arc<Db>,
     environ: Environ,
     sr: StartResponse,
 ) -> Result<Body, Error> {
@@ -61,7 +67,7 @@ pub(crate) async fn shared_queries(
 }
 
 pub(crate) async fn pooled_queries(
-    db: Db,
+    db: Arc<Db>,
     environ: Environ,
     sr: StartResponse,
 ) -> Result<Body, Error> {
@@ -72,7 +78,7 @@ pub(crate) async fn pooled_queries(
 }
 
 pub(crate) async fn sequential_queries(
-    db: Db,
+    db: Arc<Db>,
     environ: Environ,
     sr: StartResponse,
 ) -> Result<Body, Error> {
@@ -82,14 +88,18 @@ pub(crate) async fn sequential_queries(
     Ok(Body::from(serde_json::to_vec(&worlds)?))
 }
 
-pub(crate) async fn updates(db: Db, environ: Environ, sr: StartResponse) -> Result<Body, Error> {
+pub(crate) async fn updates(
+    db: Arc<Db>,
+    environ: Environ,
+    sr: StartResponse,
+) -> Result<Body, Error> {
     let n = query_count(environ.query("queries").as_deref());
     let worlds = update_worlds(&db, n).await?;
     sr.start("200 OK", JSON)?;
     Ok(Body::from(serde_json::to_vec(&worlds)?))
 }
 
-pub(crate) async fn fortunes(db: Db, _: Environ, sr: StartResponse) -> Result<Body, Error> {
+pub(crate) async fn fortunes(db: Arc<Db>, _: Environ, sr: StartResponse) -> Result<Body, Error> {
     let html = fortunes_html(&db).await?;
     sr.start(
         "200 OK",

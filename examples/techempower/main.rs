@@ -67,6 +67,8 @@ fn contract<A: Application>(layer: &AwsgiLayer, app: A) -> awsgi::AwsgiService<A
 }
 
 fn app(db: Db) -> Router {
+    // Shared by every route and request: one `Arc` clone each, not a `Db` clone (several `Arc`s).
+    let db = std::sync::Arc::new(db);
     let layer = AwsgiLayer::new();
     Router::new()
         .route_service("/plaintext", contract(&layer, plaintext))

@@ -1,5 +1,7 @@
 //! The native axum twins of the contract's routes, over the same data functions.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::{Html, IntoResponse, Response};
@@ -44,12 +46,12 @@ pub(crate) async fn native_json() -> Response {
     server(Json(serde_json::json!({ "message": "Hello, World!" })).into_response())
 }
 
-pub(crate) async fn native_db(State(db): State<Db>) -> Result<Response, Failure> {
+pub(crate) async fn native_db(State(db): State<Arc<Db>>) -> Result<Response, Failure> {
     Ok(server(Json(one_world(&db).await?).into_response()))
 }
 
 pub(crate) async fn native_queries(
-    State(db): State<Db>,
+    State(db): State<Arc<Db>>,
     Query(q): Query<Count>,
 ) -> Result<Response, Failure> {
     let n = query_count(q.queries.as_deref());
@@ -57,13 +59,13 @@ pub(crate) async fn native_queries(
 }
 
 pub(crate) async fn native_updates(
-    State(db): State<Db>,
+    State(db): State<Arc<Db>>,
     Query(q): Query<Count>,
 ) -> Result<Response, Failure> {
     let n = query_count(q.queries.as_deref());
     Ok(server(Json(update_worlds(&db, n).await?).into_response()))
 }
 
-pub(crate) async fn native_fortunes(State(db): State<Db>) -> Result<Response, Failure> {
+pub(crate) async fn native_fortunes(State(db): State<Arc<Db>>) -> Result<Response, Failure> {
     Ok(server(Html(fortunes_html(&db).await?).into_response()))
 }

@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::Environ;
 use super::cgi::decode_path;
+use super::{Environ, Fields};
 use crate::{Errors, Input};
 
 /// Builds an [`Environ`]. The layer uses it for every request; tests and examples use it to
@@ -60,7 +60,7 @@ impl EnvironBuilder {
     /// assert_eq!((environ.server_name(), environ.server_port()), ("internal", 8080));
     /// ```
     pub fn server(mut self, name: impl Into<Arc<str>>, port: u16) -> Self {
-        self.environ.server_fallback = (name.into(), port);
+        self.environ.f.server_fallback = (name.into(), port);
         self
     }
 
@@ -72,7 +72,7 @@ impl EnvironBuilder {
     /// assert_eq!(environ.get("wsgi.url_scheme").as_deref(), Some("https"));
     /// ```
     pub fn https(mut self, https: bool) -> Self {
-        self.environ.url_scheme = if https { "https" } else { "http" };
+        self.environ.f.url_scheme = if https { "https" } else { "http" };
         self
     }
 
@@ -86,7 +86,7 @@ impl EnvironBuilder {
     /// assert_eq!(environ.get("REMOTE_ADDR").as_deref(), Some("192.0.2.7"));
     /// ```
     pub fn remote_addr(mut self, addr: SocketAddr) -> Self {
-        self.environ.remote_addr = Some(addr);
+        self.environ.f.remote_addr = Some(addr);
         self
     }
 
@@ -100,7 +100,7 @@ impl EnvironBuilder {
     /// assert_eq!(environ.routing_arg("id"), Some("7"));
     /// ```
     pub fn routing_args(mut self, args: Vec<(String, String)>) -> Self {
-        self.environ.routing_args = args;
+        self.environ.f.routing_args = args;
         self
     }
 
@@ -119,7 +119,7 @@ impl EnvironBuilder {
     /// # }
     /// ```
     pub fn input(mut self, input: Input) -> Self {
-        self.environ.input = input;
+        self.environ.f.input = input;
         self
     }
 
@@ -150,23 +150,25 @@ pub(crate) fn layer_environ(
 ) -> Environ {
     let path = parts.uri.path();
     let mut environ = Environ {
-        path_info: path.contains('%').then(|| decode_path(path)),
-        script_name: String::new(),
-        server_fallback: server,
-        url_scheme: if parts.uri.scheme_str() == Some("https") {
-            "https"
-        } else {
-            "http"
-        },
-        method: parts.method,
-        uri: parts.uri,
-        version: parts.version,
-        remote_addr,
-        headers: parts.headers,
-        routing_args,
-        extensions: parts.extensions,
-        input,
-        errors: Errors::default(),
+        f: Box::new(Fields {
+            path_info: path.contains('%').then(|| decode_path(path)),
+            script_name: String::new(),
+            server_fallback: server,
+            url_scheme: if parts.uri.scheme_str() == Some("https") {
+                "https"
+            } else {
+                "http"
+            },
+            method: parts.method,
+            uri: parts.uri,
+            version: parts.version,
+            remote_addr,
+            headers: parts.headers,
+            routing_args,
+            extensions: parts.extensions,
+            input,
+            errors: Errors::default(),
+        }),
     };
     if let Some(prefix) = prefix {
         take_script_name(&mut environ, prefix);
@@ -181,8 +183,8 @@ fn take_script_name(environ: &mut Environ, prefix: &str) {
     let decoded = decode_path(prefix);
     if let Some(rest) = environ.path_info().strip_prefix(decoded.as_str()) {
         if rest.is_empty() || rest.starts_with('/') {
-            environ.path_info = Some(rest.to_owned());
-            environ.script_name = decoded;
+            environ.f.path_info = Some(rest.to_owned());
+            environ.f.script_name = decoded;
         }
     }
 }

@@ -42,6 +42,15 @@ use cgi::{form_decode, split_host};
 /// ```
 #[derive(Debug)]
 pub struct Environ {
+    /// Boxed: an application's future holds its environ (often twice, the layer's call
+    /// and the application's own arguments), and moves it whole whenever it is moved;
+    /// behind a pointer the request's futures stay small, for one small allocation.
+    f: Box<Fields>,
+}
+
+/// The variables of an [`Environ`].
+#[derive(Debug)]
+struct Fields {
     method: Method,
     /// The request target; `PATH_INFO` and `QUERY_STRING` are read from it.
     uri: http::Uri,
@@ -115,7 +124,7 @@ impl Environ {
     /// assert_eq!(environ.method(), http::Method::DELETE);
     /// ```
     pub fn method(&self) -> &Method {
-        &self.method
+        &self.f.method
     }
 
     /// `SCRIPT_NAME`: the mount prefix, percent-decoded; empty at the root.
@@ -126,7 +135,7 @@ impl Environ {
     /// assert_eq!(environ.script_name(), "/api");
     /// ```
     pub fn script_name(&self) -> &str {
-        &self.script_name
+        &self.f.script_name
     }
 
     /// `PATH_INFO`: the path below the mount point, percent-decoded as CGI does.
@@ -137,7 +146,10 @@ impl Environ {
     /// assert_eq!(environ.path_info(), "/café");
     /// ```
     pub fn path_info(&self) -> &str {
-        self.path_info.as_deref().unwrap_or_else(|| self.uri.path())
+        self.f
+            .path_info
+            .as_deref()
+            .unwrap_or_else(|| self.f.uri.path())
     }
 
     /// `QUERY_STRING`, raw (not decoded), without the `?`.
@@ -148,7 +160,7 @@ impl Environ {
     /// assert_eq!(environ.query_string(), "q=a+b");
     /// ```
     pub fn query_string(&self) -> &str {
-        self.uri.query().unwrap_or("")
+        self.f.uri.query().unwrap_or("")
     }
 
     /// The query string's `name=value` pairs, decoded (`+` is a space).
@@ -196,7 +208,7 @@ impl Environ {
     /// assert_eq!(environ.headers()["accept"], "text/html");
     /// ```
     pub fn headers(&self) -> &HeaderMap {
-        &self.headers
+        &self.f.headers
     }
 
     /// `CONTENT_TYPE`, if the client sent one.
@@ -210,7 +222,8 @@ impl Environ {
     /// assert_eq!(environ.content_type(), Some("application/json"));
     /// ```
     pub fn content_type(&self) -> Option<&str> {
-        self.headers
+        self.f
+            .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
     }
@@ -223,7 +236,8 @@ impl Environ {
     /// assert_eq!(environ.content_length(), Some(12));
     /// ```
     pub fn content_length(&self) -> Option<u64> {
-        self.headers
+        self.f
+            .headers
             .get(header::CONTENT_LENGTH)
             .and_then(crate::head::content_length)
     }
@@ -237,7 +251,7 @@ impl Environ {
     /// assert_eq!(environ.remote_addr(), Some(peer));
     /// ```
     pub fn remote_addr(&self) -> Option<SocketAddr> {
-        self.remote_addr
+        self.f.remote_addr
     }
 
     /// `wsgi.url_scheme`: `"http"` or `"https"`.
@@ -248,7 +262,7 @@ impl Environ {
     /// assert_eq!(environ.url_scheme(), "http");
     /// ```
     pub fn url_scheme(&self) -> &'static str {
-        self.url_scheme
+        self.f.url_scheme
     }
 
     /// `SERVER_NAME`: the host the client asked for (`Host`), else the server's own name.
@@ -261,7 +275,7 @@ impl Environ {
     pub fn server_name(&self) -> &str {
         match self.host() {
             Some(host) => split_host(host).0,
-            None => &self.server_fallback.0,
+            None => &self.f.server_fallback.0,
         }
     }
 
@@ -275,20 +289,23 @@ impl Environ {
     /// ```
     pub fn server_port(&self) -> u16 {
         match self.host() {
-            Some(host) => {
-                split_host(host)
-                    .1
-                    .unwrap_or(if self.url_scheme == "https" { 443 } else { 80 })
-            }
-            None => self.server_fallback.1,
+            Some(host) => split_host(host)
+                .1
+                .unwrap_or(if self.f.url_scheme == "https" {
+                    443
+                } else {
+                    80
+                }),
+            None => self.f.server_fallback.1,
         }
     }
 
     fn host(&self) -> Option<&str> {
-        self.headers
+        self.f
+            .headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
-            .or_else(|| self.uri.authority().map(|a| a.as_str()))
+            .or_else(|| self.f.uri.authority().map(|a| a.as_str()))
             .filter(|h| !h.is_empty())
     }
 
@@ -302,7 +319,7 @@ impl Environ {
     /// assert_eq!(environ.routing_args().len(), 2);
     /// ```
     pub fn routing_args(&self) -> &[(String, String)] {
-        &self.routing_args
+        &self.f.routing_args
     }
 
     /// One routing argument by name.
@@ -315,7 +332,8 @@ impl Environ {
     /// assert_eq!(environ.routing_arg("missing"), None);
     /// ```
     pub fn routing_arg(&self, name: &str) -> Option<&str> {
-        self.routing_args
+        self.f
+            .routing_args
             .iter()
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.as_str())
@@ -334,7 +352,7 @@ impl Environ {
     /// assert_eq!(environ.extensions().get::<Pool>().map(|p| p.0), Some("primary"));
     /// ```
     pub fn extensions(&self) -> &Extensions {
-        &self.extensions
+        &self.f.extensions
     }
 
     /// A mutable view of the extensions, for middleware written as applications.
@@ -346,7 +364,7 @@ impl Environ {
     /// assert_eq!(environ.extensions().get::<u32>(), Some(&42));
     /// ```
     pub fn extensions_mut(&mut self) -> &mut Extensions {
-        &mut self.extensions
+        &mut self.f.extensions
     }
 
     /// `wsgi.input`: the request body.
@@ -362,7 +380,7 @@ impl Environ {
     /// # let _ = awsgi::AwsgiService::new(echo);
     /// ```
     pub fn input(&mut self) -> &mut Input {
-        &mut self.input
+        &mut self.f.input
     }
 
     /// Takes `wsgi.input` out of the environ, leaving an empty one, e.g. to move the
@@ -383,7 +401,7 @@ impl Environ {
     /// # let _ = awsgi::AwsgiService::new(stream_back);
     /// ```
     pub fn take_input(&mut self) -> Input {
-        std::mem::replace(&mut self.input, Input::empty())
+        std::mem::replace(&mut self.f.input, Input::empty())
     }
 
     /// `wsgi.errors`: diagnostics, to the log.
@@ -394,7 +412,7 @@ impl Environ {
     /// environ.errors().write("something odd, carrying on");
     /// ```
     pub fn errors(&self) -> Errors {
-        self.errors
+        self.f.errors
     }
 }
 

@@ -22,19 +22,19 @@ impl Environ {
     /// ```
     pub fn get(&self, name: &str) -> Option<Cow<'_, str>> {
         let value: Cow<'_, str> = match name {
-            "REQUEST_METHOD" => self.method.as_str().into(),
-            "SCRIPT_NAME" => self.script_name.as_str().into(),
+            "REQUEST_METHOD" => self.f.method.as_str().into(),
+            "SCRIPT_NAME" => self.f.script_name.as_str().into(),
             "PATH_INFO" => self.path_info().into(),
             "QUERY_STRING" => self.query_string().into(),
             "CONTENT_TYPE" => return self.header_cgi(header::CONTENT_TYPE.as_str()),
             "CONTENT_LENGTH" => return self.header_cgi(header::CONTENT_LENGTH.as_str()),
             "SERVER_NAME" => self.server_name().into(),
             "SERVER_PORT" => self.server_port().to_string().into(),
-            "SERVER_PROTOCOL" => protocol(self.version).into(),
-            "REMOTE_ADDR" => self.remote_addr?.ip().to_string().into(),
-            "REMOTE_PORT" => self.remote_addr?.port().to_string().into(),
+            "SERVER_PROTOCOL" => protocol(self.f.version).into(),
+            "REMOTE_ADDR" => self.f.remote_addr?.ip().to_string().into(),
+            "REMOTE_PORT" => self.f.remote_addr?.port().to_string().into(),
             "wsgi.version" => "1.0".into(),
-            "wsgi.url_scheme" => self.url_scheme.into(),
+            "wsgi.url_scheme" => self.f.url_scheme.into(),
             "wsgi.multithread" => "true".into(),
             "wsgi.multiprocess" => "false".into(),
             "wsgi.run_once" => "false".into(),
@@ -64,7 +64,7 @@ impl Environ {
             .filter_map(|name| Some((name.to_string(), self.get(name)?.into_owned())))
             .collect();
         let mut seen: Vec<String> = Vec::new();
-        for name in self.headers.keys() {
+        for name in self.f.headers.keys() {
             if name == header::CONTENT_TYPE || name == header::CONTENT_LENGTH {
                 continue;
             }
@@ -80,7 +80,7 @@ impl Environ {
     }
 
     fn header_cgi(&self, name: &str) -> Option<Cow<'_, str>> {
-        let mut values = self.headers.get_all(name).iter();
+        let mut values = self.f.headers.get_all(name).iter();
         let first = values.next()?;
         let mut joined = String::from_utf8_lossy(first.as_bytes()).into_owned();
         for value in values {
@@ -93,7 +93,7 @@ impl Environ {
     /// `HTTP_FOO_BAR`: every header whose CGI name is `FOO_BAR`, joined with `", "`.
     fn http_variable(&self, cgi_suffix: &str) -> Option<Cow<'_, str>> {
         let mut joined: Option<String> = None;
-        for (name, value) in &self.headers {
+        for (name, value) in &self.f.headers {
             if cgi_name(name.as_str())[5..] != *cgi_suffix {
                 continue;
             }
