@@ -9,6 +9,10 @@
 //!
 //! `DB_POOL_SIZE` (default 32) sets the pool.
 
+#[path = "shared/fortunes_page.rs"]
+mod fortunes_page;
+
+use fortunes_page::{Fortune, render_fortunes};
 use std::str::FromStr;
 
 use axum::extract::{Query, State};
@@ -109,28 +113,19 @@ async fn fortunes(State(pool): State<Pool>) -> Result<Response, Failure> {
     let client = pool.get().await?;
     let statement = client.prepare_cached(FORTUNES).await?;
     let rows = client.query(&statement, &[]).await?;
-    let mut fortunes: Vec<(i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    fortunes.push((0, "Additional fortune added at request time.".into()));
-    fortunes.sort_by(|a, b| a.1.cmp(&b.1));
-    let mut html = String::with_capacity(2048);
-    html.push_str("<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table><tr><th>id</th><th>message</th></tr>");
-    for (id, message) in &fortunes {
-        html.push_str("<tr><td>");
-        html.push_str(&id.to_string());
-        html.push_str("</td><td>");
-        for c in message.chars() {
-            match c {
-                '&' => html.push_str("&amp;"),
-                '<' => html.push_str("&lt;"),
-                '>' => html.push_str("&gt;"),
-                '"' => html.push_str("&quot;"),
-                '\'' => html.push_str("&#x27;"),
-                c => html.push(c),
-            }
-        }
-        html.push_str("</td></tr>");
-    }
-    html.push_str("</table></body></html>");
+    let mut fortunes: Vec<Fortune<'_>> = rows
+        .iter()
+        .map(|r| Fortune {
+            id: r.get(0),
+            message: r.get(1),
+        })
+        .collect();
+    fortunes.push(Fortune {
+        id: 0,
+        message: "Additional fortune added at request time.",
+    });
+    fortunes.sort_by(|a, b| a.message.cmp(b.message));
+    let html = render_fortunes(&fortunes);
     Ok(server(Html(html).into_response()))
 }
 

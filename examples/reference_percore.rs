@@ -15,6 +15,10 @@
 //!     cargo run --release --example reference_percore
 //! ```
 
+#[path = "shared/fortunes_page.rs"]
+mod fortunes_page;
+
+use fortunes_page::{Fortune, render_fortunes};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -142,28 +146,19 @@ async fn queries(
 async fn fortunes(State(conns): State<Arc<Conns>>) -> Result<Response, Failure> {
     let pg = conns.pick();
     let rows = pg.client.query(&pg.fortunes, &[]).await?;
-    let mut fortunes: Vec<(i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    fortunes.push((0, "Additional fortune added at request time.".into()));
-    fortunes.sort_by(|a, b| a.1.cmp(&b.1));
-    let mut html = String::with_capacity(2048);
-    html.push_str("<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table><tr><th>id</th><th>message</th></tr>");
-    for (id, message) in &fortunes {
-        html.push_str("<tr><td>");
-        html.push_str(&id.to_string());
-        html.push_str("</td><td>");
-        for c in message.chars() {
-            match c {
-                '&' => html.push_str("&amp;"),
-                '<' => html.push_str("&lt;"),
-                '>' => html.push_str("&gt;"),
-                '"' => html.push_str("&quot;"),
-                '\'' => html.push_str("&#x27;"),
-                c => html.push(c),
-            }
-        }
-        html.push_str("</td></tr>");
-    }
-    html.push_str("</table></body></html>");
+    let mut fortunes: Vec<Fortune<'_>> = rows
+        .iter()
+        .map(|r| Fortune {
+            id: r.get(0),
+            message: r.get(1),
+        })
+        .collect();
+    fortunes.push(Fortune {
+        id: 0,
+        message: "Additional fortune added at request time.",
+    });
+    fortunes.sort_by(|a, b| a.message.cmp(b.message));
+    let html = render_fortunes(&fortunes);
     Ok(server(Html(html).into_response()))
 }
 

@@ -36,6 +36,8 @@
 
 mod contract;
 mod data;
+#[path = "../shared/fortunes_page.rs"]
+mod fortunes_page;
 mod native;
 mod shares;
 
