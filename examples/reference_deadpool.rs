@@ -12,7 +12,6 @@
 #[path = "shared/fortunes_page.rs"]
 mod fortunes_page;
 
-use fortunes_page::{Fortune, render_fortunes};
 use std::str::FromStr;
 
 use axum::extract::{Query, State};
@@ -113,19 +112,7 @@ async fn fortunes(State(pool): State<Pool>) -> Result<Response, Failure> {
     let client = pool.get().await?;
     let statement = client.prepare_cached(FORTUNES).await?;
     let rows = client.query(&statement, &[]).await?;
-    let mut fortunes: Vec<Fortune<'_>> = rows
-        .iter()
-        .map(|r| Fortune {
-            id: r.get(0),
-            message: r.get(1),
-        })
-        .collect();
-    fortunes.push(Fortune {
-        id: 0,
-        message: "Additional fortune added at request time.",
-    });
-    fortunes.sort_by(|a, b| a.message.cmp(b.message));
-    let html = render_fortunes(&fortunes);
+    let html = fortunes_page::page(&rows)?;
     Ok(server(Html(html).into_response()))
 }
 

@@ -18,7 +18,6 @@
 #[path = "shared/fortunes_page.rs"]
 mod fortunes_page;
 
-use fortunes_page::{Fortune, render_fortunes};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -146,19 +145,7 @@ async fn queries(
 async fn fortunes(State(conns): State<Arc<Conns>>) -> Result<Response, Failure> {
     let pg = conns.pick();
     let rows = pg.client.query(&pg.fortunes, &[]).await?;
-    let mut fortunes: Vec<Fortune<'_>> = rows
-        .iter()
-        .map(|r| Fortune {
-            id: r.get(0),
-            message: r.get(1),
-        })
-        .collect();
-    fortunes.push(Fortune {
-        id: 0,
-        message: "Additional fortune added at request time.",
-    });
-    fortunes.sort_by(|a, b| a.message.cmp(b.message));
-    let html = render_fortunes(&fortunes);
+    let html = fortunes_page::page(&rows)?;
     Ok(server(Html(html).into_response()))
 }
 

@@ -11,6 +11,25 @@ pub(crate) struct Fortune<'a> {
     pub(crate) message: &'a str,
 }
 
+/// The page for the `fortune` table's `rows` (`id`, `message`): one more fortune added at
+/// request time, all sorted by message, escaped and rendered. The messages are borrowed
+/// from the rows, not copied.
+pub(crate) fn page(rows: &[tokio_postgres::Row]) -> Result<String, tokio_postgres::Error> {
+    let mut fortunes = Vec::with_capacity(rows.len() + 1);
+    for row in rows {
+        fortunes.push(Fortune {
+            id: row.try_get(0)?,
+            message: row.try_get(1)?,
+        });
+    }
+    fortunes.push(Fortune {
+        id: 0,
+        message: "Additional fortune added at request time.",
+    });
+    fortunes.sort_by(|a, b| a.message.cmp(b.message));
+    Ok(render_fortunes(&fortunes))
+}
+
 /// The page's HTML for `fortunes`, in their order, each message escaped.
 pub(crate) fn render_fortunes(fortunes: &[Fortune<'_>]) -> String {
     const HEAD: &str = "<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table><tr><th>id</th><th>message</th></tr>";

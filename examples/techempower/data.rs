@@ -7,7 +7,7 @@ use pgbridge::db::{Conn, Db, DbError, Queries};
 use serde::Serialize;
 use tokio_postgres::types::ToSql;
 
-use crate::fortunes_page::{Fortune, render_fortunes};
+use crate::fortunes_page;
 use crate::shares::PoolShares;
 
 /// A `world` row, as the benchmark's JSON names it.
@@ -186,17 +186,5 @@ pub(crate) async fn update_worlds(db: &Db, n: usize) -> Result<Vec<World>, DbErr
 /// messages are borrowed, not copied; ids are written without a `String` each.
 pub(crate) async fn fortunes_html(db: &Db) -> Result<String, DbError> {
     let rows = db.shared().query(SELECT_FORTUNES, &[]).await?;
-    let mut fortunes = Vec::with_capacity(rows.len() + 1);
-    for row in &rows {
-        fortunes.push(Fortune {
-            id: row.try_get(0)?,
-            message: row.try_get(1)?,
-        });
-    }
-    fortunes.push(Fortune {
-        id: 0,
-        message: "Additional fortune added at request time.",
-    });
-    fortunes.sort_by(|a, b| a.message.cmp(b.message));
-    Ok(render_fortunes(&fortunes))
+    Ok(fortunes_page::page(&rows)?)
 }
