@@ -34,6 +34,7 @@
 //! setting is not a constant to the planner), and Postgres re-plans a cached statement run
 //! under another role or `row_security` setting.
 
+use std::fmt::Write;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -79,7 +80,8 @@ impl ServerPrepared {
         let digest = digest.finalize();
         let mut name = String::from("pgbridge_");
         for byte in &digest[..8] {
-            push_hex(&mut name, *byte);
+            // Writing to a String cannot fail.
+            let _ = write!(name, "{byte:02x}");
         }
         let declared: Vec<String> = types
             .iter()
@@ -184,8 +186,6 @@ fn literal_type(ty: &Type) -> bool {
 
 /// The literal's text, from the binary encoding of a value of type `ty`.
 fn write_literal(text: &mut String, ty: &Type, encoded: &[u8]) -> Option<()> {
-    use std::fmt::Write;
-
     let value = match *ty {
         Type::INT2 => i64::from(i16::from_be_bytes(encoded.try_into().ok()?)),
         Type::INT4 => i64::from(i32::from_be_bytes(encoded.try_into().ok()?)),
@@ -199,12 +199,6 @@ fn write_literal(text: &mut String, ty: &Type, encoded: &[u8]) -> Option<()> {
     // Writing to a String cannot fail.
     let _ = write!(text, "{value}");
     Some(())
-}
-
-fn push_hex(text: &mut String, byte: u8) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    text.push(char::from(DIGITS[usize::from(byte >> 4)]));
-    text.push(char::from(DIGITS[usize::from(byte & 0xf)]));
 }
 
 #[cfg(test)]
