@@ -85,11 +85,12 @@ struct Learnt {
     named: usize,
 }
 
+/// One statement text: its parameter types, and its name on the server connections.
 #[derive(Debug, Clone)]
-struct Text {
-    types: Arc<[Type]>,
+pub(crate) struct Text {
+    pub(crate) types: Arc<[Type]>,
     /// Its name on the server connections, when eligible ([`ServerPrepared`]).
-    server: Option<Arc<ServerPrepared>>,
+    pub(crate) server: Option<Arc<ServerPrepared>>,
 }
 
 impl StatementTypes {
@@ -102,15 +103,13 @@ impl StatementTypes {
     }
 
     pub(crate) fn cached(&self, sql: &str) -> Option<Arc<[Type]>> {
-        self.lock().texts.get(sql).map(|text| text.types.clone())
+        self.text(sql).map(|text| text.types)
     }
 
-    /// `sql`'s name on the server connections, if it has one (learnt first).
-    pub(crate) fn server_prepared(&self, sql: &str) -> Option<Arc<ServerPrepared>> {
-        self.lock()
-            .texts
-            .get(sql)
-            .and_then(|text| text.server.clone())
+    /// What is known of `sql` (its types and its name on the server connections), in one
+    /// look-up, if it was learnt.
+    pub(crate) fn text(&self, sql: &str) -> Option<Text> {
+        self.lock().texts.get(sql).cloned()
     }
 
     fn remember(&self, sql: &str, types: Arc<[Type]>) {
@@ -271,18 +270,21 @@ mod tests {
         // Only the first texts get a name on the server connections, however many the
         // process sees, and however often the cache is cleared.
         assert_eq!(cache.lock().named, MAX_NAMED);
-        assert!(cache.server_prepared("SELECT 0").is_none(), "cleared");
+        assert!(cache.text("SELECT 0").is_none(), "cleared");
         assert!(
             cache
-                .server_prepared(&format!("SELECT {}", MAX_CACHED + 9))
+                .text(&format!("SELECT {}", MAX_CACHED + 9))
+                .and_then(|text| text.server)
                 .is_none()
         );
         let fresh = StatementTypes::new(Duration::from_secs(1));
         fresh.remember("SELECT $1", Arc::from(vec![Type::INT8]));
         fresh.remember("SELECT $1::text", Arc::from(vec![Type::TEXT]));
-        assert!(fresh.server_prepared("SELECT $1").is_some());
+        assert!(fresh.text("SELECT $1").and_then(|t| t.server).is_some());
         assert!(
-            fresh.server_prepared("SELECT $1::text").is_none(),
+            fresh
+                .text("SELECT $1::text")
+                .is_some_and(|t| t.server.is_none()),
             "not eligible"
         );
     }

@@ -67,6 +67,21 @@ impl Unnamed {
             .await
             .map_err(Into::into)
     }
+
+    /// `sql`'s parameter types and its name on the server connections, if it has one
+    /// ([`server_prepared`](crate::db::server_prepared)): one look-up when known, else
+    /// learnt now as [`param_types`](Self::param_types) learns them.
+    async fn learnt(&self, sql: &str) -> Result<pooler::Text, DbError> {
+        if let Some(text) = self.types.text(sql) {
+            return Ok(text);
+        }
+        let types = self.param_types(sql).await?;
+        // Gone only if the cache was cleared in between: run unnamed this once.
+        Ok(self.types.text(sql).unwrap_or(pooler::Text {
+            types,
+            server: None,
+        }))
+    }
 }
 
 /// The shared, pipelined connections of a [`Db`](super::Db); get it with

@@ -101,10 +101,10 @@ impl Shared {
         let (_, scope_type) = unit::scope_statement(owner);
         let mut prepared = vec![Prepared::Unnamed(Arc::from([scope_type]))];
         for step in steps {
-            let types = unnamed.param_types(step.sql()).await?;
-            prepared.push(match unnamed.types.server_prepared(step.sql()) {
+            let text = unnamed.learnt(step.sql()).await?;
+            prepared.push(match text.server {
                 Some(server) => Prepared::Execute(server),
-                None => Prepared::Unnamed(types),
+                None => Prepared::Unnamed(text.types),
             });
         }
         let named = prepared
