@@ -61,23 +61,26 @@ async fn open(
     server: Arc<CancelTarget>,
     timeout: Duration,
 ) -> Result<Arc<Link>, DbError> {
-    let (client, connection) = tokio::time::timeout(timeout, pg.connect())
-        .await
-        .map_err(|_| DbError::Unavailable(format!("connect: no answer within {timeout:?}")))??;
-    tokio::spawn(async move {
-        if let Err(err) = connection.await
-            && let Some(left_out) = CLOSED_LOG.admit(Instant::now())
-        {
-            tracing::warn!(error = %err, left_out, "shared Postgres connection closed");
-        }
-    });
     // One empty query before the link takes statements. Directly, the start-up exchange
     // already proved the server; through a transaction pooler it proved only the pooler,
     // which may accept a client and then fail its first query (PgBouncer after a failed
     // server login refuses every query for `server_login_retry`). Without the probe such a
     // link counted as a successful connect, failed the statement it took, and the next
     // statement connected again: thousands of connects a second, none of them backed off.
-    tokio::time::timeout(timeout, client.simple_query(""))
+    // Start-up and probe together within the one connect timeout.
+    let connected = async {
+        let (client, connection) = pg.connect().await?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.await
+                && let Some(left_out) = CLOSED_LOG.admit(Instant::now())
+            {
+                tracing::warn!(error = %err, left_out, "shared Postgres connection closed");
+            }
+        });
+        client.simple_query("").await?;
+        Ok::<_, DbError>(client)
+    };
+    let client = tokio::time::timeout(timeout, connected)
         .await
         .map_err(|_| DbError::Unavailable(format!("connect: no answer within {timeout:?}")))??;
     Ok(Arc::new(Link::new(client, server)))
