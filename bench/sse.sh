@@ -3,7 +3,8 @@
 # connection; server RSS and PATCH-to-delivery latency. Writes its section of
 # bench/RESULTS.md and its raw output to bench/results/<time>-sse.txt. Loopback only.
 # Usage: bash bench/sse.sh   (SUBSCRIBERS=10000 ROUNDS=20; FEATURES=jemalloc builds the server
-# with that cargo feature, as the Docker image is; the server gets MAX_CONNECTIONS
+# with that cargo feature, as the Docker image is; SERVER_BIN=/path/to/pgbridge runs that
+# binary instead of this tree's, to compare an old build with a new one; the server gets MAX_CONNECTIONS
 # = SUBSCRIBERS + 1000, and the client fails, rather than waits, if the streams do not all
 # open within OPEN_TIMEOUT_S, default 120)
 # The streams need a token: the client (examples/sse_fanout.rs) signs the `bench` account up
@@ -21,7 +22,9 @@ MAX_CONNECTIONS=${MAX_CONNECTIONS:-$((SUBSCRIBERS + 1000))}
 # refuse all but the first few, so the server runs with them off (0) or at SUBSCRIBERS.
 PER_CLIENT_LIMITS="MAX_CONNECTIONS_PER_ADDRESS=0 MAX_LONG_REQUESTS_PER_ADDRESS=0 EVENTS_MAX_STREAMS_PER_ACCOUNT=$SUBSCRIBERS"
 FEATURES=${FEATURES:-}
-RAW_COMMAND="${FEATURES:+FEATURES=$FEATURES }SUBSCRIBERS=$SUBSCRIBERS ROUNDS=$ROUNDS MAX_CONNECTIONS=$MAX_CONNECTIONS bash bench/sse.sh"
+RAW_COMMAND="${FEATURES:+FEATURES=$FEATURES }${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }SUBSCRIBERS=$SUBSCRIBERS ROUNDS=$ROUNDS MAX_CONNECTIONS=$MAX_CONNECTIONS bash bench/sse.sh"
+
+SERVER_BIN=${SERVER_BIN:-./target/release/pgbridge}
 
 source bench/lib.sh
 start_postgres fsync=off
@@ -37,7 +40,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ "$(ulimit -n)" -gt $((SUBSCRIBERS + 200)) ] || { echo "open-file limit $(ulimit -n) is too low for $SUBSCRIBERS streams" >&2; exit 1; }
 echo "== pgbridge on 127.0.0.1:$HTTP_PORT"
 DATABASE_URL=$URL BIND_ADDR=127.0.0.1:$HTTP_PORT RUST_LOG=warn DB_POOL_SIZE=16 \
-  MAX_CONNECTIONS=$MAX_CONNECTIONS env $PER_CLIENT_LIMITS ./target/release/pgbridge > "$WORK/server.log" 2>&1 &
+  MAX_CONNECTIONS=$MAX_CONNECTIONS env $PER_CLIENT_LIMITS "$SERVER_BIN" > "$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 BENCH_PIDS+=("$SERVER_PID")
 ready=no
