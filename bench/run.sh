@@ -130,7 +130,7 @@ run_wrk() {
     tail -n 5 "$log" >&2 || true
     printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$4" "$conns" "$bad" >> "$WORK/errors.tsv"
   fi
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$4" "$conns" "$rps" "$p99" "${bad:-0}" >> "$RESULTS"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$4" "$conns" "$rps" "$p99" "${bad:-0}" "$ROUND" >> "$RESULTS"
   printf '  %-22s %-14s -t%s -c%-4s %10s req/s  p99 %8s ms%s\n' "$1" "$2" "$4" "$conns" "$rps" "$p99" "${bad:+  non-2xx $bad}"
 }
 run_pgbench() {
@@ -140,7 +140,7 @@ run_pgbench() {
     || { echo "FAIL pgbench: $out" >&2; exit 1; }
   { echo "=== pgbench round=$ROUND"; echo "$out"; } >> "$RAW"
   tps=$(echo "$out" | awk '/^tps = / { printf "%.0f", $3; exit }')
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "pgbench ceiling" pgbench 0 "$CONNECTIONS" "$tps" "" 0 >> "$RESULTS"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "pgbench ceiling" pgbench 0 "$CONNECTIONS" "$tps" "" 0 "$ROUND" >> "$RESULTS"
   printf '  %-22s %-14s %10s tx/s\n' "pgbench ceiling" pgbench "$tps"
 }
 
@@ -230,6 +230,23 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; 
 fmt() { awk -v v="$1" 'BEGIN { if (v == "n/a" || v == "") print "n/a"; else printf "%\047.0f", v }'; }
 verdict() { awk -v r="$1" -v t="$2" -v dir="$3" 'BEGIN { if (r == "n/a") { print "n/a"; exit } ok = (dir == "ge") ? (r + 0 >= t + 0) : (r + 0 <= t + 0); print ok ? "met" : "missed" }'; }
 vs() { ratio "$(stat "$1" "$2" "$4" 5)" "$(stat "$1" "$3" "$4" 5)"; } # vs ROUTE A B THREADS
+# spread ROUTE A B THREADS [CONNECTIONS] [COLUMN]: the range of A / B over the rounds, each
+# round's A against the same round's B (nothing with one round): how far a median can swing.
+spread() {
+  awk -F'\t' -v l="$1" -v a="$2" -v b="$3" -v t="$4" -v c="${5:-$CONNECTIONS}" -v col="${6:-5}" '
+    $1 == l && $3 == t && $4 == c && $2 == a { A[$8] = $col }
+    $1 == l && $3 == t && $4 == c && $2 == b { B[$8] = $col }
+    END {
+      n = 0
+      for (r in A) if ((r in B) && B[r] > 0) {
+        x = A[r] / B[r]
+        if (n == 0 || x < lo) lo = x
+        if (n == 0 || x > hi) hi = x
+        n++
+      }
+      if (n > 1) printf " (rounds %.2f–%.2f)", lo, hi
+    }' "$RESULTS"
+}
 
 HEAD="| route | variant |"; RULE="| --- | --- |"
 for t in $THREADS; do HEAD="$HEAD req/s, \`-t$t\` | p99 ms, \`-t$t\` |"; RULE="$RULE ---: | ---: |"; done
@@ -261,7 +278,7 @@ row() { # row TEXT ROUTE A B THRESHOLD [le]; THRESHOLD 0: a ratio to read, no ta
   local line="| $1 |" r t
   for t in $THREADS; do
     r=$(vs "$2" "$3" "$4" "$t")
-    if [ "$5" = 0 ]; then line="$line $r |"; else line="$line $r: $(verdict "$r" "$5" "${6:-ge}") |"; fi
+    if [ "$5" = 0 ]; then line="$line $r |"; else line="$line $r$(spread "$2" "$3" "$4" "$t"): $(verdict "$r" "$5" "${6:-ge}") |"; fi
   done
   TARGETS="$TARGETS
 $line"
@@ -281,7 +298,7 @@ p99row() { # p99row ROUTE: layer p99 against the per-core program's at 256 clien
   local line="| p99 at 256 clients, layer / per-core program, \`$1\` (≤ 1) |" t r
   for t in $THREADS; do
     r=$(ratio "$(stat "$1" layer "$t" 6 256)" "$(stat "$1" percore "$t" 6 256)")
-    line="$line $r: $(verdict "$r" 1 le) |"
+    line="$line $r$(spread "$1" layer percore "$t" 256 6): $(verdict "$r" 1 le) |"
   done
   TARGETS="$TARGETS
 $line"
@@ -291,7 +308,7 @@ q256() {
   local line="| \`/queries?queries=20\`, 256 clients: layer / axum + deadpool (≥ 1) |" t r
   for t in $THREADS; do
     r=$(ratio "$(stat "/queries?queries=20" layer "$t" 5 256)" "$(stat "/queries?queries=20" deadpool "$t" 5 256)")
-    line="$line $r: $(verdict "$r" 1 ge) |"
+    line="$line $r$(spread "/queries?queries=20" layer deadpool "$t" 256): $(verdict "$r" 1 ge) |"
   done
   TARGETS="$TARGETS
 $line"
@@ -342,6 +359,10 @@ single-row \`SELECT\`.
 ![req/s and p99 per route and variant, wrk -t1 and -t2](techempower.svg)
 
 $TABLE
+
+A target's ratio is the ratio of the two medians; in brackets, the lowest and highest ratio
+of the two measured in the same round, where a run has more than one: a verdict whose range
+straddles its threshold is within this machine's round-to-round swing.
 
 $TARGETS
 $ERRORS
