@@ -58,6 +58,7 @@ fi
 echo "$OUT" | tee -a "$RAW"
 raw_end
 val() { echo "$OUT" | awk -v k="$1" '$1 == k { print $2 }'; }
+vals() { echo "$OUT" | awk -v k="$1" '$1 == k { $1 = ""; sub(/^ /, ""); print }'; }
 
 verdict() { awk -v a="$1" -v b="$2" 'BEGIN { print (a + 0 < b + 0) ? "met" : "missed" }'; }
 SECTION=$(cat <<MD
@@ -81,6 +82,8 @@ request, the commit, the NOTIFY, the fan-out and the client's own scheduling of 
 | PATCH → each delivery, p99 | $(val delivery_p99_ms) ms | |
 | server CPU per round (of which in the kernel) | $(val server_cpu_ms_round) ms ($(val server_sys_ms_round) ms) | |
 | benchmark client CPU per round | $(val client_cpu_ms_round) ms | |
+
+PATCH → last subscriber, round by round (ms): $(vals last_subscriber_ms_by_round).
 
 Where the time goes: each event costs the server one wake-up and one \`writev\` per stream, and
 the client one \`read\` per stream. On loopback a \`writev\` also runs the receiving socket's TCP
