@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The service itself (the pgbridge binary) on one multi-threaded runtime (RUNTIME=multi, the
-# default) against one current-thread runtime per core (RUNTIME=percore), interleaved route
-# by route, each under wrk -t1 and -t2 (nothing pinned): GET /healthz (no database) and
+# default: tokio's worker per core), on that runtime with one worker more than the cores
+# (multi-plus1: TOKIO_WORKER_THREADS=cores+1), and on one current-thread runtime per core (RUNTIME=percore), interleaved route by route, each under wrk -t1 and -t2
+# (nothing pinned): GET /healthz (no database) and
 # GET /notes/{id} (a bearer token checked, the note read under its account's scope), with the
 # server's CPU per request (utime+stime from /proc/PID/stat around each run ÷ requests). Raw
 # output: bench/results/<time>-service_runtime.txt; writes its section of bench/RESULTS.md.
@@ -27,9 +28,18 @@ if [ -z "$BIN" ]; then
 fi
 raw_results service_runtime
 declare -A URL_OF PID_OF
-for runtime in multi percore; do
+VARIANTS="multi multi-plus1 percore"
+# settings_of VARIANT: its environment.
+settings_of() {
+  case $1 in
+    multi) echo "RUNTIME=multi" ;;
+    multi-plus1) echo "RUNTIME=multi TOKIO_WORKER_THREADS=$(($(nproc) + 1))" ;;
+    percore) echo "RUNTIME=percore" ;;
+  esac
+}
+for runtime in $VARIANTS; do
   port=$(free_port)
-  DATABASE_URL="$PG_URL" BIND_ADDR="127.0.0.1:$port" RUNTIME=$runtime RUST_LOG=warn \
+  env DATABASE_URL="$PG_URL" BIND_ADDR="127.0.0.1:$port" $(settings_of "$runtime") RUST_LOG=warn \
     "$BIN" > "$WORK/$runtime.log" 2>&1 &
   BENCH_PIDS+=("$!")
   PID_OF[$runtime]=$!
@@ -44,7 +54,7 @@ TOKEN=$(curl -sf -H 'Content-Type: application/json' -d '{"username":"bench","pa
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
 NOTE=$(curl -sf -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{"title":"bench"}' "$BASE/notes" \
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
-for runtime in multi percore; do
+for runtime in $VARIANTS; do
   curl -sf -H "Authorization: Bearer $TOKEN" "${URL_OF[$runtime]}/notes/$NOTE" | grep -q '"title":"bench"' \
     || { echo "FAIL: GET /notes/$NOTE on $runtime" >&2; exit 1; }
 done
@@ -55,7 +65,7 @@ HZ=$(getconf CLK_TCK)
 to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
 RESULTS=$WORK/results.tsv; : > "$RESULTS"
 ROUND=0
-for runtime in multi percore; do
+for runtime in $VARIANTS; do
   wrk -t2 -c"$CONNECTIONS" -d2s -H "Authorization: Bearer $TOKEN" "${URL_OF[$runtime]}/notes/$NOTE" >/dev/null
 done
 for round in $(seq "$ROUNDS"); do
@@ -64,7 +74,7 @@ for round in $(seq "$ROUNDS"); do
   for route in /healthz "/notes/$NOTE"; do
     label=$route; [ "$route" = /healthz ] || label="/notes/{id}"
     for threads in $THREADS; do
-      for runtime in multi percore; do
+      for runtime in $VARIANTS; do
         before=$(ticks "${PID_OF[$runtime]}")
         out=$(wrk -t"$threads" -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Authorization: Bearer $TOKEN" "${URL_OF[$runtime]}$route")
         after=$(ticks "${PID_OF[$runtime]}")
@@ -84,21 +94,26 @@ raw_end
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 stat() { awk -F'\t' -v l="$1" -v v="$2" -v t="$3" -v col="$4" '$1 == l && $2 == v && $3 == t { print $col }' "$RESULTS" | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'; }
-TABLE="| route | wrk | multi-threaded req/s | per core req/s | per core / multi | multi server CPU µs/req | per core server CPU µs/req | multi p99 ms | per core p99 ms | non-2xx (multi, per core) |
-| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+TABLE="| route | wrk | variant | req/s | × multi | server CPU µs/req | p99 ms | non-2xx |
+| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"
 for label in /healthz "/notes/{id}"; do
   for t in $THREADS; do
-    m=$(stat "$label" multi "$t" 4); p=$(stat "$label" percore "$t" 4)
-    TABLE="$TABLE
-| \`$label\` | \`-t$t\` | $m | $p | $(ratio "$p" "$m") | $(stat "$label" multi "$t" 7) | $(stat "$label" percore "$t" 7) | $(stat "$label" multi "$t" 5) | $(stat "$label" percore "$t" 5) | $(awk -F'\t' -v l="$label" -v t="$t" '$1 == l && $3 == t { s[$2] += $6 } END { printf "%d, %d", s["multi"], s["percore"] }' "$RESULTS") |"
+    m=$(stat "$label" multi "$t" 4)
+    for runtime in $VARIANTS; do
+      r=$(stat "$label" "$runtime" "$t" 4)
+      TABLE="$TABLE
+| \`$label\` | \`-t$t\` | $runtime | $r | $(ratio "$r" "$m") | $(stat "$label" "$runtime" "$t" 7) | $(stat "$label" "$runtime" "$t" 5) | $(awk -F'\t' -v l="$label" -v t="$t" -v v="$runtime" '$1 == l && $3 == t && $2 == v { s += $6 } END { printf "%d", s }' "$RESULTS") |"
+    done
   done
 done
-SECTION="## The service on one runtime per core (\`RUNTIME=percore\`) or one multi-threaded runtime (issue 21)
+SECTION="## The service's threads: one multi-threaded runtime (a worker per core, or one more) or one runtime per core (issue 21)
 
 \`$RAW_COMMAND\`, $(date -u +%Y-%m-%d): $(machine); $(run_facts).
-Two \`pgbridge\` processes on one Postgres, \`RUNTIME=multi\` (the default) and \`RUNTIME=percore\`
-(src/server/percore.rs: a current-thread runtime per core, every core accepting on the one
-socket, each with its own \`Db\`), interleaved route by route in each round, under
+Three \`pgbridge\` processes on one Postgres: **multi**, \`RUNTIME=multi\` (the default: one
+multi-threaded runtime, tokio's worker per core); **multi-plus1**, the same with one worker more
+than the $(nproc) cores (\`TOKIO_WORKER_THREADS=$(($(nproc) + 1))\`); **percore**,
+\`RUNTIME=percore\` (src/server/percore.rs: a current-thread runtime per core, every core
+accepting on the one socket, each with its own \`Db\`); interleaved route by route in each round, under
 \`wrk -tT -c$CONNECTIONS -d${DURATION}s\` for T in $THREADS (nothing pinned); medians of the rounds.
 \`/notes/{id}\` checks a bearer token and reads the note under its account's scope. Server CPU
 per request: the process's utime+stime (\`/proc/PID/stat\`) across the run ÷ its requests.

@@ -45,7 +45,7 @@ fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server: SocketAddr = env("PGBRIDGE", "127.0.0.1:8080".parse()?);
     let subscribers: usize = env("SUBSCRIBERS", 10_000);
-    let rounds: usize = env("ROUNDS", 20);
+    let rounds: usize = env("ROUNDS", 100);
     let server_pid: u32 = env("SERVER_PID", 0);
     let database_url: String = env("DATABASE_URL", String::new());
 
