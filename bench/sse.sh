@@ -7,7 +7,8 @@
 # binary instead of this tree's, to compare an old build with a new one; the server reads
 # TOKIO_WORKER_THREADS from the environment, like every tokio program; it gets MAX_CONNECTIONS
 # = SUBSCRIBERS + 1000, and the client fails, rather than waits, if the streams do not all
-# open within OPEN_TIMEOUT_S, default 120)
+# open within OPEN_TIMEOUT_S, default 120; PROFILE=1 adds a `perf record -g` of the server
+# over 5 s of rounds to the raw output)
 # The streams need a token: the client (examples/sse_fanout.rs) signs the `bench` account up
 # and logs in first, and every stream sends `Authorization: Bearer` (each one is
 # authenticated when it opens, and its session checked again on every heartbeat).
@@ -24,7 +25,7 @@ MAX_CONNECTIONS=${MAX_CONNECTIONS:-$((SUBSCRIBERS + 1000))}
 # refuse all but the first few, so the server runs with them off (0) or at SUBSCRIBERS.
 PER_CLIENT_LIMITS="MAX_CONNECTIONS_PER_ADDRESS=0 MAX_LONG_REQUESTS_PER_ADDRESS=0 EVENTS_MAX_STREAMS_PER_ACCOUNT=$SUBSCRIBERS"
 FEATURES=${FEATURES:-}
-RAW_COMMAND="${FEATURES:+FEATURES=$FEATURES }${TOKIO_WORKER_THREADS:+TOKIO_WORKER_THREADS=$TOKIO_WORKER_THREADS }${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }SUBSCRIBERS=$SUBSCRIBERS ROUNDS=$ROUNDS MAX_CONNECTIONS=$MAX_CONNECTIONS bash bench/sse.sh"
+RAW_COMMAND="${PROFILE:+PROFILE=$PROFILE }${FEATURES:+FEATURES=$FEATURES }${TOKIO_WORKER_THREADS:+TOKIO_WORKER_THREADS=$TOKIO_WORKER_THREADS }${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }SUBSCRIBERS=$SUBSCRIBERS ROUNDS=$ROUNDS MAX_CONNECTIONS=$MAX_CONNECTIONS bash bench/sse.sh"
 
 SERVER_BIN=${SERVER_BIN:-./target/release/pgbridge}
 
@@ -50,7 +51,16 @@ for _ in $(seq 300); do curl -sf "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null
 [ "$ready" = yes ] || { echo "the server did not become ready in 30 s; its log:" >&2; cat "$WORK/server.log" >&2; exit 1; }
 
 echo "== $SUBSCRIBERS subscribers, $ROUNDS rounds"
-if ! OUT=$(PGBRIDGE=127.0.0.1:$HTTP_PORT SERVER_PID=$SERVER_PID DATABASE_URL=$URL \
+# PROFILE=1: perf on the server from the first round (the client creates $MARK then), 5 s.
+MARK=$WORK/rounds-started
+PERF_JOB=
+if [ "${PROFILE:-0}" = 1 ]; then
+  command -v perf >/dev/null || { echo "PROFILE=1 needs perf (apt-get install linux-perf)" >&2; exit 1; }
+  ( for _ in $(seq 3000); do [ -e "$MARK" ] && break; sleep 0.1; done
+    perf record -q -F 999 -g -p "$SERVER_PID" -o "$WORK/perf.data" -- sleep 5 >/dev/null 2>&1 ) &
+  PERF_JOB=$!
+fi
+if ! OUT=$(PGBRIDGE=127.0.0.1:$HTTP_PORT SERVER_PID=$SERVER_PID DATABASE_URL=$URL ROUNDS_STARTED_FILE=$MARK \
       SUBSCRIBERS=$SUBSCRIBERS ROUNDS=$ROUNDS ./target/release/examples/sse_fanout); then
   echo "$OUT"
   echo "FAILED: the fan-out client stopped (above); the server's log tail:" >&2
@@ -58,6 +68,17 @@ if ! OUT=$(PGBRIDGE=127.0.0.1:$HTTP_PORT SERVER_PID=$SERVER_PID DATABASE_URL=$UR
   exit 1
 fi
 echo "$OUT" | tee -a "$RAW"
+if [ -n "$PERF_JOB" ]; then
+  wait "$PERF_JOB" || true
+  {
+    echo "== server profile: perf record -g -F 999 over 5 s of rounds, self time"
+    perf report -q -i "$WORK/perf.data" --stdio --no-children -g none --sort dso 2>/dev/null | head -5
+    perf report -q -i "$WORK/perf.data" --stdio --no-children -g none --sort symbol 2>/dev/null | head -30
+    echo "== the same, with callees (the kernel's send path and, on loopback, the receiver's)"
+    perf report -q -i "$WORK/perf.data" --stdio --children -g none --sort symbol 2>/dev/null \
+      | grep -E '__GI___writev|tcp_sendmsg_locked|net_rx_action|tcp_v4_rcv|sock_def_readable' | head -8
+  } | sed 's/ *$//' | tee -a "$RAW"
+fi
 raw_end
 val() { echo "$OUT" | awk -v k="$1" '$1 == k { print $2 }'; }
 vals() { echo "$OUT" | awk -v k="$1" '$1 == k { $1 = ""; sub(/^ /, ""); print }'; }
@@ -84,6 +105,9 @@ request, the commit, the NOTIFY, the fan-out and the client's own scheduling of 
 | PATCH → each delivery, p99 | $(val delivery_p99_ms) ms | |
 | server CPU per round (of which in the kernel) | $(val server_cpu_ms_round) ms ($(val server_sys_ms_round) ms) | |
 | benchmark client CPU per round | $(val client_cpu_ms_round) ms | |
+| rounds whose last delivery took over 100 ms | $(val rounds_over_100_ms) of $ROUNDS | |
+| idle CPU while a round delivered (mean) | $(val idle_cpu_ms_delivering) ms | |
+| server threads preempted per round | $(val server_preempted_round) | |
 
 PATCH → last subscriber, round by round (ms): $(vals last_subscriber_ms_by_round).
 

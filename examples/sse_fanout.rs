@@ -95,13 +95,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_open = rss_kb(server_pid);
 
+    // A marker for `PROFILE=1 bash bench/sse.sh`, which starts `perf` on the server now.
+    if let Ok(path) = std::env::var("ROUNDS_STARTED_FILE") {
+        std::fs::write(path, b"")?;
+    }
     let server_cpu_before = cpu_ms(server_pid);
     let server_system_before = cpu_split_ms(server_pid).1;
     let client_cpu_before = own_cpu_ms();
+    let preempted_before = involuntary_switches(server_pid);
+    // Idle CPU while deliveries are under way (not in the pauses between rounds), in ticks.
+    let mut idle_ticks = 0;
     let mut last_per_round = Vec::with_capacity(rounds);
     let mut all = Vec::with_capacity(rounds * subscribers);
     for round in 0..rounds {
         while rx.try_recv().is_ok() {}
+        let idle_before = idle_ticks_now();
         let sent = Instant::now();
         // Only this PATCH makes events now, so whatever arrives next is its event.
         patch_note(server, note_id, round).await?;
@@ -126,6 +134,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Err(format!("round {round}: {got} of {subscribers} deliveries").into());
         }
         last_per_round.push(last);
+        idle_ticks += idle_ticks_now().saturating_sub(idle_before);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let rss_peak = peak_rss_kb(server_pid);
@@ -133,6 +142,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server_cpu = (cpu_ms(server_pid) - server_cpu_before) / rounds as f64;
     let server_system = (cpu_split_ms(server_pid).1 - server_system_before) / rounds as f64;
     let client_cpu = (own_cpu_ms() - client_cpu_before) / rounds as f64;
+    let preempted =
+        involuntary_switches(server_pid).saturating_sub(preempted_before) as f64 / rounds as f64;
+    let idle_ms = idle_ticks as f64 * 1000.0 / TICKS_PER_SECOND / rounds as f64;
+    let slow_rounds = last_per_round
+        .iter()
+        .filter(|d| **d > Duration::from_millis(100))
+        .count();
 
     let by_round: Vec<String> = last_per_round
         .iter()
@@ -166,6 +182,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("server_cpu_ms_round    {server_cpu:.1}");
     println!("server_sys_ms_round    {server_system:.1}");
     println!("client_cpu_ms_round    {client_cpu:.1}");
+    println!("rounds_over_100_ms     {slow_rounds}");
+    println!("idle_cpu_ms_delivering {idle_ms:.1}");
+    println!("server_preempted_round {preempted:.0}");
     if !database_url.is_empty() {
         let (client, conn) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls).await?;
         tokio::spawn(conn);
@@ -346,6 +365,40 @@ fn cpu_split_ms(pid: u32) -> (f64, f64) {
     };
     (ticks(11) * 10.0, ticks(12) * 10.0)
 }
+
+/// The server's threads' involuntary context switches so far (each a time it was preempted).
+fn involuntary_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+        .filter_map(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("nonvoluntary_ctxt_switches:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .sum()
+}
+
+/// The machine's idle time so far, all cores, in clock ticks (`/proc/stat`).
+fn idle_ticks_now() -> u64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|stat| {
+            stat.lines()
+                .next()
+                .and_then(|cpu| cpu.split_whitespace().nth(4))
+                .and_then(|idle| idle.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Clock ticks per second of `/proc` times (`USER_HZ`: 100 on Linux, as `cpu_split_ms` assumes).
+const TICKS_PER_SECOND: f64 = 100.0;
 
 /// This process's own CPU time, in ms.
 fn own_cpu_ms() -> f64 {
