@@ -70,13 +70,14 @@ fi
 echo "$OUT" | tee -a "$RAW"
 if [ -n "$PERF_JOB" ]; then
   wait "$PERF_JOB" || true
+  # awk, not head: head's early exit would fail the pipeline (pipefail) and end the script.
   {
     echo "== server profile: perf record -g -F 999 over 5 s of rounds, self time"
-    perf report -q -i "$WORK/perf.data" --stdio --no-children -g none --sort dso 2>/dev/null | head -5
-    perf report -q -i "$WORK/perf.data" --stdio --no-children -g none --sort symbol 2>/dev/null | head -30
+    perf report -q -i "$WORK/perf.data" --stdio --no-children -g none --sort dso 2>/dev/null | awk 'NR <= 5'
+    perf report -q -i "$WORK/perf.data" --stdio --no-children -g none --sort symbol 2>/dev/null | awk 'NR <= 30'
     echo "== the same, with callees (the kernel's send path and, on loopback, the receiver's)"
     perf report -q -i "$WORK/perf.data" --stdio --children -g none --sort symbol 2>/dev/null \
-      | grep -E '__GI___writev|tcp_sendmsg_locked|net_rx_action|tcp_v4_rcv|sock_def_readable' | head -8
+      | awk '/__GI___writev|tcp_sendmsg_locked|net_rx_action|tcp_v4_rcv|sock_def_readable/ && n++ < 8'
   } | sed 's/ *$//' | tee -a "$RAW"
 fi
 raw_end
