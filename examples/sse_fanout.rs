@@ -330,7 +330,13 @@ async fn patch_note(
 }
 
 fn status_kb(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+    status_field(std::path::Path::new(&format!("/proc/{pid}/status")), field)
+}
+
+/// A number field of a `/proc/…/status` file (`VmRSS:`, `nonvoluntary_ctxt_switches:`), 0
+/// if it cannot be read.
+fn status_field(path: &std::path::Path, field: &str) -> u64 {
+    std::fs::read_to_string(path)
         .ok()
         .and_then(|s| {
             s.lines()
@@ -341,7 +347,7 @@ fn status_kb(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// User + system CPU time of a process, in ms, from `/proc/PID/stat` (clock ticks of 10 ms).
+/// User + system CPU time of a process, in ms, from `/proc/PID/stat` (in clock ticks).
 fn cpu_ms(pid: u32) -> f64 {
     let (user, system) = cpu_split_ms(pid);
     user + system
@@ -363,7 +369,8 @@ fn cpu_split_ms(pid: u32) -> (f64, f64) {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    (ticks(11) * 10.0, ticks(12) * 10.0)
+    let ms = 1000.0 / TICKS_PER_SECOND;
+    (ticks(11) * ms, ticks(12) * ms)
 }
 
 /// The server's threads' involuntary context switches so far (each a time it was preempted).
@@ -373,14 +380,7 @@ fn involuntary_switches(pid: u32) -> u64 {
     };
     tasks
         .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
-        .filter_map(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("nonvoluntary_ctxt_switches:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        })
+        .map(|task| status_field(&task.path().join("status"), "nonvoluntary_ctxt_switches:"))
         .sum()
 }
 
@@ -397,7 +397,7 @@ fn idle_ticks_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Clock ticks per second of `/proc` times (`USER_HZ`: 100 on Linux, as `cpu_split_ms` assumes).
+/// Clock ticks per second of `/proc` times (`USER_HZ`: 100 on Linux).
 const TICKS_PER_SECOND: f64 = 100.0;
 
 /// This process's own CPU time, in ms.

@@ -103,7 +103,8 @@ impl StatementTypes {
     }
 
     pub(crate) fn cached(&self, sql: &str) -> Option<Arc<[Type]>> {
-        self.text(sql).map(|text| text.types)
+        // Only the types: cloning the whole `Text` would count its server name up and down.
+        self.lock().texts.get(sql).map(|text| text.types.clone())
     }
 
     /// What is known of `sql` (its types and its name on the server connections), in one
