@@ -61,6 +61,9 @@ pub struct Marks {
     marked_at: AtomicU64,
     /// The [`Sign`] of the latest mark: 1 read-only, 2 lost.
     last_sign: AtomicU64,
+    /// Nanoseconds from [`base`] to the latest new connection that reached the server,
+    /// plus one (0: none yet).
+    connected_at: AtomicU64,
 }
 
 fn base() -> Instant {
@@ -93,6 +96,35 @@ impl Marks {
     pub fn is_stale(&self, opened: Instant) -> bool {
         let marked = self.marked_at.load(Ordering::Acquire);
         marked != 0 && since_base(opened) < marked
+    }
+
+    /// Records that a new connection reached the server now: the pool's (a `post_create`
+    /// hook in [`super::Db`]) or the shared path's. A path that saw the server down a moment
+    /// ago (the shared path answers a failed connect from memory for a short while) asks
+    /// [`connected_since`](Self::connected_since) and tries again at once, so that it does
+    /// not refuse requests after `/readyz`, through the pool, has found the server back.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use pgbridge::db::failover::Marks;
+    ///
+    /// let marks = Marks::default();
+    /// let failed = Instant::now();
+    /// assert!(!marks.connected_since(failed));
+    /// marks.connected();
+    /// assert!(marks.connected_since(failed));
+    /// ```
+    pub fn connected(&self) {
+        self.connected_at.fetch_max(
+            since_base(Instant::now()).saturating_add(1),
+            Ordering::AcqRel,
+        );
+    }
+
+    /// Whether a new connection reached the server at or after `at`.
+    pub fn connected_since(&self, at: Instant) -> bool {
+        let connected = self.connected_at.load(Ordering::Acquire);
+        connected != 0 && connected > since_base(at)
     }
 
     /// The signs seen so far.

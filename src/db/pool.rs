@@ -173,6 +173,15 @@ impl Db {
                     }
                 }
             }))
+            // Seen by the shared path: a slot that failed to connect a moment ago tries
+            // again once the pool has reached the server.
+            .post_create(Hook::sync_fn({
+                let marks = server.failover.clone();
+                move |_, _| {
+                    marks.connected();
+                    Ok(())
+                }
+            }))
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|err| DbError::Config(err.to_string()))?;

@@ -5,13 +5,13 @@
 use crate::common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::http::get;
 use common::pg::Cluster;
 use common::service::{connect, start_migrated};
-use pgbridge::db::{Db, DbConfig, DbError, Queries, SharedConfig};
+use pgbridge::db::{Db, DbConfig, DbError, Queries, Ready, SharedConfig};
 
 fn shared_db(url: String, connections: usize, max_in_flight: usize) -> Db {
     queued_db(url, connections, max_in_flight, 0)
@@ -577,4 +577,60 @@ async fn a_pooler_refusing_queries_does_not_make_every_statement_reconnect() {
         connects <= 24,
         "{connects} connects for {statements} statements: reconnecting per statement"
     );
+}
+
+/// A TCP forwarder to `target` that, while `open` is false, accepts each connection and
+/// closes it at once (the server unreachable), and while true relays it.
+async fn switchable_forwarder(target: u16) -> (u16, Arc<AtomicBool>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let open = Arc::new(AtomicBool::new(false));
+    let relay = open.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            if !relay.load(Ordering::SeqCst) {
+                drop(client);
+                continue;
+            }
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    (port, open)
+}
+
+/// A shared slot that failed to connect answers with that failure from memory for a short
+/// pause — unless a connection of the same `Db` has reached the server since. Then it tries
+/// again at once: `/readyz` (which asks the pool) and the requests right after it agree.
+/// (Before, after a Postgres restart, `/readyz` could answer 200 and the next `GET /notes`
+/// 503 for the rest of the pause.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_path_tries_again_once_the_pool_has_reached_the_server() {
+    let cluster = Cluster::start_private().await;
+    let (port, open) = switchable_forwarder(cluster.port().expect("a private cluster")).await;
+    let mut config = DbConfig::new(format!(
+        "postgres://postgres@127.0.0.1:{port}/postgres?sslmode=disable"
+    ));
+    config.connect_timeout = Duration::from_secs(5);
+    config.shared = SharedConfig {
+        connections: 1,
+        max_in_flight: 8,
+        max_queued: 8,
+    };
+    let db = Db::connect(&config).unwrap();
+
+    let down = db.shared().query_one("SELECT 1", &[]).await;
+    assert!(
+        matches!(&down, Err(err) if err.is_unavailable()),
+        "the server unreachable: {down:?}"
+    );
+    open.store(true, Ordering::SeqCst);
+    let ready = db.check_ready(Duration::from_secs(5)).await;
+    assert!(matches!(ready, Ok(Ready::Answered)), "{ready:?}");
+    let back = db.shared().query_one("SELECT 2::int", &[]).await;
+    assert_eq!(back.map(|row| row.get::<_, i32>(0)).ok(), Some(2));
 }
