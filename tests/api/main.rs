@@ -31,6 +31,8 @@ mod scopes;
 mod seed_apps;
 mod server_limits;
 mod sessions_cache;
+
 mod shared;
+mod soak;
 mod startup;
 mod tls;

@@ -17,3 +17,4 @@ pub mod service;
 pub mod sse;
 pub mod standby;
 pub mod tls;
+pub mod traffic;

@@ -200,6 +200,15 @@ impl Cluster {
         }
     }
 
+    /// Stops the server as a crash would (immediate shutdown: no checkpoint, the next start
+    /// replays the WAL), keeping its data. Private clusters only.
+    pub async fn crash(&self) {
+        let private = self.own("crashed");
+        if let Err(why) = private.server.stop(StopMode::Immediate).await {
+            panic!("{why}");
+        }
+    }
+
     /// Starts the server again on the same port and data; returns once it accepts
     /// connections. Private clusters only.
     pub async fn restart(&self) {
