@@ -15,7 +15,10 @@
 #   bash bench/soak.sh                               # 10 minutes, 75 s idle phases
 #   SOAK_SECS=120 SOAK_IDLE_SECS=30 bash bench/soak.sh
 #
-# Raw output (one line per cycle, then the totals): bench/results/soak-<time>.txt.
+# Raw output (one line per cycle, then the totals): bench/results/soak-<time>.txt. In the totals,
+# "writes unavailable" is the longest gap between two acknowledged writes over the whole run, so
+# it spans an idle phase (no writer runs then); each restart's own figure is its cycle line's.
+# The service is the debug build `cargo test` makes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SOAK_SECS=${SOAK_SECS:-600}
