@@ -61,9 +61,9 @@ pub struct Marks {
     marked_at: AtomicU64,
     /// The [`Sign`] of the latest mark: 1 read-only, 2 lost.
     last_sign: AtomicU64,
-    /// Nanoseconds from [`base`] to the latest new connection that reached the server,
+    /// Nanoseconds from [`base`] to the latest [answer](Self::answered) of the server,
     /// plus one (0: none yet).
-    connected_at: AtomicU64,
+    answered_at: AtomicU64,
 }
 
 fn base() -> Instant {
@@ -98,11 +98,13 @@ impl Marks {
         marked != 0 && since_base(opened) < marked
     }
 
-    /// Records that a new connection reached the server now: the pool's (a `post_create`
-    /// hook in [`super::Db`]) or the shared path's. A path that saw the server down a moment
-    /// ago (the shared path answers a failed connect from memory for a short while) asks
-    /// [`connected_since`](Self::connected_since) and tries again at once, so that it does
-    /// not refuse requests after `/readyz`, through the pool, has found the server back.
+    /// Records that the server answered now: a new shared connection's first query, or a
+    /// readiness probe ([`Db::check_ready`](super::Db::check_ready), [`Db::ping`](super::Db::ping)).
+    /// A path that saw the server down a moment ago (the shared path answers a failed
+    /// connect from memory for a short while) asks [`answered_since`](Self::answered_since)
+    /// and tries again at once, so that it does not refuse requests after `/readyz` has
+    /// found the server back. (An answer, not a completed start-up: through a transaction
+    /// pooler a start-up proves only the pooler.)
     ///
     /// ```
     /// use std::time::Instant;
@@ -110,21 +112,21 @@ impl Marks {
     ///
     /// let marks = Marks::default();
     /// let failed = Instant::now();
-    /// assert!(!marks.connected_since(failed));
-    /// marks.connected();
-    /// assert!(marks.connected_since(failed));
+    /// assert!(!marks.answered_since(failed));
+    /// marks.answered();
+    /// assert!(marks.answered_since(failed));
     /// ```
-    pub fn connected(&self) {
-        self.connected_at.fetch_max(
+    pub fn answered(&self) {
+        self.answered_at.fetch_max(
             since_base(Instant::now()).saturating_add(1),
             Ordering::AcqRel,
         );
     }
 
-    /// Whether a new connection reached the server at or after `at`.
-    pub fn connected_since(&self, at: Instant) -> bool {
-        let connected = self.connected_at.load(Ordering::Acquire);
-        connected != 0 && connected > since_base(at)
+    /// Whether the server [answered](Self::answered) at or after `at`.
+    pub fn answered_since(&self, at: Instant) -> bool {
+        let answered = self.answered_at.load(Ordering::Acquire);
+        answered != 0 && answered > since_base(at)
     }
 
     /// The signs seen so far.

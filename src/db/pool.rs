@@ -173,15 +173,6 @@ impl Db {
                     }
                 }
             }))
-            // Seen by the shared path: a slot that failed to connect a moment ago tries
-            // again once the pool has reached the server.
-            .post_create(Hook::sync_fn({
-                let marks = server.failover.clone();
-                move |_, _| {
-                    marks.connected();
-                    Ok(())
-                }
-            }))
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|err| DbError::Config(err.to_string()))?;
@@ -327,7 +318,9 @@ impl Db {
     pub async fn ping(&self, timeout: Duration) -> Result<(), DbError> {
         let ping = async {
             let conn = self.conn().await?;
-            conn.query_one("SELECT 1", &[]).await.map(drop)
+            conn.query_one("SELECT 1", &[]).await?;
+            self.server.failover.answered();
+            Ok(())
         };
         tokio::time::timeout(timeout, ping)
             .await
@@ -372,6 +365,9 @@ impl Db {
                     &[],
                 )
                 .await?;
+            // Seen by the shared path: a slot that failed to connect a moment ago tries
+            // again now, so that what `/readyz` says is what requests find.
+            self.server.failover.answered();
             if row.try_get::<_, bool>(0).unwrap_or(false) {
                 Ok(Ready::ReadOnly)
             } else {

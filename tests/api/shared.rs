@@ -604,12 +604,12 @@ async fn switchable_forwarder(target: u16) -> (u16, Arc<AtomicBool>) {
 }
 
 /// A shared slot that failed to connect answers with that failure from memory for a short
-/// pause — unless a connection of the same `Db` has reached the server since. Then it tries
-/// again at once: `/readyz` (which asks the pool) and the requests right after it agree.
+/// pause — unless the server has answered the same `Db` since. Then it tries again at once:
+/// `/readyz` (a probe on a pooled connection) and the requests right after it agree.
 /// (Before, after a Postgres restart, `/readyz` could answer 200 and the next `GET /notes`
 /// 503 for the rest of the pause.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_shared_path_tries_again_once_the_pool_has_reached_the_server() {
+async fn the_shared_path_tries_again_once_readiness_found_the_server_back() {
     let cluster = Cluster::start_private().await;
     let (port, open) = switchable_forwarder(cluster.port().expect("a private cluster")).await;
     let mut config = DbConfig::new(format!(

@@ -6,7 +6,8 @@
 //! idle period included), or grow in memory, descriptors or threads from cycle to cycle.
 //!
 //! Minutes long, so not in the default run: `bash bench/soak.sh` runs it and keeps its
-//! figures (`SOAK_SECS`, default 600; `SOAK_IDLE_SECS`, default 75).
+//! figures (`SOAK_SECS`, default 600; `SOAK_IDLE_SECS`, default 75; `SOAK_VIA=pgbouncer`
+//! puts PgBouncer between the service and Postgres).
 
 use crate::common;
 
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::http::{authenticate_by_default, get, send};
 use common::pg::Cluster;
+use common::pgbouncer::PgBouncer;
 use common::process::{KillOnDrop, Listen, pgbridge_command, temp_dir};
 use common::service::connect;
 use common::traffic::{Feed, Load, Seen, check, newest_event};
@@ -196,9 +198,30 @@ async fn soak_under_load_idle_and_restarts_loses_nothing_and_does_not_grow() {
     let addr = listen.addr();
     let mut command = pgbridge_command(&listen, &log);
     command
-        .env("DATABASE_URL", &url)
         .env("DB_CONNECT_TIMEOUT_MS", "1000")
         .env("DB_POOL_TIMEOUT_MS", "1000");
+    // `SOAK_VIA=pgbouncer`: the pool and the shared connections through PgBouncer in
+    // transaction mode, as README "Scaling out" deploys it (`LISTEN` and migrations direct;
+    // `server_login_retry` lowered as the README says).
+    let _bouncer = match std::env::var("SOAK_VIA").as_deref() {
+        Ok("pgbouncer") => {
+            let port = common::standby::port_of(&url);
+            let bouncer = PgBouncer::start_with(port, 8, "server_login_retry = 2").await;
+            command
+                .env("DATABASE_URL", bouncer.url(&database))
+                .env("DB_POOL_MODE", "transaction")
+                .env("EVENTS_DATABASE_URL", &url)
+                .env("MIGRATE_DATABASE_URL", &url);
+            eprintln!("soak: through PgBouncer (transaction mode)");
+            Some(bouncer)
+        }
+        Ok("direct") | Err(_) => {
+            command.env("DATABASE_URL", &url);
+            eprintln!("soak: direct to Postgres");
+            None
+        }
+        Ok(other) => panic!("SOAK_VIA={other:?}: use direct or pgbouncer"),
+    };
     let mut service = KillOnDrop(command.spawn().expect("start pgbridge"));
     service
         .wait_ready(addr, Duration::from_secs(30), &log)

@@ -16,8 +16,8 @@ use crate::db::connect::PgConnect;
 
 /// After a failed connect, a slot answers with that failure for this long instead of
 /// trying again, so that a Postgres outage costs each request nothing but a lookup — unless
-/// a new connection of the same `Db` has reached the server since
-/// ([`Marks::connected_since`](crate::db::failover::Marks::connected_since)).
+/// the server has answered the same `Db` since
+/// ([`Marks::answered_since`](crate::db::failover::Marks::answered_since)).
 const RETRY_AFTER: Duration = Duration::from_millis(250);
 
 /// The slots and what opening a connection needs.
@@ -263,15 +263,15 @@ impl Set {
         }
         if let Some((at, why)) = &*slot.last_failure.lock().unwrap_or_else(|p| p.into_inner())
             && at.elapsed() < RETRY_AFTER
-            // Unless another connection (the pool's, a neighbour slot's) has reached the
-            // server since: it is back, and readiness may already say so.
-            && !self.server.failover.connected_since(*at)
+            // Unless the server has answered since (a readiness probe, a neighbour slot's
+            // new connection): it is back, and `/readyz` may already say so.
+            && !self.server.failover.answered_since(*at)
         {
             return Err(DbError::Unavailable(why.clone()));
         }
         match open(&self.pg, self.server.clone(), self.connect_timeout).await {
             Ok(link) => {
-                self.server.failover.connected();
+                self.server.failover.answered();
                 *slot.link.write().unwrap_or_else(|p| p.into_inner()) = Some(link.clone());
                 *slot.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 Ok(link)

@@ -19,6 +19,12 @@ impl PgBouncer {
     /// the Postgres at `pg_port`. Everything else is PgBouncer's default (no
     /// `ignore_startup_parameters`, no `max_prepared_statements`: 1.18 has none).
     pub async fn start(pg_port: u16, default_pool_size: u32) -> PgBouncer {
+        Self::start_with(pg_port, default_pool_size, "").await
+    }
+
+    /// [`start`](Self::start), with `settings` (`name = value` lines) added to the
+    /// `[pgbouncer]` section.
+    pub async fn start_with(pg_port: u16, default_pool_size: u32, settings: &str) -> PgBouncer {
         let user = postgres_user();
         let dir = temp_dir("pgbouncer", user);
         let port = free_port();
@@ -32,7 +38,8 @@ impl PgBouncer {
              auth_type = trust\n\
              auth_file = {dir}/userlist.txt\n\
              pool_mode = transaction\n\
-             default_pool_size = {default_pool_size}\n",
+             default_pool_size = {default_pool_size}\n\
+             {settings}\n",
             dir = dir.display()
         );
         std::fs::write(dir.join("pgbouncer.ini"), ini).expect("write pgbouncer.ini");
