@@ -14,6 +14,8 @@
 #
 #   bash bench/soak.sh                               # 10 minutes, 75 s idle phases
 #   SOAK_SECS=120 SOAK_IDLE_SECS=30 bash bench/soak.sh
+#   SOAK_VIA=pgbouncer bash bench/soak.sh            # the pool and shared connections through
+#                                                    # PgBouncer (transaction mode), LISTEN direct
 #
 # Raw output (one line per cycle, then the totals): bench/results/soak-<time>.txt. In the totals,
 # "writes unavailable" is the longest gap between two acknowledged writes over the whole run, so
@@ -23,13 +25,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SOAK_SECS=${SOAK_SECS:-600}
 SOAK_IDLE_SECS=${SOAK_IDLE_SECS:-75}
-export SOAK_SECS SOAK_IDLE_SECS
+SOAK_VIA=${SOAK_VIA:-direct}
+export SOAK_SECS SOAK_IDLE_SECS SOAK_VIA
+if [ "$SOAK_VIA" = pgbouncer ] && ! command -v pgbouncer >/dev/null && [ ! -x /usr/sbin/pgbouncer ]; then
+  echo "SOAK_VIA=pgbouncer needs pgbouncer: apt-get install pgbouncer" >&2; exit 1
+fi
 
 mkdir -p bench/results
 out="bench/results/soak-$(date -u +%Y%m%dT%H%M%SZ).txt"
 {
   echo "# raw output of bench/soak.sh"
-  echo "command: SOAK_SECS=$SOAK_SECS SOAK_IDLE_SECS=$SOAK_IDLE_SECS bash bench/soak.sh"
+  echo "command: SOAK_SECS=$SOAK_SECS SOAK_IDLE_SECS=$SOAK_IDLE_SECS SOAK_VIA=$SOAK_VIA bash bench/soak.sh"
   echo "started: $(date -u +%FT%TZ)"
   echo "commit: $(git describe --always --dirty --exclude '*' 2>/dev/null || echo unknown)"
   echo "cores: $(nproc)"
