@@ -41,6 +41,10 @@ pub(super) async fn list<R: Resource>(
     let pre = Preconditions::from_headers(environ.headers())?;
     // A standby's or the primary's connection (read routing), in the owner's scope.
     let mut bearer = Bearer::for_read(&environ)?;
+    // Everything read: the environ goes before the wait, not after it (its header map and
+    // extensions would stay allocated through the round trip; awsgi's `Environ` says why).
+    let method = environ.method().clone();
+    drop(environ);
     let fetch = limit + 1;
     let sql = Statements::of::<R>();
     // Unfiltered: the statement with the count in its text, whose plan Postgres keeps.
@@ -70,7 +74,7 @@ pub(super) async fn list<R: Resource>(
         ("Cache-Control", CACHE_CONTROL),
         served,
     ];
-    match pre.evaluate(environ.method(), Some(&validators)) {
+    match pre.evaluate(&method, Some(&validators)) {
         Outcome::Proceed => {}
         Outcome::NotModified => return not_modified(&start_response, &headers),
         Outcome::PreconditionFailed => {
@@ -95,6 +99,8 @@ pub(super) async fn show<R: Resource>(
     let id = item::<R>(&environ)?;
     let pre = Preconditions::from_headers(environ.headers())?;
     let mut bearer = Bearer::for_read(&environ)?;
+    let method = environ.method().clone();
+    drop(environ);
     let sql = Statements::of::<R>();
     let (_, unit, from) = bearer.read_once(&[Step::new(&sql.get, &[&id])]).await?;
     let noun = R::SPEC.noun;
@@ -115,7 +121,7 @@ pub(super) async fn show<R: Resource>(
         ("Cache-Control", CACHE_CONTROL),
         served,
     ];
-    match pre.evaluate(environ.method(), Some(&validators)) {
+    match pre.evaluate(&method, Some(&validators)) {
         Outcome::Proceed => send_json(
             &start_response,
             "200 OK",
