@@ -9,7 +9,8 @@
 #     must each answer 2xx the first time;
 # with one /notes/events stream open throughout (reopened with Last-Event-ID when the server
 # ends it). It fails on an acknowledged write lost or applied twice, an event not delivered or
-# delivered twice, a 500, a failed read outside a restart, an ERROR or a panic in the log, or
+# delivered twice, a 500, a failed read outside a restart, an ERROR or a panic in the log, more
+# than 30 WARN lines per restart (the kinds are printed), or
 # RSS (+16 MB), descriptors (+8) or threads (+4) growing from the second cycle to the last.
 #
 #   bash bench/soak.sh                               # 10 minutes, 75 s idle phases

@@ -149,9 +149,9 @@ impl Db {
                 .config_mut()
                 .application_name("pgbridge-shared");
         }
-        let manager = Manager::from_config(
+        let manager = Manager::from_connect(
             target.config().clone(),
-            target.tls(),
+            super::connect::Pooled::new(target.tls()),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -165,7 +165,12 @@ impl Db {
             // primary: thrown away, not lent (see `super::failover`).
             .pre_recycle(Hook::sync_fn({
                 let marks = server.failover.clone();
-                move |_, metrics| {
+                move |client, metrics| {
+                    // Closed (Postgres restarted, the session cut while idle): thrown away
+                    // here, quietly — deadpool's own check would log a WARN for each one.
+                    if client.is_closed() {
+                        return Err(HookError::message("closed"));
+                    }
                     if marks.is_stale(metrics.created) {
                         Err(HookError::message("opened before a failover sign"))
                     } else {

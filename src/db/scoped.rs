@@ -233,6 +233,11 @@ impl Drop for Scoped {
     }
 }
 
+/// "Rollback of an abandoned scope failed", at most once per
+/// [`INTERVAL`](crate::unavailable_log::INTERVAL).
+static ROLLBACK_FAILED_LOG: crate::unavailable_log::RateLimit =
+    crate::unavailable_log::RateLimit::new(crate::unavailable_log::INTERVAL);
+
 /// Rolls back (after any cancel in flight has landed) and only then releases `conn`, so
 /// the next borrower never finds this transaction, its role or its owner.
 fn rollback_in_background(conn: Conn) {
@@ -241,8 +246,12 @@ fn rollback_in_background(conn: Conn) {
         return;
     };
     runtime.spawn(async move {
-        if let Err(err) = conn.guarded(conn.client().batch_execute("ROLLBACK")).await {
-            tracing::warn!(error = %err, "rollback of an abandoned scope failed");
+        // Fails on a connection that died with its request (Postgres restarting): the
+        // connection is then thrown away, and the line is rate-limited, not one per request.
+        if let Err(err) = conn.guarded(conn.client().batch_execute("ROLLBACK")).await
+            && let Some(left_out) = ROLLBACK_FAILED_LOG.admit(std::time::Instant::now())
+        {
+            tracing::warn!(error = %err, left_out, "rollback of an abandoned scope failed");
         }
         drop(conn);
     });

@@ -3,7 +3,8 @@
 //! restarted (a fast shutdown, then a crash, in turn) — checked for what it must never do:
 //! lose an acknowledged write or apply one twice, drop or repeat an event on a stream kept
 //! open throughout, answer 500, fail a request outside a restart (the first ones after an
-//! idle period included), or grow in memory, descriptors or threads from cycle to cycle.
+//! idle period included), log a line per request while Postgres is away, or grow in memory,
+//! descriptors or threads from cycle to cycle.
 //!
 //! Minutes long, so not in the default run: `bash bench/soak.sh` runs it and keeps its
 //! figures (`SOAK_SECS`, default 600; `SOAK_IDLE_SECS`, default 75; `SOAK_VIA=pgbouncer`
@@ -163,6 +164,31 @@ fn merge(into: &mut Seen, from: Seen) {
     }
     into.successes.extend(from.successes);
     into.read_log.extend(from.read_log);
+}
+
+/// The log's WARN lines by kind (the target and the message, without the request span and
+/// the fields), the most frequent first.
+fn warning_kinds(log: &str) -> Vec<(String, usize)> {
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for line in log.lines() {
+        let Some((_, rest)) = line.split_once(" WARN ") else {
+            continue;
+        };
+        // `request{method=GET …}: target: message key=value …`
+        let rest = match rest.find("}: ") {
+            Some(end) if rest.starts_with("request{") => &rest[end + 3..],
+            _ => rest,
+        };
+        let message = rest
+            .split(' ')
+            .take_while(|word| !word.contains('='))
+            .collect::<Vec<_>>()
+            .join(" ");
+        *kinds.entry(message).or_default() += 1;
+    }
+    let mut kinds: Vec<_> = kinds.into_iter().collect();
+    kinds.sort_by_key(|kind| std::cmp::Reverse(kind.1));
+    kinds
 }
 
 fn log_tail(log: &Path) -> String {
@@ -342,6 +368,9 @@ async fn soak_under_load_idle_and_restarts_loses_nothing_and_does_not_grow() {
     let panics: Vec<&str> = text.lines().filter(|l| l.contains("panicked")).collect();
     assert!(panics.is_empty(), "the service panicked: {panics:?}");
     let warnings = text.lines().filter(|l| l.contains(" WARN ")).count();
+    for (kind, n) in warning_kinds(&text).iter().take(6) {
+        eprintln!("soak: {n} WARN lines {kind}");
+    }
     let errors: Vec<&str> = text.lines().filter(|l| l.contains(" ERROR ")).collect();
     eprintln!(
         "soak: {cycle} cycles in {:.0} s; log: {warnings} WARN lines, {} ERROR lines",
@@ -349,5 +378,12 @@ async fn soak_under_load_idle_and_restarts_loses_nothing_and_does_not_grow() {
         errors.len()
     );
     assert!(errors.is_empty(), "ERROR lines in the log: {errors:?}");
+    // A restart is a few rate-limited lines per kind, not one per request (before, through
+    // PgBouncer, deadpool's own WARN for each dead pooled connection made about 200).
+    assert!(
+        warnings <= 30 * cycle,
+        "{warnings} WARN lines for {cycle} restarts: {:?}",
+        warning_kinds(&text)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -34,11 +34,13 @@
 
 mod error;
 mod params;
+mod pooled;
 mod redact;
 mod verify;
 
 pub use error::{CertProblem, ConnectError, Endpoint, Failure};
 pub use params::with_defaults;
+pub use pooled::Pooled;
 pub use redact::{MASK, redact, secrets};
 
 use params::split_tls_params;
