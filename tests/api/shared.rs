@@ -28,6 +28,27 @@ fn queued_db(url: String, connections: usize, max_in_flight: usize, max_queued: 
     Db::connect(&config).unwrap()
 }
 
+/// A `Db` for the `postgres` database at loopback `port` (a fake server, a forwarder), in
+/// plain text, with `connections` shared connections of `max_in_flight` statements each
+/// (and as many queued).
+fn loopback_db(
+    port: u16,
+    connect_timeout: Duration,
+    connections: usize,
+    max_in_flight: usize,
+) -> Db {
+    let mut config = DbConfig::new(format!(
+        "postgres://postgres@127.0.0.1:{port}/postgres?sslmode=disable"
+    ));
+    config.connect_timeout = connect_timeout;
+    config.shared = SharedConfig {
+        connections,
+        max_in_flight,
+        max_queued: max_in_flight,
+    };
+    Db::connect(&config).unwrap()
+}
+
 /// A tiny deterministic generator per worker (no `rand` dependency).
 struct Lcg(u64);
 
@@ -541,18 +562,9 @@ async fn refusing_pooler() -> (u16, Arc<AtomicUsize>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pooler_refusing_queries_does_not_make_every_statement_reconnect() {
     let (port, accepted) = refusing_pooler().await;
-    let mut config = DbConfig::new(format!(
-        "postgres://postgres@127.0.0.1:{port}/postgres?sslmode=disable"
-    ));
     // Session mode: the statement is prepared on the shared connection itself (in
     // transaction mode its parameter types would first be learnt on a pooled one).
-    config.connect_timeout = Duration::from_secs(2);
-    config.shared = SharedConfig {
-        connections: 2,
-        max_in_flight: 64,
-        max_queued: 64,
-    };
-    let db = Db::connect(&config).unwrap();
+    let db = loopback_db(port, Duration::from_secs(2), 2, 64);
     let started = Instant::now();
     let mut statements = 0;
     while started.elapsed() < Duration::from_millis(1500) {
@@ -612,16 +624,7 @@ async fn switchable_forwarder(target: u16) -> (u16, Arc<AtomicBool>) {
 async fn the_shared_path_tries_again_once_readiness_found_the_server_back() {
     let cluster = Cluster::start_private().await;
     let (port, open) = switchable_forwarder(cluster.port().expect("a private cluster")).await;
-    let mut config = DbConfig::new(format!(
-        "postgres://postgres@127.0.0.1:{port}/postgres?sslmode=disable"
-    ));
-    config.connect_timeout = Duration::from_secs(5);
-    config.shared = SharedConfig {
-        connections: 1,
-        max_in_flight: 8,
-        max_queued: 8,
-    };
-    let db = Db::connect(&config).unwrap();
+    let db = loopback_db(port, Duration::from_secs(5), 1, 8);
 
     let down = db.shared().query_one("SELECT 1", &[]).await;
     assert!(
