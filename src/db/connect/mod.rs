@@ -264,6 +264,24 @@ impl PgConnect {
     }
 }
 
+/// Drives `connection` on a task of its own. If it ends with an error, "`{kind}` Postgres
+/// connection closed" is logged at WARN — at most once per `log`'s interval, with the count
+/// left out: while Postgres restarts (or a pooler in front of it refuses) every connection
+/// ends that way, and a line each would bury the log.
+pub(crate) fn drive(
+    connection: PgConnection,
+    log: &'static crate::unavailable_log::RateLimit,
+    kind: &'static str,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(err) = connection.await
+            && let Some(left_out) = log.admit(std::time::Instant::now())
+        {
+            tracing::warn!(error = %err, left_out, "{kind} Postgres connection closed");
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,8 +7,6 @@
 //! every connection ends that way, and every request that opened one adds a line: hundreds a
 //! second under load, for what `/readyz`, `/metrics` and one rate-limited line already say.
 
-use std::time::Instant;
-
 use deadpool_postgres::Connect;
 use futures_util::future::BoxFuture;
 use tokio::task::JoinHandle;
@@ -60,14 +58,7 @@ impl Connect for Pooled {
         let (tls, config) = (self.tls.clone(), config.clone());
         Box::pin(async move {
             let (client, connection) = config.connect(tls).await?;
-            let task = tokio::spawn(async move {
-                if let Err(err) = connection.await
-                    && let Some(left_out) = CLOSED_LOG.admit(Instant::now())
-                {
-                    tracing::warn!(error = %err, left_out, "pooled Postgres connection closed");
-                }
-            });
-            Ok((client, task))
+            Ok((client, super::drive(connection, &CLOSED_LOG, "pooled")))
         })
     }
 }

@@ -72,13 +72,7 @@ async fn open(
     // Start-up and probe together within the one connect timeout.
     let connected = async {
         let (client, connection) = pg.connect().await?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.await
-                && let Some(left_out) = CLOSED_LOG.admit(Instant::now())
-            {
-                tracing::warn!(error = %err, left_out, "shared Postgres connection closed");
-            }
-        });
+        crate::db::connect::drive(connection, &CLOSED_LOG, "shared");
         client.simple_query("").await?;
         Ok::<_, DbError>(client)
     };
