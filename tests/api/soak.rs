@@ -14,7 +14,6 @@ use crate::common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -22,7 +21,7 @@ use std::time::{Duration, Instant};
 use common::http::{authenticate_by_default, get, send};
 use common::pg::Cluster;
 use common::pgbouncer::PgBouncer;
-use common::process::{KillOnDrop, Listen, pgbridge_command, temp_dir};
+use common::process::{KillOnDrop, Listen, pgbridge_command, tail, temp_dir};
 use common::service::connect;
 use common::traffic::{Feed, Load, Seen, check, newest_event};
 
@@ -132,40 +131,6 @@ async fn first_requests_after_idle(addr: SocketAddr, cycle: usize, logs: &dyn Fn
     }
 }
 
-/// Waits (at most 30 s) until `/readyz` answers 200; how long that took.
-async fn until_ready(addr: SocketAddr, logs: &dyn Fn() -> String) -> Duration {
-    let started = Instant::now();
-    loop {
-        let probe = tokio::time::timeout(
-            Duration::from_secs(2),
-            send(addr, common::traffic::get_request("/readyz")),
-        )
-        .await;
-        if matches!(probe, Ok(Ok(ref reply)) if reply.status == 200) {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "not ready 30 s after Postgres came back\n{}",
-            logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn merge(into: &mut Seen, from: Seen) {
-    into.acknowledged.extend(from.acknowledged);
-    for (status, n) in from.writes {
-        *into.writes.entry(status).or_default() += n;
-    }
-    into.write_errors += from.write_errors;
-    for (status, n) in from.reads {
-        *into.reads.entry(status).or_default() += n;
-    }
-    into.successes.extend(from.successes);
-    into.read_log.extend(from.read_log);
-}
-
 /// The log's WARN lines by kind (the target and the message, without the request span and
 /// the fields), the most frequent first.
 fn warning_kinds(log: &str) -> Vec<(String, usize)> {
@@ -189,12 +154,6 @@ fn warning_kinds(log: &str) -> Vec<(String, usize)> {
     let mut kinds: Vec<_> = kinds.into_iter().collect();
     kinds.sort_by_key(|kind| std::cmp::Reverse(kind.1));
     kinds
-}
-
-fn log_tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(60)..].join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,7 +213,7 @@ async fn soak_under_load_idle_and_restarts_loses_nothing_and_does_not_grow() {
         .await;
     authenticate_by_default(addr);
     let pid = service.id();
-    let logs = || log_tail(&log);
+    let logs = || tail(&log, 60);
 
     // Superuser connections, fresh each time: the database cuts idle ones.
     let inspect = || async { connect(&url).await };
@@ -290,11 +249,15 @@ async fn soak_under_load_idle_and_restarts_loses_nothing_and_does_not_grow() {
         let down_for = Duration::from_secs(2);
         tokio::time::sleep(down_for).await;
         cluster.restart().await;
-        let ready_after = until_ready(addr, &logs).await;
+        let came_back = Instant::now();
+        service
+            .wait_ready(addr, Duration::from_secs(30), &log)
+            .await;
+        let ready_after = came_back.elapsed();
         let back = Instant::now();
         load.wait_for_more(5, Duration::from_secs(30), logs).await;
         let writes_after = back.elapsed();
-        merge(&mut seen, load.stop().await);
+        seen.absorb(load.stop().await);
 
         // 3. Idle: nothing but the event stream's heartbeats, while Postgres cuts the
         //    service's idle connections; then the first requests must find fresh ones.

@@ -194,17 +194,18 @@ impl Cluster {
 
     /// Stops the server (fast shutdown), keeping its data. Private clusters only.
     pub async fn stop(&self) {
-        let private = self.own("stopped");
-        if let Err(why) = private.server.stop(StopMode::Fast).await {
-            panic!("{why}");
-        }
+        self.halt(StopMode::Fast, "stopped").await;
     }
 
     /// Stops the server as a crash would (immediate shutdown: no checkpoint, the next start
     /// replays the WAL), keeping its data. Private clusters only.
     pub async fn crash(&self) {
-        let private = self.own("crashed");
-        if let Err(why) = private.server.stop(StopMode::Immediate).await {
+        self.halt(StopMode::Immediate, "crashed").await;
+    }
+
+    async fn halt(&self, mode: StopMode, what: &str) {
+        let private = self.own(what);
+        if let Err(why) = private.server.stop(mode).await {
             panic!("{why}");
         }
     }

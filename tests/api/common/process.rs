@@ -115,13 +115,11 @@ exec "$@" 3<&- </dev/null
 
     /// The end of its log.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
         format!(
             "--- {} ({}) ---\n{}",
             self.name,
             self.log.display(),
-            lines[lines.len().saturating_sub(30)..].join("\n")
+            tail(&self.log, 30)
         )
     }
 }
@@ -138,6 +136,13 @@ impl Drop for Program {
         // Lets the watchdog finish (it deletes the directory, if any).
         drop(self.pipe.take());
     }
+}
+
+/// The last `lines` lines of the file at `path` (empty if it cannot be read).
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// A new empty directory under the temp dir, owned by `user` when given.

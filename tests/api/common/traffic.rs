@@ -36,6 +36,22 @@ pub struct Seen {
     pub read_log: Vec<(Instant, Duration, u16, String)>,
 }
 
+impl Seen {
+    /// Adds what `other` saw (another load run over the same service) to this.
+    pub fn absorb(&mut self, other: Seen) {
+        self.acknowledged.extend(other.acknowledged);
+        for (status, n) in other.writes {
+            *self.writes.entry(status).or_default() += n;
+        }
+        self.write_errors += other.write_errors;
+        for (status, n) in other.reads {
+            *self.reads.entry(status).or_default() += n;
+        }
+        self.successes.extend(other.successes);
+        self.read_log.extend(other.read_log);
+    }
+}
+
 /// Writers that each create notes one after another, retrying each with the same
 /// `Idempotency-Key` (and title) until a 2xx, and one reader.
 pub struct Load {
