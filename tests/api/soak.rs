@@ -23,7 +23,7 @@ use common::pg::Cluster;
 use common::pgbouncer::PgBouncer;
 use common::process::{KillOnDrop, Listen, pgbridge_command, tail, temp_dir};
 use common::service::connect;
-use common::traffic::{Feed, Load, Seen, check, newest_event};
+use common::traffic::{Feed, Load, Seen, check, create_note, newest_event};
 
 /// How long the server lets a connection of the service's database sit idle before it cuts
 /// it (what a cloud proxy, a NAT table or PgBouncer's `server_idle_timeout` does): shorter
@@ -107,16 +107,9 @@ async fn burst(addr: SocketAddr, clients: usize, length: Duration) -> BTreeMap<u
 async fn first_requests_after_idle(addr: SocketAddr, cycle: usize, logs: &dyn Fn() -> String) {
     let read = get(addr, "/notes?limit=5").await;
     let key = format!("after-idle-{cycle}");
-    let write = send(
-        addr,
-        http::Request::post("/notes")
-            .header("Content-Type", "application/json")
-            .header("Idempotency-Key", &key)
-            .body(format!(r#"{{"title":"{key}"}}"#))
-            .expect("request"),
-    )
-    .await
-    .expect("POST /notes after the idle phase");
+    let write = send(addr, create_note(&key))
+        .await
+        .expect("POST /notes after the idle phase");
     let ready = get(addr, "/readyz").await;
     for (what, status, text) in [
         ("GET /notes", read.status, read.text()),

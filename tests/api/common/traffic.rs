@@ -18,6 +18,16 @@ pub fn get_request(path: &str) -> http::Request<String> {
         .expect("request")
 }
 
+/// `POST /notes` of a note titled `key`, with `key` as its `Idempotency-Key`: sent again
+/// after a failure, it is applied once.
+pub fn create_note(key: &str) -> http::Request<String> {
+    http::Request::post("/notes")
+        .header("Content-Type", "application/json")
+        .header("Idempotency-Key", key)
+        .body(format!(r#"{{"title":"{key}"}}"#))
+        .expect("request")
+}
+
 /// What a load run saw.
 #[derive(Debug, Default)]
 pub struct Seen {
@@ -75,11 +85,7 @@ impl Load {
                     // Until acknowledged, even past `stop`: a write answered 503 is retried.
                     let deadline = Instant::now() + Duration::from_secs(60);
                     loop {
-                        let request = http::Request::post("/notes")
-                            .header("Content-Type", "application/json")
-                            .header("Idempotency-Key", &key)
-                            .body(format!(r#"{{"title":"{key}"}}"#))
-                            .expect("request");
+                        let request = create_note(&key);
                         let reply =
                             tokio::time::timeout(Duration::from_secs(10), send(addr, request))
                                 .await;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::http::{get, send};
 use common::process::{Program, Spec, free_port, postgres_user, temp_dir};
 use common::service::connect;
-use common::traffic::{Feed, Load, check, get_request, newest_event};
+use common::traffic::{Feed, Load, check, create_note, get_request, newest_event};
 
 /// One Patroni node: its ports, data directory, and Patroni process (if running).
 struct Node {
@@ -551,12 +551,9 @@ async fn event_after_failover(ha: &Ha) {
     assert_eq!(stream.status, 200);
     let deadline = Instant::now() + Duration::from_secs(30);
     let created = loop {
-        let request = http::Request::post("/notes")
-            .header("Content-Type", "application/json")
-            .header("Idempotency-Key", "after-failover")
-            .body(r#"{"title":"after-failover"}"#.to_owned())
-            .expect("request");
-        let reply = send(addr, request).await.expect("POST /notes");
+        let reply = send(addr, create_note("after-failover"))
+            .await
+            .expect("POST /notes");
         if reply.status == 201 {
             break reply;
         }
