@@ -61,6 +61,27 @@ done
 
 # ticks PID: utime+stime of the process, in clock ticks.
 ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+# core_times PID: "tid name ran_ns" for each of the process's request-serving threads (the
+# per-core servers' pgbridge-core-N, the multi-threaded runtime's tokio-rt-worker).
+core_times() {
+  local task
+  for task in /proc/"$1"/task/*; do
+    local name
+    name=$(tr ' ' '_' < "$task/comm" 2>/dev/null) || continue
+    case $name in pgbridge-core-*|tokio-rt-worker) ;; *) continue ;; esac
+    echo "${task##*/} $name $(awk '{ print $1 }' "$task/schedstat" 2>/dev/null)"
+  done
+  true
+}
+# core_split BEFORE AFTER: each serving thread's run time across the run ("name=ms ...") and,
+# last, the busiest one's share of their total in percent. Connections stay on the core
+# that accepted them (percore), so a share near 100 means one core served every client.
+core_split() {
+  awk 'NR == FNR { ran[$1] = $3; next }
+       { d = ($3 - ran[$1]) / 1e6; if (d < 0) d = 0; total += d; if (d > top) top = d
+         printf "%s=%d ", $2, d }
+       END { printf "busiest=%d\n", (total > 0 ? 100 * top / total : 0) }' <(echo "$1") <(echo "$2")
+}
 HZ=$(getconf CLK_TCK)
 to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
 RESULTS=$WORK/results.tsv; : > "$RESULTS"
@@ -75,17 +96,18 @@ for round in $(seq "$ROUNDS"); do
     label=$route; [ "$route" = /healthz ] || label="/notes/{id}"
     for threads in $THREADS; do
       for runtime in $VARIANTS; do
-        before=$(ticks "${PID_OF[$runtime]}")
+        before=$(ticks "${PID_OF[$runtime]}"); threads_before=$(core_times "${PID_OF[$runtime]}")
         out=$(wrk -t"$threads" -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Authorization: Bearer $TOKEN" "${URL_OF[$runtime]}$route")
-        after=$(ticks "${PID_OF[$runtime]}")
+        after=$(ticks "${PID_OF[$runtime]}"); split=$(core_split "$threads_before" "$(core_times "${PID_OF[$runtime]}")")
+        busiest=${split##*busiest=}
         requests=$(echo "$out" | awk '/ requests in / { print $1 }')
         cpu=$(awk -v d=$((after - before)) -v n="${requests:-0}" -v hz="$HZ" 'BEGIN { if (n > 0) printf "%.1f", d * 1e6 / hz / n; else print "n/a" }')
-        { printf '=== wrk route=%s variant=%s threads=%s connections=%s round=%s\n' "$label" "$runtime" "$threads" "$CONNECTIONS" "$round"; echo "$out"; echo "server CPU: $((after - before)) ticks of 1/$HZ s, $cpu us/request"; } >> "$RAW"
+        { printf '=== wrk route=%s variant=%s threads=%s connections=%s round=%s\n' "$label" "$runtime" "$threads" "$CONNECTIONS" "$round"; echo "$out"; echo "server CPU: $((after - before)) ticks of 1/$HZ s, $cpu us/request"; echo "serving threads, ms run: $split"; } >> "$RAW"
         rps=$(echo "$out" | awk '/^Requests\/sec:/ { print $2 }')
         p99=$(to_ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
         bad=$(echo "$out" | awk '/Non-2xx/ { print $NF }')
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$runtime" "$threads" "$rps" "$p99" "${bad:-0}" "$cpu" >> "$RESULTS"
-        printf '  %-14s %-8s -t%s %10s req/s  p99 %8s ms  server CPU %6s us/request%s\n' "$label" "$runtime" "$threads" "$rps" "$p99" "$cpu" "${bad:+  non-2xx $bad}"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$runtime" "$threads" "$rps" "$p99" "${bad:-0}" "$cpu" "$busiest" >> "$RESULTS"
+        printf '  %-14s %-11s -t%s %10s req/s  p99 %8s ms  server CPU %6s us/request  busiest thread %3s%%%s\n' "$label" "$runtime" "$threads" "$rps" "$p99" "$cpu" "$busiest" "${bad:+  non-2xx $bad}"
       done
     done
   done
@@ -106,6 +128,22 @@ for label in /healthz "/notes/{id}"; do
     done
   done
 done
+# percore's runs by how the clients split between its cores: the cores serve the connections
+# they accepted, and which core accepts a connection is up to the scheduler (every core waits
+# on the one socket), so a run's split is chance, and it matters (see the text below).
+ONE_CORE=90
+SPLIT="| route | wrk | percore runs with both cores serving: req/s (runs) | with one core serving ≥ $ONE_CORE %: req/s (runs) | multi, all runs: req/s |
+| --- | --- | ---: | ---: | ---: |"
+for label in /healthz "/notes/{id}"; do
+  for t in $THREADS; do
+    split_stat() { awk -F'\t' -v l="$label" -v t="$t" -v one="$ONE_CORE" -v want="$1" \
+      '$1 == l && $2 == "percore" && $3 == t && (($8 + 0 >= one) == want) { print $4 }' "$RESULTS"; }
+    both=$(split_stat 0); alone=$(split_stat 1)
+    cell() { if [ -z "$1" ]; then echo "— (0)"; else echo "$(echo "$1" | median) ($(echo "$1" | wc -l))"; fi; }
+    SPLIT="$SPLIT
+| \`$label\` | \`-t$t\` | $(cell "$both") | $(cell "$alone") | $(stat "$label" multi "$t" 4) |"
+  done
+done
 SECTION="## The service's threads: one multi-threaded runtime (a worker per core, or one more) or one runtime per core (issue 21)
 
 \`$RAW_COMMAND\`, $(date -u +%Y-%m-%d): $(machine); $(run_facts).
@@ -118,6 +156,16 @@ accepting on the one socket, each with its own \`Db\`); interleaved route by rou
 \`/notes/{id}\` checks a bearer token and reads the note under its account's scope. Server CPU
 per request: the process's utime+stime (\`/proc/PID/stat\`) across the run ÷ its requests.
 
-$TABLE"
+$TABLE
+
+**percore, run by run.** Each core serves the connections it accepted, and every core waits on
+the one socket, so how wrk's $CONNECTIONS connections split between the cores is decided by which
+core thread the scheduler runs first when they arrive: sometimes both cores take a share,
+sometimes one core takes them all. The raw file gives each serving thread's run time in every
+run (\`serving threads, ms run\`, from \`/proc/PID/task/TID/schedstat\`); here percore's runs
+are grouped by it (one core serving: the busiest thread ran ≥ $ONE_CORE % of the serving threads'
+time).
+
+$SPLIT"
 write_section service-runtime "$SECTION"
 echo "== wrote bench/RESULTS.md"
