@@ -348,6 +348,17 @@ impl Collector for ConnectionGauges {
             None,
             MetricType::Gauge,
         )?)?;
+        if let Some(by_core) = c.open_by_core() {
+            let mut per_core = e.encode_descriptor(
+                "pgbridge_http_connections_open_per_core",
+                "Client connections open on each core's runtime (RUNTIME=percore): a connection stays on the core that accepted it.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (core, open) in by_core.into_iter().enumerate() {
+                ConstGauge::new(to_i64(open)).encode(per_core.encode_family(&[("core", core)])?)?;
+            }
+        }
         counter(
             &mut e,
             "pgbridge_http_connections",
@@ -461,5 +472,27 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
         }
         assert!(!text.contains("# EOF"), "0.0.4 has no EOF marker:\n{text}");
+        assert!(
+            !text.contains("_per_core"),
+            "one runtime: no per-core gauge:\n{text}"
+        );
+    }
+
+    #[test]
+    fn with_a_runtime_per_core_open_connections_are_shown_per_core() {
+        let metrics = Metrics::default();
+        metrics.connections.count_by_core(2);
+        metrics.connections.on_open(Some(1));
+        metrics.connections.on_open(Some(1));
+        metrics.connections.on_close(Some(1));
+        let text = metrics.render();
+        for line in [
+            "# TYPE pgbridge_http_connections_open_per_core gauge",
+            "pgbridge_http_connections_open_per_core{core=\"0\"} 0",
+            "pgbridge_http_connections_open_per_core{core=\"1\"} 1",
+            "pgbridge_http_connections_open 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        }
     }
 }

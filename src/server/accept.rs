@@ -30,6 +30,8 @@ use crate::keyed_limit::KeyedLimit;
 const BACKOFF: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
 
 /// Accepts until the future is dropped (that is how the server stops accepting).
+// Each argument is one of `Server`'s parts, handed over whole (shutdown.rs destructures it).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run(
     listener: TcpListener,
     stack: Stack,
@@ -38,6 +40,7 @@ pub(crate) async fn run(
     stats: Arc<ConnectionStats>,
     phase: watch::Receiver<Phase>,
     per_address: KeyedLimit<IpAddr>,
+    core: Option<usize>,
 ) {
     // True while at (or near) the cap: connections shed idleness and slow heads sooner.
     let (pressure, pressure_rx) = watch::channel(false);
@@ -170,7 +173,7 @@ pub(crate) async fn run(
                 Err(_) => return,
             },
         };
-        stats.on_open();
+        stats.on_open(core);
         let task = conn::serve(
             stream,
             remote,
@@ -183,7 +186,7 @@ pub(crate) async fn run(
         );
         let stats = stats.clone();
         tokio::spawn(then(task, move || {
-            stats.on_close();
+            stats.on_close(core);
             drop(address_permit);
             drop(permit);
         }));

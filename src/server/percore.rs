@@ -139,6 +139,7 @@ impl PerCore {
             drain_delay,
         } = self;
         let n = cores.len().max(1);
+        stats.count_by_core(n);
         limits.max_connections = limits.max_connections.div_ceil(n).max(1);
         // One count per client address for the process, not one per core.
         let per_address = KeyedLimit::new(limits.max_connections_per_address);
@@ -149,6 +150,7 @@ impl PerCore {
         for (core, (stack, db)) in cores.into_iter().enumerate() {
             let listener = listener.try_clone()?;
             let server = CoreServer {
+                core,
                 per_address: per_address.clone(),
                 limits: limits.clone(),
                 stats: stats.clone(),
@@ -211,6 +213,7 @@ impl PerCore {
 
 /// What one core's thread needs besides its socket, stack and database.
 struct CoreServer {
+    core: usize,
     per_address: KeyedLimit<IpAddr>,
     limits: Limits,
     stats: Arc<ConnectionStats>,
@@ -233,6 +236,7 @@ impl CoreServer {
             };
             let stopped = Server::new(listener, stack, self.limits, self.stats)
                 .per_address(self.per_address)
+                .on_core(self.core)
                 .drain_delay(self.drain_delay)
                 .run(signal, self.grace)
                 .await;

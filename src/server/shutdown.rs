@@ -25,6 +25,7 @@ pub struct Server {
     stats: Arc<ConnectionStats>,
     drain_delay: Duration,
     per_address: KeyedLimit<IpAddr>,
+    core: Option<usize>,
 }
 
 /// How [`Server::run`] ended.
@@ -55,6 +56,7 @@ impl Server {
             limits,
             stats,
             drain_delay: Duration::ZERO,
+            core: None,
         }
     }
 
@@ -82,6 +84,15 @@ impl Server {
         self
     }
 
+    /// Counts this server's open connections as `core`'s in the [`ConnectionStats`] it shares
+    /// with the other cores' servers (`/metrics`' `pgbridge_http_connections_open_per_core`);
+    /// [`PerCore`](super::PerCore) numbers its servers so.
+    #[must_use]
+    pub(crate) fn on_core(mut self, core: usize) -> Self {
+        self.core = Some(core);
+        self
+    }
+
     /// Keeps accepting for `delay` after the stop signal before the listener closes
     /// (`DRAIN_DELAY_MS`, see `src/drain.rs`): the signal future sets the application's
     /// draining flag, so during the delay responses carry `Connection: close` and a proxy
@@ -105,6 +116,7 @@ impl Server {
             stats,
             drain_delay,
             per_address,
+            core,
         } = self;
         let max = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX >> 3);
         let permits = Arc::new(Semaphore::new(max as usize));
@@ -117,6 +129,7 @@ impl Server {
             stats,
             phase_rx,
             per_address,
+            core,
         ));
         let signalled = tokio::select! {
             () = &mut accepting => false,

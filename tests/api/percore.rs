@@ -1,6 +1,7 @@
 //! `RUNTIME=percore`: the binary with one current-thread runtime per core, on a socket
 //! passed in `LISTEN_FDS`: health, notes CRUD, the event feed (one `LISTEN` connection for
-//! the process, events reaching streams on every core), `/metrics` summed over the cores,
+//! the process, events reaching streams on every core), `/metrics` summed over the cores
+//! (and open connections shown per core),
 //! and a drain on SIGTERM that lets a request in flight finish.
 
 use crate::common;
@@ -112,6 +113,20 @@ async fn serves_notes_events_metrics_and_drains_with_one_runtime_per_core() {
         text.lines()
             .any(|l| l.starts_with("pgbridge_http_connections_open ")),
         "{text}"
+    );
+    // Each core's open connections: the 8 streams (and this request) are on some core.
+    let per_core: Vec<u64> = (0..cores)
+        .map(|core| {
+            let prefix = format!("pgbridge_http_connections_open_per_core{{core=\"{core}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no gauge for core {core}:\n{text}"))
+        })
+        .collect();
+    assert!(
+        per_core.iter().sum::<u64>() >= 8,
+        "the 8 open streams are not counted on the cores: {per_core:?}\n{text}"
     );
     drop(streams);
 
