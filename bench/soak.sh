@@ -17,6 +17,7 @@
 #   SOAK_SECS=120 SOAK_IDLE_SECS=30 bash bench/soak.sh
 #   SOAK_VIA=pgbouncer bash bench/soak.sh            # the pool and shared connections through
 #                                                    # PgBouncer (transaction mode), LISTEN direct
+#   SOAK_RUNTIME=percore bash bench/soak.sh          # the service with one runtime per core
 #
 # Raw output (one line per cycle, then the totals): bench/results/soak-<time>.txt. In the totals,
 # "writes unavailable" is the longest gap between two acknowledged writes over the whole run, so
@@ -27,7 +28,8 @@ cd "$(dirname "$0")/.."
 SOAK_SECS=${SOAK_SECS:-600}
 SOAK_IDLE_SECS=${SOAK_IDLE_SECS:-75}
 SOAK_VIA=${SOAK_VIA:-direct}
-export SOAK_SECS SOAK_IDLE_SECS SOAK_VIA
+SOAK_RUNTIME=${SOAK_RUNTIME:-multi}
+export SOAK_SECS SOAK_IDLE_SECS SOAK_VIA SOAK_RUNTIME
 if [ "$SOAK_VIA" = pgbouncer ] && ! command -v pgbouncer >/dev/null && [ ! -x /usr/sbin/pgbouncer ]; then
   echo "SOAK_VIA=pgbouncer needs pgbouncer: apt-get install pgbouncer" >&2; exit 1
 fi
@@ -36,7 +38,7 @@ mkdir -p bench/results
 out="bench/results/soak-$(date -u +%Y%m%dT%H%M%SZ).txt"
 {
   echo "# raw output of bench/soak.sh"
-  echo "command: SOAK_SECS=$SOAK_SECS SOAK_IDLE_SECS=$SOAK_IDLE_SECS SOAK_VIA=$SOAK_VIA bash bench/soak.sh"
+  echo "command: SOAK_SECS=$SOAK_SECS SOAK_IDLE_SECS=$SOAK_IDLE_SECS SOAK_VIA=$SOAK_VIA SOAK_RUNTIME=$SOAK_RUNTIME bash bench/soak.sh"
   echo "started: $(date -u +%FT%TZ)"
   echo "commit: $(git describe --always --dirty --exclude '*' 2>/dev/null || echo unknown)"
   echo "cores: $(nproc)"

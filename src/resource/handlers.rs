@@ -152,6 +152,8 @@ pub(super) async fn create<R: Resource>(
     let bearer = Bearer::from_environ(&environ)?;
     let sql = Statements::of::<R>();
     let collection = format!("{}{}", environ.script_name(), R::SPEC.path);
+    // Everything read (the body too): the environ goes before the wait, as in `list`.
+    drop(environ);
     let recorded = |item: Item<R::Fields>, request_hash: Vec<u8>| Recorded {
         request_hash,
         status: 201,
@@ -259,6 +261,7 @@ pub(super) async fn patch<R: Resource>(
         .await
         .map_err(ApiError::from)?;
     let bearer = Bearer::from_environ(&environ)?;
+    drop(environ);
     let sql = Statements::of::<R>();
     // The scope and the item in one round trip; the update and COMMIT in a second.
     let (_, scope, unit) = bearer.open(&[Step::new(&sql.get, &[&id])]).await?;
@@ -302,6 +305,7 @@ pub(super) async fn delete<R: Resource>(
     let id = item::<R>(&environ)?;
     let pre = Preconditions::from_headers(environ.headers())?;
     let bearer = Bearer::from_environ(&environ)?;
+    drop(environ);
     let sql = Statements::of::<R>();
     let done = if pre.if_match.is_some() || pre.if_none_match.is_some() {
         // Read, check, then delete that version: two round trips.

@@ -8,7 +8,8 @@
 //!
 //! Minutes long, so not in the default run: `bash bench/soak.sh` runs it and keeps its
 //! figures (`SOAK_SECS`, default 600; `SOAK_IDLE_SECS`, default 75; `SOAK_VIA=pgbouncer`
-//! puts PgBouncer between the service and Postgres).
+//! puts PgBouncer between the service and Postgres; `SOAK_RUNTIME=percore` serves with one
+//! runtime per core).
 
 use crate::common;
 
@@ -200,6 +201,11 @@ async fn soak_under_load_idle_and_restarts_loses_nothing_and_does_not_grow() {
         }
         Ok(other) => panic!("SOAK_VIA={other:?}: use direct or pgbouncer"),
     };
+    // `SOAK_RUNTIME=percore`: one runtime per core, each with its own shared connection
+    // and pool share to bring back after every restart.
+    let runtime = std::env::var("SOAK_RUNTIME").unwrap_or_else(|_| "multi".into());
+    command.env("RUNTIME", &runtime);
+    eprintln!("soak: RUNTIME={runtime}");
     let mut service = KillOnDrop(command.spawn().expect("start pgbridge"));
     service
         .wait_ready(addr, Duration::from_secs(30), &log)
