@@ -4,7 +4,9 @@
 # (multi-plus1: TOKIO_WORKER_THREADS=cores+1), and on one current-thread runtime per core (RUNTIME=percore), interleaved route by route, each under wrk -t1 and -t2
 # (nothing pinned): GET /healthz (no database) and
 # GET /notes/{id} (a bearer token checked, the note read under its account's scope), with the
-# server's CPU per request (utime+stime from /proc/PID/stat around each run ÷ requests). Raw
+# server's CPU per request (utime+stime from /proc/PID/stat around each run ÷ requests) and
+# each serving thread's run time (/proc/PID/task/TID/schedstat), by which percore's runs are
+# grouped: both cores serving, or one core serving nearly every client. Raw
 # output: bench/results/<time>-service_runtime.txt; writes its section of bench/RESULTS.md.
 # Loopback only.
 #
