@@ -250,33 +250,41 @@ async fn shared_scopes_of_many_owners_never_mix_leak_or_cancel_a_neighbour() {
     let url = Cluster::shared().await.create_database().await;
     let owners = Arc::new(accounts(&url, 8).await);
     let db = shared_db(url.clone(), PoolMode::Session);
-    let cancels_before = db.cancels_sent();
-    let seen = interleave(db.clone(), owners.clone(), 24, 150).await;
-    let cancels = db.cancels_sent() - cancels_before;
+    // A dropped unit is cancelled only when it is its connection's only one, which the
+    // interleaving makes a few times a run (1–6 here) and, on a loaded machine, sometimes
+    // never: the run is repeated, every invariant checked each time, until one had a cancel.
     let count = |a: &AtomicUsize| a.load(Ordering::Relaxed);
-    eprintln!(
-        "dropped {}, reads {}, failed as asked {}, plain {}, unknown tokens {}, cancels sent {cancels}",
-        count(&seen.dropped),
-        count(&seen.reads),
-        count(&seen.failed_as_asked),
-        count(&seen.plain),
-        count(&seen.unknown),
-    );
-    assert!(count(&seen.dropped) >= 500, "too few units were dropped");
-    assert!(count(&seen.reads) >= 500, "too few reads completed");
-    assert!(
-        count(&seen.failed_as_asked) >= 100,
-        "too few failing units completed"
-    );
-    assert!(
-        count(&seen.plain) >= 100,
-        "too few plain statements completed"
-    );
+    let mut cancels = 0;
+    let mut runs = 0;
+    while cancels == 0 && runs < 5 {
+        runs += 1;
+        let cancels_before = db.cancels_sent();
+        let seen = interleave(db.clone(), owners.clone(), 24, 150).await;
+        cancels = db.cancels_sent() - cancels_before;
+        eprintln!(
+            "run {runs}: dropped {}, reads {}, failed as asked {}, plain {}, unknown tokens {}, cancels sent {cancels}",
+            count(&seen.dropped),
+            count(&seen.reads),
+            count(&seen.failed_as_asked),
+            count(&seen.plain),
+            count(&seen.unknown),
+        );
+        assert!(count(&seen.dropped) >= 500, "too few units were dropped");
+        assert!(count(&seen.reads) >= 500, "too few reads completed");
+        assert!(
+            count(&seen.failed_as_asked) >= 100,
+            "too few failing units completed"
+        );
+        assert!(
+            count(&seen.plain) >= 100,
+            "too few plain statements completed"
+        );
+        assert_counts(&url, &owners).await;
+    }
     assert!(
         cancels > 0,
-        "no dropped unit was ever cancelled: the test proves nothing"
+        "no dropped unit was ever cancelled in {runs} runs: the test proves nothing"
     );
-    assert_counts(&url, &owners).await;
     // The connections are healthy afterwards.
     let row = db.shared().query_one("SELECT 1::int", &[]).await.unwrap();
     assert_eq!(row.get::<_, i32>(0), 1);
