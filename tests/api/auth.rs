@@ -20,6 +20,24 @@ async fn post(service: &TestService, path: &str, body: Value) -> Reply {
     send_as_is(service.addr, request).await.unwrap()
 }
 
+/// `LOGIN_FAILURE_WINDOW_SECS`' default, which these tests keep.
+const LOGIN_WINDOW_SECS: u64 = 900;
+
+/// The login throttle counts per fixed window (`src/auth/throttle.rs`): a scope's count
+/// starts from zero when a window starts. A test that counts failures up to a limit must not
+/// straddle that moment (CI once logged in at 22:30:00.3, just past one, and got 201 where
+/// the limit said 429); if the current window ends within 20 seconds, wait for the next.
+async fn clear_of_a_window_start() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_secs_f64();
+    let left = LOGIN_WINDOW_SECS as f64 - now % LOGIN_WINDOW_SECS as f64;
+    if left < 20.0 {
+        tokio::time::sleep(Duration::from_secs_f64(left + 0.5)).await;
+    }
+}
+
 async fn login(service: &TestService, username: &str, password: &str) -> Reply {
     post(
         service,
@@ -321,6 +339,7 @@ async fn a_login_with_a_name_no_account_can_have_is_the_same_401() {
 
 #[tokio::test]
 async fn repeated_failures_are_limited_per_account_from_an_address_across_replicas() {
+    clear_of_a_window_start().await;
     let service = start_migrated(|c| {
         c.login_max_failures_per_account = 3;
         c.login_max_failures_per_address = 1000;
@@ -361,6 +380,7 @@ async fn repeated_failures_are_limited_per_account_from_an_address_across_replic
 
 #[tokio::test]
 async fn repeated_failures_are_limited_per_address() {
+    clear_of_a_window_start().await;
     let service = start_migrated(|c| {
         c.login_max_failures_per_account = 1000;
         c.login_max_failures_per_address = 4;
@@ -497,6 +517,7 @@ async fn login_from(
 /// once; the guessing address waits, with the right password too.
 #[tokio::test]
 async fn the_owner_logs_in_from_another_address_after_any_number_of_guesses() {
+    clear_of_a_window_start().await;
     // No delay: the guessing pair then ends at its hard limit whatever the machine's speed
     // (with one, a slow run could find the delay just over when the guesser tries again).
     let service = start_migrated(|c| c.login_failure_delay_ms = 0).await;
@@ -525,6 +546,7 @@ async fn the_owner_logs_in_from_another_address_after_any_number_of_guesses() {
 /// Past half the limit, each failure makes the next attempt from that pair wait, doubling.
 #[tokio::test]
 async fn failures_past_half_the_limit_delay_the_next_attempt() {
+    clear_of_a_window_start().await;
     let service = start_migrated(|c| {
         c.login_max_failures_per_account = 10;
         c.login_failure_delay_ms = 60_000;
@@ -573,6 +595,7 @@ async fn failures_past_half_the_limit_delay_the_next_attempt() {
 /// passwords checked: each check is reserved first, atomically.
 #[tokio::test]
 async fn concurrent_guesses_check_at_most_the_limit() {
+    clear_of_a_window_start().await;
     let service = start_migrated(|c| {
         c.login_max_failures_per_account = 5;
         c.login_failure_delay_ms = 0;
@@ -620,6 +643,7 @@ async fn concurrent_guesses_check_at_most_the_limit() {
 /// `X-Forwarded-For` names the client only when the peer is in `TRUSTED_PROXIES`.
 #[tokio::test]
 async fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
+    clear_of_a_window_start().await;
     let service = start_migrated(|c| {
         c.login_max_failures_per_account = 2;
         c.login_failure_delay_ms = 0;
