@@ -13,13 +13,17 @@
 //! - **Progressive delay.** From half a scope's limit on, each failure makes the scope wait
 //!   `LOGIN_FAILURE_DELAY_MS`, doubling with each further failure (at most the window)
 //!   before its next attempt: 429 with `Retry-After` meanwhile, no password checked. At
-//!   the limit, the scope waits for the window's end.
+//!   the limit, the scope waits until its sliding count (below) falls under it again.
 //!
 //! - **Cheap refusals.** A refusal is remembered in the process for [`REMEMBER_REFUSAL`]
 //!   ([`Recent`]): a client hammering a refused scope meanwhile costs no database work.
 //!
-//! Counting is by fixed windows of the database's clock, `LOGIN_FAILURE_WINDOW_SECS` long,
-//! aligned to the epoch. A refusal comes before any password is checked, whether or not
+//! Counting is by windows of the database's clock, `LOGIN_FAILURE_WINDOW_SECS` long, aligned
+//! to the epoch, and slides between them: a scope's count is its current window's failures
+//! plus its previous window's, weighted by how much of that window still lies within the
+//! last window's length (a delay set in the previous window still holds). A fixed window
+//! would start from zero, and guesses on both sides of its start would reach twice a limit;
+//! sliding, they get one attempt more than the limit. A refusal comes before any password is checked, whether or not
 //! the account exists, so a 429 reveals nothing either.
 
 use std::net::IpAddr;
@@ -185,12 +189,63 @@ macro_rules! window_start {
 /// The limit of the row `f`'s scope, in SQL: `$a` for addresses, `$p` for pairs.
 macro_rules! limit_of {
     ($a:literal, $p:literal) => {
+        limit_for!("f", $a, $p)
+    };
+}
+
+/// The limit of the scope in `alias.scope`, in SQL: `$a` for addresses, `$p` for pairs.
+macro_rules! limit_for {
+    ($alias:literal, $a:literal, $p:literal) => {
         concat!(
-            "(CASE WHEN f.scope LIKE 'address:%' THEN $",
+            "(CASE WHEN ",
+            $alias,
+            ".scope LIKE 'address:%' THEN $",
             $a,
             "::int4 ELSE $",
             $p,
             "::int4 END)"
+        )
+    };
+}
+
+/// How much of the previous window still lies within the last `$n` seconds, in SQL: 1 as
+/// the current window starts, 0 as it ends. The sliding count is the current window's
+/// failures plus the previous window's times this.
+macro_rules! previous_weight {
+    ($n:literal) => {
+        concat!(
+            "(1 - (extract(epoch FROM now())::float8 - floor(extract(epoch FROM now())::float8 / $",
+            $n,
+            "::float8) * $",
+            $n,
+            "::float8) / $",
+            $n,
+            "::float8)"
+        )
+    };
+}
+
+/// The previous window's failures of the row `f`'s scope (0 if none), in SQL.
+macro_rules! previous_failures {
+    ($n:literal) => {
+        concat!(
+            "coalesce((SELECT p.failures FROM login_failures p WHERE p.scope = f.scope \
+             AND p.window_start = f.window_start - make_interval(secs => $",
+            $n,
+            "::float8)), 0)"
+        )
+    };
+}
+
+/// The sliding count of the row `f`'s scope, in SQL.
+macro_rules! sliding_failures {
+    ($n:literal) => {
+        concat!(
+            "(f.failures + ",
+            previous_failures!($n),
+            " * ",
+            previous_weight!($n),
+            ")"
         )
     };
 }
@@ -215,15 +270,29 @@ pub async fn reserve(
     let (per_address, per_pair) = (limit(limits.per_address), limit(limits.per_account));
     let granted = {
         let tx = conn.transaction().await?;
+        // The current window's row is created (or counted up) only while the sliding count
+        // — this window's failures plus the overlapping share of the previous window's — is
+        // under the limit and no delay holds, the previous window's delay included: a new
+        // window does not start from zero.
         let rows = tx
             .query(
                 concat!(
                     "INSERT INTO login_failures AS f (scope, window_start, failures, not_before) \
-                     SELECT s, ",
+                     SELECT s.scope, ",
                     window_start!(2),
-                    ", 1, '-infinity' FROM unnest($1::text[]) AS s \
-                     ON CONFLICT (scope, window_start) DO UPDATE SET failures = f.failures + 1 \
-                     WHERE f.not_before <= now() AND f.failures < ",
+                    ", 1, '-infinity' FROM unnest($1::text[]) AS s (scope) \
+                     LEFT JOIN login_failures p ON p.scope = s.scope AND p.window_start = ",
+                    window_start!(2),
+                    " - make_interval(secs => $2::float8) \
+                     WHERE coalesce(p.not_before, '-infinity') <= now() \
+                     AND coalesce(p.failures, 0) * ",
+                    previous_weight!(2),
+                    " < ",
+                    limit_for!("s", 3, 4),
+                    " ON CONFLICT (scope, window_start) DO UPDATE SET failures = f.failures + 1 \
+                     WHERE f.not_before <= now() AND ",
+                    sliding_failures!(2),
+                    " < ",
                     limit_of!(3, 4),
                     " RETURNING f.scope"
                 ),
@@ -243,15 +312,36 @@ pub async fn reserve(
         .filter(|name| !granted.contains(name))
         .cloned()
         .collect();
+    // How long until each scope may try again: its delay, or until its sliding count falls
+    // under the limit — within this window if this window's own failures are under it
+    // (the previous window's share shrinks as time passes), else after this window ends,
+    // when its failures become the previous window's, shrinking in turn.
     let row = conn
         .query_one(
             concat!(
-                "SELECT ceil(extract(epoch FROM max(CASE WHEN f.failures >= ",
-                limit_of!(3, 4),
-                " THEN f.window_start + make_interval(secs => $2::float8) \
-                 ELSE f.not_before END) - now()))::int8 \
-                 FROM login_failures f WHERE f.scope = ANY($1::text[]) AND f.window_start = ",
-                window_start!(2)
+                "SELECT ceil(max(greatest(\
+                   CASE WHEN greatest(c.not_before, p.not_before) > now() \
+                     THEN extract(epoch FROM greatest(c.not_before, p.not_before) - now()) ELSE 0 END, \
+                   CASE \
+                     WHEN coalesce(c.failures, 0) + coalesce(p.failures, 0) * w.weight < w.lim THEN 0 \
+                     WHEN coalesce(c.failures, 0) < w.lim \
+                       THEN $2::float8 * (1 - (w.lim - coalesce(c.failures, 0)) / p.failures::float8) - w.elapsed \
+                     ELSE $2::float8 - w.elapsed + $2::float8 * (1 - w.lim / c.failures::float8) \
+                   END)))::int8 \
+                 FROM unnest($1::text[]) AS s (scope) \
+                 CROSS JOIN LATERAL (SELECT ",
+                previous_weight!(2),
+                " AS weight, ",
+                limit_for!("s", 3, 4),
+                "::float8 AS lim, \
+                   extract(epoch FROM now())::float8 - extract(epoch FROM ",
+                window_start!(2),
+                ")::float8 AS elapsed) AS w \
+                 LEFT JOIN login_failures c ON c.scope = s.scope AND c.window_start = ",
+                window_start!(2),
+                " LEFT JOIN login_failures p ON p.scope = s.scope AND p.window_start = ",
+                window_start!(2),
+                " - make_interval(secs => $2::float8)"
             ),
             &[&names, &window, &per_address, &per_pair],
         )
@@ -274,12 +364,16 @@ pub async fn failed(conn: &Conn, scopes: &Scopes, limits: &Limits) -> Result<(),
         conn.execute(
             concat!(
                 "UPDATE login_failures f SET not_before = now() + make_interval(secs => \
-                 least($2::float8, $5::float8 * 2 ^ (f.failures - ceil(",
+                 least($2::float8, $5::float8 * 2 ^ (floor(",
+                sliding_failures!(2),
+                ") - ceil(",
                 limit_of!(3, 4),
                 " / 2.0))::float8)) \
                  WHERE f.scope = $1 AND f.window_start = ",
                 window_start!(2),
-                " AND f.failures >= ceil(",
+                " AND ",
+                sliding_failures!(2),
+                " >= ceil(",
                 limit_of!(3, 4),
                 " / 2.0)"
             ),

@@ -234,7 +234,8 @@ pub struct Config {
     #[arg(long, env = "LOGIN_MAX_FAILURES_PER_ADDRESS", default_value_t = 50)]
     pub login_max_failures_per_address: u32,
 
-    /// Length of the failed-login counting window, in seconds.
+    /// Length of the failed-login counting window, in seconds; the count slides from one
+    /// window to the next (the previous window's failures count in proportion to their overlap).
     #[arg(long, env = "LOGIN_FAILURE_WINDOW_SECS", default_value_t = 900)]
     pub login_failure_window_secs: u64,
 

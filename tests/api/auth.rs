@@ -23,10 +23,12 @@ async fn post(service: &TestService, path: &str, body: Value) -> Reply {
 /// `LOGIN_FAILURE_WINDOW_SECS`' default, which these tests keep.
 const LOGIN_WINDOW_SECS: u64 = 900;
 
-/// The login throttle counts per fixed window (`src/auth/throttle.rs`): a scope's count
-/// starts from zero when a window starts. A test that counts failures up to a limit must not
-/// straddle that moment (CI once logged in at 22:30:00.3, just past one, and got 201 where
-/// the limit said 429); if the current window ends within 20 seconds, wait for the next.
+/// The login throttle's count slides from one window to the next (`src/auth/throttle.rs`):
+/// just after a window starts, the previous window's failures count a little less than
+/// their number, so one more attempt fits under the limit. A test that counts failures up
+/// to an exact limit must not straddle that moment (CI once logged in at 22:30:00.3, just
+/// past one, and got 201 where the limit said 429); if the current window ends within 20
+/// seconds, wait for the next.
 async fn clear_of_a_window_start() {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -376,6 +378,49 @@ async fn repeated_failures_are_limited_per_account_from_an_address_across_replic
     assert_eq!(limited.status, 429, "{}", limited.text());
     // Other accounts are not affected.
     Account::new(service.addr, "bob").await;
+}
+
+/// The count slides: failures just before a window starts still count just after it, in
+/// proportion to how much of their window is still within the last window's length. With
+/// fixed windows the new window would start from zero and allow a limit's worth at once.
+#[tokio::test]
+async fn failures_just_before_a_window_starts_still_count_after_it() {
+    const WINDOW: f64 = 4.0;
+    let service = start_migrated(|c| {
+        c.login_max_failures_per_account = 3;
+        c.login_max_failures_per_address = 1000;
+        c.login_failure_window_secs = WINDOW as u64;
+        c.login_failure_delay_ms = 0;
+    })
+    .await;
+    Account::new(service.addr, "alice").await;
+    let into_window = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("a clock after 1970")
+            .as_secs_f64()
+            % WINDOW
+    };
+    // The three failures in the last 1.5 seconds of a window...
+    let wait = (WINDOW - 1.5 - into_window()).rem_euclid(WINDOW);
+    tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+    for _ in 0..3 {
+        assert_eq!(login(&service, "alice", "wrong password").await.status, 401);
+    }
+    assert!(into_window() > WINDOW - 1.5, "the failures took too long");
+    // ...then, 0.2 s into the next: 3 × 0.95 of them still count, so one more failure fits
+    // under the limit of 3, and then nothing does (fixed windows would allow three).
+    let wait = WINDOW - into_window() + 0.2;
+    tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+    assert_eq!(login(&service, "alice", "wrong password").await.status, 401);
+    let limited = login(&service, "alice", "alice password").await;
+    assert_eq!(limited.status, 429, "{}", limited.text());
+    let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=4).contains(&retry), "Retry-After {retry}");
+    assert!(
+        into_window() < 1.5,
+        "the attempts after the start took too long"
+    );
 }
 
 #[tokio::test]
