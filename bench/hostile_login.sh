@@ -34,10 +34,11 @@ if [ -z "${BIN:-}" ]; then
 fi
 mkdir -p bench/results
 RAW=bench/results/hostile-login-$(date -u +%Y%m%dT%H%M%SZ).txt
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 {
   echo "# bench/hostile_login.sh $(date -u +%FT%TZ)"
   echo "# commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src migrations || echo ' (+ uncommitted changes)')"
-  echo "# $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "# $(nproc) cores; load average $LOAD_START"
   echo "# $(machine)"
 } > "$RAW"
 raw() { echo "$*" | tee -a "$RAW"; }
@@ -180,8 +181,10 @@ raw "6. start-up errors: $STARTUP_N malformed URLs, occurrences of the password:
 SECTION="## Hostile clients, round two: log-ins, stream opens, secrets (issue 17, cases 3-6)
 
 \`bash bench/hostile_login.sh\` (run by \`bench/hostile.sh\` after its own cases; release build,
-loopback, settings default). Raw output: \`$RAW\`. Absolute figures are noisy on this shared
-machine; read the ratios of peers measured in the same run.
+loopback, settings default), $(date -u +%Y-%m-%d): $(machine); raw output \`$RAW\` (commit
+$(git rev-parse --short HEAD), load average $LOAD_START at the start and $(cut -d' ' -f1-3 /proc/loadavg)
+at the end). Absolute figures move from run to run; read the ratios of peers measured in the
+same run.
 
 | case | measured | target |
 | --- | --- | --- |
