@@ -23,8 +23,8 @@
 //! plus its previous window's, weighted by how much of that window still lies within the
 //! last window's length (a delay set in the previous window still holds). A fixed window
 //! would start from zero, and guesses on both sides of its start would reach twice a limit;
-//! sliding, they get one attempt more than the limit. A refusal comes before any password is checked, whether or not
-//! the account exists, so a 429 reveals nothing either.
+//! sliding, they get one attempt more than the limit. A refusal comes before any password is
+//! checked, whether or not the account exists, so a 429 reveals nothing either.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -208,6 +208,18 @@ macro_rules! limit_for {
     };
 }
 
+/// The start of the previous window, in SQL, for a window of `$n` seconds.
+macro_rules! previous_start {
+    ($n:literal) => {
+        concat!(
+            window_start!($n),
+            " - make_interval(secs => $",
+            $n,
+            "::float8)"
+        )
+    };
+}
+
 /// How much of the previous window still lies within the last `$n` seconds, in SQL: 1 as
 /// the current window starts, 0 as it ends. The sliding count is the current window's
 /// failures plus the previous window's times this.
@@ -230,9 +242,9 @@ macro_rules! previous_failures {
     ($n:literal) => {
         concat!(
             "coalesce((SELECT p.failures FROM login_failures p WHERE p.scope = f.scope \
-             AND p.window_start = f.window_start - make_interval(secs => $",
-            $n,
-            "::float8)), 0)"
+             AND p.window_start = ",
+            previous_start!($n),
+            "), 0)"
         )
     };
 }
@@ -282,9 +294,8 @@ pub async fn reserve(
                     window_start!(2),
                     ", 1, '-infinity' FROM unnest($1::text[]) AS s (scope) \
                      LEFT JOIN login_failures p ON p.scope = s.scope AND p.window_start = ",
-                    window_start!(2),
-                    " - make_interval(secs => $2::float8) \
-                     WHERE coalesce(p.not_before, '-infinity') <= now() \
+                    previous_start!(2),
+                    " WHERE coalesce(p.not_before, '-infinity') <= now() \
                      AND coalesce(p.failures, 0) * ",
                     previous_weight!(2),
                     " < ",
@@ -325,23 +336,19 @@ pub async fn reserve(
                    CASE \
                      WHEN coalesce(c.failures, 0) + coalesce(p.failures, 0) * w.weight < w.lim THEN 0 \
                      WHEN coalesce(c.failures, 0) < w.lim \
-                       THEN $2::float8 * (1 - (w.lim - coalesce(c.failures, 0)) / p.failures::float8) - w.elapsed \
-                     ELSE $2::float8 - w.elapsed + $2::float8 * (1 - w.lim / c.failures::float8) \
+                       THEN $2::float8 * (1 - (w.lim - coalesce(c.failures, 0)) / p.failures::float8) - (1 - w.weight) * $2::float8 \
+                     ELSE w.weight * $2::float8 + $2::float8 * (1 - w.lim / c.failures::float8) \
                    END)))::int8 \
                  FROM unnest($1::text[]) AS s (scope) \
                  CROSS JOIN LATERAL (SELECT ",
                 previous_weight!(2),
                 " AS weight, ",
                 limit_for!("s", 3, 4),
-                "::float8 AS lim, \
-                   extract(epoch FROM now())::float8 - extract(epoch FROM ",
-                window_start!(2),
-                ")::float8 AS elapsed) AS w \
+                "::float8 AS lim) AS w \
                  LEFT JOIN login_failures c ON c.scope = s.scope AND c.window_start = ",
                 window_start!(2),
                 " LEFT JOIN login_failures p ON p.scope = s.scope AND p.window_start = ",
-                window_start!(2),
-                " - make_interval(secs => $2::float8)"
+                previous_start!(2)
             ),
             &[&names, &window, &per_address, &per_pair],
         )
