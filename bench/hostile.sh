@@ -26,10 +26,10 @@ LOW_NOFILE_N=${LOW_NOFILE_N:-1100}
 IDLE_TIMEOUT_MS=${IDLE_TIMEOUT_MS:-30000}
 HEADER_READ_TIMEOUT_MS=${HEADER_READ_TIMEOUT_MS:-10000}
 
-command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends wrk >/dev/null; }
 ulimit -n 20000 2>/dev/null || true   # for the flood client, not the server
 
 source bench/lib.sh
+need wrk wrk
 start_postgres
 RAW_COMMAND="FLOOD_SECS=$FLOOD_SECS SLOW_N=$SLOW_N IDLE_N=$IDLE_N LOW_NOFILE_N=$LOW_NOFILE_N bash bench/hostile.sh"
 raw_results hostile
@@ -77,7 +77,6 @@ peaks() {
   done
   awk -v k="$peak" -v o="$open_peak" 'BEGIN {printf "%.1f %d\n", k/1024, o}'
 }
-to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
 wrk_p99() { # p99 in ms of 10 s of GET /notes on 4 keep-alive connections
   local out; out=$(wrk -t1 -c4 -d10s --timeout 30s --latency -H "Authorization: Bearer $TOKEN" "$BASE/notes" 2>&1)
   echo "$out" >> "$WORK/wrk.log"

@@ -24,10 +24,10 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 ROUNDS=${ROUNDS:-1}
 POOL=${DB_POOL_SIZE:-16}
 
-command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends wrk >/dev/null; }
 ulimit -n 20000 2>/dev/null || true   # for the flood client, not the server
 
 source bench/lib.sh
+need wrk wrk
 start_postgres
 echo "== build (release)"
 cargo build --release --bin pgbridge 2>&1 | tail -1
@@ -61,7 +61,6 @@ login() { # login USERNAME: signs up (once per database) and prints a token
 }
 stop_server() { kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; }
 metric() { curl -s -m 30 "$BASE/metrics" | awk -v m="$1" 'index($0, m) == 1 {print $2}'; }
-to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
 
 # wrk_notes: "requests non2xx p50 p99" of 10 s of signed-in GET /notes on 4 keep-alive connections
 wrk_notes() {

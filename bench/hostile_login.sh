@@ -141,9 +141,8 @@ done
 echo "--- this build's plan" >> "$RAW"; cat "$WORK/explain-login_bench.txt" >> "$RAW"
 echo "--- the old policies' plan" >> "$RAW"; cat "$WORK/explain-login_bench_old.txt" >> "$RAW"
 SERVER_PID=$NEW_PID; stop_server; SERVER_PID=$OLD_PID; stop_server
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-NEW_MED=$(median "${NEW_MS[@]}"); OLD_MED=$(median "${OLD_MS[@]}")
-NEW_EXM=$(median "${NEW_EX[@]}"); OLD_EXM=$(median "${OLD_EX[@]}")
+NEW_MED=$(printf '%s\n' "${NEW_MS[@]}" | median); OLD_MED=$(printf '%s\n' "${OLD_MS[@]}" | median)
+NEW_EXM=$(printf '%s\n' "${NEW_EX[@]}" | median); OLD_EXM=$(printf '%s\n' "${OLD_EX[@]}" | median)
 RATIO=$(awk -v a="$OLD_MED" -v b="$NEW_MED" 'BEGIN {printf "%.0f", a / b}')
 EX_RATIO=$(awk -v a="$OLD_EXM" -v b="$NEW_EXM" 'BEGIN {printf "%.0f", a / b}')
 

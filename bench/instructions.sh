@@ -19,8 +19,9 @@ CONNECTIONS=${CONNECTIONS:-16}
 ROUTES=${ROUTES:-/plaintext /native/plaintext /db /native/db /fortunes /native/fortunes}
 SERVERS=${SERVERS:-layer=./target/release/examples/techempower ref=./target/release/examples/reference_percore}
 RAW_COMMAND="${GLIBC_TUNABLES:+GLIBC_TUNABLES=$GLIBC_TUNABLES }DURATION=$DURATION CONNECTIONS=$CONNECTIONS ROUTES='$ROUTES' SERVERS='$SERVERS' bash bench/instructions.sh"
-command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
 source bench/lib.sh
+need valgrind valgrind
+need wrk wrk
 start_postgres fsync=off synchronous_commit=off shared_buffers=128MB
 psql -q -v ON_ERROR_STOP=1 "$PG_URL" -f bench/techempower.sql
 if [[ " $SERVERS " == *"=./target/release/examples/"* ]]; then

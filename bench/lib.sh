@@ -5,6 +5,20 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# need COMMAND PACKAGE...: COMMAND on the PATH (or at its path), else Debian's PACKAGEs installed
+# when running as root, as CI does; otherwise the script stops and says what to install.
+need() {
+  local cmd=$1; shift
+  command -v "$cmd" >/dev/null && return
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing $* (for $cmd)"
+    apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "$@" >/dev/null
+    command -v "$cmd" >/dev/null && return
+  fi
+  echo "$cmd is needed: apt-get install $*" >&2
+  exit 1
+}
+
 BENCH_PIDS=()
 bench_cleanup() {
   local status=$?   # the script's own result, kept whatever the clean-up returns
@@ -137,4 +151,25 @@ else:
     text = text.rstrip() + ("\n\n" if text.strip() else "") + block + "\n"
 open(path, "w").write(text)
 PY
+}
+
+# to_ms VALUE-WITH-UNIT: one of wrk's latencies (850.00us, 4.33ms, 1.20s) in milliseconds.
+to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
+
+# median: the median of the numbers on standard input, one a line ("n/a" if there are none).
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# thread_times PID: "tid name ran_ns waited_ns" for each of the process's threads but its main
+# one, from /proc/PID/task/TID/schedstat: the time the thread ran on a CPU and the time it
+# waited, runnable, for one. A name's spaces become underscores; a thread that ends while it
+# is read is left out.
+thread_times() {
+  local task name ran waited
+  for task in /proc/"$1"/task/*; do
+    [ "${task##*/}" = "$1" ] && continue
+    name=$(tr ' ' '_' < "$task/comm" 2>/dev/null) || continue
+    read -r ran waited _ < "$task/schedstat" 2>/dev/null || continue
+    echo "${task##*/} $name $ran $waited"
+  done
+  true
 }

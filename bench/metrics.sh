@@ -13,8 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
+need wrk wrk
 old=$1 new=$2 rounds=${3:-3} secs=${4:-5} path=${5:-/metrics}
-command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
 start_postgres
 RAW_COMMAND="bash bench/metrics.sh $old $new $rounds $secs $path"
 raw_results metrics

@@ -23,18 +23,16 @@ CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-"1 2"}
 PGBOUNCER=${PGBOUNCER:-1}
 
-for tool in wrk curl psql python3; do
-  command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
-done
-if [ "$PGBOUNCER" = 1 ] && [ ! -x /usr/sbin/pgbouncer ]; then
-  echo "missing /usr/sbin/pgbouncer (PGBOUNCER=0 to skip that mode)" >&2; exit 1
-fi
+source bench/lib.sh
+need wrk wrk
+need curl curl
+need psql postgresql-client
+[ "$PGBOUNCER" = 1 ] && need /usr/sbin/pgbouncer pgbouncer   # PGBOUNCER=0 skips that mode
 
 mkdir -p bench/results
 OUT=bench/results/notes-$(date -u +%Y%m%dT%H%M%SZ).txt
 exec > >(tee "$OUT") 2>&1
 
-source bench/lib.sh
 # fsync off, as bench/run.sh: this measures the service, its driver and Postgres' CPU,
 # not the disk.
 start_postgres fsync=off synchronous_commit=off shared_buffers=128MB
@@ -144,7 +142,6 @@ ticks() {
 }
 pg_pids() { echo "$PG_PID" $(pgrep -P "$PG_PID" || true); }
 HZ=$(getconf CLK_TCK)
-to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
 RESULTS=$WORK/results.tsv
 : > "$RESULTS"
 # run ROUTE-LABEL SERVER THREADS URL [wrk args]

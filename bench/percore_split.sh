@@ -26,6 +26,8 @@ CONNECTIONS=${CONNECTIONS:-256}
 SERVERS=${SERVERS:-pool-percore:techempower:POOL_LAYOUT=percore pool-steal:techempower:POOL_LAYOUT=steal pool-process:techempower:POOL_LAYOUT=process reference:reference_percore}
 RAW_COMMAND="ROUTE='$ROUTE' DURATION=$DURATION ROUNDS=$ROUNDS THREADS='$THREADS' CONNECTIONS=$CONNECTIONS SERVERS='$SERVERS' bash bench/percore_split.sh"
 source bench/lib.sh
+need wrk wrk
+need psql postgresql-client
 start_postgres fsync=off synchronous_commit=off shared_buffers=128MB max_connections=400
 psql -q -v ON_ERROR_STOP=1 "$PG_URL" -f bench/techempower.sql 2>/dev/null
 cargo build --release --example techempower --example reference_percore 2>&1 | tail -1
@@ -45,13 +47,7 @@ for server in $SERVERS; do
 done
 
 # per_thread PID: "tid run-ms runq-wait-ms" for each thread but the main one.
-per_thread() {
-  local task
-  for task in /proc/"$1"/task/*; do
-    [ "${task##*/}" = "$1" ] && continue
-    awk -v t="${task##*/}" '{ printf "%s %d %d\n", t, $1 / 1e6, $2 / 1e6 }' "$task/schedstat"
-  done
-}
+per_thread() { thread_times "$1" | awk '{ printf "%s %d %d\n", $1, $3 / 1e6, $4 / 1e6 }'; }
 for round in $(seq "$ROUNDS"); do
   for t in $THREADS; do
     for label in "${LABELS[@]}"; do

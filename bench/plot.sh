@@ -6,7 +6,8 @@
 set -euo pipefail
 RAW=${1:?usage: bench/plot.sh RAW-RESULTS [OUT.svg]}
 OUT=${2:-${RAW%.txt}.svg}
-command -v gnuplot >/dev/null || { echo "gnuplot is needed (apt-get install gnuplot-nox)" >&2; exit 1; }
+source "$(dirname "$0")/lib.sh"
+need gnuplot gnuplot-nox
 DATA=$(mktemp -d)
 trap 'rm -rf "$DATA"' EXIT
 # One table per wrk -t and measure: a row per route, a column per variant, medians; "-" missing.

@@ -13,8 +13,9 @@ BIN=${BIN:-./target/release/examples/techempower}
 THREADS=${THREADS:-1}
 CONNECTIONS=${CONNECTIONS:-64}
 RAW_COMMAND="DURATION=$DURATION ROUTES='$ROUTES' BIN=$BIN THREADS=$THREADS bash bench/profile.sh"
-command -v perf >/dev/null || { echo "perf is needed (apt-get install linux-perf)" >&2; exit 1; }
 source bench/lib.sh
+need perf linux-perf
+need wrk wrk
 start_postgres fsync=off synchronous_commit=off shared_buffers=128MB
 psql -q -v ON_ERROR_STOP=1 "$PG_URL" -f bench/techempower.sql
 if [ "$BIN" = ./target/release/examples/techempower ]; then

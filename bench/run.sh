@@ -20,12 +20,11 @@ CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1 2}
 RAW_COMMAND="DURATION=$DURATION ROUNDS=$ROUNDS CONNECTIONS=$CONNECTIONS THREADS='$THREADS' bash bench/run.sh"
 
-if ! command -v wrk >/dev/null || ! command -v pgbench >/dev/null || ! command -v openssl >/dev/null; then
-  echo "== installing wrk and pgbench"
-  apt-get update -q && apt-get install -y -q --no-install-recommends wrk postgresql-client openssl >/dev/null
-fi
-
 source bench/lib.sh
+need wrk wrk
+need pgbench postgresql-client
+need openssl openssl
+need gnuplot gnuplot-nox   # bench/plot.sh, at the end
 # fsync off: this measures the service and its driver, not the disk. 400 connections: the
 # servers' pools once full (about 200 backends with layer-poolprocess's and layer-poolpercore's) plus pgbench's 64
 # pass the default 200, and pgbench then failed at the start of the second round.
@@ -109,8 +108,6 @@ echo "$body" | grep -q '"randomNumber":' || { echo "FAIL /db over TLS: $body" >&
   || { echo "FAIL: the TLS server's shared connections are not encrypted" >&2; exit 1; }
 echo "all routes correct (and /db over TLS, its connections encrypted)"
 
-# to_ms VALUE-WITH-UNIT
-to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
 RESULTS=$WORK/results.tsv
 : > "$RESULTS"
 ROUND=0
@@ -223,7 +220,6 @@ echo "cpu split /db: server $CPU_SERVER, postgres $CPU_PG, rest $CPU_REST, machi
 raw_end
 
 # Medians over the rounds.
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 # stat ROUTE VARIANT THREADS COLUMN [CONNECTIONS]: 5 = req/s, 6 = p99 ms, 7 = non-2xx
 stat() { awk -F'\t' -v l="$1" -v v="$2" -v t="$3" -v c="${5:-$CONNECTIONS}" -v col="$4" '$1 == l && $2 == v && $3 == t && $4 == c { print $col }' "$RESULTS" | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'; }

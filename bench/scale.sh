@@ -14,11 +14,11 @@ DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-32}
 export NOTES=200
 
-for tool in wrk curl /usr/sbin/nginx /usr/sbin/pgbouncer; do
-  command -v "$tool" >/dev/null || { echo "missing $tool (bash .ci/run installs nginx and pgbouncer)" >&2; exit 1; }
-done
-
 source bench/lib.sh
+need wrk wrk
+need curl curl
+need /usr/sbin/nginx nginx
+need /usr/sbin/pgbouncer pgbouncer
 # synchronous_commit on (fsync off): a commit reaches the standby at once, as in production;
 # with it off, WAL waits for the WAL writer (200 ms) and read-your-writes waits with it.
 start_postgres fsync=off shared_buffers=128MB

@@ -22,6 +22,7 @@ THREADS=${THREADS:-1 2}
 RAW_COMMAND="DURATION=$DURATION ROUNDS=$ROUNDS CONNECTIONS=$CONNECTIONS THREADS='$THREADS' bash bench/service_runtime.sh"
 [ -z "${BIN:-}" ] || RAW_COMMAND="BIN=$BIN $RAW_COMMAND"
 source bench/lib.sh
+need wrk wrk
 start_postgres fsync=off synchronous_commit=off shared_buffers=128MB
 BIN=${BIN:-}
 if [ -z "$BIN" ]; then
@@ -63,18 +64,9 @@ done
 
 # ticks PID: utime+stime of the process, in clock ticks.
 ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
-# core_times PID: "tid name ran_ns" for each of the process's request-serving threads (the
-# per-core servers' pgbridge-core-N, the multi-threaded runtime's tokio-rt-worker).
-core_times() {
-  local task
-  for task in /proc/"$1"/task/*; do
-    local name
-    name=$(tr ' ' '_' < "$task/comm" 2>/dev/null) || continue
-    case $name in pgbridge-core-*|tokio-rt-worker) ;; *) continue ;; esac
-    echo "${task##*/} $name $(awk '{ print $1 }' "$task/schedstat" 2>/dev/null)"
-  done
-  true
-}
+# core_times PID: "tid name ran_ns waited_ns" for each of the process's request-serving threads
+# (the per-core servers' pgbridge-core-N, the multi-threaded runtime's tokio-rt-worker).
+core_times() { thread_times "$1" | awk '$2 ~ /^(pgbridge-core-|tokio-rt-worker$)/'; }
 # core_split BEFORE AFTER: each serving thread's run time across the run ("name=ms ...") and,
 # last, the busiest one's share of their total in percent. Connections stay on the core
 # that accepted them (percore), so a share near 100 means one core served every client.
@@ -85,7 +77,6 @@ core_split() {
        END { printf "busiest=%d\n", (total > 0 ? 100 * top / total : 0) }' <(echo "$1") <(echo "$2")
 }
 HZ=$(getconf CLK_TCK)
-to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
 RESULTS=$WORK/results.tsv; : > "$RESULTS"
 ROUND=0
 for runtime in $VARIANTS; do
@@ -115,7 +106,6 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 raw_end
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 stat() { awk -F'\t' -v l="$1" -v v="$2" -v t="$3" -v col="$4" '$1 == l && $2 == v && $3 == t { print $col }' "$RESULTS" | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'; }
 TABLE="| route | wrk | variant | req/s | × multi | server CPU µs/req | p99 ms | non-2xx |

@@ -55,7 +55,7 @@ echo "== $SUBSCRIBERS subscribers, $ROUNDS rounds"
 MARK=$WORK/rounds-started
 PERF_JOB=
 if [ "${PROFILE:-0}" = 1 ]; then
-  command -v perf >/dev/null || { echo "PROFILE=1 needs perf (apt-get install linux-perf)" >&2; exit 1; }
+  need perf linux-perf
   ( for _ in $(seq 3000); do [ -e "$MARK" ] && break; sleep 0.1; done
     perf record -q -F 999 -g -p "$SERVER_PID" -o "$WORK/perf.data" -- sleep 5 >/dev/null 2>&1 ) &
   PERF_JOB=$!

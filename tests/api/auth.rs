@@ -9,6 +9,7 @@ use common::accounts::{Account, anonymous, assert_401};
 use common::http::{Reply, get, send_as_is};
 use common::service::{TestService, connect, start_migrated};
 use common::sse;
+use pgbridge::config::Config;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -20,8 +21,11 @@ async fn post(service: &TestService, path: &str, body: Value) -> Reply {
     send_as_is(service.addr, request).await.unwrap()
 }
 
-/// `LOGIN_FAILURE_WINDOW_SECS`' default, which these tests keep.
-const LOGIN_WINDOW_SECS: u64 = 900;
+/// The login throttle's window in seconds: `LOGIN_FAILURE_WINDOW_SECS`' default (read from the
+/// flags, which hold it), which the tests that call [`clear_of_a_window_start`] keep.
+fn login_window_secs() -> f64 {
+    Config::new(String::new()).login_failure_window_secs as f64
+}
 
 /// The login throttle's count slides from one window to the next (`src/auth/throttle.rs`):
 /// just after a window starts, the previous window's failures count a little less than
@@ -34,7 +38,8 @@ async fn clear_of_a_window_start() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("a clock after 1970")
         .as_secs_f64();
-    let left = LOGIN_WINDOW_SECS as f64 - now % LOGIN_WINDOW_SECS as f64;
+    let window = login_window_secs();
+    let left = window - now % window;
     if left < 20.0 {
         tokio::time::sleep(Duration::from_secs_f64(left + 0.5)).await;
     }
