@@ -10,6 +10,8 @@
 #   bash bench/instructions.sh                               # the example and reference_percore
 #   SERVERS="old=/tmp/old/techempower new=./target/release/examples/techempower" \
 #     ROUTES="/fortunes /native/fortunes" bash bench/instructions.sh
+#   SERVERS="old=/tmp/pgbridge-old new=./target/release/pgbridge" ROUTES=/healthz \
+#     bash bench/instructions.sh                             # the service itself, two builds
 #   GLIBC_TUNABLES=glibc.malloc.tcache_count=100 bash bench/instructions.sh   # glibc's per-thread
 #     cache 100 chunks per size instead of 7 (recorded in the raw file's command line)
 set -euo pipefail
@@ -40,7 +42,7 @@ for spec in $SERVERS; do
       > "$WORK/$name.log" 2>&1 &
     pid=$!
     BENCH_PIDS+=("$pid")
-    for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/plaintext" >/dev/null && break; sleep 0.2; done
+    for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port$route" >/dev/null && break; sleep 0.2; done
     wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$port$route" >/dev/null
     callgrind_control -i on "$pid" >/dev/null 2>&1
     out=$(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" "http://127.0.0.1:$port$route")

@@ -100,6 +100,7 @@ request, the commit, the NOTIFY, the fan-out and the client's own scheduling of 
 | server RSS, idle | $(val rss_idle_mb) MB | |
 | server RSS, all streams open | $(val rss_open_mb) MB | ≤ 150 MB: $(verdict "$(val rss_peak_mb)" 150.01) |
 | server peak RSS (VmHWM) | $(val rss_peak_mb) MB | |
+| PATCH → first subscriber, median (the request, the commit and the NOTIFY) | $(val first_subscriber_p50_ms) ms | |
 | PATCH → last subscriber, median | $(val last_subscriber_p50_ms) ms | |
 | PATCH → last subscriber, p99 | $(val last_subscriber_p99_ms) ms | ≤ 100 ms: $(verdict "$(val last_subscriber_p99_ms)" 100.01) |
 | PATCH → each delivery, median | $(val delivery_p50_ms) ms | |

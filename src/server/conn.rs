@@ -39,6 +39,7 @@ use super::Stack;
 use super::evict::Connection;
 use super::reject;
 use super::stats::{ConnectionStats, TimedOut};
+use super::woken::PolledWhenWoken;
 use super::{Limits, Phase};
 
 /// Serves one connection until it ends, times out, or the server aborts it.
@@ -107,40 +108,47 @@ pub(crate) async fn serve(
     loop {
         let pressed = *pressure.borrow_and_update();
         let deadline = activity.deadline(&limits, pressed);
-        tokio::select! {
+        // The signals are polled only when one of them has woken the task, not on every
+        // wake-up of the connection (`woken.rs`); the connection goes first.
+        let signal = PolledWhenWoken::new(next_signal(
+            &mut phase,
+            signals_open,
+            &connection,
+            &mut pressure,
+            pressure_open,
+            deadline,
+        ));
+        let signal = tokio::select! {
+            biased;
             result = &mut conn => {
                 if let Err(err) = result {
                     tracing::debug!(%remote, error = %err, "connection ended with an error");
                 }
                 return;
             }
-            changed = phase.changed(), if signals_open => {
-                if changed.is_err() {
-                    signals_open = false;
-                    continue;
-                }
-                match *phase.borrow_and_update() {
-                    Phase::Serving => {}
-                    Phase::Draining => {
-                        if !draining {
-                            draining = true;
-                            Pin::new(&mut conn).graceful_shutdown();
-                        }
+            signal = signal => signal,
+        };
+        match signal {
+            Signal::Phase { open: false } => signals_open = false,
+            Signal::Phase { open: true } => match *phase.borrow_and_update() {
+                Phase::Serving => {}
+                Phase::Draining => {
+                    if !draining {
+                        draining = true;
+                        Pin::new(&mut conn).graceful_shutdown();
                     }
-                    // Dropping `conn` drops the request futures: queries are cancelled.
-                    Phase::Aborting => return,
                 }
-            }
+                // Dropping `conn` drops the request futures: queries are cancelled.
+                Phase::Aborting => return,
+            },
             // At the cap, this connection's long anonymous request was chosen to make room.
-            () = connection.evicted() => {
+            Signal::Evicted => {
                 tracing::debug!(%remote, "closing a long anonymous request at the connection cap");
                 return;
             }
             // At the cap, the deadlines shorten: look again.
-            changed = pressure.changed(), if pressure_open => {
-                pressure_open = changed.is_ok();
-            }
-            () = tokio::time::sleep_until(deadline) => {
+            Signal::Pressure { open } => pressure_open = open,
+            Signal::Deadline => {
                 if let Some(reason) = activity.expired(&limits, Instant::now(), pressed) {
                     stats.on_timeout(reason);
                     tracing::debug!(%remote, ?reason, "closing a connection that timed out");
@@ -148,6 +156,35 @@ pub(crate) async fn serve(
                 }
             }
         }
+    }
+}
+
+/// What woke a connection's watchdog, besides the connection itself.
+enum Signal {
+    /// The server's phase changed (`open: false`: its sender is gone, no more changes).
+    Phase { open: bool },
+    /// The accept loop chose this connection to make room at the cap.
+    Evicted,
+    /// The cap's pressure changed (`open: false`: no more changes).
+    Pressure { open: bool },
+    /// The watchdog's timer: look at the bounds again.
+    Deadline,
+}
+
+/// The next [`Signal`]; a closed channel is not waited on again.
+async fn next_signal(
+    phase: &mut watch::Receiver<Phase>,
+    phase_open: bool,
+    connection: &Connection,
+    pressure: &mut watch::Receiver<bool>,
+    pressure_open: bool,
+    deadline: Instant,
+) -> Signal {
+    tokio::select! {
+        changed = phase.changed(), if phase_open => Signal::Phase { open: changed.is_ok() },
+        () = connection.evicted() => Signal::Evicted,
+        changed = pressure.changed(), if pressure_open => Signal::Pressure { open: changed.is_ok() },
+        () = tokio::time::sleep_until(deadline) => Signal::Deadline,
     }
 }
 

@@ -11,6 +11,7 @@
 //! | `fd_limit.rs` | raise `RLIMIT_NOFILE`; fit the cap under it |
 //! | `percore.rs` | `RUNTIME=percore`: one current-thread runtime and server per core |
 //! | `stack.rs` | [`Stack`]: the service served, the middleware stack boxed once, no outer `Router` |
+//! | `woken.rs` | a connection's rare signals polled only when they woke its task |
 //!
 //! Handlers see `ConnectInfo<SocketAddr>` and the [`Connection`] extension, and TCP_NODELAY is set on every connection, as
 //! with `axum::serve(..).into_make_service_with_connect_info::<SocketAddr>()`.
@@ -44,6 +45,7 @@ mod reject;
 mod shutdown;
 mod stack;
 mod stats;
+mod woken;
 
 use std::time::Duration;
 
