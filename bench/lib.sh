@@ -159,6 +159,17 @@ to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v
 # median: the median of the numbers on standard input, one a line ("n/a" if there are none).
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
+# rotate N WORD...: the words starting from the (N mod count)-th (0-based) and wrapping round: an
+# interleaved benchmark rotates its variants' order each round, so that none always runs first
+# (the first run after another route's measures, or after a round's end, ran slower in bench/run.sh).
+rotate() {
+  local n=$1; shift
+  local words=("$@") count=$#
+  [ "$count" -gt 0 ] || return 0
+  local i
+  for ((i = 0; i < count; i++)); do echo "${words[$(((n + i) % count))]}"; done
+}
+
 # thread_times PID: "tid name ran_ns waited_ns" for each of the process's threads but its main
 # one, from /proc/PID/task/TID/schedstat: the time the thread ran on a CPU and the time it
 # waited, runnable, for one. A name's spaces become underscores; a thread that ends while it

@@ -176,7 +176,8 @@ for round in $(seq "$ROUNDS"); do
   run_pgbench
   for route in "${ROUTES[@]}"; do
     for threads in $THREADS; do
-      for variant in $(variants_of "$route"); do
+      # Each round starts the variants' order one further on (bench/lib.sh's rotate).
+      for variant in $(rotate $((round - 1)) $(variants_of "$route")); do
         run_wrk "/$route" "$variant" "$(url_of "$variant" "$route")" "$threads"
       done
     done
@@ -188,7 +189,7 @@ for round in $(seq "$ROUNDS"); do
     for threads in $THREADS; do
       variants="layer percore deadpool"
       [ "$route" = db ] || [ "$route" = fortunes ] || variants="layer layer-poolprocess layer-poolpercore shared pooled percore deadpool"
-      for variant in $variants; do
+      for variant in $(rotate $((round - 1)) $variants); do
         run_wrk "/$route" "$variant" "$(url_of "$variant" "$route")" "$threads" 256
       done
     done
@@ -330,7 +331,8 @@ SECTION="## TechEmpower database tests (issues 5, 10 and 21)
 Each figure is the median over the rounds of \`wrk -tT -c$CONNECTIONS -d${DURATION}s --latency\`,
 for T in $THREADS (nothing pinned), with wrk, the servers and Postgres (fsync off) on the same
 machine; every variant runs in every round, route by route, so the ratios compare runs made
-minutes apart. Variants: **layer** and **native** are \`examples/techempower/\` (through the
+minutes apart, and each round starts the variants' order one further on, so that no variant
+always runs first (the first after another route's runs measured slower). Variants: **layer** and **native** are \`examples/techempower/\` (through the
 contract and as native axum handlers over the same data functions, on one current-thread runtime
 per core, each with a \`SO_REUSEPORT\` listener and its own \`Db\`: single statements on
 \`db.shared()\`, one pipelined connection per core; the pool of 32 divided between cores for the rest,

@@ -88,7 +88,7 @@ for round in $(seq "$ROUNDS"); do
   for route in /healthz "/notes/$NOTE"; do
     label=$route; [ "$route" = /healthz ] || label="/notes/{id}"
     for threads in $THREADS; do
-      for runtime in $VARIANTS; do
+      for runtime in $(rotate $((round - 1)) $VARIANTS); do
         before=$(ticks "${PID_OF[$runtime]}"); threads_before=$(core_times "${PID_OF[$runtime]}")
         out=$(wrk -t"$threads" -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Authorization: Bearer $TOKEN" "${URL_OF[$runtime]}$route")
         after=$(ticks "${PID_OF[$runtime]}"); split=$(core_split "$threads_before" "$(core_times "${PID_OF[$runtime]}")")
@@ -143,7 +143,8 @@ Three \`pgbridge\` processes on one Postgres: **multi**, \`RUNTIME=multi\` (the 
 multi-threaded runtime, tokio's worker per core); **multi-plus1**, the same with one worker more
 than the $(nproc) cores (\`TOKIO_WORKER_THREADS=$(($(nproc) + 1))\`); **percore**,
 \`RUNTIME=percore\` (src/server/percore.rs: a current-thread runtime per core, every core
-accepting on the one socket, each with its own \`Db\`); interleaved route by route in each round, under
+accepting on the one socket, each with its own \`Db\`); interleaved route by route in each round (each
+round starting the variants' order one further on), under
 \`wrk -tT -c$CONNECTIONS -d${DURATION}s\` for T in $THREADS (nothing pinned); medians of the rounds.
 \`/notes/{id}\` checks a bearer token and reads the note under its account's scope. Server CPU
 per request: the process's utime+stime (\`/proc/PID/stat\`) across the run ÷ its requests.
