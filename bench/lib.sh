@@ -159,6 +159,20 @@ to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v
 # median: the median of the numbers on standard input, one a line ("n/a" if there are none).
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
+# ratio A B: A / B to two decimals ("n/a" when B is not above 0).
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+# cpu_ticks PID...: the processes' utime+stime (/proc/PID/stat), summed, in clock ticks; a
+# process that is gone counts 0.
+cpu_ticks() {
+  local total=0 pid t
+  for pid in "$@"; do
+    t=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat" 2>/dev/null || echo 0)
+    total=$((total + t))
+  done
+  echo "$total"
+}
+
 # rotate N WORD...: the words starting from the (N mod count)-th (0-based) and wrapping round: an
 # interleaved benchmark rotates its variants' order each round, so that none always runs first
 # (the first run after another route's measures, or after a round's end, ran slower in bench/run.sh).

@@ -131,15 +131,6 @@ LUA
 curl -fsS -o /dev/null -X PATCH -H "$AUTH" -H 'Content-Type: application/merge-patch+json' -H 'If-Match: *' \
   -d '{"body":"patched"}' "$BASE/notes/$NOTE" || { echo "FAIL PATCH" >&2; exit 1; }
 
-# ticks PID...: utime+stime of the processes, in clock ticks.
-ticks() {
-  local total=0 pid t
-  for pid in "$@"; do
-    t=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat" 2>/dev/null || echo 0)
-    total=$((total + t))
-  done
-  echo "$total"
-}
 pg_pids() { echo "$PG_PID" $(pgrep -P "$PG_PID" || true); }
 HZ=$(getconf CLK_TCK)
 RESULTS=$WORK/results.tsv
@@ -149,9 +140,9 @@ run() {
   local label=$1 server=$2 threads=$3 url=$4; shift 4
   local pids out rps p99 requests bad s0 s1 p0 p1 server_us pg_us
   pids=$(pg_pids)
-  s0=$(ticks "${PID_OF[$server]}"); p0=$(ticks $pids)
+  s0=$(cpu_ticks "${PID_OF[$server]}"); p0=$(cpu_ticks $pids)
   out=$(wrk -t"$threads" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url")
-  s1=$(ticks "${PID_OF[$server]}"); p1=$(ticks $(pg_pids))
+  s1=$(cpu_ticks "${PID_OF[$server]}"); p1=$(cpu_ticks $(pg_pids))
   rps=$(echo "$out" | awk '/^Requests\/sec:/ { print $2 }')
   requests=$(echo "$out" | awk '/requests in/ { print $1 }')
   p99=$(to_ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")

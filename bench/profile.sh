@@ -27,15 +27,14 @@ DATABASE_URL="$PG_URL" BIND_ADDR="127.0.0.1:$PORT" "$BIN" > "$WORK/server.log" 2
 PID=$!
 BENCH_PIDS+=("$PID")
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/plaintext" >/dev/null && break; sleep 0.1; done
-ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$PID/stat"; }
 for route in $ROUTES; do
   wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT$route" >/dev/null
-  t0=$(ticks)
+  t0=$(cpu_ticks "$PID")
   perf record -q -F 999 -g -p "$PID" -o "$WORK/perf.data" -- sleep "$DURATION" 2>/dev/null &
   PERF=$!
   out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "http://127.0.0.1:$PORT$route")
   wait "$PERF" || true
-  t1=$(ticks)
+  t1=$(cpu_ticks "$PID")
   requests=$(echo "$out" | awk '/requests in/ { print $1 }')
   us=$(awk -v t=$((t1 - t0)) -v n="$requests" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
   {

@@ -201,17 +201,15 @@ echo "peak RSS of the layer's server: $PEAK_RSS_MB MB" | tee -a "$RAW"
 # Where the 2 cores go under /db: CPU ticks of the server, of Postgres (postmaster and its
 # backends), and of everything busy on the machine (the rest is wrk), over one more run.
 echo "== CPU split during /db (wrk -t2)"
-proc_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 pg_ticks() {
-  local pm total=0 pid
+  local pm
   pm=$(head -1 "$WORK/data/postmaster.pid")
-  for pid in "$pm" $(pgrep -P "$pm"); do total=$((total + $(proc_ticks "$pid"))); done
-  echo "$total"
+  cpu_ticks "$pm" $(pgrep -P "$pm")
 }
 busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
-S0=$(proc_ticks "$SERVER_PID"); P0=$(pg_ticks); B0=$(busy_ticks); T0=$(date +%s.%N)
+S0=$(cpu_ticks "$SERVER_PID"); P0=$(pg_ticks); B0=$(busy_ticks); T0=$(date +%s.%N)
 wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" "$BASE/db" > /dev/null
-S1=$(proc_ticks "$SERVER_PID"); P1=$(pg_ticks); B1=$(busy_ticks); T1=$(date +%s.%N)
+S1=$(cpu_ticks "$SERVER_PID"); P1=$(pg_ticks); B1=$(busy_ticks); T1=$(date +%s.%N)
 share() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a / b; else print "n/a" }'; }
 CPU_SERVER=$(share $((S1 - S0)) $((B1 - B0)))
 CPU_PG=$(share $((P1 - P0)) $((B1 - B0)))
@@ -223,7 +221,6 @@ raw_end
 # Medians over the rounds.
 # stat ROUTE VARIANT THREADS COLUMN [CONNECTIONS]: 5 = req/s, 6 = p99 ms, 7 = non-2xx
 stat() { awk -F'\t' -v l="$1" -v v="$2" -v t="$3" -v c="${5:-$CONNECTIONS}" -v col="$4" '$1 == l && $2 == v && $3 == t && $4 == c { print $col }' "$RESULTS" | median; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'; }
 fmt() { awk -v v="$1" 'BEGIN { if (v == "n/a" || v == "") print "n/a"; else printf "%\047.0f", v }'; }
 verdict() { awk -v r="$1" -v t="$2" -v dir="$3" 'BEGIN { if (r == "n/a") { print "n/a"; exit } ok = (dir == "ge") ? (r + 0 >= t + 0) : (r + 0 <= t + 0); print ok ? "met" : "missed" }'; }
 vs() { ratio "$(stat "$1" "$2" "$4" 5)" "$(stat "$1" "$3" "$4" 5)"; } # vs ROUTE A B THREADS

@@ -62,8 +62,6 @@ for runtime in $VARIANTS; do
     || { echo "FAIL: GET /notes/$NOTE on $runtime" >&2; exit 1; }
 done
 
-# ticks PID: utime+stime of the process, in clock ticks.
-ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 # core_times PID: "tid name ran_ns waited_ns" for each of the process's request-serving threads
 # (the per-core servers' pgbridge-core-N, the multi-threaded runtime's tokio-rt-worker).
 core_times() { thread_times "$1" | awk '$2 ~ /^(pgbridge-core-|tokio-rt-worker$)/'; }
@@ -89,9 +87,9 @@ for round in $(seq "$ROUNDS"); do
     label=$route; [ "$route" = /healthz ] || label="/notes/{id}"
     for threads in $THREADS; do
       for runtime in $(rotate $((round - 1)) $VARIANTS); do
-        before=$(ticks "${PID_OF[$runtime]}"); threads_before=$(core_times "${PID_OF[$runtime]}")
+        before=$(cpu_ticks "${PID_OF[$runtime]}"); threads_before=$(core_times "${PID_OF[$runtime]}")
         out=$(wrk -t"$threads" -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Authorization: Bearer $TOKEN" "${URL_OF[$runtime]}$route")
-        after=$(ticks "${PID_OF[$runtime]}"); split=$(core_split "$threads_before" "$(core_times "${PID_OF[$runtime]}")")
+        after=$(cpu_ticks "${PID_OF[$runtime]}"); split=$(core_split "$threads_before" "$(core_times "${PID_OF[$runtime]}")")
         busiest=${split##*busiest=}
         requests=$(echo "$out" | awk '/ requests in / { print $1 }')
         cpu=$(awk -v d=$((after - before)) -v n="${requests:-0}" -v hz="$HZ" 'BEGIN { if (n > 0) printf "%.1f", d * 1e6 / hz / n; else print "n/a" }')
@@ -107,7 +105,6 @@ for round in $(seq "$ROUNDS"); do
 done
 raw_end
 stat() { awk -F'\t' -v l="$1" -v v="$2" -v t="$3" -v col="$4" '$1 == l && $2 == v && $3 == t { print $col }' "$RESULTS" | median; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'; }
 TABLE="| route | wrk | variant | req/s | × multi | server CPU µs/req | p99 ms | non-2xx |
 | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"
 for label in /healthz "/notes/{id}"; do
