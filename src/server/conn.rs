@@ -100,7 +100,7 @@ pub(crate) async fn serve(
     let mut conn = builder.serve_connection(io, service);
 
     let mut draining = false;
-    let mut signals_open = true;
+    let mut phase_open = true;
     let mut pressure_open = true;
     if *phase.borrow_and_update() != Phase::Serving {
         return;
@@ -112,7 +112,7 @@ pub(crate) async fn serve(
         // wake-up of the connection (`woken.rs`); the connection goes first.
         let signal = PolledWhenWoken::new(next_signal(
             &mut phase,
-            signals_open,
+            phase_open,
             &connection,
             &mut pressure,
             pressure_open,
@@ -129,7 +129,7 @@ pub(crate) async fn serve(
             signal = signal => signal,
         };
         match signal {
-            Signal::Phase { open: false } => signals_open = false,
+            Signal::Phase { open: false } => phase_open = false,
             Signal::Phase { open: true } => match *phase.borrow_and_update() {
                 Phase::Serving => {}
                 Phase::Draining => {

@@ -27,6 +27,14 @@ fn login_window_secs() -> f64 {
     Config::new(String::new()).login_failure_window_secs as f64
 }
 
+/// Seconds since the epoch, as the throttle's windows are aligned to it.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_secs_f64()
+}
+
 /// The login throttle's count slides from one window to the next (`src/auth/throttle.rs`):
 /// just after a window starts, the previous window's failures count a little less than
 /// their number, so one more attempt fits under the limit. A test that counts failures up
@@ -34,12 +42,8 @@ fn login_window_secs() -> f64 {
 /// past one, and got 201 where the limit said 429); if the current window ends within 20
 /// seconds, wait for the next.
 async fn clear_of_a_window_start() {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("a clock after 1970")
-        .as_secs_f64();
     let window = login_window_secs();
-    let left = window - now % window;
+    let left = window - unix_now() % window;
     if left < 20.0 {
         tokio::time::sleep(Duration::from_secs_f64(left + 0.5)).await;
     }
@@ -399,13 +403,7 @@ async fn failures_just_before_a_window_starts_still_count_after_it() {
     })
     .await;
     Account::new(service.addr, "alice").await;
-    let into_window = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("a clock after 1970")
-            .as_secs_f64()
-            % WINDOW
-    };
+    let into_window = || unix_now() % WINDOW;
     // The three failures in the last 1.5 seconds of a window...
     let wait = (WINDOW - 1.5 - into_window()).rem_euclid(WINDOW);
     tokio::time::sleep(Duration::from_secs_f64(wait)).await;
