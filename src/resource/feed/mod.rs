@@ -450,10 +450,7 @@ pub async fn app(
     let mut subscriber = Subscriber {
         rx,
         stopped,
-        heartbeat: tokio::time::interval_at(
-            tokio::time::Instant::now() + feed.heartbeat,
-            feed.heartbeat,
-        ),
+        heartbeat: subscriber::heartbeat(feed.heartbeat),
         db,
         spec,
         principal,
