@@ -366,6 +366,17 @@ impl Feed {
     }
 }
 
+/// A timer for work done every `interval` (a stream's heartbeat, a feed's pruning): the
+/// first tick one `interval` from now. A tick that falls due while the timer is not polled
+/// (a stream whose client is not reading, its socket full; a prune that ran long) comes once
+/// when it is polled again, and the next a whole interval later: not one tick per interval
+/// missed, back to back.
+fn every(interval: Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
 /// Seconds a client turned away at the stream cap is asked to wait.
 const FULL_RETRY_AFTER_SECS: u32 = 5;
 
@@ -450,7 +461,7 @@ pub async fn app(
     let mut subscriber = Subscriber {
         rx,
         stopped,
-        heartbeat: subscriber::heartbeat(feed.heartbeat),
+        heartbeat: every(feed.heartbeat),
         db,
         spec,
         principal,
@@ -514,6 +525,34 @@ mod tests {
             std::str::from_utf8(&broadcast.frame).unwrap(),
             "id: 5\nevent: note\ndata: {\"id\":5,\"note_id\":2,\"kind\":\"updated\",\
              \"version\":3,\"at\":\"2026-11-25T02:00:00.000000Z\"}\n\n"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_ticks_an_interval_in_then_once_after_a_stall() {
+        use tokio::time::Instant;
+        // Tokio's timer counts whole milliseconds.
+        let near = |a: Duration, b: Duration| a.abs_diff(b) <= Duration::from_millis(1);
+        let interval = Duration::from_millis(1_000);
+        let started = Instant::now();
+        let mut tick = every(interval);
+        tick.tick().await;
+        assert!(
+            near(started.elapsed(), interval),
+            "the first tick one interval in"
+        );
+        let first = Instant::now();
+        tick.tick().await;
+        assert!(near(first.elapsed(), interval));
+        // Not polled for 2.5 intervals: one tick at once, the next a whole interval later.
+        tokio::time::sleep(interval.mul_f64(2.5)).await;
+        let late = Instant::now();
+        tick.tick().await;
+        assert!(near(late.elapsed(), Duration::ZERO));
+        tick.tick().await;
+        assert!(
+            near(late.elapsed(), interval),
+            "no burst of the missed ticks"
         );
     }
 }

@@ -151,9 +151,7 @@ pub async fn run_pruner(
     if retention.is_zero() {
         return;
     }
-    let interval = interval.max(Duration::from_millis(10));
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = super::every(interval.max(Duration::from_millis(10)));
     loop {
         tokio::select! {
             _ = tick.tick() => {}

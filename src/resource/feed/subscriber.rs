@@ -7,11 +7,9 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{broadcast, watch};
-use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use crate::auth::{self, Principal};
 use crate::db::listener::Notice;
@@ -53,17 +51,6 @@ pub(super) struct Subscriber {
 /// lease lapsed under load, would otherwise close every stream of the process at once, and
 /// every client would reconnect into the same load.
 const MAX_FAILED_CHECKS: u8 = 2;
-
-/// A stream's heartbeat: the first beat one `interval` after it opens, then every
-/// `interval`. A beat that falls due while the stream is not polled (its client is not
-/// reading, and the socket is full) comes once when it is polled again, and the next a
-/// whole interval later: not one beat per interval missed, back to back, each with its
-/// session check.
-pub(super) fn heartbeat(interval: Duration) -> Interval {
-    let mut beat = tokio::time::interval_at(Instant::now() + interval, interval);
-    beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    beat
-}
 
 enum Woke {
     Notice(Result<Notice<Broadcast>, broadcast::error::RecvError>),
@@ -261,32 +248,5 @@ mod tests {
         assert!(keep_after_check(&mut failed, unavailable()));
         // ... and a revocation found after a failure still ends it at once.
         assert!(!keep_after_check(&mut failed, Ok(false)));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_stream_beats_every_interval_and_once_after_a_stall() {
-        // Tokio's timer counts whole milliseconds.
-        let near = |a: Duration, b: Duration| a.abs_diff(b) <= Duration::from_millis(1);
-        let interval = Duration::from_millis(1_000);
-        let opened = Instant::now();
-        let mut beat = heartbeat(interval);
-        beat.tick().await;
-        assert!(
-            near(opened.elapsed(), interval),
-            "the first beat one interval in"
-        );
-        let first = Instant::now();
-        beat.tick().await;
-        assert!(near(first.elapsed(), interval));
-        // Not polled for 2.5 intervals: one beat at once, the next a whole interval later.
-        tokio::time::sleep(interval.mul_f64(2.5)).await;
-        let late = Instant::now();
-        beat.tick().await;
-        assert!(near(late.elapsed(), Duration::ZERO));
-        beat.tick().await;
-        assert!(
-            near(late.elapsed(), interval),
-            "no burst of the missed beats"
-        );
     }
 }
